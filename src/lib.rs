@@ -1,0 +1,3 @@
+//! wsloop
+#![deny(missing_docs)]
+pub mod protocol;

@@ -1,0 +1,286 @@
+//! The base framing protocol, RFC 6455 §5.2: opcodes, the frame header, an encoder and an
+//! incremental decoder.
+//!
+//! The decoder is a push parser: hand it whatever bytes arrived, it takes what it can and says
+//! what it found. It yields a frame's header as soon as the header is complete, then the
+//! payload in pieces, unmasked in place, as the pieces arrive. Header rules that do not depend on
+//! earlier frames (§5.2, §5.5) are checked here, as early as the bytes allow, so a bad frame fails
+//! before its payload is read. Rules across frames live in [`super::message`].
+
+use super::error::ProtocolError;
+use super::mask::apply_mask;
+
+/// The longest possible frame header: 2 + 8 (64-bit length) + 4 (mask key).
+pub const MAX_HEADER_LEN: usize = 14;
+/// The largest payload a control frame may carry (§5.5).
+pub const MAX_CONTROL_PAYLOAD: u64 = 125;
+
+/// A frame's opcode (§5.2, §11.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpCode {
+    /// 0x0: continues a fragmented message.
+    Continuation,
+    /// 0x1: the first frame of a text message.
+    Text,
+    /// 0x2: the first frame of a binary message.
+    Binary,
+    /// 0x8: close.
+    Close,
+    /// 0x9: ping.
+    Ping,
+    /// 0xA: pong.
+    Pong,
+}
+
+impl OpCode {
+    /// Decodes the low nibble of a frame's first byte; 0x3-0x7 and 0xB-0xF are reserved.
+    pub fn from_bits(bits: u8) -> Result<OpCode, ProtocolError> {
+        Ok(match bits {
+            0x0 => OpCode::Continuation,
+            0x1 => OpCode::Text,
+            0x2 => OpCode::Binary,
+            0x8 => OpCode::Close,
+            0x9 => OpCode::Ping,
+            0xA => OpCode::Pong,
+            other => return Err(ProtocolError::ReservedOpcode(other)),
+        })
+    }
+
+    /// The opcode's wire value.
+    pub fn bits(self) -> u8 {
+        match self {
+            OpCode::Continuation => 0x0,
+            OpCode::Text => 0x1,
+            OpCode::Binary => 0x2,
+            OpCode::Close => 0x8,
+            OpCode::Ping => 0x9,
+            OpCode::Pong => 0xA,
+        }
+    }
+
+    /// Control frames are those with the high bit of the opcode set (§5.5).
+    pub fn is_control(self) -> bool {
+        self.bits() & 0x8 != 0
+    }
+}
+
+/// A decoded frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// FIN: this is the last frame of its message.
+    pub fin: bool,
+    /// The frame's opcode.
+    pub opcode: OpCode,
+    /// The masking key, when the mask bit is set.
+    pub mask: Option<[u8; 4]>,
+    /// Payload length in bytes.
+    pub payload_len: u64,
+}
+
+/// Which side of the connection the decoder is on: servers accept only masked frames, clients
+/// only unmasked ones (§5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Decodes frames sent by a client.
+    Server,
+    /// Decodes frames sent by a server.
+    Client,
+}
+
+/// What the decoder found at the front of its input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// A complete, valid header; payload pieces follow (even for an empty payload).
+    Header(FrameHeader),
+    /// The next piece of the current frame's payload, already unmasked.
+    Payload {
+        /// The bytes.
+        data: &'a [u8],
+        /// This piece ends the frame.
+        end_of_frame: bool,
+    },
+}
+
+#[derive(Debug)]
+enum DecodeState {
+    /// Collecting header bytes; `len` of them are in `buf`.
+    Header { buf: [u8; MAX_HEADER_LEN], len: usize },
+    /// Inside a payload: `remaining` bytes to go, `offset` into the mask key.
+    Payload { mask: Option<[u8; 4]>, remaining: u64, offset: usize },
+}
+
+/// Incremental frame decoder; see the module docs.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    role: Role,
+    max_frame_size: u64,
+    state: DecodeState,
+}
+
+impl FrameDecoder {
+    /// A decoder for frames arriving at `role`, failing frames longer than `max_frame_size`.
+    pub fn new(role: Role, max_frame_size: u64) -> FrameDecoder {
+        FrameDecoder { role, max_frame_size, state: Self::fresh_header() }
+    }
+
+    fn fresh_header() -> DecodeState {
+        DecodeState::Header { buf: [0; MAX_HEADER_LEN], len: 0 }
+    }
+
+    /// Decodes from the front of `input`, unmasking payload bytes in place.
+    ///
+    /// Returns how many bytes of `input` were consumed and what they were, or `None` when all of
+    /// `input` was consumed (it may be partway through a header) and more is needed.
+    pub fn decode<'a>(
+        &mut self,
+        input: &'a mut [u8],
+    ) -> Result<Option<(usize, Decoded<'a>)>, ProtocolError> {
+        match &mut self.state {
+            DecodeState::Header { buf, len } => {
+                let take = (MAX_HEADER_LEN - *len).min(input.len());
+                buf[*len..*len + take].copy_from_slice(&input[..take]);
+                let available = *len + take;
+                match parse_header(&buf[..available], self.role, self.max_frame_size)? {
+                    None => {
+                        *len = available;
+                        Ok(None)
+                    }
+                    Some((header, header_len)) => {
+                        let consumed = header_len - *len;
+                        self.state = DecodeState::Payload {
+                            mask: header.mask,
+                            remaining: header.payload_len,
+                            offset: 0,
+                        };
+                        Ok(Some((consumed, Decoded::Header(header))))
+                    }
+                }
+            }
+            DecodeState::Payload { mask, remaining, offset } => {
+                if input.is_empty() && *remaining > 0 {
+                    return Ok(None);
+                }
+                let take = (*remaining).min(input.len() as u64) as usize;
+                let data = &mut input[..take];
+                if let Some(key) = *mask {
+                    *offset = apply_mask(data, key, *offset);
+                }
+                *remaining -= take as u64;
+                let end_of_frame = *remaining == 0;
+                if end_of_frame {
+                    self.state = Self::fresh_header();
+                }
+                Ok(Some((take, Decoded::Payload { data, end_of_frame })))
+            }
+        }
+    }
+}
+
+/// Parses a header from the front of `bytes`: `None` when more bytes are needed. Checks
+/// what can be checked from the bytes present, so a bad first byte fails at once.
+fn parse_header(
+    bytes: &[u8],
+    role: Role,
+    max_frame_size: u64,
+) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+    let [b0, b1, rest @ ..] = bytes else {
+        return Ok(None);
+    };
+    let fin = b0 & 0x80 != 0;
+    let rsv = (b0 >> 4) & 0x7;
+    if rsv != 0 {
+        return Err(ProtocolError::ReservedBits(rsv));
+    }
+    let opcode = OpCode::from_bits(b0 & 0x0F)?;
+    let masked = b1 & 0x80 != 0;
+    if masked != (role == Role::Server) {
+        return Err(ProtocolError::BadMasking { masked });
+    }
+    let len7 = b1 & 0x7F;
+    if opcode.is_control() {
+        if !fin {
+            return Err(ProtocolError::FragmentedControl);
+        }
+        if u64::from(len7) > MAX_CONTROL_PAYLOAD {
+            return Err(ProtocolError::ControlTooLong(u64::from(len7)));
+        }
+    }
+    let (payload_len, len_bytes) = match len7 {
+        126 => match rest {
+            [a, b, ..] => (u64::from(u16::from_be_bytes([*a, *b])), 2),
+            _ => return Ok(None),
+        },
+        127 => match rest.get(..8) {
+            Some(ext) => {
+                let len = u64::from_be_bytes(ext.try_into().expect("8 bytes"));
+                if len >> 63 != 0 {
+                    return Err(ProtocolError::LengthOverflow);
+                }
+                (len, 8)
+            }
+            None => return Ok(None),
+        },
+        short => (u64::from(short), 0),
+    };
+    if payload_len > max_frame_size {
+        return Err(ProtocolError::FrameTooBig(payload_len));
+    }
+    let mask_len = if masked { 4 } else { 0 };
+    let Some(key) = rest.get(len_bytes..len_bytes + mask_len) else {
+        return Ok(None);
+    };
+    let mask = masked.then(|| key.try_into().expect("4 bytes"));
+    let header = FrameHeader { fin, opcode, mask, payload_len };
+    Ok(Some((header, 2 + len_bytes + mask_len)))
+}
+
+/// Writes a frame header into `out` and returns its length (§5.2). The length uses the
+/// shortest form, as the RFC requires.
+pub fn encode_header(
+    out: &mut [u8; MAX_HEADER_LEN],
+    fin: bool,
+    opcode: OpCode,
+    payload_len: u64,
+    mask: Option<[u8; 4]>,
+) -> usize {
+    out[0] = if fin { 0x80 } else { 0 } | opcode.bits();
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    let mut n = match payload_len {
+        0..=125 => {
+            out[1] = mask_bit | payload_len as u8;
+            2
+        }
+        126..=0xFFFF => {
+            out[1] = mask_bit | 126;
+            out[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
+            4
+        }
+        _ => {
+            out[1] = mask_bit | 127;
+            out[2..10].copy_from_slice(&payload_len.to_be_bytes());
+            10
+        }
+    };
+    if let Some(key) = mask {
+        out[n..n + 4].copy_from_slice(&key);
+        n += 4;
+    }
+    n
+}
+
+/// Appends one complete frame (FIN set) to `out`; masks the payload when `mask` is given.
+pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = encode_header(&mut header, true, opcode, payload.len() as u64, mask);
+    out.reserve(n + payload.len());
+    out.extend_from_slice(&header[..n]);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        apply_mask(&mut out[start..], key, 0);
+    }
+}
+
+#[cfg(test)]
+#[path = "frame_tests.rs"]
+mod tests;

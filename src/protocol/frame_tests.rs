@@ -1,0 +1,133 @@
+use super::*;
+
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// Decodes `stream` fed in pieces of `split` bytes; returns each frame's header and payload.
+fn decode_split(
+    stream: &[u8],
+    split: usize,
+    role: Role,
+) -> Result<Vec<(FrameHeader, Vec<u8>)>, ProtocolError> {
+    let mut decoder = FrameDecoder::new(role, 1 << 20);
+    let mut frames: Vec<(FrameHeader, Vec<u8>)> = Vec::new();
+    let mut open = false;
+    for piece in stream.chunks(split) {
+        let mut piece = piece.to_vec();
+        let mut pos = 0;
+        loop {
+            let Some((n, event)) = decoder.decode(&mut piece[pos..])? else { break };
+            pos += n;
+            match event {
+                Decoded::Header(h) => {
+                    assert!(!open, "header inside a payload");
+                    frames.push((h, Vec::new()));
+                    open = true;
+                }
+                Decoded::Payload { data, end_of_frame } => {
+                    frames.last_mut().expect("payload after a header").1.extend_from_slice(data);
+                    open = !end_of_frame;
+                }
+            }
+            if pos == piece.len() && !open {
+                break;
+            }
+        }
+    }
+    assert!(!open, "stream ended inside a frame");
+    Ok(frames)
+}
+
+fn client_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = encode_header(&mut header, fin, opcode, payload.len() as u64, Some(KEY));
+    let mut out = header[..n].to_vec();
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], KEY, 0);
+    out
+}
+
+#[test]
+fn rfc_examples_decode() {
+    // §5.7: a single-frame unmasked text message, as a client receives it.
+    let frames = decode_split(&[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f], 7, Role::Client);
+    let frames = frames.unwrap();
+    assert_eq!(frames[0].0.opcode, OpCode::Text);
+    assert_eq!(frames[0].1, b"Hello");
+    // §5.7: a single-frame masked text message, as a server receives it.
+    let masked = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+    assert_eq!(decode_split(&masked, 11, Role::Server).unwrap()[0].1, b"Hello");
+}
+
+#[test]
+fn same_result_at_every_split() {
+    let mut stream = Vec::new();
+    stream.extend(client_frame(false, OpCode::Text, b"Hel"));
+    stream.extend(client_frame(true, OpCode::Ping, b"ping!"));
+    stream.extend(client_frame(true, OpCode::Continuation, b"lo"));
+    stream.extend(client_frame(true, OpCode::Binary, &[7u8; 300])); // 16-bit length
+    stream.extend(client_frame(true, OpCode::Binary, &vec![9u8; 70_000])); // 64-bit length
+    stream.extend(client_frame(true, OpCode::Pong, b""));
+    stream.extend(client_frame(true, OpCode::Close, &[0x03, 0xE8]));
+    let whole = decode_split(&stream, stream.len(), Role::Server).unwrap();
+    assert_eq!(whole.len(), 7);
+    assert_eq!(whole[3].1, vec![7u8; 300]);
+    assert_eq!(whole[4].0.payload_len, 70_000);
+    for split in (1..64).chain([1000, 4096, 65536]) {
+        assert_eq!(decode_split(&stream, split, Role::Server).unwrap(), whole, "split {split}");
+    }
+}
+
+#[test]
+fn header_errors() {
+    let cases: &[(&[u8], ProtocolError)] = &[
+        (&[0xC1, 0x80], ProtocolError::ReservedBits(0b100)),
+        (&[0x91, 0x80], ProtocolError::ReservedBits(0b001)),
+        (&[0x83, 0x80], ProtocolError::ReservedOpcode(3)),
+        (&[0x8B, 0x80], ProtocolError::ReservedOpcode(0xB)),
+        (&[0x09, 0x80], ProtocolError::FragmentedControl),
+        (&[0x89, 0xFE], ProtocolError::ControlTooLong(126)),
+        (&[0x81, 0x05], ProtocolError::BadMasking { masked: false }),
+        (&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0], ProtocolError::LengthOverflow),
+        (&[0x82, 0xFF, 0, 0, 0, 0, 0, 0x20, 0, 0], ProtocolError::FrameTooBig(0x20_0000)),
+    ];
+    for (bytes, expected) in cases {
+        // The error shows as soon as its bytes are in, whatever the split.
+        for split in 1..=bytes.len() {
+            assert_eq!(decode_split(bytes, split, Role::Server), Err(*expected), "{bytes:x?}");
+        }
+    }
+    // A client refuses masked frames.
+    let err = decode_split(&[0x81, 0x80, 1, 2, 3, 4], 6, Role::Client);
+    assert_eq!(err, Err(ProtocolError::BadMasking { masked: true }));
+}
+
+#[test]
+fn control_frame_of_125_bytes_is_fine() {
+    let frame = client_frame(true, OpCode::Ping, &[1u8; 125]);
+    assert_eq!(decode_split(&frame, 3, Role::Server).unwrap()[0].1.len(), 125);
+}
+
+#[test]
+fn encode_uses_shortest_length_form() {
+    let mut out = [0u8; MAX_HEADER_LEN];
+    assert_eq!(encode_header(&mut out, true, OpCode::Text, 125, None), 2);
+    assert_eq!(encode_header(&mut out, true, OpCode::Text, 126, None), 4);
+    assert_eq!(&out[..4], &[0x81, 126, 0, 126]);
+    assert_eq!(encode_header(&mut out, true, OpCode::Binary, 65535, None), 4);
+    assert_eq!(encode_header(&mut out, true, OpCode::Binary, 65536, None), 10);
+    assert_eq!(encode_header(&mut out, false, OpCode::Binary, 65536, Some(KEY)), 14);
+    assert_eq!(out[0], 0x02);
+    assert_eq!(&out[10..14], &KEY);
+}
+
+#[test]
+fn encode_frame_round_trips() {
+    let mut out = Vec::new();
+    encode_frame(&mut out, OpCode::Binary, &[5u8; 200], Some(KEY));
+    let frames = decode_split(&out, 5, Role::Server).unwrap();
+    assert_eq!(frames[0].1, vec![5u8; 200]);
+    let mut plain = Vec::new();
+    encode_frame(&mut plain, OpCode::Text, b"Hello", None);
+    assert_eq!(plain, [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+}

@@ -1,0 +1,232 @@
+//! The opening handshake, server side, RFC 6455 §4.2: parse the HTTP/1.1 request head, decide
+//! whether it is a valid upgrade, and build the reply.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use sha1::{Digest, Sha1};
+
+/// The GUID every accept key is derived with (§1.3).
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/// The most header lines a request may carry.
+const MAX_HEADERS: usize = 64;
+
+/// A parsed HTTP request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The request method (`GET` for any valid upgrade).
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request target's path, without the query string.
+    pub fn path(&self) -> &str {
+        self.path.split('?').next().unwrap_or("")
+    }
+
+    /// The whole request target, query string included.
+    pub fn target(&self) -> &str {
+        &self.path
+    }
+
+    /// The first header with this name (compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Every header line with this name, in order.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The `Origin` header browsers send (§4.2.1 item 7, §10.2).
+    pub fn origin(&self) -> Option<&str> {
+        self.header("Origin")
+    }
+
+    /// The subprotocols the client offers in `Sec-WebSocket-Protocol`, in its order of
+    /// preference.
+    pub fn protocols(&self) -> impl Iterator<Item = &str> {
+        self.headers_named("Sec-WebSocket-Protocol").flat_map(tokens)
+    }
+
+    /// Whether a comma-separated header contains `token`, case-insensitively.
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers_named(name).flat_map(tokens).any(|t| t.eq_ignore_ascii_case(token))
+    }
+}
+
+/// Splits a comma-separated header value into its non-empty, trimmed elements.
+fn tokens(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(|t| t.trim_matches([' ', '\t'])).filter(|t| !t.is_empty())
+}
+
+/// An HTTP error reply: the status and a one-line reason sent as the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    /// The status code.
+    pub status: u16,
+    /// Why, in one line.
+    pub reason: &'static str,
+}
+
+impl HttpError {
+    const fn new(status: u16, reason: &'static str) -> HttpError {
+        HttpError { status, reason }
+    }
+}
+
+/// The result of feeding bytes to [`parse_request`].
+#[derive(Debug)]
+pub enum Parsed {
+    /// The head is not complete yet.
+    Partial,
+    /// A complete head of `head_len` bytes; bytes after it belong to the WebSocket.
+    Complete {
+        /// The request.
+        request: Request,
+        /// How many bytes the head took.
+        head_len: usize,
+    },
+}
+
+/// Parses the request head at the front of `buf`, refusing heads over `max_head_size` bytes
+/// (431) and malformed ones (400).
+pub fn parse_request(buf: &[u8], max_head_size: usize) -> Result<Parsed, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let limited = &buf[..buf.len().min(max_head_size)];
+    let head_len = match parsed.parse(limited) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head_size => {
+            return Err(HttpError::new(431, "request head is larger than the header limit"));
+        }
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HttpError::new(431, "request has too many header lines"));
+        }
+        Err(_) => return Err(HttpError::new(400, "malformed HTTP request")),
+    };
+    if parsed.version != Some(1) {
+        return Err(HttpError::new(400, "HTTP/1.1 is required"));
+    }
+    let mut fields = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| HttpError::new(400, "header value is not UTF-8"))?;
+        fields.push((h.name.to_string(), value.trim().to_string()));
+    }
+    let request = Request {
+        method: parsed.method.unwrap_or_default().to_string(),
+        path: parsed.path.unwrap_or_default().to_string(),
+        headers: fields,
+    };
+    Ok(Parsed::Complete { request, head_len })
+}
+
+/// What a complete request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// A valid WebSocket upgrade; the value is the `Sec-WebSocket-Accept` to answer with.
+    Upgrade {
+        /// The accept key for the 101 reply.
+        accept: String,
+    },
+    /// A plain HTTP request, not trying to upgrade.
+    Plain,
+}
+
+/// Checks a request against §4.2.1. A request without an `Upgrade: websocket` is `Plain`; one
+/// that tries to upgrade must be complete and correct, else the error says what is wrong.
+pub fn classify(request: &Request) -> Result<Intent, HttpError> {
+    if request.method() != "GET" {
+        return Err(HttpError::new(400, "method must be GET"));
+    }
+    if !request.has_token("Upgrade", "websocket") {
+        return Ok(Intent::Plain);
+    }
+    if request.header("Host").is_none() {
+        return Err(HttpError::new(400, "missing Host header"));
+    }
+    if !request.has_token("Connection", "upgrade") {
+        return Err(HttpError::new(400, "Connection header must contain upgrade"));
+    }
+    let versions: Vec<&str> = request.headers_named("Sec-WebSocket-Version").collect();
+    if versions != ["13"] {
+        return Err(HttpError::new(426, "Sec-WebSocket-Version must be 13"));
+    }
+    let mut keys = request.headers_named("Sec-WebSocket-Key");
+    let key = match (keys.next(), keys.next()) {
+        (Some(key), None) => key,
+        _ => return Err(HttpError::new(400, "exactly one Sec-WebSocket-Key is required")),
+    };
+    match BASE64.decode(key) {
+        Ok(nonce) if nonce.len() == 16 => Ok(Intent::Upgrade { accept: accept_key(key) }),
+        _ => Err(HttpError::new(400, "Sec-WebSocket-Key must be 16 bytes in base64")),
+    }
+}
+
+/// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)) (§4.2.2 item 5.4).
+pub fn accept_key(key: &str) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(WEBSOCKET_GUID.as_bytes());
+    BASE64.encode(sha.finalize())
+}
+
+/// The 101 reply that opens the connection, with the selected subprotocol if any.
+pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n"
+    );
+    if let Some(protocol) = protocol {
+        out.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// A complete HTTP reply with a body; the connection closes after it.
+pub fn http_response(status: u16, content_type: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n{extra_headers}\r\n",
+        reason_phrase(status),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The reply for an [`HttpError`]: its reason as a plain-text body, and for 426 the version
+/// this server speaks (§4.2.2).
+pub fn error_response(error: &HttpError) -> Vec<u8> {
+    let extra = if error.status == 426 { "Sec-WebSocket-Version: 13\r\n" } else { "" };
+    let body = format!("{}\n", error.reason);
+    http_response(error.status, "text/plain; charset=utf-8", extra, body.as_bytes())
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+#[path = "handshake_tests.rs"]
+mod tests;

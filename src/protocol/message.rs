@@ -1,0 +1,182 @@
+//! From frames to messages: fragmentation rules (§5.4), streaming UTF-8 (§8.1), size limits and
+//! control frames (§5.5).
+//!
+//! The assembler sees the decoder's output in order. A message that arrives as one unfragmented
+//! frame in one piece is handed out borrowed from the input, without a copy; anything else is
+//! gathered in a buffer that exists only while a message is in progress.
+
+use super::close::{parse_close_body, CloseCode};
+use super::error::ProtocolError;
+use super::frame::{FrameHeader, OpCode};
+use super::utf8::Utf8Validator;
+
+/// The kind of a data message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// UTF-8 text.
+    Text,
+    /// Arbitrary bytes.
+    Binary,
+}
+
+/// Something complete that the peer sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received<'a> {
+    /// A whole data message; text is already validated UTF-8.
+    Message(DataKind, &'a [u8]),
+    /// A ping and its payload.
+    Ping(&'a [u8]),
+    /// A pong and its payload.
+    Pong(&'a [u8]),
+    /// A valid close frame: its code (1005 when it had none) and reason.
+    Close(CloseCode, &'a str),
+}
+
+/// What the frame whose payload is arriving belongs to.
+#[derive(Debug, Clone, Copy)]
+enum CurrentFrame {
+    /// Between frames.
+    None,
+    /// A data frame of the open message; `fin` ends the message.
+    Data { fin: bool, len: u64, seen: u64 },
+    /// A control frame.
+    Control(OpCode),
+}
+
+/// Reassembles messages; see the module docs.
+#[derive(Debug)]
+pub struct MessageAssembler {
+    max_message_size: u64,
+    /// The data message in progress, if any.
+    open: Option<DataKind>,
+    /// Bytes of the open message so far, counting announced frame lengths.
+    message_len: u64,
+    frame: CurrentFrame,
+    utf8: Utf8Validator,
+    /// Payload of a fragmented message, or of a frame that arrived in pieces.
+    buffer: Vec<u8>,
+    /// Payload of the control frame in progress (at most 125 bytes).
+    control: Vec<u8>,
+}
+
+/// A buffer bigger than this is released after its message, not kept for the next one.
+const RETAINED_CAPACITY: usize = 64 * 1024;
+
+impl MessageAssembler {
+    /// An assembler that fails messages longer than `max_message_size` bytes.
+    pub fn new(max_message_size: u64) -> MessageAssembler {
+        MessageAssembler {
+            max_message_size,
+            open: None,
+            message_len: 0,
+            frame: CurrentFrame::None,
+            utf8: Utf8Validator::default(),
+            buffer: Vec::new(),
+            control: Vec::new(),
+        }
+    }
+
+    /// Checks a new frame against the frames before it.
+    pub fn on_header(&mut self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        let kind = match header.opcode {
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {
+                self.control.clear();
+                self.frame = CurrentFrame::Control(header.opcode);
+                return Ok(());
+            }
+            OpCode::Continuation => self.open.ok_or(ProtocolError::UnexpectedContinuation)?,
+            OpCode::Text | OpCode::Binary if self.open.is_some() => {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            OpCode::Text => DataKind::Text,
+            OpCode::Binary => DataKind::Binary,
+        };
+        if header.opcode != OpCode::Continuation {
+            self.start_message(kind);
+        }
+        self.message_len += header.payload_len;
+        if self.message_len > self.max_message_size {
+            return Err(ProtocolError::MessageTooBig(self.message_len));
+        }
+        self.frame = CurrentFrame::Data { fin: header.fin, len: header.payload_len, seen: 0 };
+        Ok(())
+    }
+
+    fn start_message(&mut self, kind: DataKind) {
+        self.open = Some(kind);
+        self.message_len = 0;
+        self.utf8.reset();
+        if self.buffer.capacity() > RETAINED_CAPACITY {
+            self.buffer = Vec::new();
+        } else {
+            self.buffer.clear();
+        }
+    }
+
+    /// Takes the next piece of the current frame's payload; returns what it completes.
+    pub fn on_payload<'a>(
+        &'a mut self,
+        data: &'a [u8],
+        end_of_frame: bool,
+    ) -> Result<Option<Received<'a>>, ProtocolError> {
+        match self.frame {
+            CurrentFrame::None => unreachable!("the decoder yields a header before any payload"),
+            CurrentFrame::Control(opcode) => {
+                self.control.extend_from_slice(data);
+                if !end_of_frame {
+                    return Ok(None);
+                }
+                self.frame = CurrentFrame::None;
+                Ok(Some(match opcode {
+                    OpCode::Ping => Received::Ping(&self.control),
+                    OpCode::Pong => Received::Pong(&self.control),
+                    _ => {
+                        let (code, reason) = parse_close_body(&self.control)?;
+                        Received::Close(code, reason)
+                    }
+                }))
+            }
+            CurrentFrame::Data { fin, len, seen } => {
+                let kind = self.open.expect("a data frame belongs to an open message");
+                if kind == DataKind::Text {
+                    self.utf8.feed(data).map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                let whole_frame_at_once = seen == 0 && data.len() as u64 == len;
+                self.frame = CurrentFrame::Data { fin, len, seen: seen + data.len() as u64 };
+                if !(end_of_frame && fin) {
+                    self.buffer.extend_from_slice(data);
+                    return Ok(None);
+                }
+                if kind == DataKind::Text && !self.utf8.is_complete() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                self.open = None;
+                self.frame = CurrentFrame::None;
+                if whole_frame_at_once && self.buffer.is_empty() {
+                    return Ok(Some(Received::Message(kind, data)));
+                }
+                self.buffer.extend_from_slice(data);
+                Ok(Some(Received::Message(kind, &self.buffer)))
+            }
+        }
+    }
+
+    /// True while a fragmented message has started and not finished.
+    pub fn in_message(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Releases buffers when no message is in progress, so an idle connection holds none.
+    pub fn release_idle_buffers(&mut self) {
+        if self.open.is_none() {
+            self.buffer = Vec::new();
+        }
+        if matches!(self.frame, CurrentFrame::None) {
+            self.control = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "message_tests.rs"]
+mod tests;

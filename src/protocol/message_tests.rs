@@ -1,0 +1,141 @@
+use super::*;
+use crate::protocol::frame::{encode_header, Decoded, FrameDecoder, Role, MAX_HEADER_LEN};
+use crate::protocol::mask::apply_mask;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Owned {
+    Message(DataKind, Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(u16, String),
+}
+
+fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let key = [1, 2, 3, 4];
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = encode_header(&mut header, fin, opcode, payload.len() as u64, Some(key));
+    let mut out = header[..n].to_vec();
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], key, 0);
+    out
+}
+
+/// Runs `stream` through a decoder and an assembler in pieces of `split` bytes. Returns what
+/// was received before the first error, and the error.
+fn receive(stream: &[u8], split: usize, max: u64) -> (Vec<Owned>, Option<ProtocolError>) {
+    let mut decoder = FrameDecoder::new(Role::Server, max);
+    let mut assembler = MessageAssembler::new(max);
+    let mut got = Vec::new();
+    for piece in stream.chunks(split) {
+        let mut piece = piece.to_vec();
+        let mut pos = 0;
+        loop {
+            let step = decoder.decode(&mut piece[pos..]);
+            let (n, decoded) = match step {
+                Ok(Some(found)) => found,
+                Ok(None) => break,
+                Err(e) => return (got, Some(e)),
+            };
+            pos += n;
+            let result = match decoded {
+                Decoded::Header(h) => assembler.on_header(&h).map(|_| None),
+                Decoded::Payload { data, end_of_frame } => {
+                    assembler.on_payload(data, end_of_frame).map(|r| {
+                        r.map(|r| match r {
+                            Received::Message(k, d) => Owned::Message(k, d.to_vec()),
+                            Received::Ping(d) => Owned::Ping(d.to_vec()),
+                            Received::Pong(d) => Owned::Pong(d.to_vec()),
+                            Received::Close(c, r) => Owned::Close(c.0, r.to_string()),
+                        })
+                    })
+                }
+            };
+            match result {
+                Ok(Some(owned)) => got.push(owned),
+                Ok(None) => {}
+                Err(e) => return (got, Some(e)),
+            }
+            if pos == piece.len() && n == 0 {
+                break;
+            }
+        }
+    }
+    (got, None)
+}
+
+fn every_split(stream: &[u8], max: u64) -> (Vec<Owned>, Option<ProtocolError>) {
+    let whole = receive(stream, stream.len().max(1), max);
+    for split in 1..stream.len().min(200) {
+        assert_eq!(receive(stream, split, max), whole, "split {split}");
+    }
+    whole
+}
+
+#[test]
+fn fragmented_text_with_interleaved_ping() {
+    let mut s = frame(false, OpCode::Text, "κό".as_bytes());
+    s.extend(frame(true, OpCode::Ping, b"p"));
+    s.extend(frame(false, OpCode::Continuation, &"σμε".as_bytes()[..3])); // splits a char
+    s.extend(frame(true, OpCode::Continuation, &"σμε".as_bytes()[3..]));
+    let (got, err) = every_split(&s, 1 << 20);
+    assert_eq!(err, None);
+    let text = "κόσμε".as_bytes().to_vec();
+    assert_eq!(got, vec![Owned::Ping(b"p".to_vec()), Owned::Message(DataKind::Text, text)]);
+}
+
+#[test]
+fn binary_and_close() {
+    let mut s = frame(true, OpCode::Binary, &[0, 255, 7]);
+    s.extend(frame(true, OpCode::Close, &[0x03, 0xE8, b'b', b'y', b'e']));
+    let (got, err) = every_split(&s, 1 << 20);
+    assert_eq!(err, None);
+    assert_eq!(got[0], Owned::Message(DataKind::Binary, vec![0, 255, 7]));
+    assert_eq!(got[1], Owned::Close(1000, "bye".into()));
+}
+
+#[test]
+fn sequencing_errors() {
+    let continuation = frame(true, OpCode::Continuation, b"x");
+    assert_eq!(every_split(&continuation, 100).1, Some(ProtocolError::UnexpectedContinuation));
+    let mut nested = frame(false, OpCode::Text, b"a");
+    nested.extend(frame(true, OpCode::Text, b"b"));
+    assert_eq!(every_split(&nested, 100).1, Some(ProtocolError::ExpectedContinuation));
+}
+
+#[test]
+fn invalid_utf8_fails_before_the_frame_ends() {
+    // The bad byte is first in a 100-byte frame; only its first byte plus the header arrive.
+    let mut payload = vec![b'a'; 100];
+    payload[0] = 0xFF;
+    let s = frame(true, OpCode::Text, &payload);
+    let header_len = s.len() - 100;
+    let (_, err) = receive(&s[..header_len + 1], header_len + 1, 1 << 20);
+    assert_eq!(err, Some(ProtocolError::InvalidUtf8));
+}
+
+#[test]
+fn text_ending_inside_a_character_fails() {
+    let s = frame(true, OpCode::Text, &[0xE2, 0x82]);
+    assert_eq!(every_split(&s, 100).1, Some(ProtocolError::InvalidUtf8));
+}
+
+#[test]
+fn close_body_rules() {
+    let short = frame(true, OpCode::Close, &[3]);
+    assert_eq!(every_split(&short, 100).1, Some(ProtocolError::CloseBodyTooShort));
+    let bad_code = frame(true, OpCode::Close, &[0x03, 0xEE]);
+    assert_eq!(every_split(&bad_code, 100).1, Some(ProtocolError::InvalidCloseCode(1006)));
+    let bad_reason = frame(true, OpCode::Close, &[0x03, 0xE8, 0xC0]);
+    assert_eq!(every_split(&bad_reason, 100).1, Some(ProtocolError::InvalidUtf8));
+    let empty = frame(true, OpCode::Close, &[]);
+    assert_eq!(every_split(&empty, 100).0, vec![Owned::Close(1005, String::new())]);
+}
+
+#[test]
+fn message_limit_counts_all_fragments() {
+    let mut s = frame(false, OpCode::Binary, &[0; 60]);
+    s.extend(frame(true, OpCode::Continuation, &[0; 60]));
+    assert_eq!(every_split(&s, 100).1, Some(ProtocolError::MessageTooBig(120)));
+    assert_eq!(every_split(&s, 120).1, None);
+}

@@ -1,0 +1,21 @@
+//! The sans-IO protocol core: RFC 6455 as plain functions and state machines over bytes.
+//!
+//! Nothing here touches a socket, a clock or mio, so every rule can be tested byte by byte and
+//! the same code serves the server, a client and the benchmark tool.
+//!
+//! | RFC 6455 | module |
+//! |---|---|
+//! | §4.2 opening handshake (server) | [`handshake`] |
+//! | §5.2 framing, §5.5 control frame rules | [`frame`] |
+//! | §5.3 masking | [`mask`] |
+//! | §5.4 fragmentation, §5.5 control frames, size limits | [`message`] |
+//! | §5.5.1, §7.4 close frames and codes | [`close`] |
+//! | §8.1 UTF-8 | [`utf8`] |
+
+pub mod close;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod message;
+pub mod utf8;

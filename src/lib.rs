@@ -1,3 +1,59 @@
-//! wsloop
+//! # wsloop
+//!
+//! A WebSocket server ([RFC 6455]) on a single-threaded [mio] event loop, with a sans-IO
+//! protocol core.
+//!
+//! An application implements [`Handler`] and is served on a path by a [`Server`]:
+//!
+//! ```no_run
+//! use wsloop::{Context, Handler, Message, Server};
+//!
+//! /// Answers every text message with its upper-case form.
+//! struct Shout;
+//!
+//! impl Handler for Shout {
+//!     fn on_message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
+//!         if let Message::Text(text) = message {
+//!             ctx.send_text(&text.to_uppercase());
+//!         }
+//!     }
+//! }
+//!
+//! let server = Server::builder().bind("127.0.0.1:9001").route("/shout", Shout).build()?;
+//! println!("listening on ws://{}", server.local_addr());
+//! server.run()?;
+//! # Ok::<(), wsloop::Error>(())
+//! ```
+//!
+//! ## Architecture
+//! - [`protocol`] is RFC 6455 as plain data in, data out: handshake, frames, masking,
+//!   fragmentation, UTF-8 and close codes. It never touches a socket or a clock.
+//! - A connection is a state machine (`New → Handshaking → Open → Closing → Closed`) over
+//!   that core, with its own write queue and deadlines, still without I/O.
+//! - The event loop owns the mio `Poll`, the listener and a slab of connections. It reads
+//!   every ready socket into one shared buffer, lets the connection act on the bytes (calling
+//!   your [`Handler`]), and writes each touched connection's queue once per turn.
+//!
+//! Callbacks run on the loop's thread, so they must not block; they get a [`Context`] to send,
+//! broadcast and close.
+//!
+//! [RFC 6455]: https://www.rfc-editor.org/rfc/rfc6455
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod apps;
+mod config;
+mod connection;
+mod handler;
 pub mod protocol;
+mod server;
+mod write_queue;
+
+pub use config::{Config, ConfigError};
+pub use handler::{ConnectionId, Context, Handler, Message, SendStatus};
+pub use protocol::close::CloseCode;
+pub use protocol::handshake::{HttpError, Request};
+pub use server::{Error, Server, ServerBuilder, ShutdownHandle};
+
+/// The browser test client, embedded so `GET /` works from any directory.
+pub const INDEX_HTML: &str = include_str!("../static/index.html");

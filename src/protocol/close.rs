@@ -80,7 +80,9 @@ mod tests {
 
     #[test]
     fn sendable_ranges() {
-        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1014, 3000, 4999] {
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1014, 3000, 4999,
+        ] {
             assert!(CloseCode(code).is_sendable(), "{code}");
         }
         for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
@@ -91,10 +93,22 @@ mod tests {
     #[test]
     fn close_body_parsing() {
         assert_eq!(parse_close_body(&[]), Ok((CloseCode::NO_STATUS, "")));
-        assert_eq!(parse_close_body(&[3]), Err(ProtocolError::CloseBodyTooShort));
-        assert_eq!(parse_close_body(&[0x03, 0xE8, b'o', b'k']), Ok((CloseCode::NORMAL, "ok")));
-        assert_eq!(parse_close_body(&[0x03, 0xED]), Err(ProtocolError::InvalidCloseCode(1005)));
-        assert_eq!(parse_close_body(&[0x03, 0xE8, 0xFF]), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(
+            parse_close_body(&[3]),
+            Err(ProtocolError::CloseBodyTooShort)
+        );
+        assert_eq!(
+            parse_close_body(&[0x03, 0xE8, b'o', b'k']),
+            Ok((CloseCode::NORMAL, "ok"))
+        );
+        assert_eq!(
+            parse_close_body(&[0x03, 0xED]),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
+        assert_eq!(
+            parse_close_body(&[0x03, 0xE8, 0xFF]),
+            Err(ProtocolError::InvalidUtf8)
+        );
     }
 
     #[test]

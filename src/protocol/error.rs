@@ -63,7 +63,9 @@ impl fmt::Display for ProtocolError {
             ProtocolError::BadMasking { masked: true } => f.write_str("server frame masked"),
             ProtocolError::LengthOverflow => f.write_str("frame length has the top bit set"),
             ProtocolError::UnexpectedContinuation => f.write_str("continuation without a message"),
-            ProtocolError::ExpectedContinuation => f.write_str("new message inside a fragmented one"),
+            ProtocolError::ExpectedContinuation => {
+                f.write_str("new message inside a fragmented one")
+            }
             ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8 in text"),
             ProtocolError::CloseBodyTooShort => f.write_str("close frame with a 1-byte body"),
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),

@@ -104,9 +104,16 @@ pub enum Decoded<'a> {
 #[derive(Debug)]
 enum DecodeState {
     /// Collecting header bytes; `len` of them are in `buf`.
-    Header { buf: [u8; MAX_HEADER_LEN], len: usize },
+    Header {
+        buf: [u8; MAX_HEADER_LEN],
+        len: usize,
+    },
     /// Inside a payload: `remaining` bytes to go, `offset` into the mask key.
-    Payload { mask: Option<[u8; 4]>, remaining: u64, offset: usize },
+    Payload {
+        mask: Option<[u8; 4]>,
+        remaining: u64,
+        offset: usize,
+    },
 }
 
 /// Incremental frame decoder; see the module docs.
@@ -120,11 +127,18 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     /// A decoder for frames arriving at `role`, failing frames longer than `max_frame_size`.
     pub fn new(role: Role, max_frame_size: u64) -> FrameDecoder {
-        FrameDecoder { role, max_frame_size, state: Self::fresh_header() }
+        FrameDecoder {
+            role,
+            max_frame_size,
+            state: Self::fresh_header(),
+        }
     }
 
     fn fresh_header() -> DecodeState {
-        DecodeState::Header { buf: [0; MAX_HEADER_LEN], len: 0 }
+        DecodeState::Header {
+            buf: [0; MAX_HEADER_LEN],
+            len: 0,
+        }
     }
 
     /// Decodes from the front of `input`, unmasking payload bytes in place.
@@ -156,7 +170,11 @@ impl FrameDecoder {
                     }
                 }
             }
-            DecodeState::Payload { mask, remaining, offset } => {
+            DecodeState::Payload {
+                mask,
+                remaining,
+                offset,
+            } => {
                 if input.is_empty() && *remaining > 0 {
                     return Ok(None);
                 }
@@ -230,7 +248,12 @@ fn parse_header(
         return Ok(None);
     };
     let mask = masked.then(|| key.try_into().expect("4 bytes"));
-    let header = FrameHeader { fin, opcode, mask, payload_len };
+    let header = FrameHeader {
+        fin,
+        opcode,
+        mask,
+        payload_len,
+    };
     Ok(Some((header, 2 + len_bytes + mask_len)))
 }
 

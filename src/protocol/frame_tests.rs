@@ -14,8 +14,7 @@ fn decode_split(
     for piece in stream.chunks(split) {
         let mut piece = piece.to_vec();
         let mut pos = 0;
-        loop {
-            let Some((n, event)) = decoder.decode(&mut piece[pos..])? else { break };
+        while let Some((n, event)) = decoder.decode(&mut piece[pos..])? {
             pos += n;
             match event {
                 Decoded::Header(h) => {
@@ -24,7 +23,11 @@ fn decode_split(
                     open = true;
                 }
                 Decoded::Payload { data, end_of_frame } => {
-                    frames.last_mut().expect("payload after a header").1.extend_from_slice(data);
+                    frames
+                        .last_mut()
+                        .expect("payload after a header")
+                        .1
+                        .extend_from_slice(data);
                     open = !end_of_frame;
                 }
             }
@@ -55,8 +58,13 @@ fn rfc_examples_decode() {
     assert_eq!(frames[0].0.opcode, OpCode::Text);
     assert_eq!(frames[0].1, b"Hello");
     // §5.7: a single-frame masked text message, as a server receives it.
-    let masked = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
-    assert_eq!(decode_split(&masked, 11, Role::Server).unwrap()[0].1, b"Hello");
+    let masked = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    assert_eq!(
+        decode_split(&masked, 11, Role::Server).unwrap()[0].1,
+        b"Hello"
+    );
 }
 
 #[test]
@@ -74,7 +82,11 @@ fn same_result_at_every_split() {
     assert_eq!(whole[3].1, vec![7u8; 300]);
     assert_eq!(whole[4].0.payload_len, 70_000);
     for split in (1..64).chain([1000, 4096, 65536]) {
-        assert_eq!(decode_split(&stream, split, Role::Server).unwrap(), whole, "split {split}");
+        assert_eq!(
+            decode_split(&stream, split, Role::Server).unwrap(),
+            whole,
+            "split {split}"
+        );
     }
 }
 
@@ -88,13 +100,23 @@ fn header_errors() {
         (&[0x09, 0x80], ProtocolError::FragmentedControl),
         (&[0x89, 0xFE], ProtocolError::ControlTooLong(126)),
         (&[0x81, 0x05], ProtocolError::BadMasking { masked: false }),
-        (&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0], ProtocolError::LengthOverflow),
-        (&[0x82, 0xFF, 0, 0, 0, 0, 0, 0x20, 0, 0], ProtocolError::FrameTooBig(0x20_0000)),
+        (
+            &[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0],
+            ProtocolError::LengthOverflow,
+        ),
+        (
+            &[0x82, 0xFF, 0, 0, 0, 0, 0, 0x20, 0, 0],
+            ProtocolError::FrameTooBig(0x20_0000),
+        ),
     ];
     for (bytes, expected) in cases {
         // The error shows as soon as its bytes are in, whatever the split.
         for split in 1..=bytes.len() {
-            assert_eq!(decode_split(bytes, split, Role::Server), Err(*expected), "{bytes:x?}");
+            assert_eq!(
+                decode_split(bytes, split, Role::Server),
+                Err(*expected),
+                "{bytes:x?}"
+            );
         }
     }
     // A client refuses masked frames.
@@ -105,7 +127,10 @@ fn header_errors() {
 #[test]
 fn control_frame_of_125_bytes_is_fine() {
     let frame = client_frame(true, OpCode::Ping, &[1u8; 125]);
-    assert_eq!(decode_split(&frame, 3, Role::Server).unwrap()[0].1.len(), 125);
+    assert_eq!(
+        decode_split(&frame, 3, Role::Server).unwrap()[0].1.len(),
+        125
+    );
 }
 
 #[test]
@@ -114,9 +139,18 @@ fn encode_uses_shortest_length_form() {
     assert_eq!(encode_header(&mut out, true, OpCode::Text, 125, None), 2);
     assert_eq!(encode_header(&mut out, true, OpCode::Text, 126, None), 4);
     assert_eq!(&out[..4], &[0x81, 126, 0, 126]);
-    assert_eq!(encode_header(&mut out, true, OpCode::Binary, 65535, None), 4);
-    assert_eq!(encode_header(&mut out, true, OpCode::Binary, 65536, None), 10);
-    assert_eq!(encode_header(&mut out, false, OpCode::Binary, 65536, Some(KEY)), 14);
+    assert_eq!(
+        encode_header(&mut out, true, OpCode::Binary, 65535, None),
+        4
+    );
+    assert_eq!(
+        encode_header(&mut out, true, OpCode::Binary, 65536, None),
+        10
+    );
+    assert_eq!(
+        encode_header(&mut out, false, OpCode::Binary, 65536, Some(KEY)),
+        14
+    );
     assert_eq!(out[0], 0x02);
     assert_eq!(&out[10..14], &KEY);
 }

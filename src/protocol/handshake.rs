@@ -36,12 +36,18 @@ impl Request {
 
     /// The first header with this name (compared case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every header line with this name, in order.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The `Origin` header browsers send (§4.2.1 item 7, §10.2).
@@ -52,18 +58,24 @@ impl Request {
     /// The subprotocols the client offers in `Sec-WebSocket-Protocol`, in its order of
     /// preference.
     pub fn protocols(&self) -> impl Iterator<Item = &str> {
-        self.headers_named("Sec-WebSocket-Protocol").flat_map(tokens)
+        self.headers_named("Sec-WebSocket-Protocol")
+            .flat_map(tokens)
     }
 
     /// Whether a comma-separated header contains `token`, case-insensitively.
     fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers_named(name).flat_map(tokens).any(|t| t.eq_ignore_ascii_case(token))
+        self.headers_named(name)
+            .flat_map(tokens)
+            .any(|t| t.eq_ignore_ascii_case(token))
     }
 }
 
 /// Splits a comma-separated header value into its non-empty, trimmed elements.
 fn tokens(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(|t| t.trim_matches([' ', '\t'])).filter(|t| !t.is_empty())
+    value
+        .split(',')
+        .map(|t| t.trim_matches([' ', '\t']))
+        .filter(|t| !t.is_empty())
 }
 
 /// An HTTP error reply: the status and a one-line reason sent as the body.
@@ -104,7 +116,10 @@ pub fn parse_request(buf: &[u8], max_head_size: usize) -> Result<Parsed, HttpErr
     let head_len = match parsed.parse(limited) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= max_head_size => {
-            return Err(HttpError::new(431, "request head is larger than the header limit"));
+            return Err(HttpError::new(
+                431,
+                "request head is larger than the header limit",
+            ));
         }
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => {
@@ -154,7 +169,10 @@ pub fn classify(request: &Request) -> Result<Intent, HttpError> {
         return Err(HttpError::new(400, "missing Host header"));
     }
     if !request.has_token("Connection", "upgrade") {
-        return Err(HttpError::new(400, "Connection header must contain upgrade"));
+        return Err(HttpError::new(
+            400,
+            "Connection header must contain upgrade",
+        ));
     }
     let versions: Vec<&str> = request.headers_named("Sec-WebSocket-Version").collect();
     if versions != ["13"] {
@@ -163,11 +181,21 @@ pub fn classify(request: &Request) -> Result<Intent, HttpError> {
     let mut keys = request.headers_named("Sec-WebSocket-Key");
     let key = match (keys.next(), keys.next()) {
         (Some(key), None) => key,
-        _ => return Err(HttpError::new(400, "exactly one Sec-WebSocket-Key is required")),
+        _ => {
+            return Err(HttpError::new(
+                400,
+                "exactly one Sec-WebSocket-Key is required",
+            ))
+        }
     };
     match BASE64.decode(key) {
-        Ok(nonce) if nonce.len() == 16 => Ok(Intent::Upgrade { accept: accept_key(key) }),
-        _ => Err(HttpError::new(400, "Sec-WebSocket-Key must be 16 bytes in base64")),
+        Ok(nonce) if nonce.len() == 16 => Ok(Intent::Upgrade {
+            accept: accept_key(key),
+        }),
+        _ => Err(HttpError::new(
+            400,
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+        )),
     }
 }
 
@@ -208,9 +236,18 @@ pub fn http_response(status: u16, content_type: &str, extra_headers: &str, body:
 /// The reply for an [`HttpError`]: its reason as a plain-text body, and for 426 the version
 /// this server speaks (§4.2.2).
 pub fn error_response(error: &HttpError) -> Vec<u8> {
-    let extra = if error.status == 426 { "Sec-WebSocket-Version: 13\r\n" } else { "" };
+    let extra = if error.status == 426 {
+        "Sec-WebSocket-Version: 13\r\n"
+    } else {
+        ""
+    };
     let body = format!("{}\n", error.reason);
-    http_response(error.status, "text/plain; charset=utf-8", extra, body.as_bytes())
+    http_response(
+        error.status,
+        "text/plain; charset=utf-8",
+        extra,
+        body.as_bytes(),
+    )
 }
 
 fn reason_phrase(status: u16) -> &'static str {

@@ -19,7 +19,10 @@ fn with(replace: &str, by: &str) -> Result<Intent, HttpError> {
 #[test]
 fn rfc_accept_key_example() {
     // §1.3: the sample nonce and its accept value.
-    assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    assert_eq!(
+        accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
 }
 
 #[test]
@@ -29,14 +32,20 @@ fn rfc_request_is_accepted() {
     assert_eq!(classify(&request), Ok(Intent::Upgrade { accept }));
     assert_eq!(request.path(), "/chat");
     assert_eq!(request.origin(), Some("http://example.com"));
-    assert_eq!(request.protocols().collect::<Vec<_>>(), ["chat", "superchat"]);
+    assert_eq!(
+        request.protocols().collect::<Vec<_>>(),
+        ["chat", "superchat"]
+    );
 }
 
 #[test]
 fn partial_until_blank_line_and_head_length() {
     let bytes = GOOD.as_bytes();
     for cut in 0..bytes.len() {
-        assert!(matches!(parse_request(&bytes[..cut], 8192), Ok(Parsed::Partial)), "{cut}");
+        assert!(
+            matches!(parse_request(&bytes[..cut], 8192), Ok(Parsed::Partial)),
+            "{cut}"
+        );
     }
     let mut with_frame = bytes.to_vec();
     with_frame.extend_from_slice(&[0x81, 0x80]);
@@ -67,7 +76,11 @@ fn bad_requests_get_their_status() {
         ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "", 400),
     ];
     for (from, to, status) in cases {
-        assert_eq!(with(from, to).map_err(|e| e.status), Err(*status), "{from} -> {to}");
+        assert_eq!(
+            with(from, to).map_err(|e| e.status),
+            Err(*status),
+            "{from} -> {to}"
+        );
     }
 }
 
@@ -88,7 +101,10 @@ fn http_10_and_garbage_are_rejected() {
 #[test]
 fn oversized_head_is_431() {
     let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n", "a".repeat(9000));
-    let status = parse_request(big.as_bytes(), 8192).map(|_| ()).unwrap_err().status;
+    let status = parse_request(big.as_bytes(), 8192)
+        .map(|_| ())
+        .unwrap_err()
+        .status;
     assert_eq!(status, 431);
 }
 
@@ -99,7 +115,10 @@ fn responses_are_well_formed() {
     assert!(ok.contains("Sec-WebSocket-Accept: abc=\r\n"));
     assert!(ok.contains("Sec-WebSocket-Protocol: chat\r\n"));
     assert!(ok.ends_with("\r\n\r\n"));
-    let err = error_response(&HttpError { status: 426, reason: "version" });
+    let err = error_response(&HttpError {
+        status: 426,
+        reason: "version",
+    });
     let err = String::from_utf8(err).unwrap();
     assert!(err.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
     assert!(err.contains("Sec-WebSocket-Version: 13\r\n"));

@@ -98,7 +98,11 @@ impl MessageAssembler {
         if self.message_len > self.max_message_size {
             return Err(ProtocolError::MessageTooBig(self.message_len));
         }
-        self.frame = CurrentFrame::Data { fin: header.fin, len: header.payload_len, seen: 0 };
+        self.frame = CurrentFrame::Data {
+            fin: header.fin,
+            len: header.payload_len,
+            seen: 0,
+        };
         Ok(())
     }
 
@@ -139,10 +143,16 @@ impl MessageAssembler {
             CurrentFrame::Data { fin, len, seen } => {
                 let kind = self.open.expect("a data frame belongs to an open message");
                 if kind == DataKind::Text {
-                    self.utf8.feed(data).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    self.utf8
+                        .feed(data)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
                 let whole_frame_at_once = seen == 0 && data.len() as u64 == len;
-                self.frame = CurrentFrame::Data { fin, len, seen: seen + data.len() as u64 };
+                self.frame = CurrentFrame::Data {
+                    fin,
+                    len,
+                    seen: seen + data.len() as u64,
+                };
                 if !(end_of_frame && fin) {
                     self.buffer.extend_from_slice(data);
                     return Ok(None);

@@ -81,7 +81,13 @@ fn fragmented_text_with_interleaved_ping() {
     let (got, err) = every_split(&s, 1 << 20);
     assert_eq!(err, None);
     let text = "κόσμε".as_bytes().to_vec();
-    assert_eq!(got, vec![Owned::Ping(b"p".to_vec()), Owned::Message(DataKind::Text, text)]);
+    assert_eq!(
+        got,
+        vec![
+            Owned::Ping(b"p".to_vec()),
+            Owned::Message(DataKind::Text, text)
+        ]
+    );
 }
 
 #[test]
@@ -97,10 +103,16 @@ fn binary_and_close() {
 #[test]
 fn sequencing_errors() {
     let continuation = frame(true, OpCode::Continuation, b"x");
-    assert_eq!(every_split(&continuation, 100).1, Some(ProtocolError::UnexpectedContinuation));
+    assert_eq!(
+        every_split(&continuation, 100).1,
+        Some(ProtocolError::UnexpectedContinuation)
+    );
     let mut nested = frame(false, OpCode::Text, b"a");
     nested.extend(frame(true, OpCode::Text, b"b"));
-    assert_eq!(every_split(&nested, 100).1, Some(ProtocolError::ExpectedContinuation));
+    assert_eq!(
+        every_split(&nested, 100).1,
+        Some(ProtocolError::ExpectedContinuation)
+    );
 }
 
 #[test]
@@ -123,19 +135,34 @@ fn text_ending_inside_a_character_fails() {
 #[test]
 fn close_body_rules() {
     let short = frame(true, OpCode::Close, &[3]);
-    assert_eq!(every_split(&short, 100).1, Some(ProtocolError::CloseBodyTooShort));
+    assert_eq!(
+        every_split(&short, 100).1,
+        Some(ProtocolError::CloseBodyTooShort)
+    );
     let bad_code = frame(true, OpCode::Close, &[0x03, 0xEE]);
-    assert_eq!(every_split(&bad_code, 100).1, Some(ProtocolError::InvalidCloseCode(1006)));
+    assert_eq!(
+        every_split(&bad_code, 100).1,
+        Some(ProtocolError::InvalidCloseCode(1006))
+    );
     let bad_reason = frame(true, OpCode::Close, &[0x03, 0xE8, 0xC0]);
-    assert_eq!(every_split(&bad_reason, 100).1, Some(ProtocolError::InvalidUtf8));
+    assert_eq!(
+        every_split(&bad_reason, 100).1,
+        Some(ProtocolError::InvalidUtf8)
+    );
     let empty = frame(true, OpCode::Close, &[]);
-    assert_eq!(every_split(&empty, 100).0, vec![Owned::Close(1005, String::new())]);
+    assert_eq!(
+        every_split(&empty, 100).0,
+        vec![Owned::Close(1005, String::new())]
+    );
 }
 
 #[test]
 fn message_limit_counts_all_fragments() {
     let mut s = frame(false, OpCode::Binary, &[0; 60]);
     s.extend(frame(true, OpCode::Continuation, &[0; 60]));
-    assert_eq!(every_split(&s, 100).1, Some(ProtocolError::MessageTooBig(120)));
+    assert_eq!(
+        every_split(&s, 100).1,
+        Some(ProtocolError::MessageTooBig(120))
+    );
     assert_eq!(every_split(&s, 120).1, None);
 }

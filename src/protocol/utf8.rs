@@ -113,7 +113,11 @@ mod tests {
         ];
         for case in cases {
             for split in 1..=case.len() {
-                assert_eq!(feed_split(case, split), Err(InvalidUtf8), "{case:x?} {split}");
+                assert_eq!(
+                    feed_split(case, split),
+                    Err(InvalidUtf8),
+                    "{case:x?} {split}"
+                );
             }
         }
     }

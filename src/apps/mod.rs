@@ -1,0 +1,5 @@
+//! Applications built on the public [`Handler`](crate::Handler) trait.
+
+mod echo;
+
+pub use echo::Echo;

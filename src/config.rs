@@ -1,0 +1,158 @@
+//! Server limits and timers, with safe defaults and start-up validation.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Limits and timers for a [`crate::Server`]. Every limit has a safe default; zero durations
+/// for `ping_interval` and `idle_timeout` turn those timers off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The largest message, after reassembly, in bytes; larger ones are closed with 1009.
+    /// Default 16 MiB.
+    pub max_message_size: usize,
+    /// The largest single frame payload in bytes; larger ones are closed with 1009.
+    /// Default 16 MiB.
+    pub max_frame_size: usize,
+    /// The largest HTTP request head in bytes; larger ones get 431. Default 8 KiB.
+    pub max_header_size: usize,
+    /// The most connections held at once; more are refused with 503. Default 100,000.
+    pub max_connections: usize,
+    /// How long a client has to send its whole upgrade request. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// A connection that sent nothing for this long is pinged. Default 30 s.
+    pub ping_interval: Duration,
+    /// A connection that sent nothing for this long is closed with 1001. Default 60 s.
+    pub idle_timeout: Duration,
+    /// How long a closing handshake may take before the TCP connection is dropped. Default 5 s.
+    pub close_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            max_header_size: 8 << 10,
+            max_connections: 100_000,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A configuration that cannot work, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The largest accepted value for a size limit (1 GiB): a typo must not disable a limit.
+const MAX_SIZE_LIMIT: usize = 1 << 30;
+
+impl Config {
+    /// Checks that the limits make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        for (name, value) in [
+            ("max-message-size", self.max_message_size),
+            ("max-frame-size", self.max_frame_size),
+        ] {
+            if value == 0 || value > MAX_SIZE_LIMIT {
+                return err(format!(
+                    "{name} must be between 1 byte and 1 GiB, got {value}"
+                ));
+            }
+        }
+        if self.max_frame_size > self.max_message_size {
+            return err(format!(
+                "max-frame-size ({}) must not exceed max-message-size ({})",
+                self.max_frame_size, self.max_message_size
+            ));
+        }
+        if !(256..=1 << 20).contains(&self.max_header_size) {
+            return err(format!(
+                "max-header-size must be between 256 bytes and 1 MiB, got {}",
+                self.max_header_size
+            ));
+        }
+        if self.max_connections == 0 {
+            return err("max-connections must be at least 1".into());
+        }
+        for (name, value) in [
+            ("handshake-timeout", self.handshake_timeout),
+            ("close-timeout", self.close_timeout),
+        ] {
+            if value.is_zero() {
+                return err(format!("{name} must be greater than zero"));
+            }
+        }
+        if !self.ping_interval.is_zero()
+            && !self.idle_timeout.is_zero()
+            && self.ping_interval >= self.idle_timeout
+        {
+            return err(format!(
+                "ping-interval ({:?}) must be shorter than idle-timeout ({:?}), or pings never \
+                 keep a connection alive",
+                self.ping_interval, self.idle_timeout
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ping interval, if pings are on.
+    pub(crate) fn ping(&self) -> Option<Duration> {
+        (!self.ping_interval.is_zero()).then_some(self.ping_interval)
+    }
+
+    /// The idle timeout, if it is on.
+    pub(crate) fn idle(&self) -> Option<Duration> {
+        (!self.idle_timeout.is_zero()).then_some(self.idle_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_a_reason() {
+        let bad = [
+            Config {
+                max_message_size: 0,
+                ..Config::default()
+            },
+            Config {
+                max_frame_size: 32 << 20,
+                ..Config::default()
+            },
+            Config {
+                max_header_size: 10,
+                ..Config::default()
+            },
+            Config {
+                close_timeout: Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                ping_interval: Duration::from_secs(90),
+                ..Config::default()
+            },
+        ];
+        for config in bad {
+            assert!(config.validate().is_err(), "{config:?}");
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! The only place that knows about mio: one `Poll`, the listener, a `Slab` of sockets and
+//! their connections, the deadline heap, and the shared read buffer.
+//!
+//! One turn: wait for readiness or the earliest deadline; accept until `WouldBlock`; read each
+//! ready socket until `WouldBlock` (or its read budget) into the shared buffer and hand the
+//! bytes to its connection; fire due deadlines; then flush every connection touched this turn
+//! with one vectored write, and derive its interest and next deadline from its state.
+
+use std::io::{self, ErrorKind, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::app::App;
+use super::timers::{Deadline, Timers};
+use crate::connection::Connection;
+use crate::handler::{ConnectionId, Outbox, Target};
+use crate::protocol::handshake::{error_response, HttpError};
+
+pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+const SIGNALS: Token = Token(usize::MAX - 3);
+/// The one read buffer all connections share.
+const READ_BUFFER_SIZE: usize = 64 * 1024;
+/// Reads per connection per turn before others get their turn.
+const READ_BUDGET: usize = 16;
+
+/// A socket and its connection, with what the loop registered for it.
+struct Entry {
+    socket: TcpStream,
+    conn: Connection,
+    interest: Interest,
+    /// The deadline currently in the heap for this connection.
+    timer_at: Option<Instant>,
+    /// Queued in `dirty` for this turn's flush.
+    dirty: bool,
+    write_shut: bool,
+}
+
+/// The server's event loop.
+pub(crate) struct EventLoop {
+    pub(crate) poll: Poll,
+    listener: Option<TcpListener>,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    entries: Slab<Entry>,
+    app: App,
+    outbox: Outbox,
+    timers: Timers,
+    /// Connections to flush at the end of this turn.
+    dirty: Vec<usize>,
+    /// Connections to read again next turn without waiting for readiness.
+    pending_reads: Vec<usize>,
+    read_buffer: Box<[u8]>,
+    shutdown_requested: Arc<AtomicBool>,
+    /// Set once shutdown began: the time by which the loop exits regardless.
+    shutdown_deadline: Option<Instant>,
+    serial: u64,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        poll: Poll,
+        mut listener: TcpListener,
+        app: App,
+        shutdown_requested: Arc<AtomicBool>,
+        handle_signals: bool,
+    ) -> io::Result<EventLoop> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let signals = if handle_signals {
+            use signal_hook::consts::{SIGINT, SIGTERM};
+            let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)?;
+            Some(signals)
+        } else {
+            None
+        };
+        Ok(EventLoop {
+            poll,
+            listener: Some(listener),
+            signals,
+            entries: Slab::new(),
+            app,
+            outbox: Outbox::default(),
+            timers: Timers::default(),
+            dirty: Vec::new(),
+            pending_reads: Vec::new(),
+            read_buffer: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
+            shutdown_requested,
+            shutdown_deadline: None,
+            serial: 0,
+        })
+    }
+
+    /// Runs until shutdown completes.
+    pub(crate) fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => {
+                        if self.shutdown_requested.load(Ordering::Acquire) {
+                            self.begin_shutdown(now, "shutdown requested");
+                        }
+                    }
+                    SIGNALS => {
+                        let caught = self.signals.as_mut().and_then(|s| s.pending().next());
+                        if let Some(signal) = caught {
+                            let name = if signal == signal_hook::consts::SIGINT {
+                                "SIGINT"
+                            } else {
+                                "SIGTERM"
+                            };
+                            self.begin_shutdown(now, name);
+                        }
+                    }
+                    Token(key) => {
+                        if event.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(key, now);
+                        }
+                    }
+                }
+            }
+            for key in std::mem::take(&mut self.pending_reads) {
+                self.read(key, now);
+            }
+            self.fire_timers(now);
+            self.flush();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.entries.is_empty() || now >= deadline {
+                    info!(
+                        "shutdown complete ({} connections dropped)",
+                        self.entries.len()
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.pending_reads.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = self
+            .timers
+            .next()
+            .into_iter()
+            .chain(self.shutdown_deadline)
+            .min()?;
+        // Round up so a deadline is never polled for a few microseconds early, again and again.
+        Some(next.saturating_duration_since(now) + Duration::from_millis(1))
+    }
+
+    fn accept(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, peer)) => self.admit(socket, peer, now),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: leave the rest in the backlog for the next turn.
+                    warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant) {
+        if self.entries.len() >= self.app.config.max_connections {
+            warn!(
+                "{peer} refused: 503 connection limit {} reached",
+                self.app.config.max_connections
+            );
+            let error = HttpError {
+                status: 503,
+                reason: "server is at its connection limit",
+            };
+            let _ = io::Write::write(&mut socket, &error_response(&error));
+            return;
+        }
+        if let Err(e) = socket.set_nodelay(true) {
+            warn!("{peer} TCP_NODELAY failed: {e}");
+        }
+        let slot = self.entries.vacant_entry();
+        let key = slot.key();
+        self.serial += 1;
+        let id = ConnectionId((self.serial << 32) | key as u64);
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), Interest::READABLE)
+        {
+            warn!("{peer} register failed: {e}");
+            return;
+        }
+        let conn = Connection::new(id, peer, now, &self.app.config);
+        slot.insert(Entry {
+            socket,
+            conn,
+            interest: Interest::READABLE,
+            timer_at: None,
+            dirty: false,
+            write_shut: false,
+        });
+        self.mark_dirty(key);
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            if !entry.dirty {
+                entry.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Reads until `WouldBlock`, the budget runs out, or the connection stops wanting input.
+    fn read(&mut self, key: usize, now: Instant) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        let mut budget_spent = true;
+        for _ in 0..READ_BUDGET {
+            if !entry.conn.wants_read() {
+                budget_spent = false;
+                break;
+            }
+            match entry.socket.read(&mut self.read_buffer) {
+                Ok(0) => {
+                    entry.conn.on_eof(&mut self.app, &mut self.outbox);
+                    budget_spent = false;
+                    break;
+                }
+                Ok(n) => {
+                    let input = &mut self.read_buffer[..n];
+                    entry
+                        .conn
+                        .receive(input, now, &mut self.app, &mut self.outbox);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    budget_spent = false;
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    entry.conn.on_io_error(&e, &mut self.app, &mut self.outbox);
+                    budget_spent = false;
+                    break;
+                }
+            }
+        }
+        entry.conn.end_of_batch();
+        // Stopped on the budget with input perhaps still waiting: come back next turn.
+        if budget_spent && !self.pending_reads.contains(&key) {
+            self.pending_reads.push(key);
+        }
+        self.deliver_outbox();
+        self.mark_dirty(key);
+    }
+
+    /// Hands frames the callbacks addressed to other connections to their queues.
+    fn deliver_outbox(&mut self) {
+        for (target, frame) in std::mem::take(&mut self.outbox.deliveries) {
+            match target {
+                Target::One(id) => {
+                    if let Some(entry) = self.entries.get_mut(id.slot()) {
+                        if entry.conn.session.id == id && entry.conn.accepts_messages() {
+                            entry.conn.outgoing().queue.push_shared(frame);
+                            if !entry.dirty {
+                                entry.dirty = true;
+                                self.dirty.push(id.slot());
+                            }
+                        }
+                    }
+                }
+                Target::RouteExcept { route, except } => {
+                    for (key, entry) in self.entries.iter_mut() {
+                        let conn = &mut entry.conn;
+                        if conn.route() == Some(route)
+                            && conn.session.id != except
+                            && conn.accepts_messages()
+                        {
+                            conn.outgoing().queue.push_shared(frame.clone());
+                            if !entry.dirty {
+                                entry.dirty = true;
+                                self.dirty.push(key);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(deadline) = self.timers.pop_due(now) {
+            let Some(entry) = self.entries.get_mut(deadline.key) else {
+                continue;
+            };
+            if entry.conn.session.id.0 != deadline.serial || entry.timer_at != Some(deadline.at) {
+                continue; // stale: the connection is gone or has a newer deadline
+            }
+            entry.timer_at = None;
+            entry.conn.on_timeout(now, &mut self.app, &mut self.outbox);
+            self.deliver_outbox();
+            self.mark_dirty(deadline.key);
+        }
+    }
+
+    /// Writes out every connection touched this turn and brings its registration and deadline
+    /// up to date; drops the closed ones.
+    fn flush(&mut self) {
+        while let Some(key) = self.dirty.pop() {
+            let Some(entry) = self.entries.get_mut(key) else {
+                continue;
+            };
+            entry.dirty = false;
+            if !entry.conn.outgoing().queue.is_empty() {
+                if let Err(e) = entry.conn.outgoing().queue.write_to(&mut entry.socket) {
+                    entry.conn.on_io_error(&e, &mut self.app, &mut self.outbox);
+                    self.deliver_outbox();
+                }
+            }
+            let Some(entry) = self.entries.get_mut(key) else {
+                continue;
+            };
+            entry.conn.after_flush();
+            if entry.conn.wants_write_shutdown() && !entry.write_shut {
+                entry.write_shut = true;
+                let _ = entry.socket.shutdown(Shutdown::Write);
+            }
+            if entry.conn.is_closed() {
+                let mut entry = self.entries.remove(key);
+                let _ = self.poll.registry().deregister(&mut entry.socket);
+                continue;
+            }
+            self.update_interest(key);
+            self.schedule(key);
+        }
+    }
+
+    /// Registers what the connection's state asks for: readable unless reading is paused,
+    /// writable only while bytes wait.
+    fn update_interest(&mut self, key: usize) {
+        let entry = &mut self.entries[key];
+        let wants_read = entry.conn.wants_read();
+        let wants_write = !entry.conn.outgoing().queue.is_empty();
+        let interest = match (wants_read, wants_write) {
+            (_, false) => Interest::READABLE,
+            (true, true) => Interest::READABLE | Interest::WRITABLE,
+            (false, true) => Interest::WRITABLE,
+        };
+        if interest != entry.interest {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut entry.socket, Token(key), interest)
+            {
+                warn!("{} reregister failed: {e}", entry.conn.session.peer);
+            }
+            let resumed = interest.is_readable() && !entry.interest.is_readable();
+            entry.interest = interest;
+            if resumed && !self.pending_reads.contains(&key) {
+                // Input may have arrived while reading was paused: no new edge will announce it.
+                self.pending_reads.push(key);
+            }
+        }
+    }
+
+    fn schedule(&mut self, key: usize) {
+        let entry = &mut self.entries[key];
+        let Some(at) = entry.conn.next_deadline(&self.app.config) else {
+            return;
+        };
+        if entry.timer_at.is_none_or(|current| at < current) {
+            entry.timer_at = Some(at);
+            self.timers.schedule(Deadline {
+                at,
+                key,
+                serial: entry.conn.session.id.0,
+            });
+        }
+    }
+
+    /// Stops accepting, sends every open connection close 1001, and gives them the close
+    /// timeout to finish.
+    pub(crate) fn begin_shutdown(&mut self, now: Instant, why: &str) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        info!("{why}: closing {} connections", self.entries.len());
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.shutdown_deadline = Some(now + self.app.config.close_timeout);
+        let keys: Vec<usize> = self.entries.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.entries[key]
+                .conn
+                .on_shutdown(now, &mut self.app, &mut self.outbox);
+            self.deliver_outbox();
+            self.mark_dirty(key);
+        }
+    }
+}

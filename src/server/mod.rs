@@ -1,0 +1,199 @@
+//! The server: a builder for its routes and limits, and the loop that runs them.
+
+pub(crate) mod app;
+mod event_loop;
+mod timers;
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use mio::{Poll, Waker};
+
+use crate::config::{Config, ConfigError};
+use crate::handler::Handler;
+use app::{App, Route};
+use event_loop::{EventLoop, WAKER};
+
+/// Why a server could not start or stopped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration was refused.
+    Config(ConfigError),
+    /// The address could not be resolved or bound.
+    Bind {
+        /// The address as given.
+        addr: String,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The event loop failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "invalid configuration: {e}"),
+            Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Io(e) => write!(f, "event loop failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::Bind { source, .. } => Some(source),
+            Error::Io(e) => Some(e),
+        }
+    }
+}
+
+/// Configures a [`Server`]: where it listens, its limits and what it serves.
+pub struct ServerBuilder {
+    addr: String,
+    config: Config,
+    routes: Vec<Route>,
+    index_page: Option<Vec<u8>>,
+    handle_signals: bool,
+}
+
+impl ServerBuilder {
+    /// The address to listen on, such as `127.0.0.1:9001` (port 0 picks a free port).
+    pub fn bind(mut self, addr: impl Into<String>) -> Self {
+        self.addr = addr.into();
+        self
+    }
+
+    /// Limits and timers; see [`Config`] for the defaults.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Serves `handler` to WebSocket upgrades at `path` (exact match, query string ignored).
+    /// A plain HTTP request to the path is answered with 426.
+    pub fn route(mut self, path: impl Into<String>, handler: impl Handler + 'static) -> Self {
+        self.routes.push(Route {
+            path: path.into(),
+            handler: Box::new(handler),
+        });
+        self
+    }
+
+    /// An HTML page served to a plain `GET /`.
+    pub fn index_page(mut self, html: impl Into<Vec<u8>>) -> Self {
+        self.index_page = Some(html.into());
+        self
+    }
+
+    /// On SIGINT or SIGTERM, close every connection with 1001 and return from
+    /// [`Server::run`]. Off by default: a library should not take over a process's signals.
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
+    /// Validates the configuration and binds the listening socket.
+    pub fn build(self) -> Result<Server, Error> {
+        self.config.validate().map_err(Error::Config)?;
+        let bind_error = |source| Error::Bind {
+            addr: self.addr.clone(),
+            source,
+        };
+        let addr = self
+            .addr
+            .to_socket_addrs()
+            .map_err(bind_error)?
+            .next()
+            .ok_or_else(|| bind_error(io::Error::new(io::ErrorKind::InvalidInput, "no address")))?;
+        let listener = mio::net::TcpListener::bind(addr).map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(Error::Io)?;
+        let poll = Poll::new().map_err(Error::Io)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Io)?);
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let app = App {
+            config: self.config,
+            routes: self.routes,
+            index_page: self.index_page,
+        };
+        let event_loop = EventLoop::new(poll, listener, app, shutdown.clone(), self.handle_signals)
+            .map_err(Error::Io)?;
+        Ok(Server {
+            event_loop,
+            local_addr,
+            handle: ShutdownHandle { waker, shutdown },
+        })
+    }
+}
+
+/// A bound WebSocket server, ready to [`run`](Server::run).
+pub struct Server {
+    event_loop: EventLoop,
+    local_addr: SocketAddr,
+    handle: ShutdownHandle,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder listening on `127.0.0.1:9001` with the default [`Config`] and no routes.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            addr: "127.0.0.1:9001".into(),
+            config: Config::default(),
+            routes: Vec::new(),
+            index_page: None,
+            handle_signals: false,
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the server from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// Serves on the calling thread until shut down (by [`ShutdownHandle::shutdown`] or, if
+    /// enabled, a signal). Shutdown closes every connection with 1001 and waits up to the close
+    /// timeout for them to finish.
+    pub fn run(mut self) -> Result<(), Error> {
+        self.event_loop.run().map_err(Error::Io)
+    }
+}
+
+/// Stops a running [`Server`]; cheap to clone and send to other threads.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    waker: Arc<Waker>,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownHandle").finish_non_exhaustive()
+    }
+}
+
+impl ShutdownHandle {
+    /// Asks the server to close every connection with 1001 and stop.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+}

@@ -1,0 +1,193 @@
+//! A connection's outgoing bytes: frames wait here until the socket takes them.
+//!
+//! Small frames are appended to the last owned chunk, so a burst of echoes costs one
+//! allocation, not one per frame; a frame shared with other receivers (a broadcast) is queued
+//! by reference, never copied. The loop writes a queue with one vectored write per turn.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
+
+use crate::protocol::frame::{encode_header, OpCode, MAX_HEADER_LEN};
+
+/// Frames smaller than this are appended to the previous owned chunk instead of starting one.
+const COALESCE_LIMIT: usize = 16 * 1024;
+/// The most chunks handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+#[derive(Debug)]
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Rc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(s) => s,
+        }
+    }
+}
+
+/// Bytes waiting to be written, in order.
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    chunks: VecDeque<Chunk>,
+    /// How much of the front chunk is already written.
+    front_written: usize,
+    /// Unwritten bytes in the whole queue.
+    len: usize,
+}
+
+impl WriteQueue {
+    /// Unwritten bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Queues one unmasked frame with FIN set (a server's frame, §5.1).
+    pub fn push_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut header, true, opcode, payload.len() as u64, None);
+        let tail = self.tail_with_room(n + payload.len());
+        tail.extend_from_slice(&header[..n]);
+        tail.extend_from_slice(payload);
+        self.len += n + payload.len();
+    }
+
+    /// Queues raw bytes (an HTTP response).
+    pub fn push_bytes(&mut self, bytes: &[u8]) {
+        self.tail_with_room(bytes.len()).extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Queues an encoded frame shared with other queues.
+    pub fn push_shared(&mut self, frame: Rc<[u8]>) {
+        self.len += frame.len();
+        self.chunks.push_back(Chunk::Shared(frame));
+    }
+
+    /// The owned chunk to append `extra` bytes to: the last one if it is small, else a new one.
+    fn tail_with_room(&mut self, extra: usize) -> &mut Vec<u8> {
+        let reuse = matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() + extra <= COALESCE_LIMIT);
+        if !reuse {
+            self.chunks
+                .push_back(Chunk::Owned(Vec::with_capacity(extra.max(256))));
+        }
+        match self.chunks.back_mut() {
+            Some(Chunk::Owned(v)) => v,
+            _ => unreachable!("an owned chunk was just ensured"),
+        }
+    }
+
+    /// Writes as much as `sink` takes; returns bytes written. Stops at `WouldBlock` (not an
+    /// error) or when the queue is empty.
+    pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<usize> {
+        let mut total = 0;
+        while !self.is_empty() {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                    let skip = if i == 0 { self.front_written } else { 0 };
+                    slices[i] = IoSlice::new(&chunk.bytes()[skip..]);
+                    count += 1;
+                }
+                match sink.write_vectored(&slices[..count]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            self.advance(written);
+            total += written;
+        }
+        if self.is_empty() {
+            // An idle connection keeps no queue memory.
+            self.chunks = VecDeque::new();
+        }
+        Ok(total)
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let front_left = self.chunks[0].bytes().len() - self.front_written;
+            if n < front_left {
+                self.front_written += n;
+                return;
+            }
+            n -= front_left;
+            self.chunks.pop_front();
+            self.front_written = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that takes at most `limit` bytes per call, then reports WouldBlock when full.
+    struct Trickle {
+        got: Vec<u8>,
+        limit: usize,
+        capacity: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let room = self.capacity - self.got.len();
+            if room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.limit).min(room);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn bytes_come_out_in_order_across_partial_writes() {
+        let mut q = WriteQueue::default();
+        q.push_bytes(b"HTTP");
+        q.push_frame(OpCode::Text, b"hi");
+        q.push_shared(Rc::from(&b"shared"[..]));
+        q.push_frame(OpCode::Binary, &[1u8; 20_000]);
+        let total = q.len();
+        let mut sink = Trickle {
+            got: Vec::new(),
+            limit: 7,
+            capacity: 100,
+        };
+        assert_eq!(q.write_to(&mut sink).unwrap(), 100);
+        assert_eq!(q.len(), total - 100);
+        sink.capacity = usize::MAX;
+        q.write_to(&mut sink).unwrap();
+        assert!(q.is_empty());
+        let mut expected = b"HTTP\x81\x02hishared\x82\x7e\x4e\x20".to_vec();
+        expected.extend_from_slice(&[1u8; 20_000]);
+        assert_eq!(sink.got, expected);
+    }
+
+    #[test]
+    fn small_frames_share_a_chunk() {
+        let mut q = WriteQueue::default();
+        for _ in 0..100 {
+            q.push_frame(OpCode::Text, b"0123456789");
+        }
+        assert_eq!(q.chunks.len(), 1);
+        assert_eq!(q.len(), 1200);
+    }
+}

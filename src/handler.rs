@@ -1,7 +1,7 @@
 //! What an application implements ([`Handler`]) and what it is handed ([`Context`]).
 
 use std::fmt;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{encode_frame, OpCode};
@@ -103,7 +103,7 @@ pub(crate) enum Target {
 /// Frames for other connections, delivered by the event loop once the callback returns.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    pub(crate) deliveries: Vec<(Target, Rc<[u8]>)>,
+    pub(crate) deliveries: Vec<(Target, Arc<[u8]>)>,
 }
 
 /// A connection's side of a callback: where its sends and close request go.
@@ -190,9 +190,9 @@ impl Context<'_> {
         }
     }
 
-    fn encode(message: Message<'_>) -> Rc<[u8]> {
+    fn encode(message: Message<'_>) -> Arc<[u8]> {
         let mut frame = Vec::with_capacity(message.as_bytes().len() + 10);
         encode_frame(&mut frame, message.opcode(), message.as_bytes(), None);
-        Rc::from(frame)
+        Arc::from(frame)
     }
 }

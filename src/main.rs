@@ -2,6 +2,7 @@
 
 mod cli_units;
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -88,7 +89,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!("listening on ws://{}", server.local_addr());
+    // Tools and tests read this line to learn the port; a closed stdout must not stop the server.
+    let _ = writeln!(
+        std::io::stdout(),
+        "listening on ws://{}",
+        server.local_addr()
+    );
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

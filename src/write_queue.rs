@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::protocol::frame::{encode_header, OpCode, MAX_HEADER_LEN};
 
@@ -18,7 +18,7 @@ const MAX_IOVECS: usize = 64;
 #[derive(Debug)]
 enum Chunk {
     Owned(Vec<u8>),
-    Shared(Rc<[u8]>),
+    Shared(Arc<[u8]>),
 }
 
 impl Chunk {
@@ -68,7 +68,7 @@ impl WriteQueue {
     }
 
     /// Queues an encoded frame shared with other queues.
-    pub fn push_shared(&mut self, frame: Rc<[u8]>) {
+    pub fn push_shared(&mut self, frame: Arc<[u8]>) {
         self.len += frame.len();
         self.chunks.push_back(Chunk::Shared(frame));
     }
@@ -163,7 +163,7 @@ mod tests {
         let mut q = WriteQueue::default();
         q.push_bytes(b"HTTP");
         q.push_frame(OpCode::Text, b"hi");
-        q.push_shared(Rc::from(&b"shared"[..]));
+        q.push_shared(Arc::from(&b"shared"[..]));
         q.push_frame(OpCode::Binary, &[1u8; 20_000]);
         let total = q.len();
         let mut sink = Trickle {

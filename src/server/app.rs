@@ -6,7 +6,7 @@ use crate::handler::Handler;
 /// A path and the handler serving it.
 pub(crate) struct Route {
     pub(crate) path: String,
-    pub(crate) handler: Box<dyn Handler>,
+    pub(crate) handler: Box<dyn Handler + Send>,
 }
 
 /// Everything a connection needs from the server while it handles input.

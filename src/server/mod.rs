@@ -77,8 +77,13 @@ impl ServerBuilder {
     }
 
     /// Serves `handler` to WebSocket upgrades at `path` (exact match, query string ignored).
-    /// A plain HTTP request to the path is answered with 426.
-    pub fn route(mut self, path: impl Into<String>, handler: impl Handler + 'static) -> Self {
+    /// A plain HTTP request to the path is answered with 426. The handler moves with the
+    /// server to the thread that runs it, hence `Send`.
+    pub fn route(
+        mut self,
+        path: impl Into<String>,
+        handler: impl Handler + Send + 'static,
+    ) -> Self {
         self.routes.push(Route {
             path: path.into(),
             handler: Box::new(handler),
@@ -133,6 +138,23 @@ impl ServerBuilder {
 }
 
 /// A bound WebSocket server, ready to [`run`](Server::run).
+///
+/// ```
+/// use std::net::TcpStream;
+/// use wsloop::{apps::Echo, Server};
+///
+/// let server = Server::builder().bind("127.0.0.1:0").route("/echo", Echo).build()?;
+/// let addr = server.local_addr();
+/// let stop = server.shutdown_handle();
+/// let thread = std::thread::spawn(move || server.run());
+///
+/// // Any WebSocket client can now talk to ws://{addr}/echo.
+/// TcpStream::connect(addr).expect("the server accepts connections");
+///
+/// stop.shutdown();
+/// thread.join().expect("no panic")?;
+/// # Ok::<(), wsloop::Error>(())
+/// ```
 pub struct Server {
     event_loop: EventLoop,
     local_addr: SocketAddr,

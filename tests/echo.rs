@@ -1,0 +1,107 @@
+//! The echo endpoint with an independent client (tungstenite) and with raw frames.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+
+use common::{
+    client_frame, upgrade_request, RawClient, TestServer, CONTINUATION, PING, PONG, TEXT, TIMEOUT,
+};
+use tungstenite::{Message, WebSocket};
+
+fn connect(addr: SocketAddr, path: &str) -> WebSocket<TcpStream> {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    let (ws, response) =
+        tungstenite::client(format!("ws://{addr}{path}"), stream).expect("handshake");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+/// Sends `message` and returns the next data message the server sends.
+fn round_trip(ws: &mut WebSocket<TcpStream>, message: Message) -> Message {
+    ws.send(message).expect("send");
+    for _ in 0..10 {
+        match ws.read().expect("read") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => return other,
+        }
+    }
+    panic!("no data message came back");
+}
+
+#[test]
+fn text_comes_back_as_text() {
+    let server = TestServer::start();
+    let mut ws = connect(server.addr(), "/echo");
+    let reply = round_trip(&mut ws, Message::text("Hello, κόσμε 𝄞"));
+    assert_eq!(reply, Message::text("Hello, κόσμε 𝄞"));
+}
+
+#[test]
+fn binary_comes_back_as_binary_on_the_root_path_too() {
+    let server = TestServer::start();
+    let mut ws = connect(server.addr(), "/");
+    let bytes = vec![0u8, 159, 146, 150, 255];
+    let reply = round_trip(&mut ws, Message::binary(bytes.clone()));
+    assert_eq!(reply, Message::binary(bytes));
+}
+
+#[test]
+fn one_mebibyte_binary_round_trips_byte_exact() {
+    let server = TestServer::start();
+    let mut ws = connect(server.addr(), "/echo");
+    let bytes: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 31 + 7) as u8).collect();
+    let reply = round_trip(&mut ws, Message::binary(bytes.clone()));
+    assert!(reply.is_binary());
+    let data = reply.into_data();
+    assert_eq!(data.len(), bytes.len());
+    assert!(data == bytes, "payload differs");
+}
+
+#[test]
+fn several_messages_come_back_in_order() {
+    let server = TestServer::start();
+    let mut ws = connect(server.addr(), "/echo");
+    for i in 0..20 {
+        ws.send(Message::text(format!("message {i}"))).unwrap();
+    }
+    for i in 0..20 {
+        assert_eq!(ws.read().unwrap(), Message::text(format!("message {i}")));
+    }
+}
+
+#[test]
+fn frame_in_the_same_packet_as_the_handshake_is_echoed() {
+    let server = TestServer::start();
+    let mut client = RawClient::connect(server.addr());
+    let mut bytes = upgrade_request("/echo", "").into_bytes();
+    bytes.extend_from_slice(&client_frame(true, TEXT, b"early bird"));
+    client.send(&bytes);
+    assert_eq!(client.read_head().status, 101);
+    let frame = client.read_frame();
+    assert_eq!((frame.fin, frame.opcode), (true, TEXT));
+    assert_eq!(frame.payload, b"early bird");
+}
+
+#[test]
+fn fragmented_text_with_a_ping_between_comes_back_whole_after_the_pong() {
+    let server = TestServer::start();
+    let mut client = RawClient::upgrade(server.addr(), "/echo");
+    let text = "Hello, κόσμε!".as_bytes();
+    // The first cut falls inside "κ" (a 2-byte character).
+    let (first, rest) = text.split_at(8);
+    let (second, third) = rest.split_at(3);
+    client.send(&client_frame(false, TEXT, first));
+    client.send(&client_frame(true, PING, b"are you there?"));
+    client.send(&client_frame(false, CONTINUATION, second));
+    client.send(&client_frame(true, CONTINUATION, third));
+
+    let pong = client.read_frame();
+    assert_eq!((pong.fin, pong.opcode), (true, PONG));
+    assert_eq!(pong.payload, b"are you there?");
+    let echo = client.read_frame();
+    assert_eq!((echo.fin, echo.opcode), (true, TEXT));
+    assert_eq!(echo.payload, text);
+}

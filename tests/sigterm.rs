@@ -1,0 +1,114 @@
+//! The `wsloop` binary on SIGTERM: every client gets close 1001 and the process exits with 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::TIMEOUT;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+/// Sends `signal` to `pid` with the `kill` command.
+fn kill(signal: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// Kills the child with SIGKILL unless it was seen to exit, so a failing test leaves no server
+/// behind.
+struct KillOnDrop {
+    pid: u32,
+    exited: bool,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !self.exited {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn connect(addr: &str, path: &str) -> WebSocket<TcpStream> {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let (mut ws, _) = tungstenite::client(format!("ws://{addr}{path}"), stream).expect("upgrade");
+    // Make sure the connection is open and served before the signal.
+    ws.send(Message::text("ready?")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("ready?"));
+    ws
+}
+
+#[test]
+fn sigterm_closes_every_client_with_1001_and_exits_0() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["--bind", "127.0.0.1:0", "--log-level", "info"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wsloop");
+    let mut guard = KillOnDrop {
+        pid: child.id(),
+        exited: false,
+    };
+
+    // Read stdout on a thread (logs go there too, and it must be drained), handing over the
+    // first line.
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = line_tx.send(first);
+        }
+        for _ in lines.by_ref() {}
+    });
+    let first = line_rx
+        .recv_timeout(TIMEOUT)
+        .expect("wsloop printed no first line");
+    let addr = first
+        .strip_prefix("listening on ws://")
+        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+        .to_string();
+
+    let mut clients = [connect(&addr, "/"), connect(&addr, "/echo")];
+
+    // Wait for the exit on a thread, so the wait is bounded by a channel timeout.
+    let (exit_tx, exit_rx) = mpsc::channel::<ExitStatus>();
+    std::thread::spawn(move || {
+        if let Ok(status) = child.wait() {
+            let _ = exit_tx.send(status);
+        }
+    });
+
+    kill("-TERM", guard.pid);
+
+    for ws in &mut clients {
+        match ws.read() {
+            Ok(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Away),
+            other => panic!("expected close 1001, got {other:?}"),
+        }
+        // Reading on sends tungstenite's close reply and ends when the server closes.
+        match ws.read() {
+            Err(tungstenite::Error::ConnectionClosed) => {}
+            other => panic!("expected the connection to end after close, got {other:?}"),
+        }
+    }
+    drop(clients);
+
+    let status = exit_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("wsloop did not exit within 5 s of SIGTERM");
+    guard.exited = true;
+    assert!(status.success(), "wsloop exited with {status}");
+}

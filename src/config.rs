@@ -17,6 +17,10 @@ pub struct Config {
     pub max_header_size: usize,
     /// The most connections held at once; more are refused with 503. Default 100,000.
     pub max_connections: usize,
+    /// The most bytes a connection may leave unread of what other connections send it
+    /// (broadcasts, private messages); past it the slow reader is closed with 1008 so it never
+    /// holds up the others or the server's memory. Default 4 MiB.
+    pub max_buffered: usize,
     /// How long a client has to send its whole upgrade request. Default 10 s.
     pub handshake_timeout: Duration,
     /// A connection that sent nothing for this long is pinged. Default 30 s.
@@ -34,6 +38,7 @@ impl Default for Config {
             max_frame_size: 16 << 20,
             max_header_size: 8 << 10,
             max_connections: 100_000,
+            max_buffered: 4 << 20,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
@@ -81,6 +86,12 @@ impl Config {
             return err(format!(
                 "max-header-size must be between 256 bytes and 1 MiB, got {}",
                 self.max_header_size
+            ));
+        }
+        if !(1024..=MAX_SIZE_LIMIT).contains(&self.max_buffered) {
+            return err(format!(
+                "max-buffered must be between 1 KiB and 1 GiB, got {}",
+                self.max_buffered
             ));
         }
         if self.max_connections == 0 {

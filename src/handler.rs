@@ -92,12 +92,14 @@ pub trait Handler {
 }
 
 /// Where a deferred delivery goes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Target {
     /// Every open connection on a route but one.
     RouteExcept { route: usize, except: ConnectionId },
     /// One connection.
     One(ConnectionId),
+    /// Several connections.
+    Many(Vec<ConnectionId>),
 }
 
 /// Frames for other connections, delivered by the event loop once the callback returns.
@@ -158,11 +160,38 @@ impl Context<'_> {
         self.send(Message::Binary(bytes))
     }
 
-    /// Sends a message to another connection, if it is still open. Delivered after this
-    /// callback returns, in the order of calls.
+    /// Sends a message to another connection, if it is still open. Sends to other
+    /// connections are delivered after this callback returns; a send to this connection's own
+    /// id is queued at once, like [`Context::send`], so every receiver gets its messages in the
+    /// order of the calls that sent them.
     pub fn send_to(&mut self, to: ConnectionId, message: Message<'_>) {
+        if to == self.id {
+            self.send(message);
+        } else {
+            let frame = Self::encode(message);
+            self.outbox.deliveries.push((Target::One(to), frame));
+        }
+    }
+
+    /// Sends one message to each of `to` that is still open: encoded once, shared by all their
+    /// queues. Ordered as for [`Context::send_to`].
+    pub fn send_to_many(
+        &mut self,
+        to: impl IntoIterator<Item = ConnectionId>,
+        message: Message<'_>,
+    ) {
         let frame = Self::encode(message);
-        self.outbox.deliveries.push((Target::One(to), frame));
+        let mut others = Vec::new();
+        for id in to {
+            if id != self.id {
+                others.push(id);
+            } else if self.out.accepting {
+                self.out.queue.push_shared(frame.clone());
+            }
+        }
+        if !others.is_empty() {
+            self.outbox.deliveries.push((Target::Many(others), frame));
+        }
     }
 
     /// Sends a message to every other open connection on this connection's path. The frame is

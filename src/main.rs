@@ -1,4 +1,4 @@
-//! The `wsloop` command: serves echo on `/` and `/echo`, and the browser client at `GET /`.
+//! The `wsloop` command: serves echo, broadcast and chat, and the browser client at `GET /`.
 
 mod cli_units;
 
@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use log::LevelFilter;
-use wsloop::apps::Echo;
+use wsloop::apps::{Broadcast, Chat, Echo};
 use wsloop::{Config, Server};
 
 /// A single-threaded WebSocket (RFC 6455) server.
 ///
-/// Serves echo on ws://ADDR/ and ws://ADDR/echo, and the browser test client at http://ADDR/.
+/// Serves echo on ws://ADDR/ and ws://ADDR/echo, broadcast on ws://ADDR/broadcast, JSON chat on
+/// ws://ADDR/chat, and the browser test client at http://ADDR/.
 /// Sizes take a unit (B, KiB, MiB, GiB; K, M, G are the same); durations take ms, s or m
 /// (a bare number is seconds; 0 turns ping-interval and idle-timeout off).
 #[derive(Debug, Parser)]
@@ -34,6 +35,10 @@ struct Cli {
     /// Largest HTTP request head; larger ones get 431.
     #[arg(long, value_name = "SIZE", default_value = "8KiB", value_parser = cli_units::parse_size)]
     max_header_size: usize,
+    /// Most bytes a client may leave unread of what others send it (broadcasts, chat); past
+    /// it the client is closed with 1008.
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = cli_units::parse_size)]
+    max_buffered: usize,
     /// Most connections at once; more are refused with 503.
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     max_connections: usize,
@@ -58,6 +63,7 @@ impl Cli {
             max_frame_size: self.max_frame_size,
             max_header_size: self.max_header_size,
             max_connections: self.max_connections,
+            max_buffered: self.max_buffered,
             handshake_timeout: self.handshake_timeout,
             ping_interval: self.ping_interval,
             idle_timeout: self.idle_timeout,
@@ -79,6 +85,8 @@ fn main() -> ExitCode {
         .config(cli.config())
         .route("/", Echo)
         .route("/echo", Echo)
+        .route("/broadcast", Broadcast)
+        .route("/chat", Chat::default())
         .index_page(wsloop::INDEX_HTML)
         .handle_signals(true)
         .build();

@@ -1,5 +1,9 @@
 //! Applications built on the public [`Handler`](crate::Handler) trait.
 
+mod broadcast;
+pub mod chat;
 mod echo;
 
+pub use broadcast::Broadcast;
+pub use chat::Chat;
 pub use echo::Echo;

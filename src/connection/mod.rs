@@ -199,6 +199,11 @@ impl Connection {
         self.session.on_shutdown(now, app, outbox);
     }
 
+    /// Messages from other connections went unread past `max_buffered`: close with 1008.
+    pub(crate) fn on_slow_consumer(&mut self, now: Instant, app: &mut App, outbox: &mut Outbox) {
+        self.session.on_slow_consumer(now, app, outbox);
+    }
+
     /// The earliest time the connection needs [`Connection::on_timeout`].
     pub(crate) fn next_deadline(&self, config: &Config) -> Option<Instant> {
         self.session.next_deadline(config)

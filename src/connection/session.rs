@@ -317,6 +317,19 @@ impl Session {
         }
     }
 
+    /// The peer leaves more than `max_buffered` bytes unread. Close with 1008 if the close
+    /// frame still fits under the limit, else drop the connection outright.
+    pub(super) fn on_slow_consumer(&mut self, now: Instant, app: &mut App, outbox: &mut Outbox) {
+        const REASON: &str = "slow consumer: too much unread data";
+        let close_frame_len = 2 + 2 + REASON.len();
+        if self.out.queue.len() + close_frame_len <= app.config.max_buffered {
+            let stage = Closing::Draining;
+            self.start_close(CloseCode::POLICY_VIOLATION, REASON, stage, now, app, outbox);
+        } else {
+            self.drop_open(CloseCode::POLICY_VIOLATION, REASON, app, outbox);
+        }
+    }
+
     pub(super) fn on_shutdown(&mut self, now: Instant, app: &mut App, outbox: &mut Outbox) {
         match self.state {
             State::New { .. } | State::Handshaking { .. } => self.state = State::Closed,

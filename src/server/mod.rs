@@ -2,6 +2,7 @@
 
 pub(crate) mod app;
 mod event_loop;
+mod hub;
 mod timers;
 
 use std::fmt;

@@ -17,10 +17,13 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+mod delivery;
+
 use super::app::App;
+use super::hub::{Hub, Membership};
 use super::timers::{Deadline, Timers};
 use crate::connection::Connection;
-use crate::handler::{ConnectionId, Outbox, Target};
+use crate::handler::{ConnectionId, Outbox};
 use crate::protocol::handshake::{error_response, HttpError};
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
@@ -41,6 +44,8 @@ struct Entry {
     /// Queued in `dirty` for this turn's flush.
     dirty: bool,
     write_shut: bool,
+    /// Its place in the hub while it is open and accepts messages.
+    membership: Option<Membership>,
 }
 
 /// The server's event loop.
@@ -51,6 +56,7 @@ pub(crate) struct EventLoop {
     entries: Slab<Entry>,
     app: App,
     outbox: Outbox,
+    hub: Hub,
     timers: Timers,
     /// Connections to flush at the end of this turn.
     dirty: Vec<usize>,
@@ -89,6 +95,7 @@ impl EventLoop {
             entries: Slab::new(),
             app,
             outbox: Outbox::default(),
+            hub: Hub::default(),
             timers: Timers::default(),
             dirty: Vec::new(),
             pending_reads: Vec::new(),
@@ -144,7 +151,7 @@ impl EventLoop {
                 self.read(key, now);
             }
             self.fire_timers(now);
-            self.flush();
+            self.flush(now);
             if let Some(deadline) = self.shutdown_deadline {
                 if self.entries.is_empty() || now >= deadline {
                     info!(
@@ -225,6 +232,7 @@ impl EventLoop {
             timer_at: None,
             dirty: false,
             write_shut: false,
+            membership: None,
         });
         self.mark_dirty(key);
     }
@@ -278,42 +286,8 @@ impl EventLoop {
         if budget_spent && !self.pending_reads.contains(&key) {
             self.pending_reads.push(key);
         }
-        self.deliver_outbox();
+        self.deliver_outbox(now);
         self.mark_dirty(key);
-    }
-
-    /// Hands frames the callbacks addressed to other connections to their queues.
-    fn deliver_outbox(&mut self) {
-        for (target, frame) in std::mem::take(&mut self.outbox.deliveries) {
-            match target {
-                Target::One(id) => {
-                    if let Some(entry) = self.entries.get_mut(id.slot()) {
-                        if entry.conn.session.id == id && entry.conn.accepts_messages() {
-                            entry.conn.outgoing().queue.push_shared(frame);
-                            if !entry.dirty {
-                                entry.dirty = true;
-                                self.dirty.push(id.slot());
-                            }
-                        }
-                    }
-                }
-                Target::RouteExcept { route, except } => {
-                    for (key, entry) in self.entries.iter_mut() {
-                        let conn = &mut entry.conn;
-                        if conn.route() == Some(route)
-                            && conn.session.id != except
-                            && conn.accepts_messages()
-                        {
-                            conn.outgoing().queue.push_shared(frame.clone());
-                            if !entry.dirty {
-                                entry.dirty = true;
-                                self.dirty.push(key);
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 
     fn fire_timers(&mut self, now: Instant) {
@@ -326,14 +300,14 @@ impl EventLoop {
             }
             entry.timer_at = None;
             entry.conn.on_timeout(now, &mut self.app, &mut self.outbox);
-            self.deliver_outbox();
+            self.deliver_outbox(now);
             self.mark_dirty(deadline.key);
         }
     }
 
-    /// Writes out every connection touched this turn and brings its registration and deadline
-    /// up to date; drops the closed ones.
-    fn flush(&mut self) {
+    /// Writes out every connection touched this turn and brings its registration, hub
+    /// membership and deadline up to date; drops the closed ones.
+    fn flush(&mut self, now: Instant) {
         while let Some(key) = self.dirty.pop() {
             let Some(entry) = self.entries.get_mut(key) else {
                 continue;
@@ -342,7 +316,7 @@ impl EventLoop {
             if !entry.conn.outgoing().queue.is_empty() {
                 if let Err(e) = entry.conn.outgoing().queue.write_to(&mut entry.socket) {
                     entry.conn.on_io_error(&e, &mut self.app, &mut self.outbox);
-                    self.deliver_outbox();
+                    self.deliver_outbox(now);
                 }
             }
             let Some(entry) = self.entries.get_mut(key) else {
@@ -353,13 +327,32 @@ impl EventLoop {
                 entry.write_shut = true;
                 let _ = entry.socket.shutdown(Shutdown::Write);
             }
-            if entry.conn.is_closed() {
+            self.update_membership(key);
+            if self.entries[key].conn.is_closed() {
                 let mut entry = self.entries.remove(key);
                 let _ = self.poll.registry().deregister(&mut entry.socket);
                 continue;
             }
             self.update_interest(key);
             self.schedule(key);
+        }
+    }
+
+    /// Puts a connection in its route's member list while it is open and accepts messages,
+    /// and takes it out otherwise.
+    fn update_membership(&mut self, key: usize) {
+        let entry = &mut self.entries[key];
+        let wanted = entry.conn.route().filter(|_| entry.conn.accepts_messages());
+        if entry.membership.map(|m| m.route) == wanted {
+            return;
+        }
+        if let Some(old) = entry.membership.take() {
+            if let Some((moved, place)) = self.hub.leave(old) {
+                self.entries[moved].membership = Some(place);
+            }
+        }
+        if let Some(route) = wanted {
+            self.entries[key].membership = Some(self.hub.join(route, key));
         }
     }
 
@@ -422,7 +415,7 @@ impl EventLoop {
             self.entries[key]
                 .conn
                 .on_shutdown(now, &mut self.app, &mut self.outbox);
-            self.deliver_outbox();
+            self.deliver_outbox(now);
             self.mark_dirty(key);
         }
     }

@@ -1,0 +1,65 @@
+//! Delivery of frames a callback addressed to other connections: private sends, sends to a
+//! list, and broadcasts through the hub. Each frame was encoded once; every receiver's queue
+//! holds the same `Arc`. A receiver that would hold more than `max_buffered` unread bytes is a
+//! slow consumer and is closed instead of being queued to.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::EventLoop;
+use crate::handler::{ConnectionId, Target};
+
+impl EventLoop {
+    /// Delivers everything in the outbox, and whatever the callbacks that delivery causes (a
+    /// slow consumer's `on_close`) add to it.
+    pub(super) fn deliver_outbox(&mut self, now: Instant) {
+        while !self.outbox.deliveries.is_empty() {
+            for (target, frame) in std::mem::take(&mut self.outbox.deliveries) {
+                match target {
+                    Target::One(id) => self.deliver(id.slot(), Some(id), &frame, now),
+                    Target::Many(ids) => {
+                        for id in ids {
+                            self.deliver(id.slot(), Some(id), &frame, now);
+                        }
+                    }
+                    Target::RouteExcept { route, except } => {
+                        // Membership changes only in `flush`, never during delivery.
+                        for i in 0..self.hub.members(route).len() {
+                            let key = self.hub.members(route)[i];
+                            if key != except.slot() {
+                                self.deliver(key, None, &frame, now);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues `frame` for the connection in slot `key` (if it is `expected`, when given).
+    fn deliver(
+        &mut self,
+        key: usize,
+        expected: Option<ConnectionId>,
+        frame: &Arc<[u8]>,
+        now: Instant,
+    ) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        let conn = &mut entry.conn;
+        if expected.is_some_and(|id| id != conn.session.id) || !conn.accepts_messages() {
+            return;
+        }
+        let unread = conn.outgoing().queue.len();
+        if unread + frame.len() > self.app.config.max_buffered {
+            conn.on_slow_consumer(now, &mut self.app, &mut self.outbox);
+        } else {
+            conn.outgoing().queue.push_shared(frame.clone());
+        }
+        if !entry.dirty {
+            entry.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+}

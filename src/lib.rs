@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apps;
+pub mod client;
 mod config;
 mod connection;
 mod handler;

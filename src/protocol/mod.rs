@@ -5,6 +5,7 @@
 //!
 //! | RFC 6455 | module |
 //! |---|---|
+//! | §4.1 opening handshake (client) | [`client_handshake`] |
 //! | §4.2 opening handshake (server) | [`handshake`] |
 //! | §5.2 framing, §5.5 control frame rules | [`frame`] |
 //! | §5.3 masking | [`mask`] |
@@ -12,6 +13,7 @@
 //! | §5.5.1, §7.4 close frames and codes | [`close`] |
 //! | §8.1 UTF-8 | [`utf8`] |
 
+pub mod client_handshake;
 pub mod close;
 pub mod error;
 pub mod frame;

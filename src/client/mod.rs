@@ -333,9 +333,9 @@ impl Client {
         ClientError::Protocol(error)
     }
 
-    /// Starts the closing handshake and waits (up to 5 s) for the server's close and for the
-    /// server to close the TCP connection. Messages still arriving are discarded.
-    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), ClientError> {
+    /// Sends a close frame (§5.5.1) without waiting. Messages the server sent before its own
+    /// close still arrive through [`Client::recv`], which then returns the server's close.
+    pub fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), ClientError> {
         if !self.close_sent {
             let code = if code.is_sendable() {
                 code
@@ -344,6 +344,14 @@ impl Client {
             };
             self.send_frame(OpCode::Close, &close_body(code, reason))?;
         }
+        Ok(())
+    }
+
+    /// Starts the closing handshake if it has not started, and waits (up to 5 s) for the
+    /// server's close and for the server to close the TCP connection. Messages still arriving
+    /// are discarded.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), ClientError> {
+        self.start_close(code, reason)?;
         self.stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         while !self.close_received && !self.failed {
             match self.recv() {

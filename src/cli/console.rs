@@ -1,0 +1,266 @@
+//! `wsloop client URL`: a console client on the library's client core.
+//!
+//! Typed lines go out as text and messages print as they arrive. On a `/chat` URL with
+//! `--name` it speaks the chat protocol: plain lines are room messages, and `/pm NAME TEXT`,
+//! `/room NAME`, `/users`, `/quit` and `/help` are commands. Ctrl+D, Ctrl+C and `/quit` send a
+//! close frame and wait for the server's.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{json, Value};
+use wsloop::client::{Client, ClientError, Incoming, WsUrl};
+use wsloop::{CloseCode, Message};
+
+use super::chat_view::describe_event;
+
+/// The client's flags.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server, such as ws://127.0.0.1:9001/echo or ws://127.0.0.1:9001/chat.
+    url: String,
+    /// Chat name (joins the chat on a /chat URL).
+    #[arg(long)]
+    name: Option<String>,
+    /// Chat room to join.
+    #[arg(long, default_value = "lobby")]
+    room: String,
+}
+
+/// How long one wait for the server lasts before input is checked again.
+const POLL: Duration = Duration::from_millis(20);
+
+const CHAT_HELP: &str =
+    "commands: /pm NAME TEXT, /room NAME, /users, /quit (anything else is a room message)";
+
+/// What the user did.
+enum Input {
+    Line(String),
+    End,
+}
+
+/// Runs the console client; the exit status says whether it ended cleanly.
+pub fn run(args: &ClientArgs) -> ExitCode {
+    let chat = match WsUrl::parse(&args.url) {
+        Ok(url) => url.path() == "/chat",
+        Err(e) => return fail(&format!("bad URL {}: {e}", args.url)),
+    };
+    if chat && args.name.is_none() {
+        return fail("a /chat URL needs --name NAME");
+    }
+    let mut client = match Client::connect(&args.url) {
+        Ok(client) => client,
+        Err(e) => return fail(&format!("cannot connect to {}: {e}", args.url)),
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, interrupted.clone()) {
+            return fail(&format!("cannot handle signals: {e}"));
+        }
+    }
+    let input = spawn_stdin_reader();
+    if let Err(e) = client.set_read_timeout(Some(POLL)) {
+        return fail(&e.to_string());
+    }
+    println!("connected to {} (Ctrl+D or Ctrl+C to quit)", args.url);
+    if let (true, Some(name)) = (chat, &args.name) {
+        println!("{CHAT_HELP}");
+        let join = json!({"type": "join", "name": name, "room": args.room});
+        if let Err(e) = client.send(Message::Text(&join.to_string())) {
+            return fail(&e.to_string());
+        }
+    }
+    let session = Session {
+        client: &mut client,
+        chat,
+    };
+    session.run(&input, &interrupted)
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("wsloop client: {message}");
+    ExitCode::FAILURE
+}
+
+/// Reads stdin lines on a thread of their own, so the socket is served while the user types.
+fn spawn_stdin_reader() -> mpsc::Receiver<Input> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(Input::Line(line)).is_err() {
+                break;
+            }
+        }
+        let _ = tx.send(Input::End);
+    });
+    rx
+}
+
+struct Session<'a> {
+    client: &'a mut Client,
+    chat: bool,
+}
+
+/// Whether the session goes on after a step.
+enum Flow {
+    Continue,
+    Quit,
+    Ended(ExitCode),
+}
+
+impl Session<'_> {
+    fn run(mut self, input: &mpsc::Receiver<Input>, interrupted: &AtomicBool) -> ExitCode {
+        loop {
+            if interrupted.load(Ordering::Relaxed) {
+                return self.quit();
+            }
+            loop {
+                let flow = match input.try_recv() {
+                    Ok(Input::Line(line)) => self.on_line(&line),
+                    Ok(Input::End) | Err(mpsc::TryRecvError::Disconnected) => Flow::Quit,
+                    Err(mpsc::TryRecvError::Empty) => break,
+                };
+                match flow {
+                    Flow::Continue => {}
+                    Flow::Quit => return self.quit(),
+                    Flow::Ended(code) => return code,
+                }
+            }
+            match self.client.recv() {
+                Ok(incoming) => {
+                    if let Flow::Ended(code) = self.show(incoming) {
+                        return code;
+                    }
+                }
+                Err(e) if e.is_timeout() => {}
+                Err(ClientError::Closed) => return ExitCode::SUCCESS,
+                Err(e) => return fail(&e.to_string()),
+            }
+        }
+    }
+
+    /// Sends a close, shows what the server still sends before its own close, then waits for
+    /// the server to end the connection (bounded by the client's 5 s close wait).
+    fn quit(mut self) -> ExitCode {
+        if let Err(e) = self.client.start_close(CloseCode::NORMAL, "bye") {
+            return fail(&e.to_string());
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            match self.client.recv() {
+                Ok(Incoming::Close(..)) => break,
+                Ok(incoming) => {
+                    self.show(incoming);
+                }
+                Err(e) if e.is_timeout() => {}
+                Err(_) => break,
+            }
+        }
+        match self.client.close(CloseCode::NORMAL, "bye") {
+            Ok(()) => {
+                println!("closed");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.to_string()),
+        }
+    }
+
+    fn send(&mut self, text: &str) -> Flow {
+        match self.client.send(Message::Text(text)) {
+            Ok(()) => Flow::Continue,
+            Err(e) => Flow::Ended(fail(&e.to_string())),
+        }
+    }
+
+    fn on_line(&mut self, line: &str) -> Flow {
+        if line.trim() == "/quit" {
+            return Flow::Quit;
+        }
+        if !self.chat {
+            return self.send(line);
+        }
+        let request = match chat_request(line) {
+            Ok(Some(request)) => request,
+            Ok(None) => return Flow::Continue,
+            Err(help) => {
+                println!("{help}");
+                return Flow::Continue;
+            }
+        };
+        self.send(&request.to_string())
+    }
+
+    fn show(&mut self, incoming: Incoming) -> Flow {
+        match incoming {
+            Incoming::Text(text) if self.chat => match serde_json::from_str::<Value>(&text) {
+                Ok(event) => println!("{}", describe_event(&event)),
+                Err(_) => println!("{text}"),
+            },
+            Incoming::Text(text) => println!("{text}"),
+            Incoming::Binary(bytes) => println!("<binary message, {} bytes>", bytes.len()),
+            Incoming::Close(code, reason) => {
+                println!("closed by the server: {code} {reason}");
+                return Flow::Ended(ExitCode::SUCCESS);
+            }
+        }
+        let _ = std::io::stdout().flush();
+        Flow::Continue
+    }
+}
+
+/// Turns a typed chat line into a request; `Ok(None)` for an empty line, `Err` with help for a
+/// command that is not understood.
+fn chat_request(line: &str) -> Result<Option<Value>, &'static str> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let Some(command) = line.strip_prefix('/') else {
+        return Ok(Some(json!({"type": "message", "text": line})));
+    };
+    let (verb, rest) = command.split_once(' ').unwrap_or((command, ""));
+    let rest = rest.trim();
+    match verb {
+        "pm" => match rest.split_once(' ') {
+            Some((to, text)) => Ok(Some(json!({"type": "pm", "to": to, "text": text.trim()}))),
+            None => Err("usage: /pm NAME TEXT"),
+        },
+        "room" if !rest.is_empty() => Ok(Some(json!({"type": "room", "room": rest}))),
+        "room" => Err("usage: /room NAME"),
+        "users" => Ok(Some(json!({"type": "list"}))),
+        _ => Err(CHAT_HELP),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_lines_become_requests() {
+        assert_eq!(
+            chat_request("hi all").unwrap(),
+            Some(json!({"type": "message", "text": "hi all"}))
+        );
+        assert_eq!(
+            chat_request("/pm bob see you later").unwrap(),
+            Some(json!({"type": "pm", "to": "bob", "text": "see you later"}))
+        );
+        assert_eq!(
+            chat_request("/room rust").unwrap(),
+            Some(json!({"type": "room", "room": "rust"}))
+        );
+        assert_eq!(
+            chat_request("/users").unwrap(),
+            Some(json!({"type": "list"}))
+        );
+        assert_eq!(chat_request("  ").unwrap(), None);
+        assert!(chat_request("/pm bob").is_err());
+        assert!(chat_request("/dance").is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! Command-line parsing and dispatch.
+
+mod chat_view;
+mod console;
+mod serve;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A single-threaded WebSocket (RFC 6455) server.
+///
+/// Without a subcommand, serves echo on ws://ADDR/ and ws://ADDR/echo, broadcast on
+/// ws://ADDR/broadcast, JSON chat on ws://ADDR/chat, and the browser test client at
+/// http://ADDR/. Sizes take a unit (B, KiB, MiB, GiB; K, M, G are the same); durations take
+/// ms, s or m (a bare number is seconds; 0 turns ping-interval and idle-timeout off).
+#[derive(Debug, Parser)]
+#[command(name = "wsloop", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: serve::ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect to a WebSocket server from the console: typed lines are sent as text, messages
+    /// print as they arrive. On a /chat URL with --name, speaks the chat protocol.
+    Client(console::ClientArgs),
+}
+
+/// Parses the command line and runs what it asks for.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve::run(&cli.serve),
+        Some(Command::Client(args)) => console::run(&args),
+    }
+}

@@ -1,0 +1,107 @@
+//! `wsloop` (no subcommand): the server, with echo, broadcast, chat and the browser client.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use log::LevelFilter;
+use wsloop::apps::{Broadcast, Chat, Echo};
+use wsloop::{Config, Server};
+
+use super::units;
+
+/// The server's flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001")]
+    bind: String,
+    /// Log level: off, error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: LevelFilter,
+    /// Largest message after reassembly; larger ones are closed with 1009.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size)]
+    max_message_size: usize,
+    /// Largest single frame payload; larger ones are closed with 1009.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size)]
+    max_frame_size: usize,
+    /// Largest HTTP request head; larger ones get 431.
+    #[arg(long, value_name = "SIZE", default_value = "8KiB", value_parser = units::parse_size)]
+    max_header_size: usize,
+    /// Most bytes a client may leave unread of what others send it (broadcasts, chat); past
+    /// it the client is closed with 1008.
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = units::parse_size)]
+    max_buffered: usize,
+    /// Most connections at once; more are refused with 503.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    max_connections: usize,
+    /// Time a client has to send its whole upgrade request.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
+    handshake_timeout: Duration,
+    /// Ping a connection that sent nothing for this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = units::parse_duration)]
+    ping_interval: Duration,
+    /// Close (1001) a connection that sent nothing for this long.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = units::parse_duration)]
+    idle_timeout: Duration,
+    /// Time a closing handshake may take before the TCP connection is dropped.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
+    close_timeout: Duration,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Config {
+        Config {
+            max_message_size: self.max_message_size,
+            max_frame_size: self.max_frame_size,
+            max_header_size: self.max_header_size,
+            max_connections: self.max_connections,
+            max_buffered: self.max_buffered,
+            handshake_timeout: self.handshake_timeout,
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+            close_timeout: self.close_timeout,
+        }
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(cli: &ServeArgs) -> ExitCode {
+    let logger = simple_logger::SimpleLogger::new()
+        .with_level(cli.log_level)
+        .with_utc_timestamps();
+    if let Err(e) = logger.init() {
+        eprintln!("wsloop: cannot start logging: {e}");
+    }
+    let server = Server::builder()
+        .bind(cli.bind.clone())
+        .config(cli.config())
+        .route("/", Echo)
+        .route("/echo", Echo)
+        .route("/broadcast", Broadcast)
+        .route("/chat", Chat::default())
+        .index_page(wsloop::INDEX_HTML)
+        .handle_signals(true)
+        .build();
+    let server = match server {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("wsloop: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Tools and tests read this line to learn the port; a closed stdout must not stop the server.
+    let _ = writeln!(
+        std::io::stdout(),
+        "listening on ws://{}",
+        server.local_addr()
+    );
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wsloop: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -61,6 +61,9 @@ impl std::error::Error for ConfigError {}
 
 /// The largest accepted value for a size limit (1 GiB): a typo must not disable a limit.
 const MAX_SIZE_LIMIT: usize = 1 << 30;
+/// The longest accepted duration: a day. Longer ones are typos, and far-future deadlines
+/// would overflow `Instant`.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Config {
     /// Checks that the limits make sense together.
@@ -103,6 +106,16 @@ impl Config {
         ] {
             if value.is_zero() {
                 return err(format!("{name} must be greater than zero"));
+            }
+        }
+        for (name, value) in [
+            ("handshake-timeout", self.handshake_timeout),
+            ("close-timeout", self.close_timeout),
+            ("ping-interval", self.ping_interval),
+            ("idle-timeout", self.idle_timeout),
+        ] {
+            if value > MAX_DURATION {
+                return err(format!("{name} must be at most 24h, got {value:?}"));
             }
         }
         if !self.ping_interval.is_zero()
@@ -155,6 +168,10 @@ mod tests {
             },
             Config {
                 close_timeout: Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                handshake_timeout: Duration::MAX,
                 ..Config::default()
             },
             Config {

@@ -147,7 +147,10 @@ impl Connection {
             let step = match reader.decoder.decode(&mut input[pos..]) {
                 Ok(Some(step)) => step,
                 Ok(None) => break,
-                Err(error) => return session.fail(error, now, app, outbox),
+                Err(error) => {
+                    session.fail(error, now, app, outbox);
+                    break;
+                }
             };
             pos += step.0;
             let received = match step.1 {
@@ -159,9 +162,10 @@ impl Connection {
             match received {
                 Ok(Some(received)) => session.on_received(received, now, app, outbox),
                 Ok(None) => {}
-                Err(error) => return session.fail(error, now, app, outbox),
+                Err(error) => session.fail(error, now, app, outbox),
             }
         }
+        // Done with frames: a half-assembled message need not wait for the close timeout.
         if !session.reads_frames() {
             self.reader = None;
         }
@@ -235,6 +239,11 @@ impl Connection {
     /// The loop finished writing the queue; a drained connection whose peer is gone ends here.
     pub(crate) fn after_flush(&mut self) {
         self.session.after_flush();
+    }
+
+    /// This connection's id.
+    pub(crate) fn id(&self) -> ConnectionId {
+        self.session.id
     }
 
     /// The route serving this connection, once open.

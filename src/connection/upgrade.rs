@@ -73,6 +73,16 @@ pub(super) fn receive_head(
     })
 }
 
+/// What the server answers a complete request with.
+enum Answer {
+    /// 101: the connection opens on this route.
+    Open { route: usize, reply: Vec<u8> },
+    /// 200: the index page.
+    Page(Vec<u8>),
+    /// An HTTP error.
+    Refuse(HttpError),
+}
+
 /// Answers a complete request; returns whether the connection is now open.
 fn answer(
     session: &mut Session,
@@ -81,71 +91,59 @@ fn answer(
     app: &mut App,
     outbox: &mut Outbox,
 ) -> bool {
+    match decide(request, app) {
+        Answer::Open { route, reply } => {
+            session.out.queue.push_bytes(&reply);
+            session.open(route, now, app, outbox);
+            true
+        }
+        Answer::Page(reply) => {
+            session.out.queue.push_bytes(&reply);
+            info!("{} GET {} 200", session.peer, request.target());
+            session.start_draining(now, &app.config);
+            false
+        }
+        Answer::Refuse(error) => {
+            reject(session, Some(request), &error, now, app);
+            false
+        }
+    }
+}
+
+/// Routes a request: the index page, an upgrade the route's handler accepts, or an error.
+fn decide(request: &Request, app: &mut App) -> Answer {
+    let refuse = |status, reason| Answer::Refuse(HttpError { status, reason });
     let path = request.path();
     let route = app.route_for(path);
     let accept = match classify(request) {
         Ok(Intent::Upgrade { accept }) => accept,
+        Err(error) => return Answer::Refuse(error),
         Ok(Intent::Plain) => {
-            match (path, &app.index_page, route) {
+            return match (path, &app.index_page, route) {
                 ("/", Some(page), _) => {
-                    let reply = http_response(200, "text/html; charset=utf-8", "", page);
-                    session.out.queue.push_bytes(&reply);
-                    info!("{} GET {} 200", session.peer, request.target());
-                    session.start_draining(now, &app.config);
+                    Answer::Page(http_response(200, "text/html; charset=utf-8", "", page))
                 }
-                (_, _, Some(_)) => {
-                    let error = HttpError {
-                        status: 426,
-                        reason: "this path speaks WebSocket",
-                    };
-                    reject(session, Some(request), &error, now, app);
-                }
-                (_, _, None) => {
-                    let error = HttpError {
-                        status: 404,
-                        reason: "no such endpoint",
-                    };
-                    reject(session, Some(request), &error, now, app);
-                }
-            }
-            return false;
-        }
-        Err(error) => {
-            reject(session, Some(request), &error, now, app);
-            return false;
+                (_, _, Some(_)) => refuse(426, "this path speaks WebSocket"),
+                (_, _, None) => refuse(404, "no such endpoint"),
+            };
         }
     };
     let Some(route) = route else {
-        let error = HttpError {
-            status: 404,
-            reason: "no WebSocket endpoint at this path",
-        };
-        reject(session, Some(request), &error, now, app);
-        return false;
+        return refuse(404, "no WebSocket endpoint at this path");
     };
     let protocol = match app.routes[route].handler.on_upgrade(request) {
         Ok(protocol) => protocol,
-        Err(error) => {
-            reject(session, Some(request), &error, now, app);
-            return false;
-        }
+        Err(error) => return Answer::Refuse(error),
     };
     if let Some(chosen) = &protocol {
         if !request.protocols().any(|offered| offered == chosen) {
-            let error = HttpError {
-                status: 500,
-                reason: "server chose a subprotocol not offered",
-            };
-            reject(session, Some(request), &error, now, app);
-            return false;
+            return refuse(500, "server chose a subprotocol not offered");
         }
     }
-    session
-        .out
-        .queue
-        .push_bytes(&switching_protocols(&accept, protocol.as_deref()));
-    session.open(route, now, app, outbox);
-    true
+    Answer::Open {
+        route,
+        reply: switching_protocols(&accept, protocol.as_deref()),
+    }
 }
 
 /// Queues an HTTP error reply and starts closing.

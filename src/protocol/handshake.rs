@@ -236,8 +236,9 @@ pub fn http_response(status: u16, content_type: &str, extra_headers: &str, body:
 /// The reply for an [`HttpError`]: its reason as a plain-text body, and for 426 the version
 /// this server speaks (§4.2.2).
 pub fn error_response(error: &HttpError) -> Vec<u8> {
+    // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
     let extra = if error.status == 426 {
-        "Sec-WebSocket-Version: 13\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
     } else {
         ""
     };
@@ -259,6 +260,7 @@ fn reason_phrase(status: u16) -> &'static str {
         408 => "Request Timeout",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",
     }

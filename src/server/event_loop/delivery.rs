@@ -48,7 +48,7 @@ impl EventLoop {
             return;
         };
         let conn = &mut entry.conn;
-        if expected.is_some_and(|id| id != conn.session.id) || !conn.accepts_messages() {
+        if expected.is_some_and(|id| id != conn.id()) || !conn.accepts_messages() {
             return;
         }
         let unread = conn.outgoing().queue.len();

@@ -33,6 +33,8 @@ const SIGNALS: Token = Token(usize::MAX - 3);
 const READ_BUFFER_SIZE: usize = 64 * 1024;
 /// Reads per connection per turn before others get their turn.
 const READ_BUDGET: usize = 16;
+/// How long to wait before accepting again after an accept error.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// A socket and its connection, with what the loop registered for it.
 struct Entry {
@@ -46,6 +48,11 @@ struct Entry {
     write_shut: bool,
     /// Its place in the hub while it is open and accepts messages.
     membership: Option<Membership>,
+    /// Reading stopped (backpressure) with input perhaps left in the socket: read again as
+    /// soon as the connection wants input, since no new readiness edge will say so.
+    read_paused: bool,
+    /// Already in `pending_reads`.
+    read_pending: bool,
 }
 
 /// The server's event loop.
@@ -66,6 +73,9 @@ pub(crate) struct EventLoop {
     shutdown_requested: Arc<AtomicBool>,
     /// Set once shutdown began: the time by which the loop exits regardless.
     shutdown_deadline: Option<Instant>,
+    /// Accepting failed (out of file descriptors): try again at this time, since the
+    /// connections left in the backlog raise no new readiness edge.
+    accept_retry_at: Option<Instant>,
     serial: u64,
 }
 
@@ -102,6 +112,7 @@ impl EventLoop {
             read_buffer: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             shutdown_requested,
             shutdown_deadline: None,
+            accept_retry_at: None,
             serial: 0,
         })
     }
@@ -148,7 +159,14 @@ impl EventLoop {
                 }
             }
             for key in std::mem::take(&mut self.pending_reads) {
-                self.read(key, now);
+                if let Some(entry) = self.entries.get_mut(key) {
+                    entry.read_pending = false;
+                    self.read(key, now);
+                }
+            }
+            if self.accept_retry_at.is_some_and(|at| at <= now) {
+                self.accept_retry_at = None;
+                self.accept(now);
             }
             self.fire_timers(now);
             self.flush(now);
@@ -168,12 +186,12 @@ impl EventLoop {
         if !self.pending_reads.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = self
-            .timers
-            .next()
-            .into_iter()
-            .chain(self.shutdown_deadline)
-            .min()?;
+        let deadlines = [
+            self.timers.next(),
+            self.shutdown_deadline,
+            self.accept_retry_at,
+        ];
+        let next = deadlines.into_iter().flatten().min()?;
         // Round up so a deadline is never polled for a few microseconds early, again and again.
         Some(next.saturating_duration_since(now) + Duration::from_millis(1))
     }
@@ -188,8 +206,9 @@ impl EventLoop {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: leave the rest in the backlog for the next turn.
-                    warn!("accept failed: {e}");
+                    // EMFILE and friends: leave the rest in the backlog and retry shortly.
+                    warn!("accept failed: {e}; retrying in 100 ms");
+                    self.accept_retry_at = Some(now + ACCEPT_RETRY);
                     return;
                 }
             }
@@ -233,8 +252,20 @@ impl EventLoop {
             dirty: false,
             write_shut: false,
             membership: None,
+            read_paused: false,
+            read_pending: false,
         });
         self.mark_dirty(key);
+    }
+
+    /// Reads the connection next turn without waiting for readiness.
+    fn read_again(&mut self, key: usize) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            if !entry.read_pending {
+                entry.read_pending = true;
+                self.pending_reads.push(key);
+            }
+        }
     }
 
     fn mark_dirty(&mut self, key: usize) {
@@ -254,6 +285,7 @@ impl EventLoop {
         let mut budget_spent = true;
         for _ in 0..READ_BUDGET {
             if !entry.conn.wants_read() {
+                entry.read_paused = !entry.conn.is_closed();
                 budget_spent = false;
                 break;
             }
@@ -283,8 +315,8 @@ impl EventLoop {
         }
         entry.conn.end_of_batch();
         // Stopped on the budget with input perhaps still waiting: come back next turn.
-        if budget_spent && !self.pending_reads.contains(&key) {
-            self.pending_reads.push(key);
+        if budget_spent {
+            self.read_again(key);
         }
         self.deliver_outbox(now);
         self.mark_dirty(key);
@@ -295,7 +327,7 @@ impl EventLoop {
             let Some(entry) = self.entries.get_mut(deadline.key) else {
                 continue;
             };
-            if entry.conn.session.id.0 != deadline.serial || entry.timer_at != Some(deadline.at) {
+            if entry.conn.id().0 != deadline.serial || entry.timer_at != Some(deadline.at) {
                 continue; // stale: the connection is gone or has a newer deadline
             }
             entry.timer_at = None;
@@ -375,12 +407,14 @@ impl EventLoop {
             {
                 warn!("{} reregister failed: {e}", entry.conn.session.peer);
             }
-            let resumed = interest.is_readable() && !entry.interest.is_readable();
             entry.interest = interest;
-            if resumed && !self.pending_reads.contains(&key) {
-                // Input may have arrived while reading was paused: no new edge will announce it.
-                self.pending_reads.push(key);
-            }
+        }
+        // Input may have arrived while reading was paused: no new edge will announce it.
+        if !interest.is_readable() {
+            entry.read_paused = true;
+        } else if entry.read_paused {
+            entry.read_paused = false;
+            self.read_again(key);
         }
     }
 
@@ -394,7 +428,7 @@ impl EventLoop {
             self.timers.schedule(Deadline {
                 at,
                 key,
-                serial: entry.conn.session.id.0,
+                serial: entry.conn.id().0,
             });
         }
     }

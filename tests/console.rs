@@ -1,0 +1,176 @@
+//! The console client (`wsloop client URL`) against a running server: what a person typing
+//! into it would see.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Instant;
+
+use common::{TestServer, TIMEOUT};
+use wsloop::apps::{Chat, Echo};
+use wsloop::Config;
+
+/// A running `wsloop client` whose stdout lines arrive on a channel.
+struct Console {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Console {
+    fn start(args: &[&str]) -> Console {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+            .arg("client")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wsloop client");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut console = Console {
+            child: Some(child),
+            stdin,
+            lines,
+            seen: Vec::new(),
+        };
+        console.expect("connected to");
+        console
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("type into the client");
+    }
+
+    /// Waits for a stdout line containing `text`; returns it.
+    fn expect(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no line with {text:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("not waited for yet");
+        let pid = child.id();
+        let (tx, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match exited.recv_timeout(TIMEOUT) {
+            Ok(status) => status.expect("wait for the client"),
+            Err(_) => {
+                kill(pid);
+                panic!("the client did not exit");
+            }
+        }
+    }
+}
+
+fn kill(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn server() -> TestServer {
+    TestServer::with_routes(Config::default(), |b| {
+        b.route("/echo", Echo).route("/chat", Chat::default())
+    })
+}
+
+#[test]
+fn echo_lines_and_ctrl_d_exits_cleanly() {
+    let server = server();
+    let url = format!("ws://{}/echo", server.addr());
+    let mut console = Console::start(&[&url]);
+    console.type_line("hello there");
+    assert_eq!(console.expect("hello"), "hello there");
+    console.stdin = None; // Ctrl+D
+    console.expect("closed");
+    assert!(console.wait().success());
+}
+
+#[test]
+fn two_consoles_chat() {
+    let server = server();
+    let url = format!("ws://{}/chat", server.addr());
+    let mut alice = Console::start(&[&url, "--name", "alice"]);
+    alice.expect("* in lobby: alice");
+    let mut bob = Console::start(&[&url, "--name", "bob", "--room", "lobby"]);
+    bob.expect("* in lobby: alice, bob");
+    alice.expect("* bob joined lobby");
+
+    alice.type_line("hi bob");
+    assert!(bob.expect("<alice>").ends_with("<alice> hi bob"));
+    bob.type_line("/pm alice just you");
+    assert!(alice.expect("[pm bob -> alice]").ends_with("just you"));
+    bob.type_line("/users");
+    bob.expect("* in lobby: alice, bob");
+    bob.type_line("/nonsense");
+    bob.expect("commands: /pm NAME TEXT");
+
+    alice.type_line("/quit");
+    alice.expect("closed");
+    assert!(alice.wait().success());
+    bob.expect("* alice left lobby");
+}
+
+#[test]
+fn failed_connection_is_one_clear_line() {
+    // Bind and drop a listener to get a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["client", &format!("ws://127.0.0.1:{port}/echo")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wsloop client");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+#[test]
+fn chat_url_without_a_name_is_refused() {
+    let server = server();
+    let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["client", &format!("ws://{}/chat", server.addr())])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wsloop client");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--name"));
+}

@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch.
 
+mod bench;
 mod chat_view;
 mod console;
 mod serve;
@@ -29,6 +30,9 @@ enum Command {
     /// Connect to a WebSocket server from the console: typed lines are sent as text, messages
     /// print as they arrive. On a /chat URL with --name, speaks the chat protocol.
     Client(console::ClientArgs),
+    /// Load-test a WebSocket server: echo round trips or broadcast fan-out from many
+    /// connections on one loop, with a progress line every second and a summary at the end.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line and runs what it asks for.
@@ -37,5 +41,6 @@ pub fn run() -> ExitCode {
     match cli.command {
         None => serve::run(&cli.serve),
         Some(Command::Client(args)) => console::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
     }
 }

@@ -1,0 +1,214 @@
+//! One load-generator connection on the mio loop: connect, handshake (client side of the
+//! protocol core), then send a pre-encoded masked frame as often as asked and report each data
+//! message that comes back.
+//!
+//! The frame is masked once per connection with a random key and then sent as is: a load
+//! generator needs the server to do the full unmasking work, not fresh keys per frame.
+
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use wsloop::client::WsUrl;
+use wsloop::protocol::client_handshake::{parse_response, upgrade_request};
+use wsloop::protocol::frame::{Decoded, FrameDecoder, OpCode, Role};
+
+/// Where a bench connection is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// TCP connect in progress.
+    Connecting,
+    /// Upgrade request sent (or being sent); waiting for the 101.
+    Handshaking,
+    /// Frames flow.
+    Open,
+    /// Done, cleanly or not.
+    Closed,
+}
+
+/// What a read produced.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    /// Data messages completed.
+    pub messages: usize,
+    /// The connection just opened.
+    pub opened: bool,
+    /// The connection failed or the server closed it.
+    pub failed: Option<String>,
+}
+
+/// One connection.
+pub struct BenchConn {
+    pub stream: TcpStream,
+    pub phase: Phase,
+    handshake_out: Vec<u8>,
+    handshake_in: Vec<u8>,
+    key: String,
+    decoder: FrameDecoder,
+    /// The current frame is a final data frame (its end completes a message).
+    in_final_data: bool,
+    /// The frame to send, and how many copies are still to go.
+    frame: Arc<[u8]>,
+    pub to_send: usize,
+    /// Bytes of the first unsent copy already written.
+    offset: usize,
+}
+
+impl BenchConn {
+    pub fn new(stream: TcpStream, url: &WsUrl, frame: Arc<[u8]>) -> BenchConn {
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).expect("the OS entropy source works");
+        let (request, key) = upgrade_request(&url.host_header(), &url.resource, nonce, &[]);
+        BenchConn {
+            stream,
+            phase: Phase::Connecting,
+            handshake_out: request,
+            handshake_in: Vec::new(),
+            key,
+            decoder: FrameDecoder::new(Role::Client, 1 << 30),
+            in_final_data: false,
+            frame,
+            to_send: 0,
+            offset: 0,
+        }
+    }
+
+    /// Whether bytes wait to be written.
+    pub fn wants_write(&self) -> bool {
+        match self.phase {
+            Phase::Connecting => true,
+            Phase::Handshaking => !self.handshake_out.is_empty(),
+            Phase::Open => self.to_send > 0,
+            Phase::Closed => false,
+        }
+    }
+
+    /// Writes what waits until the socket is full. `Err` means the connection failed.
+    pub fn write(&mut self) -> Result<(), String> {
+        if self.phase == Phase::Connecting {
+            if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+                return Err(format!("connect failed: {e}"));
+            }
+            match self.stream.peer_addr() {
+                Ok(_) => {
+                    // Small frames must leave at once, not wait for Nagle's algorithm.
+                    let _ = self.stream.set_nodelay(true);
+                    self.phase = Phase::Handshaking;
+                }
+                Err(e) if e.kind() == ErrorKind::NotConnected => return Ok(()),
+                Err(e) => return Err(format!("connect failed: {e}")),
+            }
+        }
+        let result = match self.phase {
+            Phase::Handshaking => write_some(&mut self.stream, &self.handshake_out).map(|n| {
+                self.handshake_out.drain(..n);
+            }),
+            Phase::Open => self.write_frames(),
+            _ => Ok(()),
+        };
+        result.map_err(|e| format!("write failed: {e}"))
+    }
+
+    /// Writes queued copies of the frame, many per system call.
+    fn write_frames(&mut self) -> io::Result<()> {
+        let len = self.frame.len();
+        while self.to_send > 0 {
+            let copies = self.to_send.min(64);
+            let mut slices = Vec::with_capacity(copies);
+            slices.push(IoSlice::new(&self.frame[self.offset..]));
+            slices.extend((1..copies).map(|_| IoSlice::new(&self.frame)));
+            let written = match self.stream.write_vectored(&slices) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let progressed = self.offset + written;
+            self.to_send -= progressed / len;
+            self.offset = progressed % len;
+        }
+        Ok(())
+    }
+
+    /// Reads until `WouldBlock` into `buffer`, decoding what arrives. A failure is reported in
+    /// the outcome; the caller closes the connection.
+    pub fn read(&mut self, buffer: &mut [u8]) -> ReadOutcome {
+        let mut outcome = ReadOutcome::default();
+        loop {
+            match self.stream.read(buffer) {
+                Ok(0) => {
+                    outcome.failed = Some("the server closed the connection".into());
+                    return outcome;
+                }
+                Ok(n) => {
+                    if let Err(e) = self.receive(&mut buffer[..n], &mut outcome) {
+                        outcome.failed = Some(e);
+                        return outcome;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return outcome,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    outcome.failed = Some(format!("read failed: {e}"));
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    fn receive(&mut self, input: &mut [u8], outcome: &mut ReadOutcome) -> Result<(), String> {
+        if self.phase != Phase::Handshaking {
+            return self.receive_frames(input, outcome);
+        }
+        self.handshake_in.extend_from_slice(input);
+        match parse_response(&self.handshake_in, &self.key, &[]) {
+            Ok(None) => Ok(()),
+            Ok(Some(accepted)) => {
+                self.phase = Phase::Open;
+                outcome.opened = true;
+                let mut rest = self.handshake_in.split_off(accepted.head_len);
+                self.handshake_in = Vec::new();
+                self.receive_frames(&mut rest, outcome)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn receive_frames(
+        &mut self,
+        input: &mut [u8],
+        outcome: &mut ReadOutcome,
+    ) -> Result<(), String> {
+        let mut pos = 0;
+        loop {
+            let (n, decoded) = match self.decoder.decode(&mut input[pos..]) {
+                Ok(Some(step)) => step,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(format!("bad frame from the server: {e}")),
+            };
+            pos += n;
+            match decoded {
+                Decoded::Header(header) => {
+                    if header.opcode == OpCode::Close {
+                        return Err("the server sent a close frame".into());
+                    }
+                    self.in_final_data = header.fin && !header.opcode.is_control();
+                }
+                Decoded::Payload { end_of_frame, .. } => {
+                    if end_of_frame && self.in_final_data {
+                        outcome.messages += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_some(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    match stream.write(bytes) {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
+}

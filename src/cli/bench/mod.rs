@@ -1,0 +1,491 @@
+//! `wsloop bench URL`: a load generator on one mio loop, built on the protocol core.
+//!
+//! - echo: N connections each keep `--pipeline` messages in flight; a message completes when
+//!   its echo arrives, and its round trip is timed from when it was queued.
+//! - broadcast: N receivers and one sender on the URL (a broadcast endpoint). The sender keeps
+//!   `--pipeline` messages in flight; a message completes when every receiver has it. Each
+//!   delivery counts, and its fan-out latency is timed from the send. Because one sender's
+//!   messages reach every receiver in order, a receiver's k-th message is the sender's k-th.
+//! - `--idle`: open N connections, hold them for the duration, send nothing (for memory).
+
+mod conn;
+mod stats;
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use wsloop::client::WsUrl;
+use wsloop::protocol::frame::{encode_frame, OpCode};
+
+use super::units;
+use conn::{BenchConn, Phase};
+use stats::{cpu_time, Stats};
+
+/// The load generator's flags.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The server: an echo URL such as ws://127.0.0.1:9001/, or a broadcast one with --mode
+    /// broadcast.
+    url: String,
+    /// Connections (in broadcast mode: receivers, plus one sender).
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Message payload size.
+    #[arg(long, value_name = "SIZE", default_value = "20", value_parser = units::parse_size)]
+    size: usize,
+    /// How long to measure (after all connections are up).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
+    duration: Duration,
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "echo")]
+    mode: Mode,
+    /// Messages in flight per connection (broadcast: for the sender).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Only open the connections and hold them for the duration (for memory figures).
+    #[arg(long)]
+    idle: bool,
+    /// Also print the summary as one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `wsloop bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Round trips through an echo endpoint.
+    Echo,
+    /// Fan-out from one sender to all other connections.
+    Broadcast,
+}
+
+/// The most connections in the connecting/handshaking phases at once, so a big run does not
+/// overflow the server's accept backlog.
+const CONNECT_WINDOW: usize = 256;
+
+/// Runs the benchmark and prints its progress and summary.
+pub fn run(args: &BenchArgs) -> ExitCode {
+    match Bench::new(args).and_then(|bench| bench.run()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wsloop bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// In broadcast mode: the sender's messages still travelling, oldest first.
+#[derive(Debug, Default)]
+struct FanOut {
+    /// Send time and receivers still to get it, for messages `first..`.
+    in_flight: VecDeque<(Instant, usize)>,
+    /// The sequence number of `in_flight[0]`.
+    first: u64,
+    /// Per connection: how many broadcast messages it has received.
+    received: Vec<u64>,
+}
+
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    url: WsUrl,
+    addr: SocketAddr,
+    poll: Poll,
+    frame: Arc<[u8]>,
+    conns: Vec<BenchConn>,
+    /// Per connection: whether WRITABLE is registered.
+    writable: Vec<bool>,
+    /// Echo mode: per connection, the queue times of messages in flight.
+    sent_at: Vec<VecDeque<Instant>>,
+    fan_out: FanOut,
+    /// The sender, in broadcast mode.
+    sender: Option<usize>,
+    stats: Stats,
+    started: usize,
+    open: usize,
+    measuring: bool,
+    read_buffer: Vec<u8>,
+}
+
+impl<'a> Bench<'a> {
+    fn new(args: &'a BenchArgs) -> Result<Bench<'a>, String> {
+        let url = WsUrl::parse(&args.url)?;
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(url.host.as_str(), url.port))
+            .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
+            .next()
+            .ok_or_else(|| format!("{} has no address", url.host))?;
+        if args.connections == 0 || args.pipeline == 0 {
+            return Err("--connections and --pipeline must be at least 1".into());
+        }
+        let mut key = [0u8; 4];
+        getrandom::fill(&mut key).map_err(|e| e.to_string())?;
+        let mut frame = Vec::new();
+        encode_frame(
+            &mut frame,
+            OpCode::Binary,
+            &vec![b'x'; args.size],
+            Some(key),
+        );
+        let total = args.connections + usize::from(args.mode == Mode::Broadcast && !args.idle);
+        Ok(Bench {
+            args,
+            url,
+            addr,
+            poll: Poll::new().map_err(|e| e.to_string())?,
+            frame: Arc::from(frame),
+            conns: Vec::with_capacity(total),
+            writable: Vec::with_capacity(total),
+            sent_at: Vec::new(),
+            fan_out: FanOut::default(),
+            sender: None,
+            stats: Stats::default(),
+            started: 0,
+            open: 0,
+            measuring: false,
+            read_buffer: vec![0; 256 * 1024],
+        })
+    }
+
+    fn receivers(&self) -> usize {
+        self.args.connections
+    }
+
+    fn run(mut self) -> Result<ExitCode, String> {
+        let args = self.args;
+        let mode = if args.idle {
+            "idle".to_string()
+        } else {
+            format!("{:?}", args.mode).to_lowercase()
+        };
+        println!(
+            "wsloop bench {} mode={mode} connections={} size={} pipeline={} duration={:?}",
+            self.url, args.connections, args.size, args.pipeline, args.duration
+        );
+        let setup_started = Instant::now();
+        self.connect_all()?;
+        println!(
+            "{} connections up in {} ms",
+            self.open,
+            setup_started.elapsed().as_millis()
+        );
+        if args.idle {
+            println!(
+                "holding {} idle connections for {:?}",
+                self.open, args.duration
+            );
+            let _ = std::io::stdout().flush();
+            self.hold(args.duration)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        self.measure()
+    }
+
+    /// Opens every connection (receivers first, then the sender in broadcast mode).
+    fn connect_all(&mut self) -> Result<(), String> {
+        let mut events = Events::with_capacity(1024);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let wanted = self.conns.capacity();
+        while self.open + self.failed() < wanted {
+            while self.started < wanted && self.started - self.open - self.failed() < CONNECT_WINDOW
+            {
+                // The sender connects last, once every receiver is a member.
+                if self.args.mode == Mode::Broadcast
+                    && self.started == self.receivers()
+                    && self.open < self.receivers()
+                {
+                    break;
+                }
+                self.start_connection()?;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "only {} of {wanted} connections opened within 60 s",
+                    self.open
+                ));
+            }
+            self.turn(&mut events, Some(Duration::from_millis(100)))?;
+        }
+        if self.open < wanted {
+            return Err(format!("{} of {wanted} connections failed", self.failed()));
+        }
+        Ok(())
+    }
+
+    fn failed(&self) -> usize {
+        self.stats.errors as usize
+    }
+
+    fn start_connection(&mut self) -> Result<(), String> {
+        let mut stream = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+        let key = self.conns.len();
+        self.poll
+            .registry()
+            .register(
+                &mut stream,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| e.to_string())?;
+        self.conns
+            .push(BenchConn::new(stream, &self.url, self.frame.clone()));
+        self.writable.push(true);
+        self.sent_at.push(VecDeque::new());
+        self.fan_out.received.push(0);
+        self.started += 1;
+        Ok(())
+    }
+
+    fn hold(&mut self, duration: Duration) -> Result<(), String> {
+        let mut events = Events::with_capacity(1024);
+        let end = Instant::now() + duration;
+        while Instant::now() < end {
+            self.turn(
+                &mut events,
+                Some(end.saturating_duration_since(Instant::now())),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn measure(&mut self) -> Result<ExitCode, String> {
+        let mut events = Events::with_capacity(1024);
+        self.measuring = true;
+        let cpu_start = cpu_time();
+        let start = Instant::now();
+        self.kick_off();
+        let mut next_tick = start + Duration::from_secs(1);
+        let end = start + self.args.duration;
+        loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                let count = self.stats.tick();
+                let second = self.stats.per_second.len();
+                let unit = if self.args.mode == Mode::Echo {
+                    "msgs/s"
+                } else {
+                    "deliveries/s"
+                };
+                println!(
+                    "[{second:>3}s] {count} {unit}  {} connections up  {} errors",
+                    self.open, self.stats.errors
+                );
+                if next_tick >= end {
+                    break;
+                }
+                next_tick += Duration::from_secs(1);
+            }
+            self.turn(
+                &mut events,
+                Some(next_tick.saturating_duration_since(Instant::now())),
+            )?;
+        }
+        let wall = start.elapsed();
+        let cpu = cpu_start.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
+        self.report(wall, cpu);
+        Ok(if self.stats.errors == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+
+    /// Queues the first messages.
+    fn kick_off(&mut self) {
+        let now = Instant::now();
+        match self.args.mode {
+            Mode::Echo => {
+                for key in 0..self.conns.len() {
+                    for _ in 0..self.args.pipeline {
+                        self.queue_send(key, now);
+                    }
+                }
+            }
+            Mode::Broadcast => {
+                for _ in 0..self.args.pipeline {
+                    self.publish(now);
+                }
+            }
+        }
+    }
+
+    fn queue_send(&mut self, key: usize, now: Instant) {
+        if self.conns[key].phase == Phase::Open {
+            self.conns[key].to_send += 1;
+            self.sent_at[key].push_back(now);
+            self.flush(key);
+        }
+    }
+
+    fn publish(&mut self, now: Instant) {
+        let Some(sender) = self.sender else { return };
+        self.fan_out.in_flight.push_back((now, self.receivers()));
+        self.conns[sender].to_send += 1;
+        self.flush(sender);
+    }
+
+    /// Writes what the connection has queued and keeps WRITABLE registered only while needed.
+    fn flush(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if let Err(e) = conn.write() {
+            self.fail(key, &e);
+            return;
+        }
+        let wants = conn.wants_write();
+        if wants != self.writable[key] {
+            let interest = if wants {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(key), interest);
+            self.writable[key] = wants;
+        }
+    }
+
+    fn fail(&mut self, key: usize, why: &str) {
+        let conn = &mut self.conns[key];
+        if conn.phase == Phase::Open {
+            self.open -= 1;
+        }
+        if conn.phase != Phase::Closed {
+            conn.phase = Phase::Closed;
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.stats.errors += 1;
+            if self.stats.errors <= 5 {
+                eprintln!("connection {key}: {why}");
+            }
+        }
+    }
+
+    /// One poll and the handling of its events.
+    fn turn(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<(), String> {
+        if let Err(e) = self.poll.poll(events, timeout) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("poll: {e}"));
+            }
+        }
+        let mut buffer = std::mem::take(&mut self.read_buffer);
+        for event in events.iter() {
+            let key = event.token().0;
+            if self.conns[key].phase == Phase::Closed {
+                continue;
+            }
+            if event.is_writable() {
+                self.flush(key);
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                let outcome = self.conns[key].read(&mut buffer);
+                if outcome.opened {
+                    self.on_open(key);
+                }
+                if outcome.messages > 0 {
+                    self.on_messages(key, outcome.messages);
+                }
+                if let Some(why) = outcome.failed {
+                    self.fail(key, &why);
+                }
+            }
+        }
+        self.read_buffer = buffer;
+        Ok(())
+    }
+
+    fn on_open(&mut self, key: usize) {
+        self.open += 1;
+        if self.args.mode == Mode::Broadcast && key == self.receivers() {
+            self.sender = Some(key);
+        }
+        self.flush(key);
+    }
+
+    fn on_messages(&mut self, key: usize, count: usize) {
+        if !self.measuring {
+            return;
+        }
+        let now = Instant::now();
+        match self.args.mode {
+            Mode::Echo => {
+                for _ in 0..count {
+                    if let Some(sent) = self.sent_at[key].pop_front() {
+                        self.stats.record(now - sent);
+                    }
+                    self.queue_send(key, now);
+                }
+            }
+            Mode::Broadcast => {
+                for _ in 0..count {
+                    self.on_delivery(key, now);
+                }
+            }
+        }
+    }
+
+    fn on_delivery(&mut self, key: usize, now: Instant) {
+        let fan = &mut self.fan_out;
+        let seq = fan.received[key];
+        fan.received[key] += 1;
+        let Some(index) = seq.checked_sub(fan.first) else {
+            return;
+        };
+        let Some((sent, remaining)) = fan.in_flight.get_mut(index as usize) else {
+            return;
+        };
+        let latency = now - *sent;
+        *remaining -= 1;
+        self.stats.record(latency);
+        // Completed messages leave from the front; each frees a slot for the next one.
+        while let Some(&(_, 0)) = self.fan_out.in_flight.front() {
+            self.fan_out.in_flight.pop_front();
+            self.fan_out.first += 1;
+            self.publish(now);
+        }
+    }
+
+    fn report(&mut self, wall: Duration, cpu: Option<Duration>) {
+        let summary = self.stats.summary();
+        let unit = if self.args.mode == Mode::Echo {
+            "msgs/s"
+        } else {
+            "deliveries/s"
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let cpu_share = cpu.map(|c| c.as_secs_f64() / wall.as_secs_f64() * 100.0);
+        let cpu_text = cpu_share.map_or("unknown".to_string(), |p| format!("{p:.0}% of one core"));
+        println!(
+            "summary: median {} {unit} | latency p50 {:.3} ms p99 {:.3} ms max {:.3} ms | {} messages | {} errors | bench cpu {cpu_text}",
+            summary.median_rate,
+            ms(summary.p50),
+            ms(summary.p99),
+            ms(summary.max),
+            summary.total,
+            summary.errors
+        );
+        if self.args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "mode": format!("{:?}", self.args.mode).to_lowercase(),
+                    "connections": self.args.connections,
+                    "size": self.args.size,
+                    "pipeline": self.args.pipeline,
+                    "median_rate": summary.median_rate,
+                    "p50_ms": ms(summary.p50),
+                    "p99_ms": ms(summary.p99),
+                    "max_ms": ms(summary.max),
+                    "total": summary.total,
+                    "errors": summary.errors,
+                    "bench_cpu_percent": cpu_share,
+                })
+            );
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `wsloop bench` against a running server: its counts must be right and its errors counted.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::TestServer;
+use serde_json::Value;
+use wsloop::apps::{Broadcast, Echo};
+use wsloop::{CloseCode, Config, Context, Handler, Message};
+
+/// Closes every connection on its first message.
+struct Refuse;
+
+impl Handler for Refuse {
+    fn on_message(&mut self, ctx: &mut Context<'_>, _message: Message<'_>) {
+        ctx.close(CloseCode::POLICY_VIOLATION, "no thanks");
+    }
+}
+
+fn server() -> TestServer {
+    TestServer::with_routes(Config::default(), |b| {
+        b.route("/", Echo)
+            .route("/broadcast", Broadcast)
+            .route("/refuse", Refuse)
+    })
+}
+
+fn bench(args: &[&str]) -> (Output, Option<Value>) {
+    let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .arg("bench")
+        .args(args)
+        .args(["--duration", "1s", "--json"])
+        .output()
+        .expect("run wsloop bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok());
+    (output, summary)
+}
+
+#[test]
+fn echo_counts_every_round_trip() {
+    let server = server();
+    let url = format!("ws://{}/", server.addr());
+    let (output, summary) = bench(&[
+        &url,
+        "--connections",
+        "4",
+        "--size",
+        "100",
+        "--pipeline",
+        "2",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = summary.expect("a JSON summary");
+    assert_eq!(summary["errors"], 0);
+    let total = summary["total"].as_u64().unwrap();
+    assert!(total > 100, "only {total} round trips in a second");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("4 connections up"), "{stdout}");
+    assert!(
+        stdout.contains("[  1s]"),
+        "a progress line per second: {stdout}"
+    );
+    assert!(summary["p50_ms"].as_f64().unwrap() <= summary["p99_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn broadcast_counts_deliveries_to_every_receiver() {
+    let server = server();
+    let url = format!("ws://{}/broadcast", server.addr());
+    let (output, summary) = bench(&[
+        &url,
+        "--mode",
+        "broadcast",
+        "--connections",
+        "3",
+        "--size",
+        "64",
+        "--pipeline",
+        "4",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = summary.expect("a JSON summary");
+    assert_eq!(summary["errors"], 0);
+    let total = summary["total"].as_u64().unwrap();
+    assert!(total >= 30, "only {total} deliveries");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("4 connections up"),
+        "3 receivers and the sender: {stdout}"
+    );
+}
+
+#[test]
+fn closed_connections_are_counted_as_errors() {
+    let server = server();
+    let url = format!("ws://{}/refuse", server.addr());
+    let (output, summary) = bench(&[&url, "--connections", "3"]);
+    assert!(!output.status.success(), "a run with errors must fail");
+    assert_eq!(summary.expect("a JSON summary")["errors"], 3);
+}
+
+#[test]
+fn unreachable_server_is_one_clear_line() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (output, _) = bench(&[&format!("ws://127.0.0.1:{port}/"), "--connections", "2"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("wsloop bench:"), "{stderr}");
+    assert!(stderr.lines().count() <= 3, "{stderr}");
+}

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use wsloop::{Config, Server, ServerBuilder, ShutdownHandle};
 
+pub mod chat;
+
 /// How long any single blocking step may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -244,6 +246,16 @@ impl RawClient {
         client
     }
 
+    /// Another handle on the same socket, with its own (empty) read buffer: one thread can
+    /// write while another reads. Only for a client with nothing buffered yet.
+    pub fn try_clone(&self) -> RawClient {
+        assert!(self.buf.is_empty(), "bytes buffered in the original handle");
+        RawClient {
+            stream: self.stream.try_clone().expect("clone the socket"),
+            buf: Vec::new(),
+        }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write to server");
     }
@@ -396,6 +408,24 @@ impl RawClient {
                 None => return None,
                 Some(0) => panic!("server ended the connection"),
                 Some(_) => {}
+            }
+        }
+    }
+
+    /// Reads one server frame, or `None` if the connection ended first (EOF, or a reset).
+    /// Panics on timeout.
+    pub fn read_frame_or_end(&mut self) -> Option<ServerFrame> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(frame) = self.parse_frame() {
+                return Some(frame);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("reading from the server failed (timeout?): {e}"),
             }
         }
     }

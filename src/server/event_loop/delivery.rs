@@ -51,11 +51,21 @@ impl EventLoop {
         if expected.is_some_and(|id| id != conn.id()) || !conn.accepts_messages() {
             return;
         }
-        let unread = conn.outgoing().queue.len();
-        if unread + frame.len() > self.app.config.max_buffered {
-            conn.on_slow_consumer(now, &mut self.app, &mut self.outbox);
-        } else {
-            conn.outgoing().queue.push_shared(frame.clone());
+        let limit = self.app.config.max_buffered;
+        if conn.outgoing().queue.len() + frame.len() > limit {
+            // What was queued this turn has not been offered to the socket yet: offer it now,
+            // so only what the peer really leaves unread counts against the limit.
+            if let Err(e) = conn.outgoing().queue.write_to(&mut entry.socket) {
+                conn.on_io_error(&e, &mut self.app, &mut self.outbox);
+            }
+        }
+        // (A failed write above has closed the connection: then nothing is queued.)
+        if conn.accepts_messages() {
+            if conn.outgoing().queue.len() + frame.len() > limit {
+                conn.on_slow_consumer(now, &mut self.app, &mut self.outbox);
+            } else {
+                conn.outgoing().queue.push_shared(frame.clone());
+            }
         }
         if !entry.dirty {
             entry.dirty = true;

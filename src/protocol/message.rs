@@ -154,6 +154,11 @@ impl MessageAssembler {
                     seen: seen + data.len() as u64,
                 };
                 if !(end_of_frame && fin) {
+                    // The rest of this frame is announced and within the limits: make room for
+                    // it once instead of doubling (and copying) as the pieces arrive.
+                    if seen == 0 {
+                        self.buffer.reserve(len as usize);
+                    }
                     self.buffer.extend_from_slice(data);
                     return Ok(None);
                 }

@@ -133,7 +133,10 @@ impl BenchConn {
 
     /// Reads until `WouldBlock` into `buffer`, decoding what arrives. A failure is reported in
     /// the outcome; the caller closes the connection.
-    pub fn read(&mut self, buffer: &mut [u8]) -> ReadOutcome {
+    ///
+    /// With `short_read_drains`, a read that does not fill the buffer ends the loop: the
+    /// socket was empty then, and Linux raises a new edge for anything that arrives later.
+    pub fn read(&mut self, buffer: &mut [u8], short_read_drains: bool) -> ReadOutcome {
         let mut outcome = ReadOutcome::default();
         loop {
             match self.stream.read(buffer) {
@@ -144,6 +147,9 @@ impl BenchConn {
                 Ok(n) => {
                     if let Err(e) = self.receive(&mut buffer[..n], &mut outcome) {
                         outcome.failed = Some(e);
+                        return outcome;
+                    }
+                    if short_read_drains && n < buffer.len() {
                         return outcome;
                     }
                 }

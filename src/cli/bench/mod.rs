@@ -382,8 +382,9 @@ impl<'a> Bench<'a> {
             if event.is_writable() {
                 self.flush(key);
             }
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                let outcome = self.conns[key].read(&mut buffer);
+            let hung_up = event.is_read_closed() || event.is_error();
+            if event.is_readable() || hung_up {
+                let outcome = self.conns[key].read(&mut buffer, !hung_up);
                 if outcome.opened {
                     self.on_open(key);
                 }

@@ -33,6 +33,18 @@ const SIGNALS: Token = Token(usize::MAX - 3);
 const READ_BUFFER_SIZE: usize = 64 * 1024;
 /// Reads per connection per turn before others get their turn.
 const READ_BUDGET: usize = 16;
+/// How far one readiness event's reads go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadUntil {
+    /// Stop after a read that did not fill the buffer: the socket was drained at that moment,
+    /// and on Linux any later arrival raises a new edge-triggered event. Saves the read that
+    /// would return `WouldBlock`, one of three system calls per echoed message. Not used when
+    /// the event says the peer closed: a FIN that came with the data raises no later event.
+    ShortRead,
+    /// Read until `WouldBlock`: after a hang-up or error, and for reads no event announced.
+    WouldBlock,
+}
+
 /// How long to wait before accepting again after an accept error.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -154,8 +166,10 @@ impl EventLoop {
                         if event.is_writable() {
                             self.mark_dirty(key);
                         }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(key, now);
+                        if event.is_read_closed() || event.is_error() {
+                            self.read(key, now, ReadUntil::WouldBlock);
+                        } else if event.is_readable() {
+                            self.read(key, now, ReadUntil::ShortRead);
                         }
                     }
                 }
@@ -163,7 +177,7 @@ impl EventLoop {
             for key in std::mem::take(&mut self.pending_reads) {
                 if let Some(entry) = self.entries.get_mut(key) {
                     entry.read_pending = false;
-                    self.read(key, now);
+                    self.read(key, now, ReadUntil::WouldBlock);
                 }
             }
             if self.accept_retry_at.is_some_and(|at| at <= now) {
@@ -279,8 +293,9 @@ impl EventLoop {
         }
     }
 
-    /// Reads until `WouldBlock`, the budget runs out, or the connection stops wanting input.
-    fn read(&mut self, key: usize, now: Instant) {
+    /// Reads until `until` says stop, the budget runs out, or the connection stops wanting
+    /// input.
+    fn read(&mut self, key: usize, now: Instant, until: ReadUntil) {
         let Some(entry) = self.entries.get_mut(key) else {
             return;
         };
@@ -302,6 +317,10 @@ impl EventLoop {
                     entry
                         .conn
                         .receive(input, now, &mut self.app, &mut self.outbox);
+                    if until == ReadUntil::ShortRead && n < self.read_buffer.len() {
+                        budget_spent = false;
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     budget_spent = false;

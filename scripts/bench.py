@@ -1,0 +1,165 @@
+"""Side-by-side benchmarks: wsloop against peer servers, each measured in the same invocation.
+
+Each server runs pinned to CPU 0 and the load generator (`wsloop bench`) to CPU 1. Servers
+alternate (A B A B ...) so drift on a noisy machine hits all of them alike; each measurement
+starts a fresh server process. The table gives each server's median over the rounds and the
+ratio of wsloop to each peer. Run through scripts/bench.sh, which builds everything first.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+WSLOOP = "./target/release/wsloop"
+SERVERS = {
+    "wsloop": [WSLOOP, "--log-level", "warn", "--bind"],
+    "tokio-tungstenite": ["./target/release/examples/peer-tokio-tungstenite", "--bind"],
+}
+
+# (name, path, bench arguments, unit)
+SCENARIOS = [
+    ("echo 100 x 20 B", "/", ["--connections", "100", "--size", "20"], "msgs/s"),
+    ("echo 100 x 16 KiB", "/", ["--connections", "100", "--size", "16KiB"], "msgs/s"),
+    ("echo 1000 x 20 B", "/", ["--connections", "1000", "--size", "20"], "msgs/s"),
+    ("echo 100 x 1 MiB", "/", ["--connections", "100", "--size", "1MiB"], "msgs/s"),
+    ("broadcast 1 -> 1000 x 64 B", "/broadcast",
+     ["--mode", "broadcast", "--connections", "1000", "--size", "64", "--pipeline", "32"], "deliveries/s"),
+]
+IDLE_CONNECTIONS = 10_000
+
+
+class Server:
+    """A server process pinned to CPU 0, started fresh for one measurement."""
+
+    def __init__(self, name, port):
+        command = ["taskset", "-c", "0"] + SERVERS[name] + [f"127.0.0.1:{port}"]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline()
+        if "listening on" not in line:
+            self.stop()
+            sys.exit(f"bench: {name} did not start: {line!r}")
+        self.url = f"ws://127.0.0.1:{port}"
+
+    def rss_kib(self):
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+def bench(args):
+    """Runs `wsloop bench` pinned to CPU 1; returns its JSON summary."""
+    command = ["taskset", "-c", "1", WSLOOP, "bench"] + args + ["--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    sys.exit(f"bench: no summary from {' '.join(command)}:\n{result.stdout}\n{result.stderr}")
+
+
+def idle_bytes_per_connection(name, port):
+    """Server RSS growth per connection while IDLE_CONNECTIONS idle connections are held."""
+    server = Server(name, port)
+    try:
+        before = server.rss_kib()
+        command = ["taskset", "-c", "1", WSLOOP, "bench", f"{server.url}/", "--idle",
+                   "--connections", str(IDLE_CONNECTIONS), "--duration", "600s"]
+        holder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for line in holder.stdout:
+                if line.startswith("holding"):
+                    break
+            else:
+                sys.exit(f"bench: idle run failed: {holder.stderr.read()}")
+            time.sleep(0.5)  # let the server finish the last handshakes' bookkeeping
+            after = server.rss_kib()
+        finally:
+            holder.kill()
+            holder.wait()
+        return (after - before) * 1024 / IDLE_CONNECTIONS
+    finally:
+        server.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per server and scenario")
+    parser.add_argument("--duration", default="5s", help="length of each measurement")
+    parser.add_argument("--only", help="run only scenarios whose name contains this")
+    options = parser.parse_args()
+
+    port = 9501
+    rows = []
+    for name, path, args, unit in SCENARIOS:
+        if options.only and options.only not in name:
+            continue
+        results = {server: [] for server in SERVERS}
+        server_cpus = {server: [] for server in SERVERS}
+        cpu = []
+        for _ in range(options.rounds):
+            for server_name in SERVERS:  # alternate: A B A B ...
+                port += 1
+                server = Server(server_name, port)
+                try:
+                    cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+                    summary = bench([server.url + path, "--duration", options.duration] + args)
+                    # Includes connection setup; a share near 100% means the server was the limit.
+                    server_cpu = 100 * (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+                finally:
+                    server.stop()
+                results[server_name].append(summary["median_rate"])
+                server_cpus[server_name].append(server_cpu)
+                if summary.get("bench_cpu_percent") is not None:
+                    cpu.append(summary["bench_cpu_percent"])
+                print(f"  {name}: {server_name} {summary['median_rate']} {unit} "
+                      f"(errors {summary['errors']}, server cpu {server_cpu:.0f}%, "
+                      f"bench cpu {summary.get('bench_cpu_percent') or 0:.0f}%)",
+                      file=sys.stderr)
+        medians = {s: statistics.median(v) for s, v in results.items()}
+        cpus = {s: statistics.median(v) for s, v in server_cpus.items()}
+        rows.append((name, unit, medians, cpus, max(cpu or [0])))
+
+    idle = None
+    if not options.only or options.only in "idle":
+        idle = {}
+        for server_name in SERVERS:
+            port += 1
+            idle[server_name] = idle_bytes_per_connection(server_name, port)
+
+    peers = [s for s in SERVERS if s != "wsloop"]
+    header = (["scenario", "wsloop"] + peers + [f"ratio vs {p}" for p in peers]
+              + ["server cpu (wsloop / " + " / ".join(peers) + ")", "bench cpu (max)"])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name, unit, medians, cpus, bench_cpu in rows:
+        cells = [name, f"{medians['wsloop']:,.0f} {unit}"]
+        cells += [f"{medians[p]:,.0f}" for p in peers]
+        cells += [f"{medians['wsloop'] / medians[p]:.2f}x" if medians[p] else "-" for p in peers]
+        cells += [" / ".join(f"{cpus[s]:.0f}%" for s in SERVERS)]
+        cells += [f"{bench_cpu:.0f}%"]
+        print("| " + " | ".join(cells) + " |")
+    if idle:
+        cells = [f"idle RSS per connection at {IDLE_CONNECTIONS:,}", f"{idle['wsloop']:.0f} B"]
+        cells += [f"{idle[p]:.0f} B" for p in peers]
+        cells += [f"{idle[p] / idle['wsloop']:.0f}x less" if idle["wsloop"] > 0 else "-" for p in peers]
+        cells += ["-", "-"]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    main()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks of wsloop and its peers (see scripts/bench.py for what is measured).
+#
+#   scripts/bench.sh                      all scenarios, 3 rounds of 5 s each per server
+#   scripts/bench.sh --rounds 2 --duration 3s --only "1000 x"
+#
+# Prints a Markdown table: scenario, wsloop, each peer, the ratios, and the load generator's
+# own CPU share (it must stay below 100% of its core to never be the bottleneck).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v taskset >/dev/null || { echo "bench: taskset is missing (util-linux)" >&2; exit 1; }
+cargo build --release --quiet --bin wsloop --example peer-tokio-tungstenite
+ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need as many descriptors on each side
+exec python3 scripts/bench.py "$@"

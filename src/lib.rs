@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apps;
+mod buffer_pool;
 pub mod client;
 mod config;
 mod connection;

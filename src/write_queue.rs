@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
+use crate::buffer_pool::{give_back, take_buffer};
 use crate::protocol::frame::{encode_header, OpCode, MAX_HEADER_LEN};
 
 /// Frames smaller than this are appended to the previous owned chunk instead of starting one.
@@ -77,8 +78,7 @@ impl WriteQueue {
     fn tail_with_room(&mut self, extra: usize) -> &mut Vec<u8> {
         let reuse = matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() + extra <= COALESCE_LIMIT);
         if !reuse {
-            self.chunks
-                .push_back(Chunk::Owned(Vec::with_capacity(extra.max(256))));
+            self.chunks.push_back(Chunk::Owned(take_buffer(extra)));
         }
         match self.chunks.back_mut() {
             Some(Chunk::Owned(v)) => v,
@@ -126,7 +126,9 @@ impl WriteQueue {
                 return;
             }
             n -= front_left;
-            self.chunks.pop_front();
+            if let Some(Chunk::Owned(buffer)) = self.chunks.pop_front() {
+                give_back(buffer);
+            }
             self.front_written = 0;
         }
     }

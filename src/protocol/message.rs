@@ -9,6 +9,7 @@ use super::close::{parse_close_body, CloseCode};
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, OpCode};
 use super::utf8::Utf8Validator;
+use crate::buffer_pool::{give_back, take_buffer};
 
 /// The kind of a data message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +60,6 @@ pub struct MessageAssembler {
     control: Vec<u8>,
 }
 
-/// A buffer bigger than this is released after its message, not kept for the next one.
-const RETAINED_CAPACITY: usize = 64 * 1024;
-
 impl MessageAssembler {
     /// An assembler that fails messages longer than `max_message_size` bytes.
     pub fn new(max_message_size: u64) -> MessageAssembler {
@@ -110,11 +108,7 @@ impl MessageAssembler {
         self.open = Some(kind);
         self.message_len = 0;
         self.utf8.reset();
-        if self.buffer.capacity() > RETAINED_CAPACITY {
-            self.buffer = Vec::new();
-        } else {
-            self.buffer.clear();
-        }
+        self.buffer.clear();
     }
 
     /// Takes the next piece of the current frame's payload; returns what it completes.
@@ -156,7 +150,9 @@ impl MessageAssembler {
                 if !(end_of_frame && fin) {
                     // The rest of this frame is announced and within the limits: make room for
                     // it once instead of doubling (and copying) as the pieces arrive.
-                    if seen == 0 {
+                    if self.buffer.capacity() == 0 {
+                        self.buffer = take_buffer(len as usize);
+                    } else if seen == 0 {
                         self.buffer.reserve(len as usize);
                     }
                     self.buffer.extend_from_slice(data);
@@ -181,10 +177,11 @@ impl MessageAssembler {
         self.open.is_some()
     }
 
-    /// Releases buffers when no message is in progress, so an idle connection holds none.
+    /// Gives buffers back to the thread's spare pool when no message is in progress, so an
+    /// idle connection holds none.
     pub fn release_idle_buffers(&mut self) {
-        if self.open.is_none() {
-            self.buffer = Vec::new();
+        if self.open.is_none() && self.buffer.capacity() > 0 {
+            give_back(std::mem::take(&mut self.buffer));
         }
         if matches!(self.frame, CurrentFrame::None) {
             self.control = Vec::new();

@@ -25,7 +25,7 @@ use crate::protocol::client_handshake::{parse_response, upgrade_request, Respons
 use crate::protocol::close::{close_body, CloseCode};
 use crate::protocol::error::ProtocolError;
 use crate::protocol::frame::{encode_frame, Decoded, FrameDecoder, OpCode, Role};
-use crate::protocol::message::{DataKind, MessageAssembler, Received};
+use crate::protocol::message::{MessageAssembler, Received};
 use crate::Message;
 pub use url::WsUrl;
 
@@ -278,12 +278,8 @@ impl Client {
             };
             let incoming = match received {
                 Ok(None) => continue,
-                Ok(Some(Received::Message(DataKind::Text, data))) => {
-                    Incoming::Text(String::from_utf8_lossy(data).into_owned())
-                }
-                Ok(Some(Received::Message(DataKind::Binary, data))) => {
-                    Incoming::Binary(data.to_vec())
-                }
+                Ok(Some(Received::Text(text))) => Incoming::Text(text.to_string()),
+                Ok(Some(Received::Binary(data))) => Incoming::Binary(data.to_vec()),
                 Ok(Some(Received::Ping(payload))) => {
                     if !self.close_sent {
                         write_frame(

@@ -13,7 +13,7 @@ use crate::protocol::close::{close_body, CloseCode};
 use crate::protocol::error::ProtocolError;
 use crate::protocol::frame::OpCode;
 use crate::protocol::handshake::{error_response, HttpError};
-use crate::protocol::message::{DataKind, Received};
+use crate::protocol::message::Received;
 use crate::server::app::App;
 
 /// Everything about a connection but its frame reader.
@@ -118,18 +118,10 @@ impl Session {
         let open = matches!(self.state, State::Open);
         match received {
             // After the server's close, data is read but no longer delivered (§5.5.1).
-            Received::Message(..) | Received::Ping(_) | Received::Pong(_) if !open => {}
-            Received::Message(kind, data) => {
-                let message = match kind {
-                    DataKind::Binary => Message::Binary(data),
-                    DataKind::Text => match std::str::from_utf8(data) {
-                        Ok(text) => Message::Text(text),
-                        Err(_) => return self.fail(ProtocolError::InvalidUtf8, now, app, outbox),
-                    },
-                };
-                self.callback(app, outbox, |handler, ctx| handler.on_message(ctx, message));
-                self.after_callback(now, app, outbox);
-            }
+            Received::Text(_) | Received::Binary(_) | Received::Ping(_) | Received::Pong(_)
+                if !open => {}
+            Received::Text(text) => self.deliver(Message::Text(text), now, app, outbox),
+            Received::Binary(bytes) => self.deliver(Message::Binary(bytes), now, app, outbox),
             // §5.5.2: a pong with the ping's payload, as soon as practical.
             Received::Ping(payload) => self.out.queue.push_frame(OpCode::Pong, payload),
             Received::Pong(_) => {}
@@ -150,6 +142,12 @@ impl Session {
             }
             Received::Close(..) => self.state = draining(now, &app.config),
         }
+    }
+
+    /// Hands a message to the application.
+    fn deliver(&mut self, message: Message<'_>, now: Instant, app: &mut App, outbox: &mut Outbox) {
+        self.callback(app, outbox, |handler, ctx| handler.on_message(ctx, message));
+        self.after_callback(now, app, outbox);
     }
 
     /// The peer broke the protocol: fail the connection with the error's close code (§7.1.7).

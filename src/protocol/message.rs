@@ -23,8 +23,10 @@ pub enum DataKind {
 /// Something complete that the peer sent.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received<'a> {
-    /// A whole data message; text is already validated UTF-8.
-    Message(DataKind, &'a [u8]),
+    /// A whole text message.
+    Text(&'a str),
+    /// A whole binary message.
+    Binary(&'a [u8]),
     /// A ping and its payload.
     Ping(&'a [u8]),
     /// A pong and its payload.
@@ -136,18 +138,21 @@ impl MessageAssembler {
             }
             CurrentFrame::Data { fin, len, seen } => {
                 let kind = self.open.expect("a data frame belongs to an open message");
-                if kind == DataKind::Text {
+                let completes = end_of_frame && fin;
+                // A message that arrives as one frame in one piece is validated once, when it is
+                // handed out; pieces are validated as they come, so a bad byte fails at once.
+                let one_piece = completes && seen == 0 && self.buffer.is_empty();
+                if kind == DataKind::Text && !one_piece {
                     self.utf8
                         .feed(data)
                         .map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
-                let whole_frame_at_once = seen == 0 && data.len() as u64 == len;
                 self.frame = CurrentFrame::Data {
                     fin,
                     len,
                     seen: seen + data.len() as u64,
                 };
-                if !(end_of_frame && fin) {
+                if !completes {
                     // The rest of this frame is announced and within the limits: make room for
                     // it once instead of doubling (and copying) as the pieces arrive.
                     if self.buffer.capacity() == 0 {
@@ -158,16 +163,25 @@ impl MessageAssembler {
                     self.buffer.extend_from_slice(data);
                     return Ok(None);
                 }
-                if kind == DataKind::Text && !self.utf8.is_complete() {
+                if kind == DataKind::Text && !one_piece && !self.utf8.is_complete() {
                     return Err(ProtocolError::InvalidUtf8);
                 }
                 self.open = None;
                 self.frame = CurrentFrame::None;
-                if whole_frame_at_once && self.buffer.is_empty() {
-                    return Ok(Some(Received::Message(kind, data)));
-                }
-                self.buffer.extend_from_slice(data);
-                Ok(Some(Received::Message(kind, &self.buffer)))
+                let payload: &[u8] = if one_piece {
+                    data
+                } else {
+                    self.buffer.extend_from_slice(data);
+                    &self.buffer
+                };
+                Ok(Some(match kind {
+                    DataKind::Binary => Received::Binary(payload),
+                    // Pieces were validated on the way; handing out `&str` without `unsafe`
+                    // costs one more pass over a message gathered from pieces.
+                    DataKind::Text => Received::Text(
+                        std::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?,
+                    ),
+                }))
             }
         }
     }

@@ -43,7 +43,8 @@ fn receive(stream: &[u8], split: usize, max: u64) -> (Vec<Owned>, Option<Protoco
                 Decoded::Payload { data, end_of_frame } => {
                     assembler.on_payload(data, end_of_frame).map(|r| {
                         r.map(|r| match r {
-                            Received::Message(k, d) => Owned::Message(k, d.to_vec()),
+                            Received::Text(t) => Owned::Message(DataKind::Text, t.into()),
+                            Received::Binary(d) => Owned::Message(DataKind::Binary, d.to_vec()),
                             Received::Ping(d) => Owned::Ping(d.to_vec()),
                             Received::Pong(d) => Owned::Pong(d.to_vec()),
                             Received::Close(c, r) => Owned::Close(c.0, r.to_string()),

@@ -46,6 +46,9 @@ enum CurrentFrame {
     Control(OpCode),
 }
 
+/// The most room reserved ahead for a frame arriving in pieces, before its bytes arrive.
+const RESERVE_AHEAD: usize = 256 * 1024;
+
 /// Reassembles messages; see the module docs.
 #[derive(Debug)]
 pub struct MessageAssembler {
@@ -153,12 +156,14 @@ impl MessageAssembler {
                     seen: seen + data.len() as u64,
                 };
                 if !completes {
-                    // The rest of this frame is announced and within the limits: make room for
-                    // it once instead of doubling (and copying) as the pieces arrive.
+                    // Make room for a good part of the announced frame at once instead of
+                    // doubling from nothing; but only so much, since announcing is free for a
+                    // peer and the rest must be earned by sending it.
+                    let ahead = (len as usize).min(RESERVE_AHEAD);
                     if self.buffer.capacity() == 0 {
-                        self.buffer = take_buffer(len as usize);
+                        self.buffer = take_buffer(ahead);
                     } else if seen == 0 {
-                        self.buffer.reserve(len as usize);
+                        self.buffer.reserve(ahead);
                     }
                     self.buffer.extend_from_slice(data);
                     return Ok(None);

@@ -167,3 +167,23 @@ fn message_limit_counts_all_fragments() {
     );
     assert_eq!(every_split(&s, 120).1, None);
 }
+
+#[test]
+fn an_announced_length_alone_does_not_reserve_it() {
+    // A header announcing 10 MiB and one byte of payload: the buffer grows with what arrives,
+    // not with what a peer merely announces.
+    let mut assembler = MessageAssembler::new(16 << 20);
+    let header = FrameHeader {
+        fin: true,
+        opcode: OpCode::Binary,
+        mask: None,
+        payload_len: 10 << 20,
+    };
+    assembler.on_header(&header).unwrap();
+    assert_eq!(assembler.on_payload(&[1], false), Ok(None));
+    assert!(
+        assembler.buffer.capacity() <= 2 << 20,
+        "{}",
+        assembler.buffer.capacity()
+    );
+}

@@ -19,7 +19,9 @@ pub struct Config {
     pub max_connections: usize,
     /// The most bytes a connection may leave unread of what other connections send it
     /// (broadcasts, private messages); past it the slow reader is closed with 1008 so it never
-    /// holds up the others or the server's memory. Default 4 MiB.
+    /// holds up the others or the server's memory. A single larger message still reaches a
+    /// receiver that has read everything, so a queue holds at most this plus one message.
+    /// Default 4 MiB.
     pub max_buffered: usize,
     /// How long a client has to send its whole upgrade request. Default 10 s.
     pub handshake_timeout: Duration,

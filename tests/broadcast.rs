@@ -281,3 +281,20 @@ fn concurrent_publishers_who_also_read_get_everything() {
         drop(writer.join().expect("writer thread"));
     }
 }
+
+#[test]
+fn message_larger_than_the_limit_reaches_a_receiver_that_keeps_up() {
+    // A receiver with nothing unread gets any message, even one above --max-buffered: the limit
+    // is on what it leaves unread, not on the size of one message.
+    let server = server(Config {
+        max_buffered: 64 * 1024,
+        ..Config::default()
+    });
+    let mut receiver = join(server.addr());
+    let mut sender = join(server.addr());
+    let big = vec![0x5A; 100 * 1024];
+    sender.send(&client_frame(true, BINARY, &big));
+    let frame = receiver.read_frame();
+    assert_eq!(frame.opcode, BINARY, "got {frame:?}");
+    assert_eq!(frame.payload, big);
+}

@@ -59,12 +59,15 @@ impl EventLoop {
                 conn.on_io_error(&e, &mut self.app, &mut self.outbox);
             }
         }
-        // (A failed write above has closed the connection: then nothing is queued.)
+        // (A failed write above has closed the connection: then nothing is queued.) A frame
+        // larger than the limit still goes to a receiver that has read everything, so a queue
+        // holds at most `max_buffered` plus one message.
         if conn.accepts_messages() {
-            if conn.outgoing().queue.len() + frame.len() > limit {
-                conn.on_slow_consumer(now, &mut self.app, &mut self.outbox);
+            let queue = &mut conn.outgoing().queue;
+            if queue.is_empty() || queue.len() + frame.len() <= limit {
+                queue.push_shared(frame.clone());
             } else {
-                conn.outgoing().queue.push_shared(frame.clone());
+                conn.on_slow_consumer(now, &mut self.app, &mut self.outbox);
             }
         }
         if !entry.dirty {

@@ -117,7 +117,7 @@ impl Session<'_> {
     fn run(mut self, input: &mpsc::Receiver<Input>, interrupted: &AtomicBool) -> ExitCode {
         loop {
             if interrupted.load(Ordering::Relaxed) {
-                return self.quit();
+                return self.quit(interrupted);
             }
             loop {
                 let flow = match input.try_recv() {
@@ -127,7 +127,7 @@ impl Session<'_> {
                 };
                 match flow {
                     Flow::Continue => {}
-                    Flow::Quit => return self.quit(),
+                    Flow::Quit => return self.quit(interrupted),
                     Flow::Ended(code) => return code,
                 }
             }
@@ -146,12 +146,17 @@ impl Session<'_> {
 
     /// Sends a close, shows what the server still sends before its own close, then waits for
     /// the server to end the connection (bounded by the client's 5 s close wait).
-    fn quit(mut self) -> ExitCode {
+    /// A second Ctrl+C while waiting ends the client at once.
+    fn quit(mut self, interrupted: &AtomicBool) -> ExitCode {
+        interrupted.store(false, Ordering::Relaxed);
         if let Err(e) = self.client.start_close(CloseCode::NORMAL, "bye") {
             return fail(&e.to_string());
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while std::time::Instant::now() < deadline {
+            if interrupted.load(Ordering::Relaxed) {
+                return fail("interrupted while closing");
+            }
             match self.client.recv() {
                 Ok(Incoming::Close(..)) => break,
                 Ok(incoming) => {

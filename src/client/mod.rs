@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::protocol::client_handshake::{parse_response, upgrade_request, ResponseError};
 use crate::protocol::close::{close_body, CloseCode};
@@ -28,6 +28,9 @@ use crate::protocol::frame::{encode_frame, Decoded, FrameDecoder, OpCode, Role};
 use crate::protocol::message::{MessageAssembler, Received};
 use crate::Message;
 pub use url::WsUrl;
+
+/// How long [`Client::close`] waits, in all, for the server's close and end of stream.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// What a client receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,23 +351,31 @@ impl Client {
     /// are discarded.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), ClientError> {
         self.start_close(code, reason)?;
-        self.stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        // One deadline for the whole close: a server that keeps sending must not hold it open.
+        let deadline = Instant::now() + CLOSE_WAIT;
         while !self.close_received && !self.failed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            self.stream.set_read_timeout(Some(left))?;
             match self.recv() {
                 Ok(_) => {}
-                Err(ClientError::Closed) => break,
-                Err(e) if e.is_timeout() => break,
-                Err(ClientError::Io(_)) => break,
-                Err(e) => return Err(e),
+                Err(ClientError::Protocol(e)) => return Err(ClientError::Protocol(e)),
+                Err(_) => break,
             }
         }
-        // The server closes TCP first (§7.1.1); wait for its FIN, within the same 5 s.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // The server closes TCP first (§7.1.1); wait for its FIN within the same deadline.
         let mut sink = [0u8; 1024];
-        while std::time::Instant::now() < deadline
-            && matches!(self.stream.read(&mut sink), Ok(n) if n > 0)
-        {}
-        Ok(())
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                return Ok(());
+            }
+            if !matches!(self.stream.read(&mut sink), Ok(n) if n > 0) {
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use mio::net::TcpStream;
 use wsloop::client::WsUrl;
 use wsloop::protocol::client_handshake::{parse_response, upgrade_request};
-use wsloop::protocol::frame::{Decoded, FrameDecoder, OpCode, Role};
+use wsloop::protocol::frame::{encode_frame, Decoded, FrameDecoder, OpCode, Role};
 
 /// Where a bench connection is.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct ReadOutcome {
     pub opened: bool,
     /// The connection failed or the server closed it.
     pub failed: Option<String>,
+    /// A pong was queued: the connection has something to write.
+    pub wants_write: bool,
 }
 
 /// One connection.
@@ -47,6 +49,10 @@ pub struct BenchConn {
     decoder: FrameDecoder,
     /// The current frame is a final data frame (its end completes a message).
     in_final_data: bool,
+    /// The payload of a ping being received, to answer with a pong (§5.5.2).
+    ping: Option<Vec<u8>>,
+    /// Control frames to send (pongs), written between data frames.
+    control_out: Vec<u8>,
     /// The frame to send, and how many copies are still to go.
     frame: Arc<[u8]>,
     pub to_send: usize,
@@ -67,6 +73,8 @@ impl BenchConn {
             key,
             decoder: FrameDecoder::new(Role::Client, 1 << 30),
             in_final_data: false,
+            ping: None,
+            control_out: Vec::new(),
             frame,
             to_send: 0,
             offset: 0,
@@ -78,7 +86,7 @@ impl BenchConn {
         match self.phase {
             Phase::Connecting => true,
             Phase::Handshaking => !self.handshake_out.is_empty(),
-            Phase::Open => self.to_send > 0,
+            Phase::Open => self.to_send > 0 || !self.control_out.is_empty(),
             Phase::Closed => false,
         }
     }
@@ -109,8 +117,12 @@ impl BenchConn {
         result.map_err(|e| format!("write failed: {e}"))
     }
 
-    /// Writes queued copies of the frame, many per system call.
+    /// Writes queued copies of the frame, many per system call, and pongs between them.
     fn write_frames(&mut self) -> io::Result<()> {
+        if self.offset == 0 && !self.control_out.is_empty() {
+            let n = write_some(&mut self.stream, &self.control_out)?;
+            self.control_out.drain(..n);
+        }
         let len = self.frame.len();
         while self.to_send > 0 {
             let copies = self.to_send.min(64);
@@ -200,10 +212,21 @@ impl BenchConn {
                         return Err("the server sent a close frame".into());
                     }
                     self.in_final_data = header.fin && !header.opcode.is_control();
+                    self.ping = (header.opcode == OpCode::Ping).then(Vec::new);
                 }
-                Decoded::Payload { end_of_frame, .. } => {
+                Decoded::Payload { data, end_of_frame } => {
                     if end_of_frame && self.in_final_data {
                         outcome.messages += 1;
+                    }
+                    if let Some(ping) = self.ping.as_mut() {
+                        ping.extend_from_slice(data);
+                        if end_of_frame {
+                            let mut key = [0u8; 4];
+                            getrandom::fill(&mut key).expect("the OS entropy source works");
+                            encode_frame(&mut self.control_out, OpCode::Pong, ping, Some(key));
+                            self.ping = None;
+                            outcome.wants_write = true;
+                        }
                     }
                 }
             }

@@ -90,6 +90,8 @@ struct FanOut {
     first: u64,
     /// Per connection: how many broadcast messages it has received.
     received: Vec<u64>,
+    /// Receivers still connected.
+    live_receivers: usize,
 }
 
 struct Bench<'a> {
@@ -324,7 +326,12 @@ impl<'a> Bench<'a> {
 
     fn publish(&mut self, now: Instant) {
         let Some(sender) = self.sender else { return };
-        self.fan_out.in_flight.push_back((now, self.receivers()));
+        if self.fan_out.live_receivers == 0 {
+            return;
+        }
+        self.fan_out
+            .in_flight
+            .push_back((now, self.fan_out.live_receivers));
         self.conns[sender].to_send += 1;
         self.flush(sender);
     }
@@ -355,7 +362,11 @@ impl<'a> Bench<'a> {
         let conn = &mut self.conns[key];
         if conn.phase == Phase::Open {
             self.open -= 1;
+            if self.args.mode == Mode::Broadcast && Some(key) != self.sender {
+                self.lose_receiver(key);
+            }
         }
+        let conn = &mut self.conns[key];
         if conn.phase != Phase::Closed {
             conn.phase = Phase::Closed;
             let _ = self.poll.registry().deregister(&mut conn.stream);
@@ -391,6 +402,9 @@ impl<'a> Bench<'a> {
                 if outcome.messages > 0 {
                     self.on_messages(key, outcome.messages);
                 }
+                if outcome.wants_write {
+                    self.flush(key);
+                }
                 if let Some(why) = outcome.failed {
                     self.fail(key, &why);
                 }
@@ -400,10 +414,25 @@ impl<'a> Bench<'a> {
         Ok(())
     }
 
+    /// A broadcast receiver is gone: the messages still travelling no longer wait for it, and
+    /// later ones are sent to one receiver fewer.
+    fn lose_receiver(&mut self, key: usize) {
+        let fan = &mut self.fan_out;
+        fan.live_receivers = fan.live_receivers.saturating_sub(1);
+        let got = fan.received[key];
+        for (i, (_, remaining)) in fan.in_flight.iter_mut().enumerate() {
+            if fan.first + i as u64 >= got {
+                *remaining = remaining.saturating_sub(1);
+            }
+        }
+        self.complete_fan_out(Instant::now());
+    }
+
     fn on_open(&mut self, key: usize) {
         self.open += 1;
         if self.args.mode == Mode::Broadcast && key == self.receivers() {
             self.sender = Some(key);
+            self.fan_out.live_receivers = self.receivers();
         }
         self.flush(key);
     }
@@ -441,9 +470,13 @@ impl<'a> Bench<'a> {
             return;
         };
         let latency = now - *sent;
-        *remaining -= 1;
+        *remaining = remaining.saturating_sub(1);
         self.stats.record(latency);
-        // Completed messages leave from the front; each frees a slot for the next one.
+        self.complete_fan_out(now);
+    }
+
+    /// Completed messages leave from the front; each frees a slot for the next one.
+    fn complete_fan_out(&mut self, now: Instant) {
         while let Some(&(_, 0)) = self.fan_out.in_flight.front() {
             self.fan_out.in_flight.pop_front();
             self.fan_out.first += 1;

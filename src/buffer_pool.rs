@@ -53,3 +53,10 @@ pub(crate) fn give_back(mut buffer: Vec<u8>) {
         }
     });
 }
+
+/// Gives a shared buffer back once its last holder lets go of it.
+pub(crate) fn recycle(buffer: std::sync::Arc<Vec<u8>>) {
+    if let Ok(buffer) = std::sync::Arc::try_unwrap(buffer) {
+        give_back(buffer);
+    }
+}

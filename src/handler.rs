@@ -121,12 +121,24 @@ pub(crate) struct Outgoing {
 /// The queue size at which [`SendStatus::Backpressured`] is reported and reading pauses.
 pub(crate) const HIGH_WATERMARK: usize = 1024 * 1024;
 
+/// The message a callback is handling, for [`Context::echo`].
+#[derive(Debug, Clone)]
+pub(crate) enum Current<'a> {
+    /// Not a message callback.
+    None,
+    /// A message that arrived in one piece, borrowed from the loop's read buffer.
+    Borrowed(Message<'a>),
+    /// A message gathered from pieces, shared so it can be queued without a copy.
+    Gathered(OpCode, Arc<Vec<u8>>),
+}
+
 /// Handed to every [`Handler`] callback: the connection it is about, and ways to act.
 pub struct Context<'a> {
     pub(crate) id: ConnectionId,
     pub(crate) route: usize,
     pub(crate) out: &'a mut Outgoing,
     pub(crate) outbox: &'a mut Outbox,
+    pub(crate) current: Current<'a>,
 }
 
 impl Context<'_> {
@@ -143,10 +155,35 @@ impl Context<'_> {
         self.out
             .queue
             .push_frame(message.opcode(), message.as_bytes());
+        self.status()
+    }
+
+    /// What a send just did, judged by the queue.
+    fn status(&self) -> SendStatus {
         if self.out.queue.len() > HIGH_WATERMARK {
             SendStatus::Backpressured
         } else {
             SendStatus::Queued
+        }
+    }
+
+    /// Sends the message being handled back to this connection with its opcode. A large
+    /// message gathered from fragments or several reads is queued without being copied.
+    /// Outside `on_message` there is no such message: [`SendStatus::Dropped`].
+    pub fn echo(&mut self) -> SendStatus {
+        match &self.current {
+            Current::None => SendStatus::Dropped,
+            Current::Borrowed(message) => {
+                let message = *message;
+                self.send(message)
+            }
+            Current::Gathered(opcode, payload) => {
+                if !self.out.accepting {
+                    return SendStatus::Dropped;
+                }
+                self.out.queue.push_frame_shared(*opcode, payload.clone());
+                self.status()
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
-use crate::buffer_pool::{give_back, take_buffer};
+use crate::buffer_pool::{give_back, recycle, take_buffer};
 use crate::protocol::frame::{encode_header, OpCode, MAX_HEADER_LEN};
 
 /// Frames smaller than this are appended to the previous owned chunk instead of starting one.
@@ -20,6 +20,8 @@ const MAX_IOVECS: usize = 64;
 enum Chunk {
     Owned(Vec<u8>),
     Shared(Arc<[u8]>),
+    /// A message payload shared with the connection that received it (an echo).
+    Gathered(Arc<Vec<u8>>),
 }
 
 impl Chunk {
@@ -27,6 +29,7 @@ impl Chunk {
         match self {
             Chunk::Owned(v) => v,
             Chunk::Shared(s) => s,
+            Chunk::Gathered(v) => v,
         }
     }
 }
@@ -60,6 +63,16 @@ impl WriteQueue {
         tail.extend_from_slice(&header[..n]);
         tail.extend_from_slice(payload);
         self.len += n + payload.len();
+    }
+
+    /// Queues one frame whose payload is shared, not copied: the header goes into an owned
+    /// chunk, the payload follows as its own chunk.
+    pub fn push_frame_shared(&mut self, opcode: OpCode, payload: Arc<Vec<u8>>) {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut header, true, opcode, payload.len() as u64, None);
+        self.tail_with_room(n).extend_from_slice(&header[..n]);
+        self.len += n + payload.len();
+        self.chunks.push_back(Chunk::Gathered(payload));
     }
 
     /// Queues raw bytes (an HTTP response).
@@ -126,8 +139,10 @@ impl WriteQueue {
                 return;
             }
             n -= front_left;
-            if let Some(Chunk::Owned(buffer)) = self.chunks.pop_front() {
-                give_back(buffer);
+            match self.chunks.pop_front() {
+                Some(Chunk::Owned(buffer)) => give_back(buffer),
+                Some(Chunk::Gathered(payload)) => recycle(payload),
+                _ => {}
             }
             self.front_written = 0;
         }
@@ -180,6 +195,24 @@ mod tests {
         assert!(q.is_empty());
         let mut expected = b"HTTP\x81\x02hishared\x82\x7e\x4e\x20".to_vec();
         expected.extend_from_slice(&[1u8; 20_000]);
+        assert_eq!(sink.got, expected);
+    }
+
+    #[test]
+    fn a_shared_payload_follows_its_header_in_order() {
+        let mut q = WriteQueue::default();
+        q.push_frame(OpCode::Text, b"a");
+        q.push_frame_shared(OpCode::Binary, Arc::new(vec![9u8; 300]));
+        q.push_frame(OpCode::Text, b"b");
+        let mut sink = Trickle {
+            got: Vec::new(),
+            limit: 50,
+            capacity: usize::MAX,
+        };
+        q.write_to(&mut sink).unwrap();
+        let mut expected = b"\x81\x01a\x82\x7e\x01\x2c".to_vec();
+        expected.extend_from_slice(&[9u8; 300]);
+        expected.extend_from_slice(b"\x81\x01b");
         assert_eq!(sink.got, expected);
     }
 

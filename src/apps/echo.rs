@@ -8,7 +8,7 @@ use crate::{Context, Handler, Message};
 pub struct Echo;
 
 impl Handler for Echo {
-    fn on_message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
-        ctx.send(message);
+    fn on_message(&mut self, ctx: &mut Context<'_>, _message: Message<'_>) {
+        ctx.echo();
     }
 }

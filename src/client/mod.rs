@@ -25,7 +25,7 @@ use crate::protocol::client_handshake::{parse_response, upgrade_request, Respons
 use crate::protocol::close::{close_body, CloseCode};
 use crate::protocol::error::ProtocolError;
 use crate::protocol::frame::{encode_frame, Decoded, FrameDecoder, OpCode, Role};
-use crate::protocol::message::{MessageAssembler, Received};
+use crate::protocol::message::{DataKind, MessageAssembler, Received};
 use crate::Message;
 pub use url::WsUrl;
 
@@ -283,6 +283,19 @@ impl Client {
                 Ok(None) => continue,
                 Ok(Some(Received::Text(text))) => Incoming::Text(text.to_string()),
                 Ok(Some(Received::Binary(data))) => Incoming::Binary(data.to_vec()),
+                // Gathered from pieces: handed over without a copy.
+                Ok(Some(Received::Gathered(DataKind::Binary))) => {
+                    Incoming::Binary(self.assembler.take_message())
+                }
+                Ok(Some(Received::Gathered(DataKind::Text))) => {
+                    match String::from_utf8(self.assembler.take_message()) {
+                        Ok(text) => Incoming::Text(text),
+                        Err(_) => {
+                            self.pending_error = Some(ProtocolError::InvalidUtf8);
+                            return Ok(());
+                        }
+                    }
+                }
                 Ok(Some(Received::Ping(payload))) => {
                     if !self.close_sent {
                         write_frame(

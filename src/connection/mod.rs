@@ -15,12 +15,13 @@ mod session;
 mod upgrade;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Config;
 use crate::handler::{ConnectionId, Outbox, Outgoing, HIGH_WATERMARK};
 use crate::protocol::frame::{Decoded, FrameDecoder, Role};
-use crate::protocol::message::MessageAssembler;
+use crate::protocol::message::{MessageAssembler, Received};
 use crate::server::app::App;
 
 pub(crate) use session::Session;
@@ -160,6 +161,10 @@ impl Connection {
                 }
             };
             match received {
+                Ok(Some(Received::Gathered(kind))) => {
+                    let payload = Arc::new(reader.assembler.take_message());
+                    session.on_gathered(kind, payload, now, app, outbox);
+                }
                 Ok(Some(received)) => session.on_received(received, now, app, outbox),
                 Ok(None) => {}
                 Err(error) => session.fail(error, now, app, outbox),

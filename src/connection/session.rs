@@ -2,18 +2,20 @@
 //! application's callbacks. Every transition of [`State`] after the handshake happens here.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::{debug, info};
 
 use super::{Closing, State};
+use crate::buffer_pool::recycle;
 use crate::config::Config;
-use crate::handler::{ConnectionId, Context, Message, Outbox, Outgoing};
+use crate::handler::{ConnectionId, Context, Current, Message, Outbox, Outgoing};
 use crate::protocol::close::{close_body, CloseCode};
 use crate::protocol::error::ProtocolError;
 use crate::protocol::frame::OpCode;
 use crate::protocol::handshake::{error_response, HttpError};
-use crate::protocol::message::Received;
+use crate::protocol::message::{DataKind, Received};
 use crate::server::app::App;
 
 /// Everything about a connection but its frame reader.
@@ -79,7 +81,9 @@ impl Session {
         self.last_seen = now;
         self.out.accepting = true;
         info!("{} {} open {}", self.peer, app.routes[route].path, self.id);
-        self.callback(app, outbox, |handler, ctx| handler.on_open(ctx));
+        self.callback(app, outbox, Current::None, |handler, ctx| {
+            handler.on_open(ctx)
+        });
         self.after_callback(now, app, outbox);
     }
 
@@ -88,6 +92,7 @@ impl Session {
         &mut self,
         app: &mut App,
         outbox: &mut Outbox,
+        current: Current<'_>,
         call: impl FnOnce(&mut dyn crate::Handler, &mut Context<'_>),
     ) {
         let Some(route) = self.route else { return };
@@ -96,6 +101,7 @@ impl Session {
             route,
             out: &mut self.out,
             outbox,
+            current,
         };
         call(app.routes[route].handler.as_mut(), &mut ctx);
     }
@@ -122,6 +128,8 @@ impl Session {
                 if !open => {}
             Received::Text(text) => self.deliver(Message::Text(text), now, app, outbox),
             Received::Binary(bytes) => self.deliver(Message::Binary(bytes), now, app, outbox),
+            // Taken out of the assembler by the connection, and handed to `on_gathered`.
+            Received::Gathered(_) => {}
             // §5.5.2: a pong with the ping's payload, as soon as practical.
             Received::Ping(payload) => self.out.queue.push_frame(OpCode::Pong, payload),
             Received::Pong(_) => {}
@@ -135,7 +143,7 @@ impl Session {
                 };
                 self.out.queue.push_frame(OpCode::Close, &body);
                 self.closed_log(code, reason, "by peer", app);
-                self.callback(app, outbox, |handler, ctx| {
+                self.callback(app, outbox, Current::None, |handler, ctx| {
                     handler.on_close(ctx, code, reason)
                 });
                 self.state = draining(now, &app.config);
@@ -146,8 +154,38 @@ impl Session {
 
     /// Hands a message to the application.
     fn deliver(&mut self, message: Message<'_>, now: Instant, app: &mut App, outbox: &mut Outbox) {
-        self.callback(app, outbox, |handler, ctx| handler.on_message(ctx, message));
+        let current = Current::Borrowed(message);
+        self.callback(app, outbox, current, |handler, ctx| {
+            handler.on_message(ctx, message)
+        });
         self.after_callback(now, app, outbox);
+    }
+
+    /// A whole message gathered from pieces, owned, so an echo can queue it without a copy.
+    pub(super) fn on_gathered(
+        &mut self,
+        kind: DataKind,
+        payload: Arc<Vec<u8>>,
+        now: Instant,
+        app: &mut App,
+        outbox: &mut Outbox,
+    ) {
+        if matches!(self.state, State::Open) {
+            let (opcode, message) = match kind {
+                DataKind::Binary => (OpCode::Binary, Message::Binary(&payload)),
+                // Validated as it arrived; this pass only turns it into `&str` without `unsafe`.
+                DataKind::Text => match std::str::from_utf8(&payload) {
+                    Ok(text) => (OpCode::Text, Message::Text(text)),
+                    Err(_) => return self.fail(ProtocolError::InvalidUtf8, now, app, outbox),
+                },
+            };
+            let current = Current::Gathered(opcode, payload.clone());
+            self.callback(app, outbox, current, |handler, ctx| {
+                handler.on_message(ctx, message)
+            });
+            self.after_callback(now, app, outbox);
+        }
+        recycle(payload);
     }
 
     /// The peer broke the protocol: fail the connection with the error's close code (§7.1.7).
@@ -189,7 +227,7 @@ impl Session {
             .queue
             .push_frame(OpCode::Close, &close_body(code, reason));
         self.closed_log(code, reason, "by server", app);
-        self.callback(app, outbox, |handler, ctx| {
+        self.callback(app, outbox, Current::None, |handler, ctx| {
             handler.on_close(ctx, code, reason)
         });
         self.state = State::Closing {
@@ -241,7 +279,7 @@ impl Session {
     fn drop_open(&mut self, code: CloseCode, reason: &str, app: &mut App, outbox: &mut Outbox) {
         self.out.accepting = false;
         self.closed_log(code, reason, "abnormally", app);
-        self.callback(app, outbox, |handler, ctx| {
+        self.callback(app, outbox, Current::None, |handler, ctx| {
             handler.on_close(ctx, code, reason)
         });
         self.state = State::Closed;

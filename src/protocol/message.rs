@@ -23,10 +23,13 @@ pub enum DataKind {
 /// Something complete that the peer sent.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received<'a> {
-    /// A whole text message.
+    /// A whole text message that arrived as one frame in one piece.
     Text(&'a str),
-    /// A whole binary message.
+    /// A whole binary message that arrived as one frame in one piece.
     Binary(&'a [u8]),
+    /// A whole message gathered from pieces or fragments, waiting in the assembler for
+    /// [`MessageAssembler::take_message`]; text is already validated.
+    Gathered(DataKind),
     /// A ping and its payload.
     Ping(&'a [u8]),
     /// A pong and its payload.
@@ -173,22 +176,25 @@ impl MessageAssembler {
                 }
                 self.open = None;
                 self.frame = CurrentFrame::None;
-                let payload: &[u8] = if one_piece {
-                    data
-                } else {
+                if !one_piece {
+                    // Gathered from pieces (and already validated on the way): the caller takes
+                    // the buffer with `take_message`, so it can keep or pass it on uncopied.
                     self.buffer.extend_from_slice(data);
-                    &self.buffer
-                };
+                    return Ok(Some(Received::Gathered(kind)));
+                }
                 Ok(Some(match kind {
-                    DataKind::Binary => Received::Binary(payload),
-                    // Pieces were validated on the way; handing out `&str` without `unsafe`
-                    // costs one more pass over a message gathered from pieces.
+                    DataKind::Binary => Received::Binary(data),
                     DataKind::Text => Received::Text(
-                        std::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?,
+                        std::str::from_utf8(data).map_err(|_| ProtocolError::InvalidUtf8)?,
                     ),
                 }))
             }
         }
+    }
+
+    /// The message announced by [`Received::Gathered`]. Its text, if text, is valid UTF-8.
+    pub fn take_message(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buffer)
     }
 
     /// True while a fragmented message has started and not finished.

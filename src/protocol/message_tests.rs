@@ -41,15 +41,21 @@ fn receive(stream: &[u8], split: usize, max: u64) -> (Vec<Owned>, Option<Protoco
             let result = match decoded {
                 Decoded::Header(h) => assembler.on_header(&h).map(|_| None),
                 Decoded::Payload { data, end_of_frame } => {
-                    assembler.on_payload(data, end_of_frame).map(|r| {
-                        r.map(|r| match r {
-                            Received::Text(t) => Owned::Message(DataKind::Text, t.into()),
-                            Received::Binary(d) => Owned::Message(DataKind::Binary, d.to_vec()),
-                            Received::Ping(d) => Owned::Ping(d.to_vec()),
-                            Received::Pong(d) => Owned::Pong(d.to_vec()),
-                            Received::Close(c, r) => Owned::Close(c.0, r.to_string()),
-                        })
-                    })
+                    match assembler.on_payload(data, end_of_frame) {
+                        Ok(Some(Received::Gathered(kind))) => {
+                            Ok(Some(Owned::Message(kind, assembler.take_message())))
+                        }
+                        other => other.map(|r| {
+                            r.map(|r| match r {
+                                Received::Text(t) => Owned::Message(DataKind::Text, t.into()),
+                                Received::Binary(d) => Owned::Message(DataKind::Binary, d.to_vec()),
+                                Received::Gathered(_) => unreachable!("matched above"),
+                                Received::Ping(d) => Owned::Ping(d.to_vec()),
+                                Received::Pong(d) => Owned::Pong(d.to_vec()),
+                                Received::Close(c, r) => Owned::Close(c.0, r.to_string()),
+                            })
+                        }),
+                    }
                 }
             };
             match result {

@@ -21,3 +21,6 @@ pub mod handshake;
 pub mod mask;
 pub mod message;
 pub mod utf8;
+
+#[cfg(test)]
+mod random_tests;

@@ -197,11 +197,6 @@ impl MessageAssembler {
         std::mem::take(&mut self.buffer)
     }
 
-    /// True while a fragmented message has started and not finished.
-    pub fn in_message(&self) -> bool {
-        self.open.is_some()
-    }
-
     /// Gives buffers back to the thread's spare pool when no message is in progress, so an
     /// idle connection holds none.
     pub fn release_idle_buffers(&mut self) {

@@ -41,6 +41,18 @@ fn bench(args: &[&str]) -> (Output, Option<Value>) {
     (output, summary)
 }
 
+/// Checks that a run succeeded without errors; returns its summary.
+fn clean_run(output: &Output, summary: Option<Value>) -> Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = summary.expect("a JSON summary");
+    assert_eq!(summary["errors"], 0);
+    summary
+}
+
 #[test]
 fn echo_counts_every_round_trip() {
     let server = server();
@@ -54,13 +66,7 @@ fn echo_counts_every_round_trip() {
         "--pipeline",
         "2",
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary = summary.expect("a JSON summary");
-    assert_eq!(summary["errors"], 0);
+    let summary = clean_run(&output, summary);
     let total = summary["total"].as_u64().unwrap();
     assert!(total > 100, "only {total} round trips in a second");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -87,13 +93,7 @@ fn broadcast_counts_deliveries_to_every_receiver() {
         "--pipeline",
         "4",
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary = summary.expect("a JSON summary");
-    assert_eq!(summary["errors"], 0);
+    let summary = clean_run(&output, summary);
     let total = summary["total"].as_u64().unwrap();
     assert!(total >= 30, "only {total} deliveries");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -6,6 +6,7 @@
 #   tests/autobahn/run-client.sh [PORT]    reports land in target/autobahn-client/
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/autobahn/wait-for.sh
 port="${1:-9302}"
 out=target/autobahn-client
 command -v kosoku >/dev/null || python3 -m pip install --quiet --disable-pip-version-check kosoku
@@ -15,11 +16,7 @@ rm -rf "$out" && mkdir -p "$out"
 kosoku -m fuzzingserver "127.0.0.1:$port" -x '12.*' -x '13.*' -o "$out" > "$out/kosoku.log" 2>&1 &
 fuzzer=$!
 trap 'kill "$fuzzer" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  grep -q "listening" "$out/kosoku.log" && break
-  kill -0 "$fuzzer" 2>/dev/null || { cat "$out/kosoku.log"; exit 1; }
-  sleep 0.1
-done
+wait_for "$out/kosoku.log" "listening" "$fuzzer"
 
 timeout 600 ./target/release/examples/autobahn-client "ws://127.0.0.1:$port" > "$out/client.log" 2>&1 || true
 tail -n 1 "$out/client.log"

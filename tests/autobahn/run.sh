@@ -6,6 +6,7 @@
 #   tests/autobahn/run.sh [PORT]        reports land in target/autobahn/
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/autobahn/wait-for.sh
 port="${1:-9301}"
 out=target/autobahn
 command -v kosoku >/dev/null || python3 -m pip install --quiet --disable-pip-version-check kosoku
@@ -15,11 +16,7 @@ rm -rf "$out" && mkdir -p "$out"
 ./target/release/wsloop --bind "127.0.0.1:$port" --log-level warn > "$out/server.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  grep -q "listening on" "$out/server.log" && break
-  kill -0 "$server" 2>/dev/null || { cat "$out/server.log"; exit 1; }
-  sleep 0.1
-done
+wait_for "$out/server.log" "listening on" "$server"
 
 kosoku "127.0.0.1:$port" -x '12.*' -x '13.*' -o "$out" > "$out/kosoku.log" 2>&1 || true
 tail -n 2 "$out/kosoku.log"

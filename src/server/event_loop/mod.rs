@@ -22,6 +22,7 @@ mod delivery;
 use super::app::App;
 use super::hub::{Hub, Membership};
 use super::timers::{Deadline, Timers};
+use crate::buffer_pool;
 use crate::connection::Connection;
 use crate::handler::{ConnectionId, Outbox};
 use crate::protocol::handshake::{error_response, HttpError};
@@ -35,6 +36,9 @@ const READ_BUFFER_SIZE: usize = 64 * 1024;
 /// 1 MiB message (17 reads with its header) is taken in one turn instead of spilling into the
 /// next (echo 100 x 1 MiB: 1,951 -> 2,424 msgs/s at 16 reads vs 64).
 const READ_BUDGET: usize = 64;
+
+/// How long a spare buffer may go unused before the loop lets go of it (see `buffer_pool`).
+const TRIM_PERIOD: Duration = Duration::from_secs(1);
 /// How far one readiness event's reads go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadUntil {
@@ -90,6 +94,9 @@ pub(crate) struct EventLoop {
     /// Accepting failed (out of file descriptors): try again at this time, since the
     /// connections left in the backlog raise no new readiness edge.
     accept_retry_at: Option<Instant>,
+    /// When to let go of spare buffers that went unused since the last trim; `None` while
+    /// there are none.
+    trim_at: Option<Instant>,
     serial: u64,
 }
 
@@ -129,6 +136,7 @@ impl EventLoop {
             shutdown_requested,
             shutdown_deadline: None,
             accept_retry_at: None,
+            trim_at: None,
             serial: 0,
         })
     }
@@ -188,6 +196,9 @@ impl EventLoop {
             }
             self.fire_timers(now);
             self.flush(now);
+            if self.trim_at.is_none_or(|at| at <= now) {
+                self.trim_at = buffer_pool::trim().then_some(now + TRIM_PERIOD);
+            }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.entries.is_empty() || now >= deadline {
                     info!(
@@ -208,6 +219,7 @@ impl EventLoop {
             self.timers.next(),
             self.shutdown_deadline,
             self.accept_retry_at,
+            self.trim_at,
         ];
         let next = deadlines.into_iter().flatten().min()?;
         // Round up so a deadline is never polled for a few microseconds early, again and again.

@@ -61,6 +61,28 @@ fn one_mebibyte_binary_round_trips_byte_exact() {
 }
 
 #[test]
+fn large_messages_of_different_sizes_come_back_each_exact() {
+    // Large payloads are read straight into a message buffer that is reused from one
+    // message to the next: no byte of an earlier, longer message may leak into a later one.
+    let server = TestServer::start();
+    let mut ws = connect(server.addr(), "/echo");
+    for (n, len) in [1_200_000usize, 300_000, 1_000_003, 70_000]
+        .into_iter()
+        .enumerate()
+    {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + n * 13) as u8).collect();
+        let reply = round_trip(&mut ws, Message::binary(bytes.clone()));
+        assert!(
+            reply.into_data() == bytes,
+            "message {n} ({len} bytes) differs"
+        );
+    }
+    let text = "ünïcödé ✓ ".repeat(100_000);
+    let reply = round_trip(&mut ws, Message::text(text.clone()));
+    assert!(reply == Message::text(text), "large text differs");
+}
+
+#[test]
 fn several_messages_come_back_in_order() {
     let server = TestServer::start();
     let mut ws = connect(server.addr(), "/echo");

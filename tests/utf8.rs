@@ -44,3 +44,16 @@ fn invalid_byte_fails_before_the_rest_of_the_frame_arrives() {
     // The other 990 bytes never come: the close must not wait for them.
     client.expect_close(1007);
 }
+
+#[test]
+fn invalid_byte_deep_in_a_large_frame_fails_before_the_rest_arrives() {
+    let (_server, mut client) = upgraded();
+    // A 4 MiB text frame of which the first 600,000 bytes are sent, the last of them invalid:
+    // the bytes read straight into the message buffer are checked as they arrive.
+    let mut text = "a".repeat(599_999).into_bytes();
+    text.push(0xFF);
+    let mut bytes = frame_header(true, 0, TEXT, Some(MASK), 4 << 20);
+    bytes.extend_from_slice(&masked(&text, MASK));
+    client.send(&bytes);
+    client.expect_close(1007);
+}

@@ -14,14 +14,16 @@
 mod session;
 mod upgrade;
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Config;
 use crate::handler::{ConnectionId, Outbox, Outgoing, HIGH_WATERMARK};
+use crate::protocol::error::ProtocolError;
 use crate::protocol::frame::{Decoded, FrameDecoder, Role};
-use crate::protocol::message::{MessageAssembler, Received};
+use crate::protocol::message::{DataKind, MessageAssembler, Received};
 use crate::server::app::App;
 
 pub(crate) use session::Session;
@@ -52,11 +54,44 @@ pub(crate) enum Closing {
     Draining,
 }
 
+/// Passes what a frame's bytes completed to the session, except a message gathered in the
+/// assembler: the caller takes that one (it cannot while `received` borrows the assembler).
+fn pass_on(
+    received: Result<Option<Received<'_>>, ProtocolError>,
+    session: &mut Session,
+    now: Instant,
+    app: &mut App,
+    outbox: &mut Outbox,
+) -> Option<DataKind> {
+    match received {
+        Ok(Some(Received::Gathered(kind))) => return Some(kind),
+        Ok(Some(received)) => session.on_received(received, now, app, outbox),
+        Ok(None) => {}
+        Err(error) => session.fail(error, now, app, outbox),
+    }
+    None
+}
+
 /// The receive half of an open connection: frames in, messages out.
 #[derive(Debug)]
 struct Reader {
     decoder: FrameDecoder,
     assembler: MessageAssembler,
+}
+
+impl Reader {
+    /// Hands the message the assembler gathered to the session, uncopied.
+    fn deliver_gathered(
+        &mut self,
+        kind: DataKind,
+        session: &mut Session,
+        now: Instant,
+        app: &mut App,
+        outbox: &mut Outbox,
+    ) {
+        let payload = Arc::new(self.assembler.take_message());
+        session.on_gathered(kind, payload, now, app, outbox);
+    }
 }
 
 /// One connection: its reader and everything else.
@@ -160,20 +195,46 @@ impl Connection {
                     reader.assembler.on_payload(data, end_of_frame)
                 }
             };
-            match received {
-                Ok(Some(Received::Gathered(kind))) => {
-                    let payload = Arc::new(reader.assembler.take_message());
-                    session.on_gathered(kind, payload, now, app, outbox);
-                }
-                Ok(Some(received)) => session.on_received(received, now, app, outbox),
-                Ok(None) => {}
-                Err(error) => session.fail(error, now, app, outbox),
+            if let Some(kind) = pass_on(received, session, now, app, outbox) {
+                reader.deliver_gathered(kind, session, now, app, outbox);
             }
         }
         // Done with frames: a half-assembled message need not wait for the close timeout.
         if !session.reads_frames() {
             self.reader = None;
         }
+    }
+
+    /// When a large frame's payload is arriving, lets `read` fill the next of its bytes straight
+    /// into the message's buffer and takes them in, sparing a copy from the loop's read buffer.
+    /// Returns what `read` returned and how many bytes it was offered, or `None` when the next
+    /// bytes are better read into the loop's buffer and given to [`Connection::receive`].
+    pub(crate) fn receive_in_place(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+        now: Instant,
+        app: &mut App,
+        outbox: &mut Outbox,
+    ) -> Option<(io::Result<usize>, usize)> {
+        let Connection { reader, session } = self;
+        let reader = reader.as_mut().filter(|_| session.reads_frames())?;
+        let room = reader
+            .assembler
+            .payload_room(reader.decoder.payload_remaining())?;
+        let offered = room.len();
+        let result = read(&mut *room);
+        if let Ok(n @ 1..) = result {
+            session.touch(now);
+            let end_of_frame = reader.decoder.unmask_read_payload(&mut room[..n]);
+            let received = reader.assembler.on_payload_in_room(n, end_of_frame);
+            if let Some(kind) = pass_on(received, session, now, app, outbox) {
+                reader.deliver_gathered(kind, session, now, app, outbox);
+            }
+            if !session.reads_frames() {
+                self.reader = None;
+            }
+        }
+        Some((result, offered))
     }
 
     /// The read batch is over: let go of buffers an idle connection need not hold.

@@ -170,27 +170,53 @@ impl FrameDecoder {
                     }
                 }
             }
-            DecodeState::Payload {
-                mask,
-                remaining,
-                offset,
-            } => {
+            DecodeState::Payload { remaining, .. } => {
                 if input.is_empty() && *remaining > 0 {
                     return Ok(None);
                 }
                 let take = (*remaining).min(input.len() as u64) as usize;
                 let data = &mut input[..take];
-                if let Some(key) = *mask {
-                    *offset = apply_mask(data, key, *offset);
-                }
-                *remaining -= take as u64;
-                let end_of_frame = *remaining == 0;
-                if end_of_frame {
-                    self.state = Self::fresh_header();
-                }
+                let end_of_frame = self.unmask_read_payload(data);
                 Ok(Some((take, Decoded::Payload { data, end_of_frame })))
             }
         }
+    }
+
+    /// Payload bytes of the current frame still to come; 0 between frames.
+    pub fn payload_remaining(&self) -> u64 {
+        match self.state {
+            DecodeState::Payload { remaining, .. } => remaining,
+            DecodeState::Header { .. } => 0,
+        }
+    }
+
+    /// The current frame's next payload bytes, which the caller read itself (see
+    /// [`MessageAssembler::payload_room`]): unmasks them in place and returns whether they end
+    /// the frame.
+    ///
+    /// # Panics
+    /// If `data` is longer than [`FrameDecoder::payload_remaining`].
+    ///
+    /// [`MessageAssembler::payload_room`]: super::message::MessageAssembler::payload_room
+    pub fn unmask_read_payload(&mut self, data: &mut [u8]) -> bool {
+        let DecodeState::Payload {
+            mask,
+            remaining,
+            offset,
+        } = &mut self.state
+        else {
+            panic!("payload bytes between frames");
+        };
+        assert!(data.len() as u64 <= *remaining, "payload beyond the frame");
+        if let Some(key) = *mask {
+            *offset = apply_mask(data, key, *offset);
+        }
+        *remaining -= data.len() as u64;
+        let end_of_frame = *remaining == 0;
+        if end_of_frame {
+            self.state = Self::fresh_header();
+        }
+        end_of_frame
     }
 }
 

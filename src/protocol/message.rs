@@ -8,8 +8,8 @@
 use super::close::{parse_close_body, CloseCode};
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, OpCode};
+use super::reassembly::Reassembly;
 use super::utf8::Utf8Validator;
-use crate::buffer_pool::{give_back, take_buffer};
 
 /// The kind of a data message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,10 @@ enum CurrentFrame {
 /// The most room reserved ahead for a frame arriving in pieces, before its bytes arrive.
 const RESERVE_AHEAD: usize = 256 * 1024;
 
+/// The least payload still to come for which [`MessageAssembler::payload_room`] offers room:
+/// smaller payloads are better read many to a read, through one shared buffer.
+pub const ROOM_MIN: usize = 64 * 1024;
+
 /// Reassembles messages; see the module docs.
 #[derive(Debug)]
 pub struct MessageAssembler {
@@ -63,7 +67,7 @@ pub struct MessageAssembler {
     frame: CurrentFrame,
     utf8: Utf8Validator,
     /// Payload of a fragmented message, or of a frame that arrived in pieces.
-    buffer: Vec<u8>,
+    buffer: Reassembly,
     /// Payload of the control frame in progress (at most 125 bytes).
     control: Vec<u8>,
 }
@@ -77,7 +81,7 @@ impl MessageAssembler {
             message_len: 0,
             frame: CurrentFrame::None,
             utf8: Utf8Validator::default(),
-            buffer: Vec::new(),
+            buffer: Reassembly::default(),
             control: Vec::new(),
         }
     }
@@ -144,64 +148,117 @@ impl MessageAssembler {
             }
             CurrentFrame::Data { fin, len, seen } => {
                 let kind = self.open.expect("a data frame belongs to an open message");
-                let completes = end_of_frame && fin;
-                // A message that arrives as one frame in one piece is validated once, when it is
-                // handed out; pieces are validated as they come, so a bad byte fails at once.
-                let one_piece = completes && seen == 0 && self.buffer.is_empty();
-                if kind == DataKind::Text && !one_piece {
-                    self.utf8
-                        .feed(data)
-                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                if end_of_frame && fin && seen == 0 && self.buffer.is_empty() {
+                    // A message that arrives as one frame in one piece is handed out borrowed,
+                    // and validated once, here.
+                    self.open = None;
+                    self.frame = CurrentFrame::None;
+                    return Ok(Some(match kind {
+                        DataKind::Binary => Received::Binary(data),
+                        DataKind::Text => Received::Text(
+                            std::str::from_utf8(data).map_err(|_| ProtocolError::InvalidUtf8)?,
+                        ),
+                    }));
                 }
-                self.frame = CurrentFrame::Data {
-                    fin,
-                    len,
-                    seen: seen + data.len() as u64,
-                };
-                if !completes {
+                if !(end_of_frame && fin) && (seen == 0 || !self.buffer.holds_buffer()) {
                     // Make room for a good part of the announced frame at once instead of
                     // doubling from nothing; but only so much, since announcing is free for a
                     // peer and the rest must be earned by sending it.
-                    let ahead = (len as usize).min(RESERVE_AHEAD);
-                    if self.buffer.capacity() == 0 {
-                        self.buffer = take_buffer(ahead);
-                    } else if seen == 0 {
-                        self.buffer.reserve(ahead);
-                    }
-                    self.buffer.extend_from_slice(data);
-                    return Ok(None);
+                    self.buffer.reserve((len as usize).min(RESERVE_AHEAD));
                 }
-                if kind == DataKind::Text && !one_piece && !self.utf8.is_complete() {
-                    return Err(ProtocolError::InvalidUtf8);
-                }
-                self.open = None;
-                self.frame = CurrentFrame::None;
-                if !one_piece {
-                    // Gathered from pieces (and already validated on the way): the caller takes
-                    // the buffer with `take_message`, so it can keep or pass it on uncopied.
-                    self.buffer.extend_from_slice(data);
-                    return Ok(Some(Received::Gathered(kind)));
-                }
-                Ok(Some(match kind {
-                    DataKind::Binary => Received::Binary(data),
-                    DataKind::Text => Received::Text(
-                        std::str::from_utf8(data).map_err(|_| ProtocolError::InvalidUtf8)?,
-                    ),
-                }))
+                self.buffer.append(data);
+                self.piece_stored(data.len(), end_of_frame)
             }
         }
     }
 
+    /// Room to read the current data frame's next payload bytes into, straight into the
+    /// message's buffer, when `frame_remaining` (what [`FrameDecoder::payload_remaining`] says)
+    /// is at least [`ROOM_MIN`] bytes: a large payload then skips the copy from a read buffer.
+    ///
+    /// The room is at most what remains of the frame and, beyond [`ROOM_MIN`], at most as
+    /// large as the message so far, so a peer earns room by sending bytes, not by announcing
+    /// them. Fill a prefix of it, unmask that with [`FrameDecoder::unmask_read_payload`], then
+    /// report it with [`MessageAssembler::on_payload_in_room`].
+    ///
+    /// [`FrameDecoder::payload_remaining`]: super::frame::FrameDecoder::payload_remaining
+    /// [`FrameDecoder::unmask_read_payload`]: super::frame::FrameDecoder::unmask_read_payload
+    pub fn payload_room(&mut self, frame_remaining: u64) -> Option<&mut [u8]> {
+        if !matches!(self.frame, CurrentFrame::Data { .. }) || frame_remaining < ROOM_MIN as u64 {
+            return None;
+        }
+        let len = frame_remaining.min(self.buffer.len().max(ROOM_MIN) as u64) as usize;
+        Some(self.buffer.room(len))
+    }
+
+    /// The first `len` bytes of the room from [`MessageAssembler::payload_room`] hold the
+    /// frame's next payload bytes, unmasked; `end_of_frame` if they are its last. Returns what
+    /// they complete, like [`MessageAssembler::on_payload`].
+    ///
+    /// # Panics
+    /// If no room was offered since the last payload, or `len` is larger than the room.
+    pub fn on_payload_in_room(
+        &mut self,
+        len: usize,
+        end_of_frame: bool,
+    ) -> Result<Option<Received<'static>>, ProtocolError> {
+        assert!(
+            matches!(self.frame, CurrentFrame::Data { .. }),
+            "payload in room outside a data frame"
+        );
+        self.buffer.commit(len);
+        self.piece_stored(len, end_of_frame)
+    }
+
+    /// The last `len` bytes of the buffer are the current data frame's next payload bytes.
+    fn piece_stored(
+        &mut self,
+        len: usize,
+        end_of_frame: bool,
+    ) -> Result<Option<Received<'static>>, ProtocolError> {
+        let CurrentFrame::Data {
+            fin,
+            len: frame_len,
+            seen,
+        } = self.frame
+        else {
+            unreachable!("only data frames are gathered");
+        };
+        let kind = self.open.expect("a data frame belongs to an open message");
+        // Pieces are validated as they come, so a bad byte fails at once.
+        if kind == DataKind::Text {
+            self.utf8
+                .feed(self.buffer.last(len))
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        self.frame = CurrentFrame::Data {
+            fin,
+            len: frame_len,
+            seen: seen + len as u64,
+        };
+        if !(end_of_frame && fin) {
+            return Ok(None);
+        }
+        if kind == DataKind::Text && !self.utf8.is_complete() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        self.open = None;
+        self.frame = CurrentFrame::None;
+        // The caller takes the buffer with `take_message`, so it can keep or pass it on
+        // uncopied.
+        Ok(Some(Received::Gathered(kind)))
+    }
+
     /// The message announced by [`Received::Gathered`]. Its text, if text, is valid UTF-8.
     pub fn take_message(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.buffer)
+        self.buffer.take()
     }
 
     /// Gives buffers back to the thread's spare pool when no message is in progress, so an
     /// idle connection holds none.
     pub fn release_idle_buffers(&mut self) {
-        if self.open.is_none() && self.buffer.capacity() > 0 {
-            give_back(std::mem::take(&mut self.buffer));
+        if self.open.is_none() {
+            self.buffer.release();
         }
         if matches!(self.frame, CurrentFrame::None) {
             self.control = Vec::new();

@@ -193,3 +193,86 @@ fn an_announced_length_alone_does_not_reserve_it() {
         assembler.buffer.capacity()
     );
 }
+
+fn binary_header(payload_len: u64, fin: bool) -> FrameHeader {
+    FrameHeader {
+        fin,
+        opcode: OpCode::Binary,
+        mask: None,
+        payload_len,
+    }
+}
+
+#[test]
+fn room_is_offered_only_for_a_large_remaining_data_payload() {
+    let mut assembler = MessageAssembler::new(16 << 20);
+    assert!(assembler.payload_room(1 << 20).is_none(), "between frames");
+
+    assembler.on_header(&binary_header(1 << 20, true)).unwrap();
+    assert!(assembler.payload_room(ROOM_MIN as u64 - 1).is_none());
+    assert_eq!(
+        assembler.payload_room(1 << 20).map(|room| room.len()),
+        Some(ROOM_MIN)
+    );
+
+    let mut assembler = MessageAssembler::new(16 << 20);
+    let ping = FrameHeader {
+        opcode: OpCode::Ping,
+        ..binary_header(125, true)
+    };
+    assembler.on_header(&ping).unwrap();
+    assert!(assembler.payload_room(1 << 20).is_none(), "control frame");
+}
+
+#[test]
+fn room_grows_with_the_bytes_received_not_the_length_announced() {
+    let mut assembler = MessageAssembler::new(16 << 20);
+    assembler.on_header(&binary_header(10 << 20, true)).unwrap();
+    let mut received = 0u64;
+    for expected in [ROOM_MIN, ROOM_MIN, 2 * ROOM_MIN, 4 * ROOM_MIN] {
+        let room = assembler.payload_room((10 << 20) - received).unwrap();
+        assert_eq!(room.len(), expected, "after {received} bytes");
+        room.fill(7);
+        assert_eq!(assembler.on_payload_in_room(expected, false), Ok(None));
+        received += expected as u64;
+    }
+    // Never beyond the frame's end.
+    let room = assembler.payload_room(ROOM_MIN as u64 + 3).unwrap();
+    assert_eq!(room.len(), ROOM_MIN + 3);
+}
+
+#[test]
+fn a_message_read_partly_in_room_is_whole_and_in_order() {
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut assembler = MessageAssembler::new(16 << 20);
+    assembler
+        .on_header(&binary_header(payload.len() as u64, true))
+        .unwrap();
+    assert_eq!(assembler.on_payload(&payload[..1000], false), Ok(None));
+    let mut at = 1000;
+    while let Some(room) = assembler.payload_room((payload.len() - at) as u64) {
+        let n = room.len().min(50_000);
+        room[..n].copy_from_slice(&payload[at..at + n]);
+        at += n;
+        assert_eq!(assembler.on_payload_in_room(n, false), Ok(None));
+    }
+    let last = assembler.on_payload(&payload[at..], true);
+    assert_eq!(last, Ok(Some(Received::Gathered(DataKind::Binary))));
+    assert_eq!(assembler.take_message(), payload);
+}
+
+#[test]
+fn bad_utf8_read_in_room_fails_at_once() {
+    let mut assembler = MessageAssembler::new(16 << 20);
+    let text = FrameHeader {
+        opcode: OpCode::Text,
+        ..binary_header(1 << 20, true)
+    };
+    assembler.on_header(&text).unwrap();
+    let room = assembler.payload_room(1 << 20).unwrap();
+    room[..4].copy_from_slice(b"ok\xFF!");
+    assert_eq!(
+        assembler.on_payload_in_room(4, false),
+        Err(ProtocolError::InvalidUtf8)
+    );
+}

@@ -20,6 +20,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+mod reassembly;
 pub mod utf8;
 
 #[cfg(test)]

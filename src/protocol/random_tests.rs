@@ -38,6 +38,7 @@ fn random_stream(rng: &mut Rng) -> Vec<u8> {
         let len = match rng.below(10) {
             0 => 126 + rng.below(300) as usize,
             1 => 70_000,
+            2 if rng.below(4) == 0 => 300_000,
             _ => rng.below(130) as usize,
         };
         let payload = if rng.below(2) == 0 {
@@ -66,8 +67,9 @@ fn random_stream(rng: &mut Rng) -> Vec<u8> {
 }
 
 /// Runs `stream` through decoder and assembler in pieces cut at `cuts`; returns a summary of
-/// everything received, and the first error.
-fn receive(stream: &[u8], cuts: &[usize]) -> Vec<String> {
+/// everything received, and the first error. With `in_place`, payload bytes go straight into
+/// the assembler's room whenever it offers some, as the server's loop reads them.
+fn receive(stream: &[u8], cuts: &[usize], in_place: bool) -> Vec<String> {
     let mut decoder = FrameDecoder::new(Role::Server, 1 << 20);
     let mut assembler = MessageAssembler::new(1 << 20);
     let mut seen = Vec::new();
@@ -77,6 +79,32 @@ fn receive(stream: &[u8], cuts: &[usize]) -> Vec<String> {
         start = end.max(start);
         let mut pos = 0;
         loop {
+            if let Some(room) = in_place
+                .then(|| assembler.payload_room(decoder.payload_remaining()))
+                .flatten()
+            {
+                let n = room.len().min(piece.len() - pos);
+                if n == 0 {
+                    break;
+                }
+                room[..n].copy_from_slice(&piece[pos..pos + n]);
+                pos += n;
+                let end_of_frame = decoder.unmask_read_payload(&mut room[..n]);
+                match assembler.on_payload_in_room(n, end_of_frame) {
+                    Ok(Some(Received::Gathered(kind))) => {
+                        seen.push(format!("{kind:?} {:?}", assembler.take_message()));
+                    }
+                    Ok(Some(other)) => {
+                        panic!("only a gathered message completes in room: {other:?}")
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        seen.push(format!("error {e:?}"));
+                        return seen;
+                    }
+                }
+                continue;
+            }
             let (n, decoded) = match decoder.decode(&mut piece[pos..]) {
                 Ok(Some(step)) => step,
                 Ok(None) => break,
@@ -120,21 +148,28 @@ fn receive(stream: &[u8], cuts: &[usize]) -> Vec<String> {
 #[test]
 fn random_streams_never_panic_and_ignore_how_they_are_split() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut read_in_place = 0;
     for round in 0..400 {
         let stream = random_stream(&mut rng);
-        let whole = receive(&stream, &[]);
-        for _ in 0..4 {
+        let whole = receive(&stream, &[], false);
+        for attempt in 0..4 {
             let mut cuts: Vec<usize> = (0..rng.below(12))
                 .map(|_| rng.below(stream.len() as u64 + 1) as usize)
                 .collect();
             cuts.sort_unstable();
+            let in_place = attempt % 2 == 1;
+            read_in_place += usize::from(in_place && stream.len() > 200_000);
             assert_eq!(
-                receive(&stream, &cuts),
+                receive(&stream, &cuts, in_place),
                 whole,
-                "round {round}, cuts {cuts:?}"
+                "round {round}, cuts {cuts:?}, in place {in_place}"
             );
         }
     }
+    assert!(
+        read_in_place > 10,
+        "few streams large enough to be read in place"
+    );
 }
 
 #[test]

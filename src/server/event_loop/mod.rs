@@ -3,8 +3,10 @@
 //!
 //! One turn: wait for readiness or the earliest deadline; accept until `WouldBlock`; read each
 //! ready socket until `WouldBlock` (or its read budget) into the shared buffer and hand the
-//! bytes to its connection; fire due deadlines; then flush every connection touched this turn
-//! with one vectored write, and derive its interest and next deadline from its state.
+//! bytes to its connection (the rest of a large payload is read straight into its message's
+//! buffer instead, see [`Connection::receive_in_place`]); fire due deadlines; then flush every
+//! connection touched this turn with one vectored write, and derive its interest and next
+//! deadline from its state.
 
 use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr};
@@ -39,6 +41,7 @@ const READ_BUDGET: usize = 64;
 
 /// How long a spare buffer may go unused before the loop lets go of it (see `buffer_pool`).
 const TRIM_PERIOD: Duration = Duration::from_secs(1);
+
 /// How far one readiness event's reads go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadUntil {
@@ -320,18 +323,34 @@ impl EventLoop {
                 budget_spent = false;
                 break;
             }
-            match entry.socket.read(&mut self.read_buffer) {
+            // A large payload is read straight into its message's buffer; anything else into
+            // the shared buffer, many frames to a read.
+            let Entry { conn, socket, .. } = &mut *entry;
+            let in_place = conn.receive_in_place(
+                |room| socket.read(room),
+                now,
+                &mut self.app,
+                &mut self.outbox,
+            );
+            let (result, offered) = match in_place {
+                Some(done) => done,
+                None => {
+                    let result = socket.read(&mut self.read_buffer);
+                    if let Ok(n @ 1..) = result {
+                        let input = &mut self.read_buffer[..n];
+                        conn.receive(input, now, &mut self.app, &mut self.outbox);
+                    }
+                    (result, self.read_buffer.len())
+                }
+            };
+            match result {
                 Ok(0) => {
                     entry.conn.on_eof(&mut self.app, &mut self.outbox);
                     budget_spent = false;
                     break;
                 }
                 Ok(n) => {
-                    let input = &mut self.read_buffer[..n];
-                    entry
-                        .conn
-                        .receive(input, now, &mut self.app, &mut self.outbox);
-                    if until == ReadUntil::ShortRead && n < self.read_buffer.len() {
+                    if until == ReadUntil::ShortRead && n < offered {
                         budget_spent = false;
                         break;
                     }

@@ -2,8 +2,11 @@
 
 Each server runs pinned to CPU 0 and the load generator (`wsloop bench`) to CPU 1. Servers
 alternate (A B A B ...) so drift on a noisy machine hits all of them alike; each measurement
-starts a fresh server process. The table gives each server's median over the rounds and the
-ratio of wsloop to each peer. Run through scripts/bench.sh, which builds everything first.
+starts a fresh server process. The table gives each server's median rate over the rounds, the
+median over the rounds of wsloop's rate divided by each peer's (servers measured back to back
+see the same drift), each server's share of its core, and its CPU time per message: when the
+load generator is the limit (bench cpu near 100%), that last figure still shows how much each
+server pays per message. Run through scripts/bench.sh, which builds everything first.
 """
 
 import argparse
@@ -100,7 +103,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="measurements per server and scenario")
     parser.add_argument("--duration", default="5s", help="length of each measurement")
     parser.add_argument("--only", help="run only scenarios whose name contains this")
+    parser.add_argument("--baseline", metavar="BINARY", action="append", default=[],
+                        help="also measure this wsloop binary (say, a build of main) as a peer; repeatable")
     options = parser.parse_args()
+    for binary in options.baseline:
+        SERVERS[os.path.basename(binary)] = [binary, "--log-level", "warn", "--bind"]
 
     port = 9501
     rows = []
@@ -109,6 +116,7 @@ def main():
             continue
         results = {server: [] for server in SERVERS}
         server_cpus = {server: [] for server in SERVERS}
+        cost = {server: [] for server in SERVERS}  # server CPU microseconds per message
         cpu = []
         for _ in range(options.rounds):
             for server_name in SERVERS:  # alternate: A B A B ...
@@ -118,11 +126,13 @@ def main():
                     cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
                     summary = bench([server.url + path, "--duration", options.duration] + args)
                     # Includes connection setup; a share near 100% means the server was the limit.
-                    server_cpu = 100 * (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+                    cpu_seconds = server.cpu_seconds() - cpu_before
+                    server_cpu = 100 * cpu_seconds / (time.monotonic() - wall_before)
                 finally:
                     server.stop()
                 results[server_name].append(summary["median_rate"])
                 server_cpus[server_name].append(server_cpu)
+                cost[server_name].append(1e6 * cpu_seconds / max(summary["total"], 1))
                 if summary.get("bench_cpu_percent") is not None:
                     cpu.append(summary["bench_cpu_percent"])
                 print(f"  {name}: {server_name} {summary['median_rate']} {unit} "
@@ -130,8 +140,13 @@ def main():
                       f"bench cpu {summary.get('bench_cpu_percent') or 0:.0f}%)",
                       file=sys.stderr)
         medians = {s: statistics.median(v) for s, v in results.items()}
+        # Each round measures the servers back to back, so the ratio within a round is the
+        # least touched by the machine's drift: the table gives the median of those.
+        ratios = {s: statistics.median(w / p if p else float("inf") for w, p in zip(results["wsloop"], v))
+                  for s, v in results.items()}
         cpus = {s: statistics.median(v) for s, v in server_cpus.items()}
-        rows.append((name, unit, medians, cpus, max(cpu or [0])))
+        costs = {s: statistics.median(v) for s, v in cost.items()}
+        rows.append((name, unit, medians, ratios, cpus, costs, max(cpu or [0])))
 
     idle = None
     if not options.only or options.only in "idle":
@@ -142,21 +157,23 @@ def main():
 
     peers = [s for s in SERVERS if s != "wsloop"]
     header = (["scenario", "wsloop"] + peers + [f"ratio vs {p}" for p in peers]
-              + ["server cpu (wsloop / " + " / ".join(peers) + ")", "bench cpu (max)"])
+              + ["server cpu (wsloop / " + " / ".join(peers) + ")",
+                 "server cpu µs per message", "bench cpu (max)"])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for name, unit, medians, cpus, bench_cpu in rows:
+    for name, unit, medians, ratios, cpus, costs, bench_cpu in rows:
         cells = [name, f"{medians['wsloop']:,.0f} {unit}"]
         cells += [f"{medians[p]:,.0f}" for p in peers]
-        cells += [f"{medians['wsloop'] / medians[p]:.2f}x" if medians[p] else "-" for p in peers]
+        cells += [f"{ratios[p]:.2f}x" for p in peers]
         cells += [" / ".join(f"{cpus[s]:.0f}%" for s in SERVERS)]
+        cells += [" / ".join(f"{costs[s]:.2f}" for s in SERVERS)]
         cells += [f"{bench_cpu:.0f}%"]
         print("| " + " | ".join(cells) + " |")
     if idle:
         cells = [f"idle RSS per connection at {IDLE_CONNECTIONS:,}", f"{idle['wsloop']:.0f} B"]
         cells += [f"{idle[p]:.0f} B" for p in peers]
         cells += [f"{idle[p] / idle['wsloop']:.0f}x less" if idle["wsloop"] > 0 else "-" for p in peers]
-        cells += ["-", "-"]
+        cells += ["-", "-", "-"]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -3,9 +3,10 @@
 #
 #   scripts/bench.sh                      all scenarios, 3 rounds of 5 s each per server
 #   scripts/bench.sh --rounds 2 --duration 3s --only "1000 x"
+#   scripts/bench.sh --only "1 MiB" --baseline /tmp/wsloop-main   also measure another build
 #
-# Prints a Markdown table: scenario, wsloop, each peer, the ratios, and the load generator's
-# own CPU share (it must stay below 100% of its core to never be the bottleneck).
+# Prints a Markdown table: scenario, wsloop, each peer, the ratios, each server's CPU share and
+# CPU time per message, and the load generator's own CPU share (near 100%, it was the limit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v taskset >/dev/null || { echo "bench: taskset is missing (util-linux)" >&2; exit 1; }

@@ -21,7 +21,10 @@ WSLOOP = "./target/release/wsloop"
 SERVERS = {
     "wsloop": [WSLOOP, "--log-level", "warn", "--bind"],
     "tokio-tungstenite": ["./target/release/examples/peer-tokio-tungstenite", "--bind"],
+    "fastwebsockets": ["./target/release/examples/peer-fastwebsockets", "--bind"],
 }
+# Servers without a /broadcast endpoint.
+ECHO_ONLY = {"fastwebsockets"}
 
 # (name, path, bench arguments, unit)
 SCENARIOS = [
@@ -114,12 +117,13 @@ def main():
     for name, path, args, unit in SCENARIOS:
         if options.only and options.only not in name:
             continue
-        results = {server: [] for server in SERVERS}
-        server_cpus = {server: [] for server in SERVERS}
-        cost = {server: [] for server in SERVERS}  # server CPU microseconds per message
+        servers = [s for s in SERVERS if path != "/broadcast" or s not in ECHO_ONLY]
+        results = {server: [] for server in servers}
+        server_cpus = {server: [] for server in servers}
+        cost = {server: [] for server in servers}  # server CPU microseconds per message
         cpu = []
         for _ in range(options.rounds):
-            for server_name in SERVERS:  # alternate: A B A B ...
+            for server_name in servers:  # alternate: A B A B ...
                 port += 1
                 server = Server(server_name, port)
                 try:
@@ -155,18 +159,23 @@ def main():
             port += 1
             idle[server_name] = idle_bytes_per_connection(server_name, port)
 
+    print_table(rows, idle)
+
+
+def print_table(rows, idle):
+    """The Markdown table; "-" where a server has no endpoint for a scenario."""
     peers = [s for s in SERVERS if s != "wsloop"]
     header = (["scenario", "wsloop"] + peers + [f"ratio vs {p}" for p in peers]
-              + ["server cpu (wsloop / " + " / ".join(peers) + ")",
+              + ["server cpu (" + " / ".join(SERVERS) + ")",
                  "server cpu µs per message", "bench cpu (max)"])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, unit, medians, ratios, cpus, costs, bench_cpu in rows:
         cells = [name, f"{medians['wsloop']:,.0f} {unit}"]
-        cells += [f"{medians[p]:,.0f}" for p in peers]
-        cells += [f"{ratios[p]:.2f}x" for p in peers]
-        cells += [" / ".join(f"{cpus[s]:.0f}%" for s in SERVERS)]
-        cells += [" / ".join(f"{costs[s]:.2f}" for s in SERVERS)]
+        cells += [f"{medians[p]:,.0f}" if p in medians else "-" for p in peers]
+        cells += [f"{ratios[p]:.2f}x" if p in ratios else "-" for p in peers]
+        cells += [" / ".join(f"{cpus[s]:.0f}%" if s in cpus else "-" for s in SERVERS)]
+        cells += [" / ".join(f"{costs[s]:.2f}" if s in costs else "-" for s in SERVERS)]
         cells += [f"{bench_cpu:.0f}%"]
         print("| " + " | ".join(cells) + " |")
     if idle:

@@ -10,6 +10,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v taskset >/dev/null || { echo "bench: taskset is missing (util-linux)" >&2; exit 1; }
-cargo build --release --quiet --bin wsloop --example peer-tokio-tungstenite
+cargo build --release --quiet --bin wsloop --example peer-tokio-tungstenite --example peer-fastwebsockets
 ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need as many descriptors on each side
 exec python3 scripts/bench.py "$@"

@@ -14,13 +14,20 @@
 
 use std::cell::RefCell;
 
-/// The spare buffers of one thread, the least recently given back first.
+/// The spare buffers of one thread, in two size classes so a small request (a frame header)
+/// never takes a large buffer (a 1 MiB message's) that a large request then has to regrow.
 #[derive(Debug)]
 struct SparePool {
-    buffers: Vec<Vec<u8>>,
+    classes: [SpareStack; 2],
     bytes: usize,
     max_bytes: usize,
-    /// The fewest buffers the pool held since the last trim: that many sat unused throughout.
+}
+
+/// Spare buffers of one size class, the least recently given back first.
+#[derive(Debug)]
+struct SpareStack {
+    buffers: Vec<Vec<u8>>,
+    /// The fewest buffers the stack held since the last trim: that many sat unused throughout.
     low_water: usize,
 }
 
@@ -30,16 +37,25 @@ const SPARE_MAX_BYTES: usize = 8 << 20;
 const SPARE_MAX_BUFFER: usize = 2 << 20;
 /// The most bytes of spare buffers a thread that trims keeps.
 const TRIMMED_MAX_BYTES: usize = 256 << 20;
+/// The largest capacity of the small class.
+const SMALL_MAX: usize = 64 * 1024;
 
 thread_local! {
     static SPARE: RefCell<SparePool> = const {
         RefCell::new(SparePool {
-            buffers: Vec::new(),
+            classes: [
+                SpareStack { buffers: Vec::new(), low_water: 0 },
+                SpareStack { buffers: Vec::new(), low_water: 0 },
+            ],
             bytes: 0,
             max_bytes: SPARE_MAX_BYTES,
-            low_water: 0,
         })
     };
+}
+
+/// The size class of a buffer with (or a request for) `capacity` bytes.
+fn class(capacity: usize) -> usize {
+    usize::from(capacity > SMALL_MAX)
 }
 
 /// An empty buffer with room for `capacity` bytes, reused when one is spare.
@@ -55,9 +71,10 @@ pub(crate) fn take_buffer(capacity: usize) -> Vec<u8> {
 pub(crate) fn take_spare(capacity: usize) -> Vec<u8> {
     let spare = SPARE.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let buffer = pool.buffers.pop()?;
+        let stack = &mut pool.classes[class(capacity)];
+        let buffer = stack.buffers.pop()?;
+        stack.low_water = stack.low_water.min(stack.buffers.len());
         pool.bytes -= buffer.capacity();
-        pool.low_water = pool.low_water.min(pool.buffers.len());
         Some(buffer)
     });
     match spare {
@@ -78,7 +95,7 @@ pub(crate) fn give_back(buffer: Vec<u8>) {
         let mut pool = pool.borrow_mut();
         if pool.bytes + buffer.capacity() <= pool.max_bytes {
             pool.bytes += buffer.capacity();
-            pool.buffers.push(buffer);
+            pool.classes[class(buffer.capacity())].buffers.push(buffer);
         }
     });
 }
@@ -96,11 +113,18 @@ pub(crate) fn trim() -> bool {
     SPARE.with(|pool| {
         let mut pool = pool.borrow_mut();
         pool.max_bytes = TRIMMED_MAX_BYTES;
-        let unused = pool.low_water.min(pool.buffers.len());
-        let freed: usize = pool.buffers.drain(..unused).map(|b| b.capacity()).sum();
+        let mut freed = 0;
+        for stack in &mut pool.classes {
+            let unused = stack.low_water.min(stack.buffers.len());
+            freed += stack
+                .buffers
+                .drain(..unused)
+                .map(|b| b.capacity())
+                .sum::<usize>();
+            stack.low_water = stack.buffers.len();
+        }
         pool.bytes -= freed;
-        pool.low_water = pool.buffers.len();
-        !pool.buffers.is_empty()
+        pool.bytes > 0
     })
 }
 
@@ -133,6 +157,20 @@ mod tests {
 
         assert!(!trim(), "the last one went unused through a period too");
         assert_eq!(spare_bytes(), 0);
+    }
+
+    #[test]
+    fn a_small_request_does_not_take_a_large_buffer() {
+        give_back(Vec::with_capacity(1 << 20));
+        give_back(Vec::with_capacity(1024));
+        give_back(Vec::with_capacity(1 << 20));
+        assert_eq!(take_buffer(14).capacity(), 1024);
+        assert_eq!(take_buffer(256 * 1024).capacity(), 1 << 20);
+        assert!(
+            take_buffer(14).capacity() < 1 << 20,
+            "only large ones are left"
+        );
+        assert_eq!(spare_bytes(), 1 << 20);
     }
 
     #[test]

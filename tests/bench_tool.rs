@@ -3,6 +3,7 @@
 mod common;
 
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
 
 use common::TestServer;
 use serde_json::Value;
@@ -18,11 +19,29 @@ impl Handler for Refuse {
     }
 }
 
+/// Echoes, and notes how each connection ended.
+struct CloseRecorder(Arc<Mutex<Vec<(u16, String)>>>);
+
+impl Handler for CloseRecorder {
+    fn on_message(&mut self, ctx: &mut Context<'_>, _message: Message<'_>) {
+        ctx.echo();
+    }
+
+    fn on_close(&mut self, _ctx: &mut Context<'_>, code: CloseCode, reason: &str) {
+        self.0.lock().unwrap().push((code.0, reason.to_string()));
+    }
+}
+
 fn server() -> TestServer {
+    server_recording_closes(Arc::default())
+}
+
+fn server_recording_closes(closes: Arc<Mutex<Vec<(u16, String)>>>) -> TestServer {
     TestServer::with_routes(Config::default(), |b| {
         b.route("/", Echo)
             .route("/broadcast", Broadcast)
             .route("/refuse", Refuse)
+            .route("/recorded", CloseRecorder(closes))
     })
 }
 
@@ -101,6 +120,18 @@ fn broadcast_counts_deliveries_to_every_receiver() {
         stdout.contains("4 connections up"),
         "3 receivers and the sender: {stdout}"
     );
+}
+
+#[test]
+fn a_run_ends_with_a_close_handshake_on_every_connection() {
+    let closes = Arc::default();
+    let server = server_recording_closes(Arc::clone(&closes));
+    let url = format!("ws://{}/recorded", server.addr());
+    let (output, summary) = bench(&[&url, "--connections", "4"]);
+    clean_run(&output, summary);
+    // The tool waits for the server's close reply, which comes after on_close.
+    let closes = closes.lock().unwrap().clone();
+    assert_eq!(closes, vec![(1000, "bench done".to_string()); 4]);
 }
 
 #[test]

@@ -31,7 +31,8 @@ enum Command {
     /// print as they arrive. On a /chat URL with --name, speaks the chat protocol.
     Client(console::ClientArgs),
     /// Load-test a WebSocket server: echo round trips or broadcast fan-out from many
-    /// connections on one loop, with a progress line every second and a summary at the end.
+    /// connections on one loop, with a progress line every second and a summary at the end;
+    /// every connection then ends with a close handshake (1000 "bench done").
     Bench(bench::BenchArgs),
 }
 

@@ -25,6 +25,8 @@ pub enum Phase {
     Handshaking,
     /// Frames flow.
     Open,
+    /// The run is over: a close frame is sent or queued; waiting for the server's.
+    Closing,
     /// Done, cleanly or not.
     Closed,
 }
@@ -40,6 +42,8 @@ pub struct ReadOutcome {
     pub failed: Option<String>,
     /// A pong was queued: the connection has something to write.
     pub wants_write: bool,
+    /// The server answered this connection's close (or hung up) while it was closing.
+    pub closed: bool,
 }
 
 /// One connection.
@@ -89,7 +93,7 @@ impl BenchConn {
         match self.phase {
             Phase::Connecting => true,
             Phase::Handshaking => !self.handshake_out.is_empty(),
-            Phase::Open => self.to_send > 0 || !self.control_out.is_empty(),
+            Phase::Open | Phase::Closing => self.to_send > 0 || !self.control_out.is_empty(),
             Phase::Closed => false,
         }
     }
@@ -114,7 +118,7 @@ impl BenchConn {
             Phase::Handshaking => write_some(&mut self.stream, &self.handshake_out).map(|n| {
                 self.handshake_out.drain(..n);
             }),
-            Phase::Open => self.write_frames(),
+            Phase::Open | Phase::Closing => self.write_frames(),
             _ => Ok(()),
         };
         result.map_err(|e| format!("write failed: {e}"))
@@ -149,7 +153,27 @@ impl BenchConn {
             self.to_send -= progressed / len;
             self.offset = progressed % len;
         }
+        // A close queued after the last frame.
+        if self.offset == 0 && !self.control_out.is_empty() {
+            let n = write_some(&mut self.stream, &self.control_out)?;
+            self.control_out.drain(..n);
+        }
         Ok(())
+    }
+
+    /// Ends an open connection the way RFC 6455 asks (§7.1.2): finishes the frame being
+    /// written, sends no more messages, queues a close 1000, and waits for the server's close.
+    pub fn start_close(&mut self) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.phase = Phase::Closing;
+        self.to_send = usize::from(self.offset > 0);
+        let mut key = [0u8; 4];
+        getrandom::fill(&mut key).expect("the OS entropy source works");
+        let mut body = 1000u16.to_be_bytes().to_vec();
+        body.extend_from_slice(b"bench done");
+        encode_frame(&mut self.control_out, OpCode::Close, &body, Some(key));
     }
 
     /// Reads until `WouldBlock` into `buffer`, decoding what arrives. A failure is reported in
@@ -161,6 +185,10 @@ impl BenchConn {
         let mut outcome = ReadOutcome::default();
         loop {
             match self.stream.read(buffer) {
+                Ok(0) if self.phase == Phase::Closing => {
+                    outcome.closed = true;
+                    return outcome;
+                }
                 Ok(0) => {
                     outcome.failed = Some("the server closed the connection".into());
                     return outcome;
@@ -168,6 +196,9 @@ impl BenchConn {
                 Ok(n) => {
                     if let Err(e) = self.receive(&mut buffer[..n], &mut outcome) {
                         outcome.failed = Some(e);
+                        return outcome;
+                    }
+                    if outcome.closed {
                         return outcome;
                     }
                     if short_read_drains && n < buffer.len() {
@@ -217,6 +248,10 @@ impl BenchConn {
             pos += n;
             match decoded {
                 Decoded::Header(header) => {
+                    if header.opcode == OpCode::Close && self.phase == Phase::Closing {
+                        outcome.closed = true;
+                        return Ok(());
+                    }
                     if header.opcode == OpCode::Close {
                         return Err("the server sent a close frame".into());
                     }

@@ -69,6 +69,8 @@ enum Mode {
 /// The most connections in the connecting/handshaking phases at once, so a big run does not
 /// overflow the server's accept backlog.
 const CONNECT_WINDOW: usize = 256;
+/// How long the connections' close handshakes may take at the end of a run.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Runs the benchmark and prints its progress and summary.
 pub fn run(args: &BenchArgs) -> ExitCode {
@@ -112,6 +114,8 @@ struct Bench<'a> {
     started: usize,
     open: usize,
     measuring: bool,
+    /// Connections that sent their close and wait for the server's.
+    closing: usize,
     read_buffer: Vec<u8>,
 }
 
@@ -150,6 +154,7 @@ impl<'a> Bench<'a> {
             started: 0,
             open: 0,
             measuring: false,
+            closing: 0,
             read_buffer: vec![0; 256 * 1024],
         })
     }
@@ -183,6 +188,7 @@ impl<'a> Bench<'a> {
             );
             let _ = std::io::stdout().flush();
             self.hold(args.duration)?;
+            self.close_all()?;
             return Ok(ExitCode::SUCCESS);
         }
         self.measure()
@@ -290,7 +296,9 @@ impl<'a> Bench<'a> {
         let wall = start.elapsed();
         let cpu = cpu_start.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
         self.report(wall, cpu);
-        Ok(if self.stats.errors == 0 {
+        let errors = self.stats.errors;
+        self.close_all()?;
+        Ok(if errors == 0 {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
@@ -360,6 +368,11 @@ impl<'a> Bench<'a> {
 
     fn fail(&mut self, key: usize, why: &str) {
         let conn = &mut self.conns[key];
+        if conn.phase == Phase::Closing {
+            // The run is over: a connection that ends badly now changes no figure.
+            self.finish_close(key);
+            return;
+        }
         if conn.phase == Phase::Open {
             self.open -= 1;
             if self.args.mode == Mode::Broadcast && Some(key) != self.sender {
@@ -407,11 +420,44 @@ impl<'a> Bench<'a> {
                 }
                 if let Some(why) = outcome.failed {
                     self.fail(key, &why);
+                } else if outcome.closed {
+                    self.finish_close(key);
                 }
             }
         }
         self.read_buffer = buffer;
         Ok(())
+    }
+
+    /// Closes every open connection with a close handshake, so the server sees clean closes
+    /// (1000), not dropped connections; gives up on the stragglers after [`CLOSE_WAIT`].
+    fn close_all(&mut self) -> Result<(), String> {
+        self.measuring = false;
+        for key in 0..self.conns.len() {
+            if self.conns[key].phase == Phase::Open {
+                self.conns[key].start_close();
+                self.closing += 1;
+                self.flush(key);
+            }
+        }
+        let mut events = Events::with_capacity(1024);
+        let deadline = Instant::now() + CLOSE_WAIT;
+        while self.closing > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.turn(&mut events, Some(left))?;
+        }
+        Ok(())
+    }
+
+    /// A closing connection is done.
+    fn finish_close(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.phase = Phase::Closed;
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.closing -= 1;
     }
 
     /// A broadcast receiver is gone: the messages still travelling no longer wait for it, and

@@ -199,10 +199,7 @@ impl Connection {
                 reader.deliver_gathered(kind, session, now, app, outbox);
             }
         }
-        // Done with frames: a half-assembled message need not wait for the close timeout.
-        if !session.reads_frames() {
-            self.reader = None;
-        }
+        self.drop_reader_when_done();
     }
 
     /// When a large frame's payload is arriving, lets `read` fill the next of its bytes straight
@@ -230,9 +227,7 @@ impl Connection {
             if let Some(kind) = pass_on(received, session, now, app, outbox) {
                 reader.deliver_gathered(kind, session, now, app, outbox);
             }
-            if !session.reads_frames() {
-                self.reader = None;
-            }
+            self.drop_reader_when_done();
         }
         Some((result, offered))
     }
@@ -247,6 +242,7 @@ impl Connection {
     /// The peer shut down its side of the TCP connection.
     pub(crate) fn on_eof(&mut self, app: &mut App, outbox: &mut Outbox) {
         self.session.on_eof(app, outbox);
+        self.drop_reader_when_done();
     }
 
     /// Reading or writing the socket failed: the connection is gone.
@@ -257,21 +253,33 @@ impl Connection {
         outbox: &mut Outbox,
     ) {
         self.session.on_io_error(error, app, outbox);
+        self.drop_reader_when_done();
     }
 
     /// A deadline passed.
     pub(crate) fn on_timeout(&mut self, now: Instant, app: &mut App, outbox: &mut Outbox) {
         self.session.on_timeout(now, app, outbox);
+        self.drop_reader_when_done();
     }
 
     /// The server is shutting down: close with 1001.
     pub(crate) fn on_shutdown(&mut self, now: Instant, app: &mut App, outbox: &mut Outbox) {
         self.session.on_shutdown(now, app, outbox);
+        self.drop_reader_when_done();
     }
 
     /// Messages from other connections went unread past `max_buffered`: close with 1008.
     pub(crate) fn on_slow_consumer(&mut self, now: Instant, app: &mut App, outbox: &mut Outbox) {
         self.session.on_slow_consumer(now, app, outbox);
+        self.drop_reader_when_done();
+    }
+
+    /// Once the session reads no more frames, a half-received message (and its buffer) need
+    /// not wait for the close timeout.
+    fn drop_reader_when_done(&mut self) {
+        if !self.session.reads_frames() {
+            self.reader = None;
+        }
     }
 
     /// The earliest time the connection needs [`Connection::on_timeout`].

@@ -204,3 +204,21 @@ fn backpressure_stops_reading_until_the_peer_catches_up() {
     h.sent();
     assert!(h.conn.wants_read());
 }
+
+#[test]
+fn a_half_received_message_is_let_go_when_the_idle_timeout_closes() {
+    let mut h = Harness::new();
+    h.open();
+    // Half of a 1 MiB frame, then silence.
+    let frame = client_frame(OpCode::Binary, &vec![7u8; 1 << 20]);
+    h.feed(&frame[..frame.len() / 2], 1);
+    h.conn.end_of_batch();
+    assert!(h.conn.reader.is_some());
+    h.tick(31); // ping
+    h.tick(61); // idle timeout: close 1001, draining
+    assert!(!h.conn.session.reads_frames());
+    assert!(
+        h.conn.reader.is_none(),
+        "the half message is held until the close timeout"
+    );
+}

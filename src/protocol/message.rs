@@ -56,6 +56,10 @@ const RESERVE_AHEAD: usize = 256 * 1024;
 /// smaller payloads are better read many to a read, through one shared buffer.
 pub const ROOM_MIN: usize = 64 * 1024;
 
+/// The most room offered at once. Room is zeroed the first time a buffer grows into it, so it
+/// costs memory before bytes fill it; a read rarely returns more than this anyway.
+pub const ROOM_MAX: usize = 512 * 1024;
+
 /// Reassembles messages; see the module docs.
 #[derive(Debug)]
 pub struct MessageAssembler {
@@ -176,9 +180,9 @@ impl MessageAssembler {
     /// message's buffer, when `frame_remaining` (what [`FrameDecoder::payload_remaining`] says)
     /// is at least [`ROOM_MIN`] bytes: a large payload then skips the copy from a read buffer.
     ///
-    /// The room is at most what remains of the frame and, beyond [`ROOM_MIN`], at most as
-    /// large as the message so far, so a peer earns room by sending bytes, not by announcing
-    /// them. Fill a prefix of it, unmask that with [`FrameDecoder::unmask_read_payload`], then
+    /// The room is at most what remains of the frame, at most [`ROOM_MAX`], and beyond
+    /// [`ROOM_MIN`] at most as large as the message so far, so a peer earns room by sending
+    /// bytes, not by announcing them. Fill a prefix of it, unmask that with [`FrameDecoder::unmask_read_payload`], then
     /// report it with [`MessageAssembler::on_payload_in_room`].
     ///
     /// [`FrameDecoder::payload_remaining`]: super::frame::FrameDecoder::payload_remaining
@@ -187,7 +191,8 @@ impl MessageAssembler {
         if !matches!(self.frame, CurrentFrame::Data { .. }) || frame_remaining < ROOM_MIN as u64 {
             return None;
         }
-        let len = frame_remaining.min(self.buffer.len().max(ROOM_MIN) as u64) as usize;
+        let earned = self.buffer.len().clamp(ROOM_MIN, ROOM_MAX);
+        let len = frame_remaining.min(earned as u64) as usize;
         Some(self.buffer.room(len))
     }
 

@@ -239,6 +239,14 @@ fn room_grows_with_the_bytes_received_not_the_length_announced() {
     // Never beyond the frame's end.
     let room = assembler.payload_room(ROOM_MIN as u64 + 3).unwrap();
     assert_eq!(room.len(), ROOM_MIN + 3);
+    // Never more than ROOM_MAX at once, however much has arrived.
+    for _ in 0..4 {
+        let room = assembler.payload_room(10 << 20).unwrap();
+        let len = room.len();
+        assert!(len <= ROOM_MAX, "{len}");
+        assert_eq!(assembler.on_payload_in_room(len, false), Ok(None));
+    }
+    assert_eq!(assembler.payload_room(10 << 20).unwrap().len(), ROOM_MAX);
 }
 
 #[test]

@@ -49,6 +49,8 @@ mod connection;
 mod handler;
 pub mod protocol;
 mod server;
+#[cfg(test)]
+mod test_rng;
 mod write_queue;
 
 pub use config::{Config, ConfigError};

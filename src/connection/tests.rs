@@ -222,3 +222,7 @@ fn a_half_received_message_is_let_go_when_the_idle_timeout_closes() {
         "the half message is held until the close timeout"
     );
 }
+
+/// The read loop's mix of in-place and buffered reads, randomised.
+#[path = "read_loop_tests.rs"]
+mod read_loop;

@@ -6,26 +6,7 @@ use super::frame::{encode_header, Decoded, FrameDecoder, OpCode, Role, MAX_HEADE
 use super::handshake::{classify, parse_request, Parsed};
 use super::mask::apply_mask;
 use super::message::{MessageAssembler, Received};
-
-/// xorshift64*: small, fast and reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+use crate::test_rng::Rng;
 
 /// A stream of mostly well-formed client frames with random opcodes, flags, payloads (some
 /// valid UTF-8, some not) and the odd corrupted byte.

@@ -182,8 +182,9 @@ impl MessageAssembler {
     ///
     /// The room is at most what remains of the frame, at most [`ROOM_MAX`], and beyond
     /// [`ROOM_MIN`] at most as large as the message so far, so a peer earns room by sending
-    /// bytes, not by announcing them. Fill a prefix of it, unmask that with [`FrameDecoder::unmask_read_payload`], then
-    /// report it with [`MessageAssembler::on_payload_in_room`].
+    /// bytes, not by announcing them. Fill a prefix of it, unmask that with
+    /// [`FrameDecoder::unmask_read_payload`], then report it with
+    /// [`MessageAssembler::on_payload_in_room`].
     ///
     /// [`FrameDecoder::payload_remaining`]: super::frame::FrameDecoder::payload_remaining
     /// [`FrameDecoder::unmask_read_payload`]: super::frame::FrameDecoder::unmask_read_payload

@@ -12,9 +12,11 @@
 //!
 //! Run: `cargo run --release --example peer-fastwebsockets -- --bind 127.0.0.1:9003`
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+
+#[path = "support/peer.rs"]
+mod peer;
 
 use base64::Engine;
 use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket, WebSocketError};
@@ -29,76 +31,19 @@ const MAX_MESSAGE_SIZE: usize = 16 << 20;
 const MAX_HEAD: usize = 8192;
 
 fn main() -> ExitCode {
-    let bind = match parse_args() {
-        Ok(bind) => bind,
-        Err(message) => {
-            eprintln!("peer-fastwebsockets: {message}");
-            eprintln!("usage: peer-fastwebsockets [--bind ADDR]   (default {DEFAULT_BIND})");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("peer-fastwebsockets: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    match local.block_on(&runtime, serve(&bind)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("peer-fastwebsockets: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `--bind ADDR` is the only flag.
-fn parse_args() -> Result<String, String> {
-    let mut bind = DEFAULT_BIND.to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bind" => bind = args.next().ok_or("--bind needs an address")?,
-            _ => match arg.strip_prefix("--bind=") {
-                Some(addr) => bind = addr.to_string(),
-                None => return Err(format!("unexpected argument '{arg}'")),
-            },
-        }
-    }
-    Ok(bind)
+    peer::run("peer-fastwebsockets", DEFAULT_BIND, serve)
 }
 
 /// Accepts connections until killed.
-async fn serve(bind: &str) -> std::io::Result<()> {
-    let listener = TcpListener::bind(bind).await?;
-    let local = listener.local_addr()?;
-    let mut stdout = std::io::stdout();
-    // Tools read this line to learn the port; a closed stdout must not stop the server.
-    let _ = writeln!(stdout, "listening on ws://{local}");
-    let _ = stdout.flush();
+async fn serve(listener: TcpListener) -> std::io::Result<()> {
     loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Such as EMFILE: keep serving the connections already open.
-                eprintln!("accept: {e}");
-                continue;
-            }
-        };
+        let (socket, peer) = peer::accept(&listener).await;
         tokio::task::spawn_local(connection(socket, peer));
     }
 }
 
 /// One connection: the handshake, then echo.
 async fn connection(mut socket: TcpStream, peer: SocketAddr) {
-    if let Err(e) = socket.set_nodelay(true) {
-        eprintln!("{peer}: TCP_NODELAY: {e}");
-    }
     match handshake(&mut socket).await {
         Ok(true) => {}
         Ok(false) => return,

@@ -12,16 +12,17 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+#[path = "support/peer.rs"]
+mod peer;
+
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::LocalSet;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
@@ -36,70 +37,16 @@ const MAX_MESSAGE_SIZE: usize = 16 << 20;
 type Registry = Rc<RefCell<HashMap<u64, Outbox>>>;
 
 fn main() -> ExitCode {
-    let bind = match parse_args() {
-        Ok(bind) => bind,
-        Err(message) => {
-            eprintln!("peer-tokio-tungstenite: {message}");
-            eprintln!("usage: peer-tokio-tungstenite [--bind ADDR]   (default {DEFAULT_BIND})");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("peer-tokio-tungstenite: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Broadcast state is `Rc`, so connection tasks are `spawn_local`ed onto one LocalSet.
-    match LocalSet::new().block_on(&runtime, serve(&bind)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("peer-tokio-tungstenite: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    peer::run("peer-tokio-tungstenite", DEFAULT_BIND, serve)
 }
 
-/// `--bind ADDR` is the only flag.
-fn parse_args() -> Result<String, String> {
-    let mut bind = DEFAULT_BIND.to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bind" => bind = args.next().ok_or("--bind needs an address")?,
-            _ => match arg.strip_prefix("--bind=") {
-                Some(addr) => bind = addr.to_string(),
-                None => return Err(format!("unexpected argument '{arg}'")),
-            },
-        }
-    }
-    Ok(bind)
-}
-
-/// Accepts connections until killed.
-async fn serve(bind: &str) -> std::io::Result<()> {
-    let listener = TcpListener::bind(bind).await?;
-    let local = listener.local_addr()?;
-    let mut stdout = std::io::stdout();
-    // Tools read this line to learn the port; a closed stdout must not stop the server.
-    let _ = writeln!(stdout, "listening on ws://{local}");
-    let _ = stdout.flush();
-
+/// Accepts connections until killed. Broadcast state is `Rc`, so connection tasks are
+/// `spawn_local`ed onto the one `LocalSet`.
+async fn serve(listener: TcpListener) -> std::io::Result<()> {
     let registry = Registry::default();
     let mut next_id = 0u64;
     loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Such as EMFILE: keep serving the connections already open.
-                eprintln!("accept: {e}");
-                continue;
-            }
-        };
+        let (socket, peer) = peer::accept(&listener).await;
         next_id += 1;
         tokio::task::spawn_local(connection(socket, peer, next_id, registry.clone()));
     }
@@ -107,9 +54,6 @@ async fn serve(bind: &str) -> std::io::Result<()> {
 
 /// One connection: the handshake, then the endpoint its path names.
 async fn connection(socket: TcpStream, peer: SocketAddr, id: u64, registry: Registry) {
-    if let Err(e) = socket.set_nodelay(true) {
-        eprintln!("{peer}: TCP_NODELAY: {e}");
-    }
     let mut path = String::new();
     // The error type is tungstenite's `Callback` signature, not ours to shrink.
     #[allow(clippy::result_large_err)]

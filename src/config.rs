@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::protocol::endpoint::EndpointConfig;
+
 /// Limits and timers for a [`crate::Server`]. Every limit has a safe default; zero durations
 /// for `ping_interval` and `idle_timeout` turn those timers off.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +133,16 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The protocol endpoint's share of the configuration.
+    pub(crate) fn endpoint(&self) -> EndpointConfig {
+        EndpointConfig {
+            max_frame_size: self.max_frame_size as u64,
+            max_message_size: self.max_message_size as u64,
+            ping_interval: self.ping(),
+            idle_timeout: self.idle(),
+        }
     }
 
     /// The ping interval, if pings are on.

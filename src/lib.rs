@@ -41,6 +41,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod app;
 pub mod apps;
 mod buffer_pool;
 pub mod client;
@@ -51,12 +52,13 @@ pub mod protocol;
 mod server;
 #[cfg(test)]
 mod test_rng;
-mod write_queue;
 
+pub use app::{Backpressure, SlowConsumer};
 pub use config::{Config, ConfigError};
 pub use handler::{ConnectionId, Context, Handler, Message, SendStatus};
 pub use protocol::close::CloseCode;
 pub use protocol::handshake::{HttpError, Request};
+pub use server::context::Publish;
 pub use server::{Error, Server, ServerBuilder, ShutdownHandle};
 
 /// The browser test client, embedded so `GET /` works from any directory.

@@ -1,17 +1,20 @@
-//! One connection as an explicit state machine, without sockets:
+//! The server side of one connection as an explicit state machine, without sockets:
 //!
 //! ```text
-//! New ──first bytes──▶ Handshaking ──101──▶ Open ──close sent/received──▶ Closing ──▶ Closed
-//!  │                       │                  │                              ▲
-//!  └───────────── HTTP error reply, timeout ──┴──── protocol error ──────────┘
+//! New ──first bytes──▶ Handshaking ──101──▶ Open ──close sent, received or failed──▶ Closing
+//!  │                       │                  │                                        │
+//!  └──── HTTP reply (page, refusal, 408) ─────┴──▶ Replying ───────────────────────────┴─▶ Closed
 //! ```
 //!
-//! The event loop hands a connection the bytes it read, the time, end-of-stream and timer
-//! expiries; the connection updates its state, runs the application's callbacks and leaves
-//! what must be written in its write queue. The loop asks it what it wants next
-//! ([`Connection::wants_read`], [`Connection::wants_write_shutdown`], [`Connection::next_deadline`]).
+//! Each state holds its own data: the request head while handshaking, the protocol
+//! [`Endpoint`] and route while open or closing, the HTTP reply while replying. The loop hands a
+//! connection what it read, the time, end-of-stream and timer expiries; the connection reports
+//! what happened ([`ConnectionEvents`]: a request to answer, open, message, close) and leaves
+//! what must be written in its queue. It calls no application code itself and knows nothing of
+//! the server: the loop dispatches its events. The loop asks it what it wants next
+//! ([`Connection::wants_read`], [`Connection::wants_write_shutdown`],
+//! [`Connection::next_deadline`]).
 
-mod session;
 mod upgrade;
 
 use std::io;
@@ -19,94 +22,141 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use log::debug;
+
 use crate::config::Config;
-use crate::handler::{ConnectionId, Outbox, Outgoing, HIGH_WATERMARK};
-use crate::protocol::error::ProtocolError;
-use crate::protocol::frame::{Decoded, FrameDecoder, Role};
-use crate::protocol::message::{DataKind, MessageAssembler, Received};
-use crate::server::app::App;
+use crate::handler::ConnectionId;
+use crate::protocol::close::CloseCode;
+use crate::protocol::endpoint::{Endpoint, Event, Phase};
+use crate::protocol::handshake::{HttpError, Request};
+use crate::protocol::outbound::{Message, Outbound};
+use crate::protocol::write_queue::WriteQueue;
 
-pub(crate) use session::Session;
-use upgrade::Leftover;
+/// Which of the server's routes serves a connection.
+pub(crate) type RouteId = usize;
 
-/// Where a connection is in its life.
+/// How the server answers a complete request head.
 #[derive(Debug)]
-pub(crate) enum State {
+pub(crate) enum Answer {
+    /// 101: open a WebSocket on this route, with this subprotocol (one the client offered).
+    Upgrade {
+        route: RouteId,
+        protocol: Option<String>,
+    },
+    /// A complete HTTP reply (a page) with its status; the connection closes after it.
+    Reply { status: u16, response: Vec<u8> },
+    /// Refuse with an HTTP error; the connection closes after it.
+    Refuse(HttpError),
+}
+
+/// What a connection reports to whoever drives it. Every callback gets the connection's id; the
+/// open-phase ones get its route and its sending half, so replies go straight to its queue.
+pub(crate) trait ConnectionEvents {
+    /// A complete request head: `upgrade` when it is a valid upgrade request (§4.2.1), false
+    /// for a plain HTTP request.
+    fn on_request(&mut self, id: ConnectionId, request: &Request, upgrade: bool) -> Answer;
+
+    /// The 101 is queued: the connection is open.
+    fn on_open(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound);
+
+    /// The connection's queue fell to its route's low watermark after rising above its high
+    /// one (the loop tells the connection, which reports it while open).
+    fn on_drain(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound);
+
+    /// A whole message arrived.
+    fn on_message(
+        &mut self,
+        id: ConnectionId,
+        route: RouteId,
+        out: &mut Outbound,
+        message: Message<'_>,
+        gathered: Option<&Arc<Vec<u8>>>,
+    );
+
+    /// The connection left the open phase (reported once): `code` is the peer's close code,
+    /// the one the server sent, or 1006 when it dropped; `how` says which.
+    fn on_close(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound, close: Closed<'_>);
+}
+
+/// How a connection left the open phase, as reported to [`ConnectionEvents::on_close`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Closed<'a> {
+    pub(crate) code: CloseCode,
+    pub(crate) reason: &'a str,
+    /// "by peer", "by server" or "abnormally", for the log.
+    pub(crate) how: &'static str,
+}
+
+/// Where a connection is in its life; each state holds its own data.
+#[derive(Debug)]
+enum State {
     /// Accepted; no byte of the request yet. Holds no buffer.
     New { deadline: Instant },
     /// Part of the request head has arrived.
     Handshaking { head: Vec<u8>, deadline: Instant },
-    /// Upgraded: frames flow both ways.
-    Open,
-    /// On the way out; see [`Closing`].
-    Closing { stage: Closing, deadline: Instant },
+    /// Upgraded: messages flow both ways.
+    Open { ws: Endpoint, route: RouteId },
+    /// A close frame was sent or received, or the connection failed: the endpoint reads on
+    /// until the peer's close ([`Phase::CloseSent`]) or reads nothing more ([`Phase::Closed`]);
+    /// then the queue drains, the write side is shut down and the rest of the input discarded
+    /// until the peer closes or the deadline passes.
+    Closing {
+        ws: Endpoint,
+        route: RouteId,
+        deadline: Instant,
+    },
+    /// An HTTP reply drains; then the same as a drained `Closing`.
+    Replying {
+        queue: WriteQueue,
+        deadline: Instant,
+    },
     /// Done: the loop drops the socket.
     Closed,
 }
 
-/// The two halves of a close (§7.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Closing {
-    /// The server sent its close frame and reads on until the peer's close arrives.
-    AwaitingPeerClose,
-    /// Nothing more will be sent after the queue (a close frame or HTTP reply) drains; then the
-    /// write side is shut down and the rest of the input discarded until the peer closes.
-    Draining,
-}
-
-/// Passes what a frame's bytes completed to the session, except a message gathered in the
-/// assembler: the caller takes that one (it cannot while `received` borrows the assembler).
-fn pass_on(
-    received: Result<Option<Received<'_>>, ProtocolError>,
-    session: &mut Session,
-    now: Instant,
-    app: &mut App,
-    outbox: &mut Outbox,
-) -> Option<DataKind> {
-    match received {
-        Ok(Some(Received::Gathered(kind))) => return Some(kind),
-        Ok(Some(received)) => session.on_received(received, now, app, outbox),
-        Ok(None) => {}
-        Err(error) => session.fail(error, now, app, outbox),
-    }
-    None
-}
-
-/// The receive half of an open connection: frames in, messages out.
-#[derive(Debug)]
-struct Reader {
-    decoder: FrameDecoder,
-    assembler: MessageAssembler,
-}
-
-impl Reader {
-    /// Hands the message the assembler gathered to the session, uncopied.
-    fn deliver_gathered(
-        &mut self,
-        kind: DataKind,
-        session: &mut Session,
-        now: Instant,
-        app: &mut App,
-        outbox: &mut Outbox,
-    ) {
-        let payload = Arc::new(self.assembler.take_message());
-        session.on_gathered(kind, payload, now, app, outbox);
-    }
-}
-
-/// One connection: its reader and everything else.
+/// One connection; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    reader: Option<Reader>,
-    pub(crate) session: Session,
+    id: ConnectionId,
+    peer: SocketAddr,
+    state: State,
+    /// The peer shut down its write side.
+    peer_eof: bool,
+}
+
+/// Passes an open endpoint's events to the loop's [`ConnectionEvents`].
+fn report<'e, E: ConnectionEvents>(
+    events: &'e mut E,
+    id: ConnectionId,
+    route: RouteId,
+) -> impl FnMut(&mut Outbound, Event<'_>) + 'e {
+    move |out, event| match event {
+        Event::Message { message, gathered } => {
+            events.on_message(id, route, out, message, gathered);
+        }
+        Event::Ping(_) | Event::Pong(_) => {}
+        Event::Closed { code, reason, by } => {
+            use crate::protocol::endpoint::ClosedBy;
+            let how = match by {
+                ClosedBy::Peer => "by peer",
+                ClosedBy::Local | ClosedBy::Violation(_) => "by server",
+                ClosedBy::Dropped => "abnormally",
+            };
+            events.on_close(id, route, out, Closed { code, reason, how });
+        }
+    }
 }
 
 impl Connection {
     /// A connection accepted at `now`.
     pub(crate) fn new(id: ConnectionId, peer: SocketAddr, now: Instant, config: &Config) -> Self {
         Connection {
-            reader: None,
-            session: Session::new(id, peer, now, config),
+            id,
+            peer,
+            state: State::New {
+                deadline: now + config.handshake_timeout,
+            },
+            peer_eof: false,
         }
     }
 
@@ -115,224 +165,265 @@ impl Connection {
         &mut self,
         input: &mut [u8],
         now: Instant,
-        app: &mut App,
-        outbox: &mut Outbox,
+        config: &Config,
+        events: &mut impl ConnectionEvents,
     ) {
-        self.session.touch(now);
-        match self.session.state {
-            // Bytes after the head in the same read are the first frames (§4.2.2).
+        match &mut self.state {
             State::New { .. } | State::Handshaking { .. } => {
-                match self.receive_head(input, now, app, outbox) {
-                    None => {}
-                    Some(Leftover::InInput { from }) => {
-                        self.receive_frames(&mut input[from..], now, app, outbox);
-                    }
-                    Some(Leftover::Buffered { mut head, from }) => {
-                        self.receive_frames(&mut head[from..], now, app, outbox);
-                    }
-                }
+                upgrade::receive_head(self, input, now, config, events);
             }
-            State::Open
-            | State::Closing {
-                stage: Closing::AwaitingPeerClose,
-                ..
-            } => {
-                self.receive_frames(input, now, app, outbox);
+            State::Open { ws, route } => {
+                ws.receive(input, now, &mut report(events, self.id, *route));
+                self.settle(now, config);
             }
-            State::Closing {
-                stage: Closing::Draining,
-                ..
+            State::Closing { ws, route, .. } => {
+                ws.receive(input, now, &mut report(events, self.id, *route));
             }
-            | State::Closed => {}
+            // Discarded until the peer closes.
+            State::Replying { .. } | State::Closed => {}
         }
     }
 
-    /// Feeds request bytes to the handshake. When it completes with an upgrade, returns where
-    /// the bytes that follow the head are.
-    fn receive_head(
-        &mut self,
-        input: &[u8],
-        now: Instant,
-        app: &mut App,
-        outbox: &mut Outbox,
-    ) -> Option<Leftover> {
-        let opened = upgrade::receive_head(&mut self.session, input, now, app, outbox)?;
-        let config = &app.config;
-        self.reader = Some(Reader {
-            decoder: FrameDecoder::new(Role::Server, config.max_frame_size as u64),
-            assembler: MessageAssembler::new(config.max_message_size as u64),
-        });
-        Some(opened)
-    }
-
-    /// Runs frames through the reader and the session until the input is used up or the
-    /// connection stops listening.
-    fn receive_frames(
-        &mut self,
-        input: &mut [u8],
-        now: Instant,
-        app: &mut App,
-        outbox: &mut Outbox,
-    ) {
-        let Connection { reader, session } = self;
-        let Some(reader) = reader.as_mut() else {
-            return;
-        };
-        let mut pos = 0;
-        while session.reads_frames() {
-            let step = match reader.decoder.decode(&mut input[pos..]) {
-                Ok(Some(step)) => step,
-                Ok(None) => break,
-                Err(error) => {
-                    session.fail(error, now, app, outbox);
-                    break;
-                }
-            };
-            pos += step.0;
-            let received = match step.1 {
-                Decoded::Header(header) => reader.assembler.on_header(&header).map(|()| None),
-                Decoded::Payload { data, end_of_frame } => {
-                    reader.assembler.on_payload(data, end_of_frame)
-                }
-            };
-            if let Some(kind) = pass_on(received, session, now, app, outbox) {
-                reader.deliver_gathered(kind, session, now, app, outbox);
-            }
-        }
-        self.drop_reader_when_done();
-    }
-
-    /// When a large frame's payload is arriving, lets `read` fill the next of its bytes straight
-    /// into the message's buffer and takes them in, sparing a copy from the loop's read buffer.
-    /// Returns what `read` returned and how many bytes it was offered, or `None` when the next
-    /// bytes are better read into the loop's buffer and given to [`Connection::receive`].
+    /// While a large frame's payload is arriving, lets `read` fill its next bytes straight
+    /// into the message's buffer (see [`Endpoint::receive_in_place`]). `None` when the next
+    /// bytes are better read into the loop's shared buffer and given to
+    /// [`Connection::receive`].
     pub(crate) fn receive_in_place(
         &mut self,
         read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
         now: Instant,
-        app: &mut App,
-        outbox: &mut Outbox,
+        config: &Config,
+        events: &mut impl ConnectionEvents,
     ) -> Option<(io::Result<usize>, usize)> {
-        let Connection { reader, session } = self;
-        let reader = reader.as_mut().filter(|_| session.reads_frames())?;
-        let room = reader
-            .assembler
-            .payload_room(reader.decoder.payload_remaining())?;
-        let offered = room.len();
-        let result = read(&mut *room);
-        if let Ok(n @ 1..) = result {
-            session.touch(now);
-            let end_of_frame = reader.decoder.unmask_read_payload(&mut room[..n]);
-            let received = reader.assembler.on_payload_in_room(n, end_of_frame);
-            if let Some(kind) = pass_on(received, session, now, app, outbox) {
-                reader.deliver_gathered(kind, session, now, app, outbox);
+        let done = match &mut self.state {
+            State::Open { ws, route } => {
+                ws.receive_in_place(read, now, &mut report(events, self.id, *route))
             }
-            self.drop_reader_when_done();
+            State::Closing { ws, route, .. } => {
+                ws.receive_in_place(read, now, &mut report(events, self.id, *route))
+            }
+            _ => None,
+        };
+        self.settle(now, config);
+        done
+    }
+
+    /// Moves an open connection whose endpoint left the open phase to `Closing`.
+    fn settle(&mut self, now: Instant, config: &Config) {
+        if matches!(&self.state, State::Open { ws, .. } if ws.phase() != Phase::Open) {
+            let State::Open { ws, route } = std::mem::replace(&mut self.state, State::Closed)
+            else {
+                unreachable!("matched above");
+            };
+            self.state = State::Closing {
+                ws,
+                route,
+                deadline: now + config.close_timeout,
+            };
         }
-        Some((result, offered))
     }
 
     /// The read batch is over: let go of buffers an idle connection need not hold.
     pub(crate) fn end_of_batch(&mut self) {
-        if let Some(reader) = self.reader.as_mut() {
-            reader.assembler.release_idle_buffers();
+        if let State::Open { ws, .. } | State::Closing { ws, .. } = &mut self.state {
+            ws.release_idle_buffers();
         }
     }
 
     /// The peer shut down its side of the TCP connection.
-    pub(crate) fn on_eof(&mut self, app: &mut App, outbox: &mut Outbox) {
-        self.session.on_eof(app, outbox);
-        self.drop_reader_when_done();
+    pub(crate) fn on_eof(&mut self, events: &mut impl ConnectionEvents) {
+        self.peer_eof = true;
+        match &mut self.state {
+            State::Open { ws, route } => {
+                let mut report = report(events, self.id, *route);
+                ws.drop_connection(CloseCode::ABNORMAL, "connection dropped", &mut report);
+                self.state = State::Closed;
+            }
+            // A close frame or reply still to write goes out; then the connection ends.
+            State::Closing { ws, .. } if ws.phase() == Phase::Closed && ws.buffered() > 0 => {}
+            State::Replying { queue, .. } if !queue.is_empty() => {}
+            _ => self.state = State::Closed,
+        }
     }
 
     /// Reading or writing the socket failed: the connection is gone.
-    pub(crate) fn on_io_error(
-        &mut self,
-        error: &std::io::Error,
-        app: &mut App,
-        outbox: &mut Outbox,
-    ) {
-        self.session.on_io_error(error, app, outbox);
-        self.drop_reader_when_done();
+    pub(crate) fn on_io_error(&mut self, error: &io::Error, events: &mut impl ConnectionEvents) {
+        debug!("{} socket error: {error}", self.peer);
+        if let State::Open { ws, route } = &mut self.state {
+            let mut report = report(events, self.id, *route);
+            ws.drop_connection(CloseCode::ABNORMAL, "connection dropped", &mut report);
+        }
+        self.state = State::Closed;
     }
 
     /// A deadline passed.
-    pub(crate) fn on_timeout(&mut self, now: Instant, app: &mut App, outbox: &mut Outbox) {
-        self.session.on_timeout(now, app, outbox);
-        self.drop_reader_when_done();
+    pub(crate) fn on_timeout(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        events: &mut impl ConnectionEvents,
+    ) {
+        match &mut self.state {
+            State::New { deadline } | State::Handshaking { deadline, .. } if now >= *deadline => {
+                let error = HttpError {
+                    status: 408,
+                    reason: "request head took too long",
+                };
+                upgrade::reply_error(self, None, &error, now, config);
+            }
+            State::Open { ws, route } => {
+                ws.handle_timeout(now, &mut report(events, self.id, *route));
+                self.settle(now, config);
+            }
+            State::Closing { deadline, .. } | State::Replying { deadline, .. }
+                if now >= *deadline =>
+            {
+                debug!("{} close timeout", self.peer);
+                self.state = State::Closed;
+            }
+            _ => {}
+        }
     }
 
-    /// The server is shutting down: close with 1001.
-    pub(crate) fn on_shutdown(&mut self, now: Instant, app: &mut App, outbox: &mut Outbox) {
-        self.session.on_shutdown(now, app, outbox);
-        self.drop_reader_when_done();
+    /// The queue drained after backpressure: tell the handler, and act on a close it asks for.
+    pub(crate) fn on_drain(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        events: &mut impl ConnectionEvents,
+    ) {
+        if let State::Open { ws, route } = &mut self.state {
+            events.on_drain(self.id, *route, ws.outbound());
+            ws.after_send(&mut report(events, self.id, *route));
+            self.settle(now, config);
+        }
     }
 
-    /// Messages from other connections went unread past `max_buffered`: close with 1008.
-    pub(crate) fn on_slow_consumer(&mut self, now: Instant, app: &mut App, outbox: &mut Outbox) {
-        self.session.on_slow_consumer(now, app, outbox);
-        self.drop_reader_when_done();
+    /// The server is shutting down: close with 1001 and wait for the peer's close.
+    pub(crate) fn on_shutdown(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        events: &mut impl ConnectionEvents,
+    ) {
+        match &mut self.state {
+            State::New { .. } | State::Handshaking { .. } => self.state = State::Closed,
+            State::Open { ws, route } => {
+                let mut report = report(events, self.id, *route);
+                ws.close(CloseCode::GOING_AWAY, "server shutting down", &mut report);
+                self.settle(now, config);
+            }
+            _ => {}
+        }
     }
 
-    /// Once the session reads no more frames, a half-received message (and its buffer) need
-    /// not wait for the close timeout.
-    fn drop_reader_when_done(&mut self) {
-        if !self.session.reads_frames() {
-            self.reader = None;
+    /// The peer leaves more than `max_buffered` bytes unread: close with 1008 if the close
+    /// frame still fits under the limit, else drop the connection outright.
+    pub(crate) fn on_slow_consumer(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        max_buffered: usize,
+        events: &mut impl ConnectionEvents,
+    ) {
+        const REASON: &str = "slow consumer: too much unread data";
+        let State::Open { ws, route } = &mut self.state else {
+            return;
+        };
+        let mut report = report(events, self.id, *route);
+        let close_frame_len = 2 + 2 + REASON.len();
+        if ws.buffered() + close_frame_len <= max_buffered {
+            ws.close_and_stop(CloseCode::POLICY_VIOLATION, REASON, &mut report);
+            self.settle(now, config);
+        } else {
+            ws.drop_connection(CloseCode::POLICY_VIOLATION, REASON, &mut report);
+            self.state = State::Closed;
         }
     }
 
     /// The earliest time the connection needs [`Connection::on_timeout`].
-    pub(crate) fn next_deadline(&self, config: &Config) -> Option<Instant> {
-        self.session.next_deadline(config)
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::New { deadline }
+            | State::Handshaking { deadline, .. }
+            | State::Closing { deadline, .. }
+            | State::Replying { deadline, .. } => Some(*deadline),
+            State::Open { ws, .. } => ws.poll_timeout().map(|(at, _)| at),
+            State::Closed => None,
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub(crate) fn buffered(&self) -> usize {
+        match &self.state {
+            State::Open { ws, .. } | State::Closing { ws, .. } => ws.buffered(),
+            State::Replying { queue, .. } => queue.len(),
+            _ => 0,
+        }
+    }
+
+    /// The queue the loop writes out, if any.
+    pub(crate) fn queue(&mut self) -> Option<&mut WriteQueue> {
+        match &mut self.state {
+            State::Open { ws, .. } | State::Closing { ws, .. } => Some(ws.outbound().queue()),
+            State::Replying { queue, .. } => Some(queue),
+            _ => None,
+        }
     }
 
     /// Whether the loop should read from the socket: not when closed, and not while the peer
-    /// leaves more than the high watermark unread (backpressure: stop reading from a peer that
+    /// leaves more than `high_watermark` unread (backpressure: stop reading from a peer that
     /// does not read what it is sent).
-    pub(crate) fn wants_read(&self) -> bool {
-        !self.is_closed() && self.session.out.queue.len() <= HIGH_WATERMARK
+    pub(crate) fn wants_read(&self, high_watermark: usize) -> bool {
+        !self.is_closed() && self.buffered() <= high_watermark
     }
 
-    /// Whether the queue is drained and the write side should now be shut down.
+    /// Whether the last bytes have been handed to the socket and its write side should now be
+    /// shut down (the server closes the TCP connection first, §7.1.1).
     pub(crate) fn wants_write_shutdown(&self) -> bool {
-        matches!(
-            self.session.state,
-            State::Closing {
-                stage: Closing::Draining,
-                ..
-            }
-        ) && self.session.out.queue.is_empty()
+        match &self.state {
+            State::Closing { ws, .. } => ws.phase() == Phase::Closed && ws.buffered() == 0,
+            State::Replying { queue, .. } => queue.is_empty(),
+            _ => false,
+        }
     }
 
     /// Whether the loop should drop the socket.
     pub(crate) fn is_closed(&self) -> bool {
-        matches!(self.session.state, State::Closed)
+        matches!(self.state, State::Closed)
     }
 
     /// The loop finished writing the queue; a drained connection whose peer is gone ends here.
     pub(crate) fn after_flush(&mut self) {
-        self.session.after_flush();
+        if self.peer_eof && self.wants_write_shutdown() {
+            self.state = State::Closed;
+        }
     }
 
     /// This connection's id.
     pub(crate) fn id(&self) -> ConnectionId {
-        self.session.id
+        self.id
     }
 
-    /// The route serving this connection, once open.
-    pub(crate) fn route(&self) -> Option<usize> {
-        self.session.route
+    /// The peer's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
-    /// Whether messages may still be queued (open, not closing).
-    pub(crate) fn accepts_messages(&self) -> bool {
-        self.session.out.accepting
+    /// The route serving this connection while it is open and accepts messages.
+    pub(crate) fn route(&self) -> Option<RouteId> {
+        match &self.state {
+            State::Open { route, .. } => Some(*route),
+            _ => None,
+        }
     }
 
-    /// Where the outgoing bytes wait.
-    pub(crate) fn outgoing(&mut self) -> &mut Outgoing {
-        &mut self.session.out
+    /// The sending half, while the connection is open and accepts messages.
+    pub(crate) fn outbound(&mut self) -> Option<&mut Outbound> {
+        match &mut self.state {
+            State::Open { ws, .. } => Some(ws.outbound()).filter(|out| out.is_open()),
+            _ => None,
+        }
     }
 }
 

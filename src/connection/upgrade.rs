@@ -1,43 +1,39 @@
-//! The connection's handshake phase: gather the request head, then open, answer plain HTTP, or
-//! refuse with a status and a one-line reason.
+//! The connection's handshake phase (§4.2): gather the request head, ask the loop how to
+//! answer it, then open, reply, or refuse with a status and a one-line reason.
 
 use std::time::Instant;
 
 use log::info;
 
-use super::{Session, State};
-use crate::handler::Outbox;
+use super::{report, Answer, Connection, ConnectionEvents, State};
+use crate::config::Config;
+use crate::protocol::endpoint::Endpoint;
+use crate::protocol::frame::Role;
 use crate::protocol::handshake::{
-    classify, http_response, parse_request, switching_protocols, HttpError, Intent, Parsed, Request,
+    classify, error_response, parse_request, switching_protocols, HttpError, Intent, Parsed,
+    Request,
 };
-use crate::server::app::App;
+use crate::protocol::write_queue::WriteQueue;
 
-/// Where the bytes after a complete request head are.
-pub(super) enum Leftover {
-    /// In the input just received, from this offset.
-    InInput { from: usize },
-    /// In the buffered head, from this offset.
-    Buffered { head: Vec<u8>, from: usize },
-}
-
-/// Feeds `input` to the request head. Returns `Some` only when the connection opened.
+/// Feeds `input` to the request head; once it is complete, answers it. Bytes after the head
+/// in the same read are the first frames (§4.2.2).
 pub(super) fn receive_head(
-    session: &mut Session,
-    input: &[u8],
+    conn: &mut Connection,
+    input: &mut [u8],
     now: Instant,
-    app: &mut App,
-    outbox: &mut Outbox,
-) -> Option<Leftover> {
-    let limit = app.config.max_header_size;
-    let (parsed, buffered) = match std::mem::replace(&mut session.state, State::Closed) {
+    config: &Config,
+    events: &mut impl ConnectionEvents,
+) {
+    let limit = config.max_header_size;
+    let (parsed, mut buffered) = match std::mem::replace(&mut conn.state, State::Closed) {
         // The common case: the whole head in the first read, parsed where it lies.
         State::New { deadline } => match parse_request(input, limit) {
             Ok(Parsed::Partial) => {
-                session.state = State::Handshaking {
+                conn.state = State::Handshaking {
                     head: input.to_vec(),
                     deadline,
                 };
-                return None;
+                return;
             }
             other => (other, None),
         },
@@ -45,8 +41,8 @@ pub(super) fn receive_head(
             head.extend_from_slice(input);
             match parse_request(&head, limit) {
                 Ok(Parsed::Partial) => {
-                    session.state = State::Handshaking { head, deadline };
-                    return None;
+                    conn.state = State::Handshaking { head, deadline };
+                    return;
                 }
                 other => (other, Some(head)),
             }
@@ -56,112 +52,94 @@ pub(super) fn receive_head(
     let (request, head_len) = match parsed {
         Ok(Parsed::Complete { request, head_len }) => (request, head_len),
         Ok(Parsed::Partial) => unreachable!("handled above"),
-        Err(error) => {
-            reject(session, None, &error, now, app);
-            return None;
-        }
+        Err(error) => return reply_error(conn, None, &error, now, config),
     };
-    if !answer(session, &request, now, app, outbox) {
-        return None;
+    if answer(conn, &request, now, config, events) {
+        let rest = match buffered.as_mut() {
+            None => &mut input[head_len..],
+            Some(head) => &mut head[head_len..],
+        };
+        if !rest.is_empty() {
+            conn.receive(rest, now, config, events);
+        }
     }
-    Some(match buffered {
-        None => Leftover::InInput { from: head_len },
-        Some(head) => Leftover::Buffered {
-            head,
-            from: head_len,
-        },
-    })
-}
-
-/// What the server answers a complete request with.
-enum Answer {
-    /// 101: the connection opens on this route.
-    Open { route: usize, reply: Vec<u8> },
-    /// 200: the index page.
-    Page(Vec<u8>),
-    /// An HTTP error.
-    Refuse(HttpError),
 }
 
 /// Answers a complete request; returns whether the connection is now open.
 fn answer(
-    session: &mut Session,
+    conn: &mut Connection,
     request: &Request,
     now: Instant,
-    app: &mut App,
-    outbox: &mut Outbox,
+    config: &Config,
+    events: &mut impl ConnectionEvents,
 ) -> bool {
-    match decide(request, app) {
-        Answer::Open { route, reply } => {
-            session.out.queue.push_bytes(&reply);
-            session.open(route, now, app, outbox);
+    let (accept, upgrade) = match classify(request) {
+        Ok(Intent::Upgrade { accept }) => (Some(accept), true),
+        Ok(Intent::Plain) => (None, false),
+        Err(error) => {
+            reply_error(conn, Some(request), &error, now, config);
+            return false;
+        }
+    };
+    match events.on_request(conn.id, request, upgrade) {
+        Answer::Upgrade { route, protocol } => {
+            let Some(accept) = accept else {
+                unreachable!("only an upgrade request is answered with an upgrade");
+            };
+            if let Some(chosen) = &protocol {
+                if !request.protocols().any(|offered| offered == chosen) {
+                    let error = HttpError {
+                        status: 500,
+                        reason: "server chose a subprotocol not offered",
+                    };
+                    reply_error(conn, Some(request), &error, now, config);
+                    return false;
+                }
+            }
+            let mut queue = WriteQueue::default();
+            queue.push_bytes(&switching_protocols(&accept, protocol.as_deref()));
+            let mut ws = Endpoint::with_queue(Role::Server, &config.endpoint(), now, queue);
+            events.on_open(conn.id, route, ws.outbound());
+            // A close asked for in on_open.
+            ws.after_send(&mut report(events, conn.id, route));
+            conn.state = State::Open { ws, route };
+            conn.settle(now, config);
             true
         }
-        Answer::Page(reply) => {
-            session.out.queue.push_bytes(&reply);
-            info!("{} GET {} 200", session.peer, request.target());
-            session.start_draining(now, &app.config);
+        Answer::Reply { status, response } => {
+            let (method, target) = (request.method(), request.target());
+            info!("{} {method} {target} {status}", conn.peer);
+            reply_then_close(conn, &response, now, config);
             false
         }
         Answer::Refuse(error) => {
-            reject(session, Some(request), &error, now, app);
+            reply_error(conn, Some(request), &error, now, config);
             false
         }
     }
 }
 
-/// Routes a request: the index page, an upgrade the route's handler accepts, or an error.
-fn decide(request: &Request, app: &mut App) -> Answer {
-    let refuse = |status, reason| Answer::Refuse(HttpError { status, reason });
-    let path = request.path();
-    let route = app.route_for(path);
-    let accept = match classify(request) {
-        Ok(Intent::Upgrade { accept }) => accept,
-        Err(error) => return Answer::Refuse(error),
-        Ok(Intent::Plain) => {
-            return match (path, &app.index_page, route) {
-                ("/", Some(page), _) => {
-                    Answer::Page(http_response(200, "text/html; charset=utf-8", "", page))
-                }
-                (_, _, Some(_)) => refuse(426, "this path speaks WebSocket"),
-                (_, _, None) => refuse(404, "no such endpoint"),
-            };
-        }
-    };
-    let Some(route) = route else {
-        return refuse(404, "no WebSocket endpoint at this path");
-    };
-    let protocol = match app.routes[route].handler.on_upgrade(request) {
-        Ok(protocol) => protocol,
-        Err(error) => return Answer::Refuse(error),
-    };
-    if let Some(chosen) = &protocol {
-        if !request.protocols().any(|offered| offered == chosen) {
-            return refuse(500, "server chose a subprotocol not offered");
-        }
-    }
-    Answer::Open {
-        route,
-        reply: switching_protocols(&accept, protocol.as_deref()),
-    }
-}
-
-/// Queues an HTTP error reply and starts closing.
-fn reject(
-    session: &mut Session,
+/// Queues an HTTP error reply, logs it, and starts closing.
+pub(super) fn reply_error(
+    conn: &mut Connection,
     request: Option<&Request>,
     error: &HttpError,
     now: Instant,
-    app: &App,
+    config: &Config,
 ) {
     let target = request.map_or("-", Request::target);
     info!(
         "{} {target} refused: {} {}",
-        session.peer, error.status, error.reason
+        conn.peer, error.status, error.reason
     );
-    session
-        .out
-        .queue
-        .push_bytes(&crate::protocol::handshake::error_response(error));
-    session.start_draining(now, &app.config);
+    reply_then_close(conn, &error_response(error), now, config);
+}
+
+fn reply_then_close(conn: &mut Connection, reply: &[u8], now: Instant, config: &Config) {
+    let mut queue = WriteQueue::default();
+    queue.push_bytes(reply);
+    conn.state = State::Replying {
+        queue,
+        deadline: now + config.close_timeout,
+    };
 }

@@ -260,6 +260,14 @@ impl MessageAssembler {
         self.buffer.take()
     }
 
+    /// Forgets any message in progress and gives its buffers back: nothing more will be read.
+    pub fn abandon(&mut self) {
+        self.open = None;
+        self.frame = CurrentFrame::None;
+        self.buffer.release();
+        self.control = Vec::new();
+    }
+
     /// Gives buffers back to the thread's spare pool when no message is in progress, so an
     /// idle connection holds none.
     pub fn release_idle_buffers(&mut self) {

@@ -12,16 +12,24 @@
 //! | §5.4 fragmentation, §5.5 control frames, size limits | [`message`] |
 //! | §5.5.1, §7.4 close frames and codes | [`close`] |
 //! | §8.1 UTF-8 | [`utf8`] |
+//! | §5.1-§5.5, §7.1: one endpoint of an open connection, either role | [`endpoint`] |
+//! | §5.2, §5.3: everything an endpoint sends, framed once | [`outbound`], [`write_queue`] |
+//!
+//! Only [`endpoint`] drives the frame decoder and the message assembler; the server, the client
+//! and the benchmark tool all go through it.
 
 pub mod client_handshake;
 pub mod close;
+pub mod endpoint;
 pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod outbound;
 mod reassembly;
 pub mod utf8;
+pub mod write_queue;
 
 #[cfg(test)]
 mod random_tests;

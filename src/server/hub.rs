@@ -1,21 +1,43 @@
-//! The broadcast hub: which open connections each route has, so a broadcast visits exactly its
-//! receivers instead of every connection, and hands each the same encoded frame.
+//! The hub: who receives what is sent to many. Two kinds of membership:
+//! - routes: every open connection of a route, for [`Context::broadcast`]. Not announced by
+//!   the connections: the loop reconciles it with each touched connection's state at the end
+//!   of every turn, so it can never drift from the state it is derived from;
+//! - topics: named groups a connection joins with [`Context::subscribe`] (chat rooms, the
+//!   broadcast endpoint), left on [`Context::unsubscribe`] or when the connection closes.
 //!
-//! Membership is not announced by the connections: the loop reconciles it with each touched
-//! connection's state (open on a route, accepting messages) at the end of every turn, so it
-//! can never drift from the state it is derived from.
+//! A message sent to either is prepared once and every receiver's queue shares its frame. Only
+//! the hub knows where a topic's subscribers live (today: this loop's slab keys).
+//!
+//! [`Context::broadcast`]: super::context::Context::broadcast
+//! [`Context::subscribe`]: super::context::Context::subscribe
+//! [`Context::unsubscribe`]: super::context::Context::unsubscribe
 
-/// Where a connection sits in the hub: its route and its index in that route's member list.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::handler::ConnectionId;
+
+/// Where a connection sits in its route's member list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Membership {
     pub(crate) route: usize,
     index: usize,
 }
 
-/// Member lists, one per route, of slab keys.
+/// One topic's subscribers, in a dense list for delivery, with each one's place in it.
+#[derive(Debug, Default)]
+struct Topic {
+    subscribers: Vec<ConnectionId>,
+    places: HashMap<ConnectionId, usize>,
+}
+
+/// Route member lists and topics.
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
     routes: Vec<Vec<usize>>,
+    topics: HashMap<Arc<str>, Topic>,
+    /// The topics of each connection that has any, so closing leaves them all.
+    subscriptions: HashMap<ConnectionId, Vec<Arc<str>>>,
 }
 
 impl Hub {
@@ -45,6 +67,83 @@ impl Hub {
     /// The slab keys of `route`'s members.
     pub(crate) fn members(&self, route: usize) -> &[usize] {
         self.routes.get(route).map_or(&[], Vec::as_slice)
+    }
+
+    /// Subscribes `id` to `topic`; false if it already was.
+    pub(crate) fn subscribe(&mut self, topic: &str, id: ConnectionId) -> bool {
+        let name = match self.topics.get_key_value(topic) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(topic),
+        };
+        let entry = self.topics.entry(name.clone()).or_default();
+        if entry.places.contains_key(&id) {
+            return false;
+        }
+        entry.places.insert(id, entry.subscribers.len());
+        entry.subscribers.push(id);
+        self.subscriptions.entry(id).or_default().push(name);
+        true
+    }
+
+    /// Unsubscribes `id` from `topic`; false if it was not subscribed.
+    pub(crate) fn unsubscribe(&mut self, topic: &str, id: ConnectionId) -> bool {
+        if !self.remove_subscriber(topic, id) {
+            return false;
+        }
+        if let Some(topics) = self.subscriptions.get_mut(&id) {
+            topics.retain(|name| &**name != topic);
+            if topics.is_empty() {
+                self.subscriptions.remove(&id);
+            }
+        }
+        true
+    }
+
+    /// Takes `id` out of every topic (it closed).
+    pub(crate) fn unsubscribe_all(&mut self, id: ConnectionId) {
+        for topic in self.subscriptions.remove(&id).unwrap_or_default() {
+            self.remove_subscriber(&topic, id);
+        }
+    }
+
+    /// Removes `id` from `topic`'s list in O(1): the last subscriber takes its place. A topic
+    /// nobody subscribes to is forgotten.
+    fn remove_subscriber(&mut self, topic: &str, id: ConnectionId) -> bool {
+        let Some(entry) = self.topics.get_mut(topic) else {
+            return false;
+        };
+        let Some(place) = entry.places.remove(&id) else {
+            return false;
+        };
+        entry.subscribers.swap_remove(place);
+        if let Some(&moved) = entry.subscribers.get(place) {
+            entry.places.insert(moved, place);
+        }
+        if entry.subscribers.is_empty() {
+            self.topics.remove(topic);
+        }
+        true
+    }
+
+    /// Whether `id` subscribes to `topic`.
+    pub(crate) fn is_subscribed(&self, topic: &str, id: ConnectionId) -> bool {
+        self.topics
+            .get(topic)
+            .is_some_and(|entry| entry.places.contains_key(&id))
+    }
+
+    /// How many connections subscribe to `topic`.
+    pub(crate) fn subscriber_count(&self, topic: &str) -> usize {
+        self.topics
+            .get(topic)
+            .map_or(0, |entry| entry.subscribers.len())
+    }
+
+    /// `topic`'s subscribers.
+    pub(crate) fn subscribers(&self, topic: &str) -> &[ConnectionId] {
+        self.topics
+            .get(topic)
+            .map_or(&[], |entry| entry.subscribers.as_slice())
     }
 }
 
@@ -77,5 +176,27 @@ mod tests {
         assert_eq!(hub.leave(b), None);
         assert_eq!(hub.leave(a), None);
         assert!(hub.members(0).is_empty());
+    }
+
+    #[test]
+    fn topics_track_subscribers_through_unsubscribes_and_closes() {
+        let mut hub = Hub::default();
+        let [a, b, c] = [1, 2, 3].map(|n| ConnectionId(n << 32 | n));
+        assert!(hub.subscribe("lobby", a));
+        assert!(!hub.subscribe("lobby", a));
+        assert!(hub.subscribe("lobby", b));
+        assert!(hub.subscribe("lobby", c));
+        assert!(hub.subscribe("rust", a));
+        assert_eq!(hub.subscribers("lobby"), [a, b, c]);
+        assert!(hub.unsubscribe("lobby", a));
+        assert!(!hub.unsubscribe("lobby", a));
+        assert_eq!(hub.subscribers("lobby"), [c, b]);
+        assert!(hub.is_subscribed("rust", a));
+        hub.unsubscribe_all(a);
+        assert_eq!(hub.subscriber_count("rust"), 0);
+        hub.unsubscribe_all(c);
+        assert_eq!(hub.subscribers("lobby"), [b]);
+        assert!(hub.unsubscribe("lobby", b));
+        assert!(hub.topics.is_empty() && hub.subscriptions.is_empty());
     }
 }

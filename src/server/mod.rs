@@ -1,9 +1,10 @@
 //! The server: a builder for its routes and limits, and the loop that runs them.
 
-pub(crate) mod app;
+pub(crate) mod context;
 mod event_loop;
 mod hub;
 mod timers;
+mod transport;
 
 use std::fmt;
 use std::io;
@@ -13,9 +14,9 @@ use std::sync::Arc;
 
 use mio::{Poll, Waker};
 
+use crate::app::{Backpressure, Route, Router};
 use crate::config::{Config, ConfigError};
 use crate::handler::Handler;
-use app::{App, Route};
 use event_loop::{EventLoop, WAKER};
 
 /// Why a server could not start or stopped.
@@ -59,7 +60,8 @@ impl std::error::Error for Error {
 pub struct ServerBuilder {
     addr: String,
     config: Config,
-    routes: Vec<Route>,
+    /// Each route's path and handler, and its own backpressure policy if it was given one.
+    routes: Vec<(String, Box<dyn Handler + Send>, Option<Backpressure>)>,
     index_page: Option<Vec<u8>>,
     handle_signals: bool,
 }
@@ -80,15 +82,28 @@ impl ServerBuilder {
     /// Serves `handler` to WebSocket upgrades at `path` (exact match, query string ignored).
     /// A plain HTTP request to the path is answered with 426. The handler moves with the
     /// server to the thread that runs it, hence `Send`.
-    pub fn route(
-        mut self,
+    pub fn route(self, path: impl Into<String>, handler: impl Handler + Send + 'static) -> Self {
+        self.add_route(path.into(), Box::new(handler), None)
+    }
+
+    /// Like [`ServerBuilder::route`], with the route's own [`Backpressure`] policy instead of
+    /// the default one (which takes `max_buffered` from the [`Config`]).
+    pub fn route_with(
+        self,
         path: impl Into<String>,
         handler: impl Handler + Send + 'static,
+        backpressure: Backpressure,
     ) -> Self {
-        self.routes.push(Route {
-            path: path.into(),
-            handler: Box::new(handler),
-        });
+        self.add_route(path.into(), Box::new(handler), Some(backpressure))
+    }
+
+    fn add_route(
+        mut self,
+        path: String,
+        handler: Box<dyn Handler + Send>,
+        backpressure: Option<Backpressure>,
+    ) -> Self {
+        self.routes.push((path, handler, backpressure));
         self
     }
 
@@ -123,13 +138,29 @@ impl ServerBuilder {
         let poll = Poll::new().map_err(Error::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Io)?);
         let shutdown = Arc::new(AtomicBool::new(false));
-        let app = App {
-            config: self.config,
-            routes: self.routes,
+        let default_policy = Backpressure::new(self.config.max_buffered);
+        let routes = self
+            .routes
+            .into_iter()
+            .map(|(path, handler, policy)| Route {
+                path,
+                handler,
+                backpressure: policy.unwrap_or(default_policy),
+            })
+            .collect();
+        let router = Router {
+            routes,
             index_page: self.index_page,
         };
-        let event_loop = EventLoop::new(poll, listener, app, shutdown.clone(), self.handle_signals)
-            .map_err(Error::Io)?;
+        let event_loop = EventLoop::new(
+            poll,
+            listener,
+            self.config,
+            router,
+            shutdown.clone(),
+            self.handle_signals,
+        )
+        .map_err(Error::Io)?;
         Ok(Server {
             event_loop,
             local_addr,

@@ -1,73 +1,109 @@
-//! Delivery of frames a callback addressed to other connections: private sends, sends to a
-//! list, and broadcasts through the hub. Each frame was encoded once; every receiver's queue
-//! holds the same `Arc`. A receiver that would hold more than `max_buffered` unread bytes is a
-//! slow consumer and is closed instead of being queued to.
+//! Delivery of messages a callback addressed to other connections: private sends, sends to a
+//! list, broadcasts to a route and publishes to a topic. Each message was prepared once; every
+//! receiver's queue holds the same frame. A receiver that would hold more than its route's
+//! `max_buffered` unread bytes is a slow consumer: closed, or the message is dropped for it,
+//! as its route's [`SlowConsumer`] rule says.
 
-use std::sync::Arc;
 use std::time::Instant;
 
+use log::info;
+
+use super::dispatch::Dispatch;
 use super::EventLoop;
-use crate::handler::{ConnectionId, Target};
+use crate::app::SlowConsumer;
+use crate::handler::ConnectionId;
+use crate::protocol::outbound::Prepared;
+use crate::server::context::Target;
 
 impl EventLoop {
     /// Delivers everything in the outbox, and whatever the callbacks that delivery causes (a
     /// slow consumer's `on_close`) add to it.
     pub(super) fn deliver_outbox(&mut self, now: Instant) {
-        while !self.outbox.deliveries.is_empty() {
-            for (target, frame) in std::mem::take(&mut self.outbox.deliveries) {
+        while !self.app.outbox.deliveries.is_empty() {
+            for (target, prepared) in std::mem::take(&mut self.app.outbox.deliveries) {
                 match target {
-                    Target::One(id) => self.deliver(id.slot(), Some(id), &frame, now),
+                    Target::One(id) => self.deliver(id.slot(), Some(id), &prepared, now),
                     Target::Many(ids) => {
                         for id in ids {
-                            self.deliver(id.slot(), Some(id), &frame, now);
+                            self.deliver(id.slot(), Some(id), &prepared, now);
                         }
                     }
                     Target::RouteExcept { route, except } => {
                         // Membership changes only in `flush`, never during delivery.
-                        for i in 0..self.hub.members(route).len() {
-                            let key = self.hub.members(route)[i];
+                        for i in 0..self.app.hub.members(route).len() {
+                            let key = self.app.hub.members(route)[i];
                             if key != except.slot() {
-                                self.deliver(key, None, &frame, now);
+                                self.deliver(key, None, &prepared, now);
                             }
                         }
+                    }
+                    Target::Topic { topic, except } => {
+                        // A slow consumer's on_close may change the topic while it is served.
+                        let mut receivers = std::mem::take(&mut self.scratch);
+                        receivers.extend_from_slice(self.app.hub.subscribers(&topic));
+                        for &id in &receivers {
+                            if id != except {
+                                self.deliver(id.slot(), Some(id), &prepared, now);
+                            }
+                        }
+                        receivers.clear();
+                        self.scratch = receivers;
                     }
                 }
             }
         }
     }
 
-    /// Queues `frame` for the connection in slot `key` (if it is `expected`, when given).
+    /// Queues `prepared` for the connection in slot `key` (if it is `expected`, when given).
     fn deliver(
         &mut self,
         key: usize,
         expected: Option<ConnectionId>,
-        frame: &Arc<[u8]>,
+        prepared: &Prepared,
         now: Instant,
     ) {
         let Some(entry) = self.entries.get_mut(key) else {
             return;
         };
         let conn = &mut entry.conn;
-        if expected.is_some_and(|id| id != conn.id()) || !conn.accepts_messages() {
+        if expected.is_some_and(|id| id != conn.id()) {
             return;
         }
-        let limit = self.app.config.max_buffered;
-        if conn.outgoing().queue.len() + frame.len() > limit {
+        let Some(policy) = self.app.router.backpressure(conn.route()).copied() else {
+            return; // not open
+        };
+        let mut events = Dispatch {
+            app: &mut self.app,
+            peer: conn.peer(),
+        };
+        let len = prepared.frame_len();
+        if conn.buffered() + len > policy.max_buffered {
             // What was queued this turn has not been offered to the socket yet: offer it now,
             // so only what the peer really leaves unread counts against the limit.
-            if let Err(e) = conn.outgoing().queue.write_to(&mut entry.socket) {
-                conn.on_io_error(&e, &mut self.app, &mut self.outbox);
+            if let Some(queue) = conn.queue() {
+                if let Err(e) = entry.transport.flush(queue) {
+                    conn.on_io_error(&e, &mut events);
+                }
             }
         }
-        // (A failed write above has closed the connection: then nothing is queued.) A frame
+        // (A failed write above has closed the connection: then nothing is queued.) A message
         // larger than the limit still goes to a receiver that has read everything, so a queue
         // holds at most `max_buffered` plus one message.
-        if conn.accepts_messages() {
-            let queue = &mut conn.outgoing().queue;
-            if queue.is_empty() || queue.len() + frame.len() <= limit {
-                queue.push_shared(frame.clone());
+        let buffered = conn.buffered();
+        if let Some(out) = conn.outbound() {
+            if buffered == 0 || buffered + len <= policy.max_buffered {
+                out.send_prepared(prepared);
+            } else if policy.slow_consumer == SlowConsumer::DropMessages {
+                if !entry.dropping {
+                    entry.dropping = true;
+                    info!(
+                        "{} {} slow consumer: dropping messages",
+                        conn.peer(),
+                        conn.id()
+                    );
+                }
             } else {
-                conn.on_slow_consumer(now, &mut self.app, &mut self.outbox);
+                conn.on_slow_consumer(now, &self.config, policy.max_buffered, &mut events);
             }
         }
         if !entry.dirty {

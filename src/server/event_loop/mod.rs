@@ -1,15 +1,16 @@
-//! The only place that knows about mio: one `Poll`, the listener, a `Slab` of sockets and
-//! their connections, the deadline heap, and the shared read buffer.
+//! The only place that knows about mio: one `Poll`, the listener, a `Slab` of entries (a
+//! transport and its connection), the deadline heap, and the shared read buffer.
 //!
 //! One turn: wait for readiness or the earliest deadline; accept until `WouldBlock`; read each
-//! ready socket until `WouldBlock` (or its read budget) into the shared buffer and hand the
+//! ready transport until `WouldBlock` (or its read budget) into the shared buffer and hand the
 //! bytes to its connection (the rest of a large payload is read straight into its message's
-//! buffer instead, see [`Connection::receive_in_place`]); fire due deadlines; then flush every
-//! connection touched this turn with one vectored write, and derive its interest and next
-//! deadline from its state.
+//! buffer instead, see [`Connection::receive_in_place`]); the connection reports its events
+//! to a [`Dispatch`], which calls the route's handler; deliver what handlers sent to other
+//! connections; fire due deadlines; then flush every connection touched this turn with one
+//! write, and derive its interest and next deadline from its state.
 
-use std::io::{self, ErrorKind, Read};
-use std::net::{Shutdown, SocketAddr};
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,14 +21,19 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 mod delivery;
+mod dispatch;
 
-use super::app::App;
+use super::context::Outbox;
 use super::hub::{Hub, Membership};
 use super::timers::{Deadline, Timers};
+use super::transport::Transport;
+use crate::app::Router;
 use crate::buffer_pool;
-use crate::connection::Connection;
-use crate::handler::{ConnectionId, Outbox};
+use crate::config::Config;
+use crate::connection::{Connection, RouteId};
+use crate::handler::ConnectionId;
 use crate::protocol::handshake::{error_response, HttpError};
+use dispatch::{App, Dispatch};
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
@@ -59,16 +65,22 @@ enum ReadUntil {
 /// How long to wait before accepting again after an accept error.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// A socket and its connection, with what the loop registered for it.
+/// The high watermark of a connection without a route (handshaking, replying).
+const DEFAULT_HIGH_WATERMARK: usize = 1 << 20;
+
+/// A transport and its connection, with what the loop registered for it.
 struct Entry {
-    socket: TcpStream,
+    transport: Transport,
     conn: Connection,
     interest: Interest,
     /// The deadline currently in the heap for this connection.
     timer_at: Option<Instant>,
     /// Queued in `dirty` for this turn's flush.
     dirty: bool,
-    write_shut: bool,
+    /// Its queue went above its route's high watermark: tell the handler when it drains.
+    backpressured: bool,
+    /// Messages were dropped for it (a slow consumer on a route that drops): logged once.
+    dropping: bool,
     /// Its place in the hub while it is open and accepts messages.
     membership: Option<Membership>,
     /// Reading stopped (backpressure) with input perhaps left in the socket: read again as
@@ -84,14 +96,16 @@ pub(crate) struct EventLoop {
     listener: Option<TcpListener>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     entries: Slab<Entry>,
+    config: Config,
+    /// The router, the hub and the outbox: what connections' events are dispatched to.
     app: App,
-    outbox: Outbox,
-    hub: Hub,
     timers: Timers,
     /// Connections to flush at the end of this turn.
     dirty: Vec<usize>,
     /// Connections to read again next turn without waiting for readiness.
     pending_reads: Vec<usize>,
+    /// A topic's subscribers while a message is delivered to them (kept to reuse its memory).
+    scratch: Vec<ConnectionId>,
     read_buffer: Box<[u8]>,
     shutdown_requested: Arc<AtomicBool>,
     /// Set once shutdown began: the time by which the loop exits regardless.
@@ -109,7 +123,8 @@ impl EventLoop {
     pub(crate) fn new(
         poll: Poll,
         mut listener: TcpListener,
-        app: App,
+        config: Config,
+        router: Router,
         shutdown_requested: Arc<AtomicBool>,
         handle_signals: bool,
     ) -> io::Result<EventLoop> {
@@ -130,13 +145,17 @@ impl EventLoop {
             signals,
             // Reserved, not touched: the pages of unused slots never become resident, and the
             // table never doubles (and copies) under a burst of connections.
-            entries: Slab::with_capacity(app.config.max_connections),
-            app,
-            outbox: Outbox::default(),
-            hub: Hub::default(),
+            entries: Slab::with_capacity(config.max_connections),
+            config,
+            app: App {
+                router,
+                hub: Hub::default(),
+                outbox: Outbox::default(),
+            },
             timers: Timers::default(),
             dirty: Vec::new(),
             pending_reads: Vec::new(),
+            scratch: Vec::new(),
             read_buffer: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             shutdown_requested,
             shutdown_deadline: None,
@@ -251,10 +270,10 @@ impl EventLoop {
     }
 
     fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant) {
-        if self.entries.len() >= self.app.config.max_connections {
+        if self.entries.len() >= self.config.max_connections {
             warn!(
                 "{peer} refused: 503 connection limit {} reached",
-                self.app.config.max_connections
+                self.config.max_connections
             );
             let error = HttpError {
                 status: 503,
@@ -278,14 +297,15 @@ impl EventLoop {
             warn!("{peer} register failed: {e}");
             return;
         }
-        let conn = Connection::new(id, peer, now, &self.app.config);
+        let conn = Connection::new(id, peer, now, &self.config);
         slot.insert(Entry {
-            socket,
+            transport: Transport::plain(socket),
             conn,
             interest: Interest::READABLE,
             timer_at: None,
             dirty: false,
-            write_shut: false,
+            backpressured: false,
+            dropping: false,
             membership: None,
             read_paused: false,
             read_pending: false,
@@ -318,42 +338,48 @@ impl EventLoop {
         let Some(entry) = self.entries.get_mut(key) else {
             return;
         };
+        let high_watermark = high_watermark(&self.app.router, entry.conn.route());
+        let short_read_drains =
+            until == ReadUntil::ShortRead && entry.transport.short_read_drains();
+        let mut events = Dispatch {
+            app: &mut self.app,
+            peer: entry.conn.peer(),
+        };
         let mut budget_spent = true;
         let mut bytes_read = 0;
         for _ in 0..READ_BUDGET {
-            if !entry.conn.wants_read() {
+            if !entry.conn.wants_read(high_watermark) {
                 entry.read_paused = !entry.conn.is_closed();
                 budget_spent = false;
                 break;
             }
             // A large payload is read straight into its message's buffer; anything else into
             // the shared buffer, many frames to a read.
-            let Entry { conn, socket, .. } = &mut *entry;
-            let in_place = conn.receive_in_place(
-                |room| socket.read(room),
-                now,
-                &mut self.app,
-                &mut self.outbox,
-            );
+            let Entry {
+                conn, transport, ..
+            } = &mut *entry;
+            let config = &self.config;
+            let in_place =
+                conn.receive_in_place(|room| transport.read(room), now, config, &mut events);
             let (result, offered) = match in_place {
                 Some(done) => done,
                 None => {
-                    let result = socket.read(&mut self.read_buffer);
+                    let result = transport.read(&mut self.read_buffer);
                     if let Ok(n @ 1..) = result {
                         let input = &mut self.read_buffer[..n];
-                        conn.receive(input, now, &mut self.app, &mut self.outbox);
+                        conn.receive(input, now, config, &mut events);
                     }
                     (result, self.read_buffer.len())
                 }
             };
             match result {
                 Ok(0) => {
-                    entry.conn.on_eof(&mut self.app, &mut self.outbox);
+                    entry.conn.on_eof(&mut events);
                     budget_spent = false;
                     break;
                 }
                 Ok(n) => {
-                    if until == ReadUntil::ShortRead && n < offered {
+                    if short_read_drains && n < offered {
                         budget_spent = false;
                         break;
                     }
@@ -368,7 +394,7 @@ impl EventLoop {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    entry.conn.on_io_error(&e, &mut self.app, &mut self.outbox);
+                    entry.conn.on_io_error(&e, &mut events);
                     budget_spent = false;
                     break;
                 }
@@ -392,7 +418,11 @@ impl EventLoop {
                 continue; // stale: the connection is gone or has a newer deadline
             }
             entry.timer_at = None;
-            entry.conn.on_timeout(now, &mut self.app, &mut self.outbox);
+            let mut events = Dispatch {
+                app: &mut self.app,
+                peer: entry.conn.peer(),
+            };
+            entry.conn.on_timeout(now, &self.config, &mut events);
             self.deliver_outbox(now);
             self.mark_dirty(deadline.key);
         }
@@ -406,9 +436,13 @@ impl EventLoop {
                 continue;
             };
             entry.dirty = false;
-            if !entry.conn.outgoing().queue.is_empty() {
-                if let Err(e) = entry.conn.outgoing().queue.write_to(&mut entry.socket) {
-                    entry.conn.on_io_error(&e, &mut self.app, &mut self.outbox);
+            if let Some(queue) = entry.conn.queue().filter(|queue| !queue.is_empty()) {
+                if let Err(e) = entry.transport.flush(queue) {
+                    let mut events = Dispatch {
+                        app: &mut self.app,
+                        peer: entry.conn.peer(),
+                    };
+                    entry.conn.on_io_error(&e, &mut events);
                     self.deliver_outbox(now);
                 }
             }
@@ -416,14 +450,14 @@ impl EventLoop {
                 continue;
             };
             entry.conn.after_flush();
-            if entry.conn.wants_write_shutdown() && !entry.write_shut {
-                entry.write_shut = true;
-                let _ = entry.socket.shutdown(Shutdown::Write);
+            if entry.conn.wants_write_shutdown() {
+                entry.transport.shutdown();
             }
+            self.after_drain(key, now);
             self.update_membership(key);
             if self.entries[key].conn.is_closed() {
                 let mut entry = self.entries.remove(key);
-                let _ = self.poll.registry().deregister(&mut entry.socket);
+                let _ = self.poll.registry().deregister(entry.transport.socket());
                 continue;
             }
             self.update_interest(key);
@@ -431,21 +465,44 @@ impl EventLoop {
         }
     }
 
+    /// Tells the handler of a connection that went above its high watermark once it falls to
+    /// its low watermark.
+    fn after_drain(&mut self, key: usize, now: Instant) {
+        let entry = &mut self.entries[key];
+        let Some(policy) = self.app.router.backpressure(entry.conn.route()) else {
+            entry.backpressured = false;
+            return;
+        };
+        let buffered = entry.conn.buffered();
+        if buffered > policy.high_watermark {
+            entry.backpressured = true;
+        } else if entry.backpressured && buffered <= policy.low_watermark {
+            entry.backpressured = false;
+            let mut events = Dispatch {
+                app: &mut self.app,
+                peer: entry.conn.peer(),
+            };
+            entry.conn.on_drain(now, &self.config, &mut events);
+            self.deliver_outbox(now);
+            self.mark_dirty(key);
+        }
+    }
+
     /// Puts a connection in its route's member list while it is open and accepts messages,
     /// and takes it out otherwise.
     fn update_membership(&mut self, key: usize) {
         let entry = &mut self.entries[key];
-        let wanted = entry.conn.route().filter(|_| entry.conn.accepts_messages());
+        let wanted = entry.conn.route();
         if entry.membership.map(|m| m.route) == wanted {
             return;
         }
         if let Some(old) = entry.membership.take() {
-            if let Some((moved, place)) = self.hub.leave(old) {
+            if let Some((moved, place)) = self.app.hub.leave(old) {
                 self.entries[moved].membership = Some(place);
             }
         }
         if let Some(route) = wanted {
-            self.entries[key].membership = Some(self.hub.join(route, key));
+            self.entries[key].membership = Some(self.app.hub.join(route, key));
         }
     }
 
@@ -453,20 +510,22 @@ impl EventLoop {
     /// writable only while bytes wait.
     fn update_interest(&mut self, key: usize) {
         let entry = &mut self.entries[key];
-        let wants_read = entry.conn.wants_read();
-        let wants_write = !entry.conn.outgoing().queue.is_empty();
+        let wants_read = entry
+            .conn
+            .wants_read(high_watermark(&self.app.router, entry.conn.route()));
+        let wants_write = entry.transport.wants_write(entry.conn.buffered());
         let interest = match (wants_read, wants_write) {
             (_, false) => Interest::READABLE,
             (true, true) => Interest::READABLE | Interest::WRITABLE,
             (false, true) => Interest::WRITABLE,
         };
         if interest != entry.interest {
-            if let Err(e) = self
-                .poll
-                .registry()
-                .reregister(&mut entry.socket, Token(key), interest)
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .reregister(entry.transport.socket(), Token(key), interest)
             {
-                warn!("{} reregister failed: {e}", entry.conn.session.peer);
+                warn!("{} reregister failed: {e}", entry.conn.peer());
             }
             entry.interest = interest;
         }
@@ -481,7 +540,7 @@ impl EventLoop {
 
     fn schedule(&mut self, key: usize) {
         let entry = &mut self.entries[key];
-        let Some(at) = entry.conn.next_deadline(&self.app.config) else {
+        let Some(at) = entry.conn.next_deadline() else {
             return;
         };
         if entry.timer_at.is_none_or(|current| at < current) {
@@ -504,16 +563,26 @@ impl EventLoop {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        self.shutdown_deadline = Some(now + self.app.config.close_timeout);
+        self.shutdown_deadline = Some(now + self.config.close_timeout);
         let keys: Vec<usize> = self.entries.iter().map(|(key, _)| key).collect();
         for key in keys {
-            self.entries[key]
-                .conn
-                .on_shutdown(now, &mut self.app, &mut self.outbox);
+            let entry = &mut self.entries[key];
+            let mut events = Dispatch {
+                app: &mut self.app,
+                peer: entry.conn.peer(),
+            };
+            entry.conn.on_shutdown(now, &self.config, &mut events);
             self.deliver_outbox(now);
             self.mark_dirty(key);
         }
     }
+}
+
+/// The queue size past which a connection is not read: its route's high watermark.
+fn high_watermark(router: &Router, route: Option<RouteId>) -> usize {
+    router
+        .backpressure(route)
+        .map_or(DEFAULT_HIGH_WATERMARK, |policy| policy.high_watermark)
 }
 
 #[cfg(test)]

@@ -3,13 +3,18 @@
 //! Small frames are appended to the last owned chunk, so a burst of echoes costs one
 //! allocation, not one per frame; a frame shared with other receivers (a broadcast) is queued
 //! by reference, never copied. The loop writes a queue with one vectored write per turn.
+//!
+//! The sink contract ([`WriteQueue::write_to`]): `Ok(n)` took the first `n` bytes;
+//! `WouldBlock` means "full for now, try again when writable"; `Ok(0)` for a non-empty write
+//! means the sink can never take more (a closed socket), and is reported as `WriteZero`.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
+use super::frame::{encode_header, OpCode, MAX_HEADER_LEN};
+use super::mask::apply_mask;
 use crate::buffer_pool::{give_back, recycle, take_buffer};
-use crate::protocol::frame::{encode_header, OpCode, MAX_HEADER_LEN};
 
 /// Frames smaller than this are appended to the previous owned chunk instead of starting one.
 const COALESCE_LIMIT: usize = 16 * 1024;
@@ -55,18 +60,23 @@ impl WriteQueue {
         self.len == 0
     }
 
-    /// Queues one unmasked frame with FIN set (a server's frame, §5.1).
-    pub fn push_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+    /// Queues one frame with FIN set: unmasked (a server's frame), or masked with `mask` (a
+    /// client's frame, §5.3).
+    pub fn push_frame(&mut self, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
         let mut header = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(&mut header, true, opcode, payload.len() as u64, None);
+        let n = encode_header(&mut header, true, opcode, payload.len() as u64, mask);
         let tail = self.tail_with_room(n + payload.len());
         tail.extend_from_slice(&header[..n]);
+        let start = tail.len();
         tail.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut tail[start..], key, 0);
+        }
         self.len += n + payload.len();
     }
 
-    /// Queues one frame whose payload is shared, not copied: the header goes into an owned
-    /// chunk, the payload follows as its own chunk.
+    /// Queues one unmasked frame whose payload is shared, not copied: the header goes into an
+    /// owned chunk, the payload follows as its own chunk.
     pub fn push_frame_shared(&mut self, opcode: OpCode, payload: Arc<Vec<u8>>) {
         let mut header = [0u8; MAX_HEADER_LEN];
         let n = encode_header(&mut header, true, opcode, payload.len() as u64, None);
@@ -75,13 +85,13 @@ impl WriteQueue {
         self.chunks.push_back(Chunk::Gathered(payload));
     }
 
-    /// Queues raw bytes (an HTTP response).
+    /// Queues raw bytes (an HTTP message).
     pub fn push_bytes(&mut self, bytes: &[u8]) {
         self.tail_with_room(bytes.len()).extend_from_slice(bytes);
         self.len += bytes.len();
     }
 
-    /// Queues an encoded frame shared with other queues.
+    /// Queues an encoded frame shared with other queues (a published message).
     pub fn push_shared(&mut self, frame: Arc<[u8]>) {
         self.len += frame.len();
         self.chunks.push_back(Chunk::Shared(frame));
@@ -186,9 +196,9 @@ mod tests {
     fn bytes_come_out_in_order_across_partial_writes() {
         let mut q = WriteQueue::default();
         q.push_bytes(b"HTTP");
-        q.push_frame(OpCode::Text, b"hi");
+        q.push_frame(OpCode::Text, b"hi", None);
         q.push_shared(Arc::from(&b"shared"[..]));
-        q.push_frame(OpCode::Binary, &[1u8; 20_000]);
+        q.push_frame(OpCode::Binary, &[1u8; 20_000], None);
         let total = q.len();
         let mut sink = Trickle {
             got: Vec::new(),
@@ -208,9 +218,9 @@ mod tests {
     #[test]
     fn a_shared_payload_follows_its_header_in_order() {
         let mut q = WriteQueue::default();
-        q.push_frame(OpCode::Text, b"a");
+        q.push_frame(OpCode::Text, b"a", None);
         q.push_frame_shared(OpCode::Binary, Arc::new(vec![9u8; 300]));
-        q.push_frame(OpCode::Text, b"b");
+        q.push_frame(OpCode::Text, b"b", None);
         let mut sink = Trickle {
             got: Vec::new(),
             limit: 50,
@@ -227,7 +237,7 @@ mod tests {
     fn small_frames_share_a_chunk() {
         let mut q = WriteQueue::default();
         for _ in 0..100 {
-            q.push_frame(OpCode::Text, b"0123456789");
+            q.push_frame(OpCode::Text, b"0123456789", None);
         }
         assert_eq!(q.chunks.len(), 1);
         assert_eq!(q.len(), 1200);

@@ -1,0 +1,133 @@
+//! The router: which handler serves which path, each route's backpressure policy, and the page
+//! served at `GET /`. The event loop dispatches a connection's events through it; connections
+//! only know a route by its [`RouteId`].
+
+use crate::connection::{Answer, RouteId};
+use crate::handler::Handler;
+use crate::protocol::handshake::{http_response, HttpError, Request};
+
+/// What happens to a message for a receiver that already leaves
+/// [`Backpressure::max_buffered`] bytes unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlowConsumer {
+    /// Close the receiver with 1008 (or drop its connection when even the close frame would
+    /// not fit): it cannot keep up, and the others must not wait for it.
+    Close,
+    /// Drop the message for that receiver, keep the connection, and report it (a log line per
+    /// connection, and [`SendStatus::Dropped`](crate::SendStatus::Dropped) for its own sends).
+    DropMessages,
+}
+
+/// A route's backpressure policy, after uWebSockets' `maxBackpressure`: how much a connection
+/// may leave unread, and what happens past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backpressure {
+    /// Above this many unread bytes, sends report
+    /// [`SendStatus::Backpressured`](crate::SendStatus::Backpressured) and the server stops
+    /// reading from the connection until it reads what it was sent. Default 1 MiB.
+    pub high_watermark: usize,
+    /// Once a backpressured connection's unread bytes fall to this,
+    /// [`Handler::on_drain`] is called. Default 256 KiB.
+    pub low_watermark: usize,
+    /// The most bytes a connection may leave unread of what others send it; past it,
+    /// `slow_consumer` applies. Default: the server's `max_buffered` (4 MiB).
+    pub max_buffered: usize,
+    /// What happens past `max_buffered`. Default [`SlowConsumer::Close`].
+    pub slow_consumer: SlowConsumer,
+}
+
+impl Backpressure {
+    /// The default policy with `max_buffered` bytes.
+    pub fn new(max_buffered: usize) -> Backpressure {
+        Backpressure {
+            high_watermark: 1 << 20,
+            low_watermark: 256 << 10,
+            max_buffered,
+            slow_consumer: SlowConsumer::Close,
+        }
+    }
+
+    /// The same policy with another `high_watermark`.
+    pub fn high_watermark(mut self, bytes: usize) -> Self {
+        self.high_watermark = bytes;
+        self
+    }
+
+    /// The same policy with another `low_watermark`.
+    pub fn low_watermark(mut self, bytes: usize) -> Self {
+        self.low_watermark = bytes;
+        self
+    }
+
+    /// The same policy with another `max_buffered`.
+    pub fn max_buffered(mut self, bytes: usize) -> Self {
+        self.max_buffered = bytes;
+        self
+    }
+
+    /// The same policy with another [`SlowConsumer`] rule.
+    pub fn slow_consumer(mut self, rule: SlowConsumer) -> Self {
+        self.slow_consumer = rule;
+        self
+    }
+}
+
+/// A path, the handler serving it, and its policy.
+pub(crate) struct Route {
+    pub(crate) path: String,
+    pub(crate) handler: Box<dyn Handler + Send>,
+    pub(crate) backpressure: Backpressure,
+}
+
+/// Every route, and the page served at `GET /`.
+pub(crate) struct Router {
+    pub(crate) routes: Vec<Route>,
+    /// Served to a plain `GET /`.
+    pub(crate) index_page: Option<Vec<u8>>,
+}
+
+impl Router {
+    /// The route serving `path`, if any.
+    pub(crate) fn route_for(&self, path: &str) -> Option<RouteId> {
+        self.routes.iter().position(|route| route.path == path)
+    }
+
+    /// Routes a complete request: the index page, an upgrade the route's handler accepts, or
+    /// an error.
+    pub(crate) fn answer(&mut self, request: &Request, upgrade: bool) -> Answer {
+        let refuse = |status, reason| Answer::Refuse(HttpError { status, reason });
+        let path = request.path();
+        let route = self.route_for(path);
+        if !upgrade {
+            return match (path, &self.index_page, route) {
+                ("/", Some(page), _) => Answer::Reply {
+                    status: 200,
+                    response: http_response(200, "text/html; charset=utf-8", "", page),
+                },
+                (_, _, Some(_)) => refuse(426, "this path speaks WebSocket"),
+                (_, _, None) => refuse(404, "no such endpoint"),
+            };
+        }
+        let Some(route) = route else {
+            return refuse(404, "no WebSocket endpoint at this path");
+        };
+        match self.routes[route].handler.on_upgrade(request) {
+            Ok(protocol) => Answer::Upgrade { route, protocol },
+            Err(error) => Answer::Refuse(error),
+        }
+    }
+
+    /// The backpressure policy of `route`, for a connection that has one.
+    pub(crate) fn backpressure(&self, route: Option<RouteId>) -> Option<&Backpressure> {
+        route.map(|route| &self.routes[route].backpressure)
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let paths: Vec<&str> = self.routes.iter().map(|r| r.path.as_str()).collect();
+        f.debug_struct("Router").field("routes", &paths).finish()
+    }
+}

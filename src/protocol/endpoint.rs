@@ -1,0 +1,466 @@
+//! One WebSocket endpoint after the opening handshake, in either role: bytes in, events out,
+//! frames out into a write queue, deadlines out. No socket and no clock: the caller hands in
+//! what it read and the time, and writes out [`Outbound::queue`] when it can.
+//!
+//! The endpoint owns everything RFC 6455 asks of both sides once the connection is open:
+//! - decoding and validating frames (§5.2, §5.5), reassembling messages (§5.4), checking text as
+//!   it arrives (§8.1) and the size limits (failing with 1002, 1007 or 1009, §7.1.7, §7.4.1);
+//! - answering pings with pongs (§5.5.2, §5.5.3);
+//! - the closing handshake (§5.5.1, §7.1.2-§7.1.5): the peer's close is answered with its code,
+//!   data after our own close is read but not delivered, and nothing is sent after a close;
+//! - keepalive: a ping after `ping_interval` of silence, a close 1001 after `idle_timeout`;
+//! - framing everything it sends ([`Outbound`]), masked when it is a client (§5.3).
+//!
+//! Events reach a callback together with the endpoint's [`Outbound`], so whoever handles a
+//! message can reply while the message's bytes are still borrowed (from the caller's read
+//! buffer or the endpoint's reassembly buffer): nothing is copied on the way.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::close::{close_body, CloseCode};
+use super::error::ProtocolError;
+use super::frame::{Decoded, FrameDecoder, Role};
+use super::message::{DataKind, MessageAssembler, Received};
+use super::outbound::{Message, Outbound};
+use super::write_queue::WriteQueue;
+use crate::buffer_pool::recycle;
+
+/// An endpoint's limits and timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// The largest frame payload accepted; larger ones fail the connection with 1009.
+    pub max_frame_size: u64,
+    /// The largest message accepted, after reassembly; larger ones fail with 1009.
+    pub max_message_size: u64,
+    /// Send a ping after this long without hearing from the peer.
+    pub ping_interval: Option<Duration>,
+    /// Close with 1001 after this long without hearing from the peer.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Who ended the open phase of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosedBy {
+    /// The peer sent a close frame; it has been answered (§5.5.1).
+    Peer,
+    /// This side sent a close frame: asked for, or after the idle timeout.
+    Local,
+    /// The peer broke the protocol; a close frame with the matching code was sent (§7.1.7).
+    Violation(ProtocolError),
+    /// The connection ended without a closing handshake (code 1006, or a policy's code when
+    /// not even a close frame could be sent).
+    Dropped,
+}
+
+/// Something the peer did, or the end of the open phase.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A whole data message. When it was gathered from pieces, `gathered` holds the same
+    /// bytes, so a receiver can queue them again without a copy ([`Outbound::send_shared`]).
+    Message {
+        /// The message.
+        message: Message<'a>,
+        /// Its bytes, shared, when they were gathered.
+        gathered: Option<&'a Arc<Vec<u8>>>,
+    },
+    /// A ping; the pong is already queued.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// The connection left the open phase; reported exactly once. `code` is the peer's code,
+    /// the one sent, or 1006 when it dropped.
+    Closed {
+        /// The close code.
+        code: CloseCode,
+        /// The close reason.
+        reason: &'a str,
+        /// Who ended it.
+        by: ClosedBy,
+    },
+}
+
+/// Where an endpoint is in the closing handshake (§7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Messages flow both ways.
+    Open,
+    /// Our close frame is sent; frames are read until the peer's close arrives.
+    CloseSent,
+    /// Nothing more is read or sent: the handshake completed, or the connection failed.
+    Closed,
+}
+
+/// The endpoint's timers (§5.5.2 keepalive; an idle limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// The peer was silent for `idle_timeout`: close with 1001.
+    Idle,
+    /// The peer was silent for `ping_interval`: ping it.
+    KeepAlive,
+}
+
+/// One endpoint; see the module docs.
+#[derive(Debug)]
+pub struct Endpoint {
+    decoder: FrameDecoder,
+    assembler: MessageAssembler,
+    out: Outbound,
+    phase: Phase,
+    /// When the peer last sent anything.
+    last_seen: Instant,
+    /// A keepalive ping is out and nothing has arrived since.
+    ping_outstanding: bool,
+    ping_interval: Option<Duration>,
+    idle_timeout: Option<Duration>,
+}
+
+impl Endpoint {
+    /// An open endpoint in `role`, at `now`.
+    pub fn new(role: Role, config: &EndpointConfig, now: Instant) -> Endpoint {
+        Endpoint::with_queue(role, config, now, WriteQueue::default())
+    }
+
+    /// An open endpoint whose write queue already holds bytes (a server's 101 reply).
+    pub fn with_queue(
+        role: Role,
+        config: &EndpointConfig,
+        now: Instant,
+        queue: WriteQueue,
+    ) -> Endpoint {
+        Endpoint {
+            decoder: FrameDecoder::new(role, config.max_frame_size),
+            assembler: MessageAssembler::new(config.max_message_size),
+            out: Outbound::new(role, queue),
+            phase: Phase::Open,
+            last_seen: now,
+            ping_outstanding: false,
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+        }
+    }
+
+    /// Where the endpoint is in the closing handshake.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether incoming bytes still matter: until the peer's close, or a failure.
+    pub fn reads_frames(&self) -> bool {
+        self.phase != Phase::Closed
+    }
+
+    /// The sending half.
+    pub fn outbound(&mut self) -> &mut Outbound {
+        &mut self.out
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn buffered(&self) -> usize {
+        self.out.buffered()
+    }
+
+    /// Bytes arrived from the peer (they are unmasked in place). Reports what they complete,
+    /// in order, to `on_event`.
+    pub fn receive<F>(&mut self, input: &mut [u8], now: Instant, on_event: &mut F)
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
+        self.touch(now);
+        let mut pos = 0;
+        while self.reads_frames() {
+            let (used, decoded) = match self.decoder.decode(&mut input[pos..]) {
+                Ok(Some(step)) => step,
+                Ok(None) => break,
+                Err(error) => {
+                    self.fail(error, on_event);
+                    break;
+                }
+            };
+            pos += used;
+            let received = match decoded {
+                Decoded::Header(header) => self.assembler.on_header(&header).map(|()| None),
+                Decoded::Payload { data, end_of_frame } => {
+                    self.assembler.on_payload(data, end_of_frame)
+                }
+            };
+            let next = react(received, &mut self.out, &mut self.phase, on_event);
+            self.finish(next, on_event);
+        }
+    }
+
+    /// While a large data frame's payload is arriving, lets `read` fill its next bytes straight
+    /// into the message's buffer, sparing the copy from a read buffer; then takes them in like
+    /// [`Endpoint::receive`]. Returns what `read` returned and how much room it was offered, or
+    /// `None` (without calling `read`) when the next bytes are better read into a shared buffer.
+    /// Room is earned by bytes already sent, never by an announced length (see
+    /// [`MessageAssembler::payload_room`]).
+    pub fn receive_in_place<F, E>(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+        now: Instant,
+        on_event: &mut F,
+    ) -> Option<(Result<usize, E>, usize)>
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
+        if !self.reads_frames() {
+            return None;
+        }
+        let room = self
+            .assembler
+            .payload_room(self.decoder.payload_remaining())?;
+        let offered = room.len();
+        let result = read(&mut *room);
+        if let Ok(n @ 1..) = result {
+            self.last_seen = now;
+            self.ping_outstanding = false;
+            let end_of_frame = self.decoder.unmask_read_payload(&mut room[..n]);
+            let received = self.assembler.on_payload_in_room(n, end_of_frame);
+            let next = react(received, &mut self.out, &mut self.phase, on_event);
+            self.finish(next, on_event);
+        }
+        Some((result, offered))
+    }
+
+    fn touch(&mut self, now: Instant) {
+        self.last_seen = now;
+        self.ping_outstanding = false;
+    }
+
+    /// Does what [`react`] could not while the assembler was borrowed.
+    fn finish<F>(&mut self, next: Next, on_event: &mut F)
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
+        match next {
+            Next::Continue => {}
+            Next::Deliver(kind) => self.deliver_gathered(kind, on_event),
+            Next::Fail(error) => self.fail(error, on_event),
+            Next::Stop => self.assembler.abandon(),
+        }
+    }
+
+    /// Hands out a message gathered in the assembler, shared, then takes its buffer back.
+    fn deliver_gathered<F>(&mut self, kind: DataKind, on_event: &mut F)
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
+        let payload = Arc::new(self.assembler.take_message());
+        if self.phase == Phase::Open {
+            let message = match kind {
+                DataKind::Binary => Message::Binary(&payload),
+                // Validated as it arrived; this pass only turns it into `&str` without `unsafe`.
+                DataKind::Text => match std::str::from_utf8(&payload) {
+                    Ok(text) => Message::Text(text),
+                    Err(_) => return self.fail(ProtocolError::InvalidUtf8, on_event),
+                },
+            };
+            let gathered = Some(&payload);
+            on_event(&mut self.out, Event::Message { message, gathered });
+            self.after_send(on_event);
+        }
+        recycle(payload);
+    }
+
+    /// Acts on a close queued through [`Outbound::close`] by whoever handled an event, or by
+    /// whoever sent through [`Endpoint::outbound`] outside one: reports it as
+    /// [`Event::Closed`] and reads on until the peer's close.
+    pub fn after_send<F>(&mut self, on_event: &mut F)
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
+        after_send(&mut self.out, &mut self.phase, on_event);
+    }
+
+    /// Fails the connection (§7.1.7): the error's close code, and nothing more is read.
+    fn fail<F>(&mut self, error: ProtocolError, on_event: &mut F)
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
+        if self.phase == Phase::Open {
+            let (code, reason) = (error.close_code(), error.to_string());
+            self.out.queue_close(&close_body(code, &reason));
+            let by = ClosedBy::Violation(error);
+            on_event(
+                &mut self.out,
+                Event::Closed {
+                    code,
+                    reason: &reason,
+                    by,
+                },
+            );
+        }
+        self.phase = Phase::Closed;
+        self.assembler.abandon();
+    }
+
+    /// Starts the closing handshake from this side (§7.1.2), then reads on until the peer's
+    /// close. Does nothing unless open.
+    pub fn close<F>(&mut self, code: CloseCode, reason: &str, on_event: &mut F)
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
+        if self.phase == Phase::Open && self.out.close(code, reason) {
+            self.after_send(on_event);
+        }
+    }
+
+    /// Sends a close frame and reads nothing more: for a peer that went silent or cannot keep
+    /// up, whose answer is not worth waiting for. Does nothing unless open.
+    pub fn close_and_stop<F>(&mut self, code: CloseCode, reason: &str, on_event: &mut F)
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
+        if self.phase == Phase::Open {
+            self.close(code, reason, on_event);
+            self.phase = Phase::Closed;
+            self.assembler.abandon();
+        }
+    }
+
+    /// The connection is gone without a closing handshake (end of stream, an I/O error, or a
+    /// policy that cannot even queue a close frame): reports `code` (1006 for a lost connection)
+    /// if it was open.
+    pub fn drop_connection<F>(&mut self, code: CloseCode, reason: &str, on_event: &mut F)
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
+        if self.phase == Phase::Open {
+            // Nothing may be queued after this: the connection is going.
+            self.out.shut();
+            let by = ClosedBy::Dropped;
+            on_event(&mut self.out, Event::Closed { code, reason, by });
+        }
+        self.phase = Phase::Closed;
+        self.assembler.abandon();
+    }
+
+    /// The next timer due, while open.
+    pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        if self.phase != Phase::Open {
+            return None;
+        }
+        let idle = self.idle_timeout.map(|t| (self.last_seen + t, Timer::Idle));
+        let ping = self
+            .ping_interval
+            .filter(|_| !self.ping_outstanding)
+            .map(|t| (self.last_seen + t, Timer::KeepAlive));
+        idle.into_iter().chain(ping).min_by_key(|(at, _)| *at)
+    }
+
+    /// Fires what is due at `now`: the idle close (1001) or a keepalive ping.
+    pub fn handle_timeout<F>(&mut self, now: Instant, on_event: &mut F)
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
+        match self.poll_timeout() {
+            Some((at, Timer::Idle)) if now >= at => {
+                self.close_and_stop(CloseCode::GOING_AWAY, "idle timeout", on_event);
+            }
+            Some((at, Timer::KeepAlive)) if now >= at => {
+                self.out.ping(b"");
+                self.ping_outstanding = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// A batch of reads is over: lets go of buffers an idle connection need not hold.
+    pub fn release_idle_buffers(&mut self) {
+        self.assembler.release_idle_buffers();
+    }
+}
+
+/// What is left to do once [`react`] has reported what a frame completed.
+enum Next {
+    Continue,
+    /// A message was gathered in the assembler: take it out and hand it over.
+    Deliver(DataKind),
+    /// The peer broke the protocol.
+    Fail(ProtocolError),
+    /// The closing handshake is over: nothing more will be read.
+    Stop,
+}
+
+/// Acts on what a frame's bytes completed, while they are borrowed from the input or the
+/// assembler.
+fn react<F>(
+    received: Result<Option<Received<'_>>, ProtocolError>,
+    out: &mut Outbound,
+    phase: &mut Phase,
+    on_event: &mut F,
+) -> Next
+where
+    F: FnMut(&mut Outbound, Event<'_>),
+{
+    let open = *phase == Phase::Open;
+    let event = match received {
+        Ok(None) => return Next::Continue,
+        Err(error) => return Next::Fail(error),
+        Ok(Some(Received::Gathered(kind))) => return Next::Deliver(kind),
+        // After our close, data is read but no longer delivered, and pings go unanswered:
+        // nothing may follow a close frame (§5.5.1).
+        Ok(Some(
+            Received::Text(_) | Received::Binary(_) | Received::Ping(_) | Received::Pong(_),
+        )) if !open => return Next::Continue,
+        Ok(Some(Received::Text(text))) => Event::Message {
+            message: Message::Text(text),
+            gathered: None,
+        },
+        Ok(Some(Received::Binary(bytes))) => Event::Message {
+            message: Message::Binary(bytes),
+            gathered: None,
+        },
+        Ok(Some(Received::Ping(payload))) => {
+            // §5.5.2: a pong with the ping's payload, as soon as practical.
+            out.pong(payload);
+            Event::Ping(payload)
+        }
+        Ok(Some(Received::Pong(payload))) => Event::Pong(payload),
+        Ok(Some(Received::Close(code, reason))) => {
+            if open {
+                // §5.5.1: answer with a close echoing the code (an empty close with an empty
+                // one); the handshake is then complete.
+                let body = if code == CloseCode::NO_STATUS {
+                    Vec::new()
+                } else {
+                    close_body(code, "")
+                };
+                out.queue_close(&body);
+                let by = ClosedBy::Peer;
+                on_event(out, Event::Closed { code, reason, by });
+            }
+            *phase = Phase::Closed;
+            return Next::Stop;
+        }
+    };
+    on_event(out, event);
+    after_send(out, phase, on_event);
+    Next::Continue
+}
+
+/// Acts on a close queued through [`Outbound::close`]: reports it, and from now on reads only
+/// for the peer's close.
+fn after_send<F>(out: &mut Outbound, phase: &mut Phase, on_event: &mut F)
+where
+    F: FnMut(&mut Outbound, Event<'_>),
+{
+    if let Some(request) = out.take_close_request() {
+        *phase = Phase::CloseSent;
+        let (code, reason) = *request;
+        let by = ClosedBy::Local;
+        on_event(
+            out,
+            Event::Closed {
+                code,
+                reason: &reason,
+                by,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+#[path = "endpoint_tests.rs"]
+mod tests;

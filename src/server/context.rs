@@ -1,0 +1,241 @@
+//! What a [`Handler`](crate::Handler) callback is handed: the connection it is about, its
+//! sending half, the topic hub, and the outbox for messages to other connections (delivered by
+//! the loop once the callback returns, since the callback holds this connection, not theirs).
+
+use std::sync::Arc;
+
+use super::hub::Hub;
+use crate::app::{Backpressure, SlowConsumer};
+use crate::connection::RouteId;
+use crate::handler::{ConnectionId, SendStatus};
+use crate::protocol::close::CloseCode;
+use crate::protocol::frame::OpCode;
+use crate::protocol::outbound::{Message, Outbound, Prepared};
+
+/// Who receives a message published to a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// Every subscriber but the publishing connection.
+    ToOthers,
+    /// Every subscriber, the publishing connection too if it subscribed.
+    ToAll,
+}
+
+/// Where a deferred delivery goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// Every open connection on a route but one.
+    RouteExcept {
+        route: RouteId,
+        except: ConnectionId,
+    },
+    /// One connection.
+    One(ConnectionId),
+    /// Several connections.
+    Many(Vec<ConnectionId>),
+    /// A topic's subscribers, but one.
+    Topic {
+        topic: Arc<str>,
+        except: ConnectionId,
+    },
+}
+
+/// Messages for other connections, delivered by the event loop once the callback returns, in
+/// the order they were sent.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pub(crate) deliveries: Vec<(Target, Prepared)>,
+}
+
+/// The message a callback is handling, for [`Context::echo`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Current<'a> {
+    /// Not a message callback.
+    None,
+    /// A message that arrived in one piece, borrowed from the loop's read buffer.
+    Borrowed(Message<'a>),
+    /// A message gathered from pieces, shared so it can be queued without a copy.
+    Gathered(OpCode, &'a Arc<Vec<u8>>),
+}
+
+/// Handed to every [`Handler`](crate::Handler) callback: the connection it is about, and ways
+/// to act. Each receiver gets its messages in the order of the calls that sent them.
+pub struct Context<'a> {
+    pub(crate) id: ConnectionId,
+    pub(crate) route: RouteId,
+    pub(crate) path: &'a str,
+    pub(crate) out: &'a mut Outbound,
+    pub(crate) backpressure: &'a Backpressure,
+    pub(crate) hub: &'a mut Hub,
+    pub(crate) outbox: &'a mut Outbox,
+    pub(crate) current: Current<'a>,
+}
+
+impl Context<'_> {
+    /// This connection.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// The path of the route serving this connection.
+    pub fn path(&self) -> &str {
+        self.path
+    }
+
+    /// Bytes queued for this connection that it has not read yet.
+    pub fn buffered(&self) -> usize {
+        self.out.buffered()
+    }
+
+    /// Sends a message to this connection.
+    pub fn send(&mut self, message: Message<'_>) -> SendStatus {
+        if self.over_limit(message.as_bytes().len()) || !self.out.send(message) {
+            return SendStatus::Dropped;
+        }
+        self.status()
+    }
+
+    /// Whether the route drops a message of `len` bytes for this connection.
+    fn over_limit(&self, len: usize) -> bool {
+        self.backpressure.slow_consumer == SlowConsumer::DropMessages
+            && self.out.buffered() > 0
+            && self.out.buffered() + len > self.backpressure.max_buffered
+    }
+
+    /// What a send just did, judged by the queue.
+    fn status(&self) -> SendStatus {
+        if self.out.buffered() > self.backpressure.high_watermark {
+            SendStatus::Backpressured
+        } else {
+            SendStatus::Queued
+        }
+    }
+
+    /// Sends the message being handled back to this connection with its opcode. A large
+    /// message gathered from fragments or several reads is queued without being copied.
+    /// Outside `on_message` there is no such message: [`SendStatus::Dropped`].
+    pub fn echo(&mut self) -> SendStatus {
+        match self.current {
+            Current::None => SendStatus::Dropped,
+            Current::Borrowed(message) => self.send(message),
+            Current::Gathered(opcode, payload) => {
+                if self.over_limit(payload.len()) || !self.out.send_shared(opcode, payload) {
+                    return SendStatus::Dropped;
+                }
+                self.status()
+            }
+        }
+    }
+
+    /// Sends a text message to this connection.
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.send(Message::Text(text))
+    }
+
+    /// Sends a binary message to this connection.
+    pub fn send_binary(&mut self, bytes: &[u8]) -> SendStatus {
+        self.send(Message::Binary(bytes))
+    }
+
+    /// Sends a message to another connection, if it is still open. Sends to other
+    /// connections are delivered after this callback returns; a send to this connection's own
+    /// id is queued at once, like [`Context::send`], so every receiver gets its messages in the
+    /// order of the calls that sent them.
+    pub fn send_to(&mut self, to: ConnectionId, message: Message<'_>) {
+        if to == self.id {
+            self.send(message);
+        } else {
+            let prepared = Prepared::new(message);
+            self.outbox.deliveries.push((Target::One(to), prepared));
+        }
+    }
+
+    /// Sends one message to each of `to` that is still open: encoded once, shared by all their
+    /// queues. Ordered as for [`Context::send_to`].
+    pub fn send_to_many(
+        &mut self,
+        to: impl IntoIterator<Item = ConnectionId>,
+        message: Message<'_>,
+    ) {
+        let prepared = Prepared::new(message);
+        let mut others = Vec::new();
+        for id in to {
+            if id != self.id {
+                others.push(id);
+            } else {
+                self.send_prepared(&prepared);
+            }
+        }
+        if !others.is_empty() {
+            self.outbox
+                .deliveries
+                .push((Target::Many(others), prepared));
+        }
+    }
+
+    fn send_prepared(&mut self, prepared: &Prepared) -> SendStatus {
+        if self.over_limit(prepared.frame_len()) || !self.out.send_prepared(prepared) {
+            return SendStatus::Dropped;
+        }
+        self.status()
+    }
+
+    /// Sends a message to every other open connection on this connection's path. The frame is
+    /// encoded once and shared by every receiver's queue.
+    pub fn broadcast(&mut self, message: Message<'_>) {
+        let target = Target::RouteExcept {
+            route: self.route,
+            except: self.id,
+        };
+        self.outbox
+            .deliveries
+            .push((target, Prepared::new(message)));
+    }
+
+    /// Subscribes this connection to `topic` until it unsubscribes or closes. Returns false if
+    /// it already was.
+    pub fn subscribe(&mut self, topic: &str) -> bool {
+        self.out.is_open() && self.hub.subscribe(topic, self.id)
+    }
+
+    /// Unsubscribes this connection from `topic`. Returns false if it was not subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.hub.unsubscribe(topic, self.id)
+    }
+
+    /// Whether this connection is subscribed to `topic`.
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.hub.is_subscribed(topic, self.id)
+    }
+
+    /// Publishes a message to `topic`'s subscribers, on this connection's own route or any
+    /// other: encoded once and shared by every receiver's queue. A copy to this connection
+    /// itself ([`Publish::ToAll`], if it subscribed) is queued at once, the others are
+    /// delivered when the callback returns. Returns how many subscribers it goes to.
+    pub fn publish(&mut self, topic: &str, message: Message<'_>, to: Publish) -> usize {
+        let subscribers = self.hub.subscriber_count(topic);
+        if subscribers == 0 {
+            return 0;
+        }
+        let prepared = Prepared::new(message);
+        let to_self = to == Publish::ToAll && self.hub.is_subscribed(topic, self.id);
+        let others = subscribers - usize::from(self.hub.is_subscribed(topic, self.id));
+        if to_self {
+            self.send_prepared(&prepared);
+        }
+        if others > 0 {
+            let target = Target::Topic {
+                topic: Arc::from(topic),
+                except: self.id,
+            };
+            self.outbox.deliveries.push((target, prepared));
+        }
+        others + usize::from(to_self)
+    }
+
+    /// Starts the closing handshake (§7.1.2) with `code` and `reason`: nothing sent to this
+    /// connection after it goes out. Codes that may not be sent (§7.4.1) become 1000.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        self.out.close(code, reason);
+    }
+}

@@ -1,0 +1,114 @@
+//! Where a connection's events meet the application: the loop hands each connection a
+//! [`Dispatch`], which answers requests through the router and calls the route's handler with
+//! a [`Context`] for every open, message and close, logging each open and close once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use log::info;
+
+use crate::app::{Route, Router};
+use crate::connection::{Answer, Closed, ConnectionEvents, RouteId};
+use crate::handler::{ConnectionId, Handler};
+use crate::protocol::handshake::Request;
+use crate::protocol::outbound::{Message, Outbound};
+use crate::server::context::{Context, Current, Outbox};
+use crate::server::hub::Hub;
+
+/// What connections' events are dispatched to: the router with its handlers, the topic hub,
+/// and the outbox for messages to other connections.
+pub(crate) struct App {
+    pub(crate) router: Router,
+    pub(crate) hub: Hub,
+    pub(crate) outbox: Outbox,
+}
+
+/// The loop's side of one connection's events.
+pub(super) struct Dispatch<'a> {
+    pub(super) app: &'a mut App,
+    pub(super) peer: SocketAddr,
+}
+
+impl Dispatch<'_> {
+    /// Runs a callback of the route's handler with a fresh context.
+    pub(super) fn call(
+        &mut self,
+        id: ConnectionId,
+        route: RouteId,
+        out: &mut Outbound,
+        current: Current<'_>,
+        callback: impl FnOnce(&mut dyn Handler, &mut Context<'_>),
+    ) {
+        let Route {
+            path,
+            handler,
+            backpressure,
+        } = &mut self.app.router.routes[route];
+        let mut ctx = Context {
+            id,
+            route,
+            path,
+            out,
+            backpressure,
+            hub: &mut self.app.hub,
+            outbox: &mut self.app.outbox,
+            current,
+        };
+        callback(handler.as_mut(), &mut ctx);
+    }
+}
+
+impl ConnectionEvents for Dispatch<'_> {
+    fn on_request(&mut self, _id: ConnectionId, request: &Request, upgrade: bool) -> Answer {
+        self.app.router.answer(request, upgrade)
+    }
+
+    fn on_open(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound) {
+        info!(
+            "{} {} open {id}",
+            self.peer, self.app.router.routes[route].path
+        );
+        self.call(id, route, out, Current::None, |handler, ctx| {
+            handler.on_open(ctx)
+        });
+    }
+
+    fn on_message(
+        &mut self,
+        id: ConnectionId,
+        route: RouteId,
+        out: &mut Outbound,
+        message: Message<'_>,
+        gathered: Option<&Arc<Vec<u8>>>,
+    ) {
+        let current = match gathered {
+            Some(payload) => Current::Gathered(message.opcode(), payload),
+            None => Current::Borrowed(message),
+        };
+        self.call(id, route, out, current, |handler, ctx| {
+            handler.on_message(ctx, message)
+        });
+    }
+
+    fn on_close(
+        &mut self,
+        id: ConnectionId,
+        route: RouteId,
+        out: &mut Outbound,
+        close: Closed<'_>,
+    ) {
+        let Closed { code, reason, how } = close;
+        let path = &self.app.router.routes[route].path;
+        info!("{} {path} closed {how} {code} {reason:?} {id}", self.peer);
+        self.call(id, route, out, Current::None, |handler, ctx| {
+            handler.on_close(ctx, code, reason)
+        });
+        self.app.hub.unsubscribe_all(id);
+    }
+
+    fn on_drain(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound) {
+        self.call(id, route, out, Current::None, |handler, ctx| {
+            handler.on_drain(ctx)
+        });
+    }
+}

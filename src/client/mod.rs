@@ -22,12 +22,15 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::protocol::client_handshake::{parse_response, upgrade_request, ResponseError};
-use crate::protocol::close::{close_body, CloseCode};
+use crate::protocol::close::CloseCode;
+use crate::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase};
 use crate::protocol::error::ProtocolError;
-use crate::protocol::frame::{encode_frame, Decoded, FrameDecoder, OpCode, Role};
-use crate::protocol::message::{DataKind, MessageAssembler, Received};
+use crate::protocol::frame::Role;
 use crate::Message;
 pub use url::WsUrl;
+
+/// How much is read from the server at once.
+const READ_BUFFER_SIZE: usize = 64 * 1024;
 
 /// How long [`Client::close`] waits, in all, for the server's close and end of stream.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
@@ -114,25 +117,24 @@ impl Default for ClientOptions<'_> {
 #[derive(Debug)]
 pub struct Client {
     stream: TcpStream,
-    decoder: FrameDecoder,
-    assembler: MessageAssembler,
-    read_buffer: Box<[u8]>,
-    write_buffer: Vec<u8>,
+    /// The protocol endpoint, in the client role.
+    ws: Endpoint,
+    /// Bytes read from the server; `input[unread..filled]` are not processed yet (the frames
+    /// after a message handed out, or after the handshake reply).
+    input: Box<[u8]>,
+    unread: usize,
+    filled: usize,
     incoming: VecDeque<Incoming>,
     protocol: Option<String>,
-    /// Frames that arrived with the handshake reply, not yet processed.
-    leftover: Vec<u8>,
-    /// A violation found after messages that are still to be handed out: reported (and the
-    /// connection failed) once they have been, so nothing valid before it is lost.
+    /// A violation found after messages that are still to be handed out: reported once they
+    /// have been, so nothing valid before it is lost. (The endpoint has already sent the
+    /// matching close.)
     pending_error: Option<ProtocolError>,
-    close_sent: bool,
-    close_received: bool,
-    failed: bool,
 }
 
-/// A random 4-byte masking key or 16-byte nonce from the OS.
-fn random<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
+/// A random 16-byte handshake nonce from the OS.
+fn nonce() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS entropy source works");
     bytes
 }
@@ -150,19 +152,21 @@ impl Client {
         stream.set_read_timeout(Some(options.timeout))?;
         let _ = stream.set_nodelay(true);
         let max = options.max_message_size as u64;
+        let config = EndpointConfig {
+            max_frame_size: max,
+            max_message_size: max,
+            ping_interval: None,
+            idle_timeout: None,
+        };
         let mut client = Client {
             stream,
-            decoder: FrameDecoder::new(Role::Client, max),
-            assembler: MessageAssembler::new(max),
-            read_buffer: vec![0; 64 * 1024].into_boxed_slice(),
-            write_buffer: Vec::new(),
+            ws: Endpoint::new(Role::Client, &config, Instant::now()),
+            input: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
+            unread: 0,
+            filled: 0,
             incoming: VecDeque::new(),
             protocol: None,
-            leftover: Vec::new(),
             pending_error: None,
-            close_sent: false,
-            close_received: false,
-            failed: false,
         };
         client.handshake(&url, options.protocols)?;
         client.stream.set_read_timeout(None)?;
@@ -170,21 +174,22 @@ impl Client {
     }
 
     fn handshake(&mut self, url: &WsUrl, protocols: &[&str]) -> Result<(), ClientError> {
-        let (request, key) =
-            upgrade_request(&url.host_header(), &url.resource, random(), protocols);
+        let (request, key) = upgrade_request(&url.host_header(), &url.resource, nonce(), protocols);
         self.stream.write_all(&request)?;
         let mut head = Vec::new();
         loop {
-            let n = self.stream.read(&mut self.read_buffer)?;
+            let n = self.stream.read(&mut self.input)?;
             if n == 0 {
                 return Err(ClientError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
-            head.extend_from_slice(&self.read_buffer[..n]);
+            head.extend_from_slice(&self.input[..n]);
             if let Some(accepted) =
                 parse_response(&head, &key, protocols).map_err(ClientError::Handshake)?
             {
                 self.protocol = accepted.protocol;
-                self.leftover = head.split_off(accepted.head_len);
+                // The head ended in this read: the frames after it are where they were read.
+                self.filled = n;
+                self.unread = n - (head.len() - accepted.head_len);
                 return Ok(());
             }
             if head.len() > 64 * 1024 {
@@ -205,24 +210,26 @@ impl Client {
 
     /// Sends a message in one masked frame.
     pub fn send(&mut self, message: Message<'_>) -> Result<(), ClientError> {
-        let opcode = match message {
-            Message::Text(_) => OpCode::Text,
-            Message::Binary(_) => OpCode::Binary,
-        };
-        self.send_frame(opcode, message.as_bytes())
+        if !self.ws.outbound().send(message) {
+            return Err(ClientError::Closed);
+        }
+        self.flush()
     }
 
     /// Sends a ping with `payload` (at most 125 bytes).
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), ClientError> {
-        self.send_frame(OpCode::Ping, &payload[..payload.len().min(125)])
-    }
-
-    fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), ClientError> {
-        if self.close_sent {
+        if !self.ws.outbound().ping(payload) {
             return Err(ClientError::Closed);
         }
-        write_frame(&mut self.stream, &mut self.write_buffer, opcode, payload)?;
-        self.close_sent = opcode == OpCode::Close;
+        self.flush()
+    }
+
+    /// Writes out what the endpoint queued (the socket blocks until it takes everything).
+    fn flush(&mut self) -> Result<(), ClientError> {
+        let queue = self.ws.outbound().queue();
+        while !queue.is_empty() {
+            queue.write_to(&mut self.stream)?;
+        }
         Ok(())
     }
 
@@ -233,130 +240,68 @@ impl Client {
                 return Ok(incoming);
             }
             if let Some(error) = self.pending_error.take() {
-                return Err(self.fail(error));
+                // The endpoint sent the error's close code (§7.1.7); reading stops here.
+                let _ = self.stream.shutdown(std::net::Shutdown::Write);
+                return Err(ClientError::Protocol(error));
             }
-            if !self.leftover.is_empty() {
-                let mut frames = std::mem::take(&mut self.leftover);
-                self.process(&mut frames)?;
+            if self.unread < self.filled {
+                self.process()?;
                 continue;
             }
-            if self.close_received || self.failed {
+            if !self.ws.reads_frames() {
                 return Err(ClientError::Closed);
             }
-            let n = self.stream.read(&mut self.read_buffer)?;
+            let n = self.stream.read(&mut self.input)?;
             if n == 0 {
-                self.failed = true;
+                self.ws
+                    .drop_connection(CloseCode::ABNORMAL, "", &mut |_, _| {});
                 let dropped = io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "connection dropped without a close frame",
                 );
                 return Err(ClientError::Io(dropped));
             }
-            let mut input = std::mem::take(&mut self.read_buffer);
-            let result = self.process(&mut input[..n]);
-            self.read_buffer = input;
-            result?;
+            (self.unread, self.filled) = (0, n);
         }
     }
 
-    /// Runs received bytes through the decoder and assembler, until they are used up, the
-    /// server's close arrives, or a violation is found (kept in `pending_error`).
-    fn process(&mut self, input: &mut [u8]) -> Result<(), ClientError> {
-        let mut pos = 0;
-        while !self.close_received && self.pending_error.is_none() {
-            let step = match self.decoder.decode(&mut input[pos..]) {
-                Ok(Some(step)) => step,
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    self.pending_error = Some(e);
-                    return Ok(());
-                }
-            };
-            pos += step.0;
-            let received = match step.1 {
-                Decoded::Header(header) => self.assembler.on_header(&header).map(|()| None),
-                Decoded::Payload { data, end_of_frame } => {
-                    self.assembler.on_payload(data, end_of_frame)
-                }
-            };
-            let incoming = match received {
-                Ok(None) => continue,
-                Ok(Some(Received::Text(text))) => Incoming::Text(text.to_string()),
-                Ok(Some(Received::Binary(data))) => Incoming::Binary(data.to_vec()),
-                // Gathered from pieces: handed over without a copy.
-                Ok(Some(Received::Gathered(DataKind::Binary))) => {
-                    Incoming::Binary(self.assembler.take_message())
-                }
-                Ok(Some(Received::Gathered(DataKind::Text))) => {
-                    match String::from_utf8(self.assembler.take_message()) {
-                        Ok(text) => Incoming::Text(text),
-                        Err(_) => {
-                            self.pending_error = Some(ProtocolError::InvalidUtf8);
-                            return Ok(());
-                        }
-                    }
-                }
-                Ok(Some(Received::Ping(payload))) => {
-                    if !self.close_sent {
-                        write_frame(
-                            &mut self.stream,
-                            &mut self.write_buffer,
-                            OpCode::Pong,
-                            payload,
-                        )?;
-                    }
-                    continue;
-                }
-                Ok(Some(Received::Pong(_))) => continue,
-                Ok(Some(Received::Close(code, reason))) => {
-                    let incoming = Incoming::Close(code, reason.to_string());
-                    self.close_received = true;
-                    if !self.close_sent {
-                        // §5.5.1: echo the code; an empty close is answered with an empty close.
-                        let body = if code == CloseCode::NO_STATUS {
-                            Vec::new()
-                        } else {
-                            close_body(code, "")
-                        };
-                        self.send_frame(OpCode::Close, &body)?;
-                    }
-                    incoming
-                }
-                Err(e) => {
-                    self.pending_error = Some(e);
-                    return Ok(());
-                }
-            };
-            self.incoming.push_back(incoming);
+    /// Runs unread bytes through the endpoint up to the first message or close they complete,
+    /// then writes what it queued in reply (pongs, a close). One message at a time, so the
+    /// caller can answer it before a bad frame behind it fails the connection.
+    fn process(&mut self) -> Result<(), ClientError> {
+        let Client {
+            ws,
+            input,
+            unread,
+            filled,
+            incoming,
+            pending_error,
+            ..
+        } = self;
+        let unprocessed = &mut input[*unread..*filled];
+        *unread += ws.receive_one(unprocessed, Instant::now(), &mut |_, event| match event {
+            Event::Message { message, .. } => incoming.push_back(match message {
+                Message::Text(text) => Incoming::Text(text.to_string()),
+                Message::Binary(bytes) => Incoming::Binary(bytes.to_vec()),
+            }),
+            Event::Closed { code, reason, by } => match by {
+                ClosedBy::Peer => incoming.push_back(Incoming::Close(code, reason.to_string())),
+                ClosedBy::Violation(error) => *pending_error = Some(error),
+                ClosedBy::Local | ClosedBy::Dropped => {}
+            },
+            Event::Ping(_) | Event::Pong(_) => {}
+        });
+        if !ws.reads_frames() {
+            *unread = *filled; // the rest is not for anyone
         }
-        Ok(())
-    }
-
-    /// Fails the connection (§7.1.7): send the error's close code, stop reading frames.
-    fn fail(&mut self, error: ProtocolError) -> ClientError {
-        self.failed = true;
-        if !self.close_sent {
-            let _ = self.send_frame(
-                OpCode::Close,
-                &close_body(error.close_code(), &error.to_string()),
-            );
-        }
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        ClientError::Protocol(error)
+        self.flush()
     }
 
     /// Sends a close frame (§5.5.1) without waiting. Messages the server sent before its own
     /// close still arrive through [`Client::recv`], which then returns the server's close.
     pub fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), ClientError> {
-        if !self.close_sent {
-            let code = if code.is_sendable() {
-                code
-            } else {
-                CloseCode::NORMAL
-            };
-            self.send_frame(OpCode::Close, &close_body(code, reason))?;
-        }
-        Ok(())
+        self.ws.close(code, reason, &mut |_, _| {});
+        self.flush()
     }
 
     /// Starts the closing handshake if it has not started, and waits (up to 5 s) for the
@@ -366,7 +311,7 @@ impl Client {
         self.start_close(code, reason)?;
         // One deadline for the whole close: a server that keeps sending must not hold it open.
         let deadline = Instant::now() + CLOSE_WAIT;
-        while !self.close_received && !self.failed {
+        while self.ws.phase() == Phase::CloseSent {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(());
@@ -405,16 +350,4 @@ fn connect_tcp(url: &WsUrl, timeout: Duration) -> Result<TcpStream, ClientError>
         }
     }
     Err(ClientError::Connect(last))
-}
-
-/// Writes one masked frame with a fresh key.
-fn write_frame(
-    stream: &mut TcpStream,
-    buffer: &mut Vec<u8>,
-    opcode: OpCode,
-    payload: &[u8],
-) -> io::Result<()> {
-    buffer.clear();
-    encode_frame(buffer, opcode, payload, Some(random()));
-    stream.write_all(buffer)
 }

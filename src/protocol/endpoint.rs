@@ -15,6 +15,7 @@
 //! message can reply while the message's bytes are still borrowed (from the caller's read
 //! buffer or the endpoint's reassembly buffer): nothing is copied on the way.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -166,14 +167,45 @@ impl Endpoint {
     where
         F: FnMut(&mut Outbound, Event<'_>),
     {
+        self.receive_until(input, now, on_event, false);
+    }
+
+    /// Like [`Endpoint::receive`], but stops right after the first data message or close it
+    /// reports, and returns how many bytes of `input` it used. For a caller that hands out one
+    /// message at a time and must act on it before the bytes after it are looked at: a client
+    /// that echoes a message must do so before a bad frame behind it fails the connection.
+    pub fn receive_one<F>(&mut self, input: &mut [u8], now: Instant, on_event: &mut F) -> usize
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
+        self.receive_until(input, now, on_event, true)
+    }
+
+    fn receive_until<F>(
+        &mut self,
+        input: &mut [u8],
+        now: Instant,
+        on_event: &mut F,
+        stop_after_message: bool,
+    ) -> usize
+    where
+        F: FnMut(&mut Outbound, Event<'_>),
+    {
         self.touch(now);
+        let reported = Cell::new(false);
+        let mut on_event = |out: &mut Outbound, event: Event<'_>| {
+            if matches!(event, Event::Message { .. } | Event::Closed { .. }) {
+                reported.set(true);
+            }
+            on_event(out, event);
+        };
         let mut pos = 0;
-        while self.reads_frames() {
+        while self.reads_frames() && !(stop_after_message && reported.get()) {
             let (used, decoded) = match self.decoder.decode(&mut input[pos..]) {
                 Ok(Some(step)) => step,
-                Ok(None) => break,
+                Ok(None) => return input.len(),
                 Err(error) => {
-                    self.fail(error, on_event);
+                    self.fail(error, &mut on_event);
                     break;
                 }
             };
@@ -184,9 +216,10 @@ impl Endpoint {
                     self.assembler.on_payload(data, end_of_frame)
                 }
             };
-            let next = react(received, &mut self.out, &mut self.phase, on_event);
-            self.finish(next, on_event);
+            let next = react(received, &mut self.out, &mut self.phase, &mut on_event);
+            self.finish(next, &mut on_event);
         }
+        pos
     }
 
     /// While a large data frame's payload is arriving, lets `read` fill its next bytes straight

@@ -1,17 +1,22 @@
 //! One load-generator connection on the mio loop: connect, handshake (client side of the
 //! protocol core), then send a pre-encoded masked frame as often as asked and report each data
-//! message that comes back.
+//! message that comes back. What arrives goes through the protocol endpoint in the client role,
+//! which validates it, answers pings and runs the closing handshake; large payloads are read
+//! straight into the message buffer, as the server does.
 //!
 //! The frame is masked once per connection with a random key and then sent as is: a load
 //! generator needs the server to do the full unmasking work, not fresh keys per frame.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use mio::net::TcpStream;
 use wsloop::client::WsUrl;
 use wsloop::protocol::client_handshake::{parse_response, upgrade_request};
-use wsloop::protocol::frame::{encode_frame, Decoded, FrameDecoder, OpCode, Role};
+use wsloop::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase as WsPhase};
+use wsloop::protocol::frame::Role;
+use wsloop::CloseCode;
 
 /// The most copies of the frame written with one system call.
 const MAX_COPIES: usize = 64;
@@ -53,13 +58,9 @@ pub struct BenchConn {
     handshake_out: Vec<u8>,
     handshake_in: Vec<u8>,
     key: String,
-    decoder: FrameDecoder,
-    /// The current frame is a final data frame (its end completes a message).
-    in_final_data: bool,
-    /// The payload of a ping being received, to answer with a pong (§5.5.2).
-    ping: Option<Vec<u8>>,
-    /// Control frames to send (pongs), written between data frames.
-    control_out: Vec<u8>,
+    /// The protocol endpoint once the handshake is done. Its queue holds the control frames
+    /// it sends (pongs, the close), written between copies of the data frame.
+    ws: Option<Endpoint>,
     /// The frame to send, and how many copies are still to go.
     frame: Arc<[u8]>,
     pub to_send: usize,
@@ -78,10 +79,7 @@ impl BenchConn {
             handshake_out: request,
             handshake_in: Vec::new(),
             key,
-            decoder: FrameDecoder::new(Role::Client, 1 << 30),
-            in_final_data: false,
-            ping: None,
-            control_out: Vec::new(),
+            ws: None,
             frame,
             to_send: 0,
             offset: 0,
@@ -93,7 +91,7 @@ impl BenchConn {
         match self.phase {
             Phase::Connecting => true,
             Phase::Handshaking => !self.handshake_out.is_empty(),
-            Phase::Open | Phase::Closing => self.to_send > 0 || !self.control_out.is_empty(),
+            Phase::Open | Phase::Closing => self.to_send > 0 || self.control_waiting(),
             Phase::Closed => false,
         }
     }
@@ -124,12 +122,29 @@ impl BenchConn {
         result.map_err(|e| format!("write failed: {e}"))
     }
 
+    /// Whether the endpoint has control frames waiting.
+    fn control_waiting(&self) -> bool {
+        self.ws.as_ref().is_some_and(|ws| ws.buffered() > 0)
+    }
+
+    /// Writes the endpoint's control frames, only between data frames; returns whether they
+    /// all went out.
+    fn write_control(&mut self) -> io::Result<bool> {
+        let Some(ws) = self.ws.as_mut().filter(|_| self.offset == 0) else {
+            return Ok(false);
+        };
+        let queue = ws.outbound().queue();
+        if !queue.is_empty() {
+            queue.write_to(&mut self.stream)?;
+        }
+        Ok(queue.is_empty())
+    }
+
     /// Writes queued copies of the frame, up to [`MAX_COPIES`] per system call, and pongs
     /// between them.
     fn write_frames(&mut self) -> io::Result<()> {
-        if self.offset == 0 && !self.control_out.is_empty() {
-            let n = write_some(&mut self.stream, &self.control_out)?;
-            self.control_out.drain(..n);
+        if self.control_waiting() && !self.write_control()? {
+            return Ok(());
         }
         let len = self.frame.len();
         while self.to_send > 0 {
@@ -154,10 +169,7 @@ impl BenchConn {
             self.offset = progressed % len;
         }
         // A close queued after the last frame.
-        if self.offset == 0 && !self.control_out.is_empty() {
-            let n = write_some(&mut self.stream, &self.control_out)?;
-            self.control_out.drain(..n);
-        }
+        self.write_control()?;
         Ok(())
     }
 
@@ -169,11 +181,9 @@ impl BenchConn {
         }
         self.phase = Phase::Closing;
         self.to_send = usize::from(self.offset > 0);
-        let mut key = [0u8; 4];
-        getrandom::fill(&mut key).expect("the OS entropy source works");
-        let mut body = 1000u16.to_be_bytes().to_vec();
-        body.extend_from_slice(b"bench done");
-        encode_frame(&mut self.control_out, OpCode::Close, &body, Some(key));
+        if let Some(ws) = self.ws.as_mut() {
+            ws.close(CloseCode::NORMAL, "bench done", &mut |_, _| {});
+        }
     }
 
     /// Reads until `WouldBlock` into `buffer`, decoding what arrives. A failure is reported in
@@ -184,7 +194,43 @@ impl BenchConn {
     pub fn read(&mut self, buffer: &mut [u8], short_read_drains: bool) -> ReadOutcome {
         let mut outcome = ReadOutcome::default();
         loop {
-            match self.stream.read(buffer) {
+            let now = Instant::now();
+            // The rest of a large payload goes straight into its message's buffer.
+            let in_place = match self.ws.as_mut() {
+                Some(ws) => {
+                    let stream = &mut self.stream;
+                    let phase = &self.phase;
+                    let mut report = |_: &mut _, event: Event<'_>| {
+                        note(event, phase, &mut outcome);
+                    };
+                    ws.receive_in_place(|room| stream.read(room), now, &mut report)
+                }
+                None => None,
+            };
+            let (result, offered) = match in_place {
+                Some(done) => done,
+                None => {
+                    let result = self.stream.read(buffer);
+                    if let Ok(n @ 1..) = result {
+                        if let Err(e) = self.receive(&mut buffer[..n], now, &mut outcome) {
+                            outcome.failed = Some(e);
+                            return outcome;
+                        }
+                    }
+                    (result, buffer.len())
+                }
+            };
+            if self
+                .ws
+                .as_ref()
+                .is_some_and(|ws| ws.phase() == WsPhase::Closed)
+            {
+                if self.phase == Phase::Closing && outcome.failed.is_none() {
+                    outcome.closed = true;
+                }
+                return outcome;
+            }
+            match result {
                 Ok(0) if self.phase == Phase::Closing => {
                     outcome.closed = true;
                     return outcome;
@@ -194,14 +240,7 @@ impl BenchConn {
                     return outcome;
                 }
                 Ok(n) => {
-                    if let Err(e) = self.receive(&mut buffer[..n], &mut outcome) {
-                        outcome.failed = Some(e);
-                        return outcome;
-                    }
-                    if outcome.closed {
-                        return outcome;
-                    }
-                    if short_read_drains && n < buffer.len() {
+                    if short_read_drains && n < offered {
                         return outcome;
                     }
                 }
@@ -215,9 +254,16 @@ impl BenchConn {
         }
     }
 
-    fn receive(&mut self, input: &mut [u8], outcome: &mut ReadOutcome) -> Result<(), String> {
-        if self.phase != Phase::Handshaking {
-            return self.receive_frames(input, outcome);
+    fn receive(
+        &mut self,
+        input: &mut [u8],
+        now: Instant,
+        outcome: &mut ReadOutcome,
+    ) -> Result<(), String> {
+        if let Some(ws) = self.ws.as_mut() {
+            let phase = &self.phase;
+            ws.receive(input, now, &mut |_, event| note(event, phase, outcome));
+            return Ok(());
         }
         self.handshake_in.extend_from_slice(input);
         match parse_response(&self.handshake_in, &self.key, &[]) {
@@ -227,51 +273,39 @@ impl BenchConn {
                 outcome.opened = true;
                 let mut rest = self.handshake_in.split_off(accepted.head_len);
                 self.handshake_in = Vec::new();
-                self.receive_frames(&mut rest, outcome)
+                self.ws = Some(Endpoint::new(Role::Client, &ENDPOINT, now));
+                self.receive(&mut rest, now, outcome)
             }
             Err(e) => Err(e.to_string()),
         }
     }
+}
 
-    fn receive_frames(
-        &mut self,
-        input: &mut [u8],
-        outcome: &mut ReadOutcome,
-    ) -> Result<(), String> {
-        let mut pos = 0;
-        loop {
-            let (n, decoded) = match self.decoder.decode(&mut input[pos..]) {
-                Ok(Some(step)) => step,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(format!("bad frame from the server: {e}")),
-            };
-            pos += n;
-            match decoded {
-                Decoded::Header(header) => {
-                    if header.opcode == OpCode::Close && self.phase == Phase::Closing {
-                        outcome.closed = true;
-                        return Ok(());
-                    }
-                    if header.opcode == OpCode::Close {
-                        return Err("the server sent a close frame".into());
-                    }
-                    self.in_final_data = header.fin && !header.opcode.is_control();
-                    self.ping = (header.opcode == OpCode::Ping).then(Vec::new);
+/// The bench's endpoint: as large a message as the server may echo, no keepalive.
+const ENDPOINT: EndpointConfig = EndpointConfig {
+    max_frame_size: 1 << 30,
+    max_message_size: 1 << 30,
+    ping_interval: None,
+    idle_timeout: None,
+};
+
+/// Adds what the endpoint reported to the outcome of a read.
+fn note(event: Event<'_>, phase: &Phase, outcome: &mut ReadOutcome) {
+    match event {
+        Event::Message { .. } => outcome.messages += 1,
+        // The endpoint queued the pong.
+        Event::Ping(_) => outcome.wants_write = true,
+        Event::Pong(_) => {}
+        Event::Closed { code, reason, by } => {
+            outcome.wants_write = true;
+            match by {
+                ClosedBy::Local => {}
+                ClosedBy::Peer if *phase == Phase::Closing => outcome.closed = true,
+                ClosedBy::Peer | ClosedBy::Dropped => {
+                    outcome.failed = Some(format!("the server closed with {code} {reason:?}"));
                 }
-                Decoded::Payload { data, end_of_frame } => {
-                    if end_of_frame && self.in_final_data {
-                        outcome.messages += 1;
-                    }
-                    if let Some(ping) = self.ping.as_mut() {
-                        ping.extend_from_slice(data);
-                        if end_of_frame {
-                            let mut key = [0u8; 4];
-                            getrandom::fill(&mut key).expect("the OS entropy source works");
-                            encode_frame(&mut self.control_out, OpCode::Pong, ping, Some(key));
-                            self.ping = None;
-                            outcome.wants_write = true;
-                        }
-                    }
+                ClosedBy::Violation(e) => {
+                    outcome.failed = Some(format!("bad frame from the server: {e}"));
                 }
             }
         }

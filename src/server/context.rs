@@ -71,14 +71,14 @@ pub struct Context<'a> {
     pub(crate) current: Current<'a>,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
     /// This connection.
     pub fn id(&self) -> ConnectionId {
         self.id
     }
 
     /// The path of the route serving this connection.
-    pub fn path(&self) -> &str {
+    pub fn path(&self) -> &'a str {
         self.path
     }
 

@@ -1,12 +1,16 @@
 //! The chat endpoint: named users in rooms, room messages, private messages, typing
 //! indicators and member lists, as JSON text messages (see README.md and [`wire`]).
+//!
+//! A room is a topic (`<path>:<room>`): members subscribe to it, and room events are published
+//! to it, encoded once for every member. The chat keeps names and who is in which room, for
+//! uniqueness, private messages and member lists.
 
 pub mod wire;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::{CloseCode, ConnectionId, Context, Handler, Message};
+use crate::{CloseCode, ConnectionId, Context, Handler, Message, Publish};
 use wire::{valid_name, ErrorCode, Event, Request, MAX_TEXT_BYTES};
 
 /// The room a `join` without one enters.
@@ -35,6 +39,17 @@ fn now_ms() -> u64 {
 
 fn send(ctx: &mut Context<'_>, to: impl IntoIterator<Item = ConnectionId>, event: &Event<'_>) {
     ctx.send_to_many(to, Message::Text(&event.to_json()));
+}
+
+/// The topic of `room` on this route.
+fn topic(ctx: &Context<'_>, room: &str) -> String {
+    format!("{}:{room}", ctx.path())
+}
+
+/// Sends `event` to everyone in `room` (`to` says whether the sender too).
+fn publish(ctx: &mut Context<'_>, room: &str, event: &Event<'_>, to: Publish) {
+    let topic = topic(ctx, room);
+    ctx.publish(&topic, Message::Text(&event.to_json()), to);
 }
 
 fn refuse(ctx: &mut Context<'_>, code: ErrorCode, message: impl Into<String>) {
@@ -77,16 +92,15 @@ impl Chat {
     fn enter(&mut self, ctx: &mut Context<'_>, room: String) {
         let id = ctx.id();
         self.rooms.entry(room.clone()).or_default().insert(id);
+        let topic = topic(ctx, &room);
+        ctx.subscribe(&topic);
         let name = self.users[&id].name.clone();
-        send(
-            ctx,
-            self.members(&room),
-            &Event::Joined {
-                name: &name,
-                room: &room,
-                ts: now_ms(),
-            },
-        );
+        let joined = Event::Joined {
+            name: &name,
+            room: &room,
+            ts: now_ms(),
+        };
+        publish(ctx, &room, &joined, Publish::ToAll);
         self.users.get_mut(&id).expect("joined user").room = room.clone();
         self.send_users(ctx, &room);
     }
@@ -95,25 +109,25 @@ impl Chat {
     fn leave_room(&mut self, ctx: &mut Context<'_>, id: ConnectionId, tell_self: bool) {
         let user = &self.users[&id];
         let (name, room) = (user.name.clone(), user.room.clone());
-        let mut told = self.members(&room);
         if let Some(members) = self.rooms.get_mut(&room) {
             members.remove(&id);
             if members.is_empty() {
                 self.rooms.remove(&room);
             }
         }
-        if !tell_self {
-            told.retain(|member| *member != id);
-        }
-        send(
-            ctx,
-            told,
-            &Event::Left {
-                name: &name,
-                room: &room,
-                ts: now_ms(),
-            },
-        );
+        let left = Event::Left {
+            name: &name,
+            room: &room,
+            ts: now_ms(),
+        };
+        let to = if tell_self {
+            Publish::ToAll
+        } else {
+            Publish::ToOthers
+        };
+        publish(ctx, &room, &left, to);
+        let topic = topic(ctx, &room);
+        ctx.unsubscribe(&topic);
     }
 
     fn join(&mut self, ctx: &mut Context<'_>, name: String, room: Option<String>) {
@@ -180,7 +194,7 @@ impl Chat {
                     text: &text,
                     ts: now_ms(),
                 };
-                send(ctx, self.members(&room), &event);
+                publish(ctx, &room, &event, Publish::ToAll);
             }
             Request::Pm { to, text } => match self.by_name.get(&to.to_lowercase()) {
                 None => refuse(ctx, ErrorCode::UnknownUser, format!("no user named {to}")),
@@ -197,16 +211,12 @@ impl Chat {
                 }
             },
             Request::Typing { active } => {
-                let others = self.members(&room).into_iter().filter(|m| *m != id);
-                send(
-                    ctx,
-                    others,
-                    &Event::Typing {
-                        name: &name,
-                        active,
-                        ts: now_ms(),
-                    },
-                );
+                let event = Event::Typing {
+                    name: &name,
+                    active,
+                    ts: now_ms(),
+                };
+                publish(ctx, &room, &event, Publish::ToOthers);
             }
             Request::Room { room: next } if !valid_name(&next) => {
                 refuse(

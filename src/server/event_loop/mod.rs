@@ -436,6 +436,10 @@ impl EventLoop {
                 continue;
             };
             entry.dirty = false;
+            // Above the high watermark before the write: sends reported Backpressured.
+            if entry.conn.buffered() > high_watermark(&self.app.router, entry.conn.route()) {
+                entry.backpressured = true;
+            }
             if let Some(queue) = entry.conn.queue().filter(|queue| !queue.is_empty()) {
                 if let Err(e) = entry.transport.flush(queue) {
                     let mut events = Dispatch {
@@ -465,18 +469,15 @@ impl EventLoop {
         }
     }
 
-    /// Tells the handler of a connection that went above its high watermark once it falls to
-    /// its low watermark.
+    /// Tells the handler of a connection that went above its high watermark (see `flush`) once
+    /// it falls to its low watermark.
     fn after_drain(&mut self, key: usize, now: Instant) {
         let entry = &mut self.entries[key];
         let Some(policy) = self.app.router.backpressure(entry.conn.route()) else {
             entry.backpressured = false;
             return;
         };
-        let buffered = entry.conn.buffered();
-        if buffered > policy.high_watermark {
-            entry.backpressured = true;
-        } else if entry.backpressured && buffered <= policy.low_watermark {
+        if entry.backpressured && entry.conn.buffered() <= policy.low_watermark {
             entry.backpressured = false;
             let mut events = Dispatch {
                 app: &mut self.app,

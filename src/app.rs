@@ -4,7 +4,7 @@
 
 use crate::connection::{Answer, RouteId};
 use crate::handler::Handler;
-use crate::protocol::handshake::{http_response, HttpError, Request};
+use crate::protocol::handshake::{http_response, Refusal, Request};
 
 /// What happens to a message for a receiver that already leaves
 /// [`Backpressure::max_buffered`] bytes unread.
@@ -97,7 +97,7 @@ impl Router {
     /// Routes a complete request: the index page, an upgrade the route's handler accepts, or
     /// an error.
     pub(crate) fn answer(&mut self, request: &Request, upgrade: bool) -> Answer {
-        let refuse = |status, reason| Answer::Refuse(HttpError { status, reason });
+        let refuse = |refusal: Refusal| Answer::Refuse(refusal.into());
         let path = request.path();
         let route = self.route_for(path);
         if !upgrade {
@@ -106,12 +106,12 @@ impl Router {
                     status: 200,
                     response: http_response(200, "text/html; charset=utf-8", "", page),
                 },
-                (_, _, Some(_)) => refuse(426, "this path speaks WebSocket"),
-                (_, _, None) => refuse(404, "no such endpoint"),
+                (_, _, Some(_)) => refuse(Refusal::WebSocketOnly),
+                (_, _, None) => refuse(Refusal::NoSuchPath),
             };
         }
         let Some(route) = route else {
-            return refuse(404, "no WebSocket endpoint at this path");
+            return refuse(Refusal::NoWebSocketRoute);
         };
         match self.routes[route].handler.on_upgrade(request) {
             Ok(protocol) => Answer::Upgrade { route, protocol },

@@ -7,13 +7,27 @@ use crate::protocol::endpoint::EndpointConfig;
 
 /// Limits and timers for a [`crate::Server`]. Every limit has a safe default; zero durations
 /// for `ping_interval` and `idle_timeout` turn those timers off.
+///
+/// Built from the defaults with one setter per field (new options are not breaking changes):
+///
+/// ```
+/// use std::time::Duration;
+/// use wsloop::Config;
+///
+/// let config = Config::default()
+///     .max_message_size(64 << 10)
+///     .idle_timeout(Duration::from_secs(20))
+///     .ping_interval(Duration::from_secs(5));
+/// assert!(config.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// The largest message, after reassembly, in bytes; larger ones are closed with 1009.
     /// Default 16 MiB.
     pub max_message_size: usize,
-    /// The largest single frame payload in bytes; larger ones are closed with 1009.
-    /// Default 16 MiB.
+    /// The largest single frame payload in bytes; larger ones are closed with 1009. A value
+    /// above `max_message_size` means `max_message_size`. Default 16 MiB.
     pub max_frame_size: usize,
     /// The largest HTTP request head in bytes; larger ones get 431. Default 8 KiB.
     pub max_header_size: usize,
@@ -51,6 +65,63 @@ impl Default for Config {
     }
 }
 
+/// Setters, one per field, each returning the changed configuration.
+impl Config {
+    /// Sets [`Config::max_message_size`](#structfield.max_message_size).
+    pub fn max_message_size(mut self, value: usize) -> Self {
+        self.max_message_size = value;
+        self
+    }
+
+    /// Sets [`Config::max_frame_size`](#structfield.max_frame_size).
+    pub fn max_frame_size(mut self, value: usize) -> Self {
+        self.max_frame_size = value;
+        self
+    }
+
+    /// Sets [`Config::max_header_size`](#structfield.max_header_size).
+    pub fn max_header_size(mut self, value: usize) -> Self {
+        self.max_header_size = value;
+        self
+    }
+
+    /// Sets [`Config::max_connections`](#structfield.max_connections).
+    pub fn max_connections(mut self, value: usize) -> Self {
+        self.max_connections = value;
+        self
+    }
+
+    /// Sets [`Config::max_buffered`](#structfield.max_buffered).
+    pub fn max_buffered(mut self, value: usize) -> Self {
+        self.max_buffered = value;
+        self
+    }
+
+    /// Sets [`Config::handshake_timeout`](#structfield.handshake_timeout).
+    pub fn handshake_timeout(mut self, value: Duration) -> Self {
+        self.handshake_timeout = value;
+        self
+    }
+
+    /// Sets [`Config::ping_interval`](#structfield.ping_interval).
+    pub fn ping_interval(mut self, value: Duration) -> Self {
+        self.ping_interval = value;
+        self
+    }
+
+    /// Sets [`Config::idle_timeout`](#structfield.idle_timeout).
+    pub fn idle_timeout(mut self, value: Duration) -> Self {
+        self.idle_timeout = value;
+        self
+    }
+
+    /// Sets [`Config::close_timeout`](#structfield.close_timeout).
+    pub fn close_timeout(mut self, value: Duration) -> Self {
+        self.close_timeout = value;
+        self
+    }
+}
+
 /// A configuration that cannot work, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -82,12 +153,6 @@ impl Config {
                     "{name} must be between 1 byte and 1 GiB, got {value}"
                 ));
             }
-        }
-        if self.max_frame_size > self.max_message_size {
-            return err(format!(
-                "max-frame-size ({}) must not exceed max-message-size ({})",
-                self.max_frame_size, self.max_message_size
-            ));
         }
         if !(256..=1 << 20).contains(&self.max_header_size) {
             return err(format!(
@@ -138,7 +203,8 @@ impl Config {
     /// The protocol endpoint's share of the configuration.
     pub(crate) fn endpoint(&self) -> EndpointConfig {
         EndpointConfig {
-            max_frame_size: self.max_frame_size as u64,
+            // A frame longer than a message can never be valid: the smaller limit applies.
+            max_frame_size: self.max_frame_size.min(self.max_message_size) as u64,
             max_message_size: self.max_message_size as u64,
             ping_interval: self.ping(),
             idle_timeout: self.idle(),
@@ -166,14 +232,17 @@ mod tests {
     }
 
     #[test]
+    fn a_smaller_message_limit_alone_bounds_frames_too() {
+        let config = Config::default().max_message_size(64 << 10);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.endpoint().max_frame_size, 64 << 10);
+    }
+
+    #[test]
     fn nonsense_is_refused_with_a_reason() {
         let bad = [
             Config {
                 max_message_size: 0,
-                ..Config::default()
-            },
-            Config {
-                max_frame_size: 32 << 20,
                 ..Config::default()
             },
             Config {

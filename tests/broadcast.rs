@@ -137,10 +137,7 @@ fn assert_big_message(frame: &ServerFrame, seq: u32, who: &str) {
 
 #[test]
 fn slow_receiver_is_closed_with_1008_while_the_others_go_on() {
-    let server = server(Config {
-        max_buffered: MAX_BUFFERED,
-        ..Config::default()
-    });
+    let server = server(Config::default().max_buffered(MAX_BUFFERED));
     let mut slow = join(server.addr());
     let mut fast = join(server.addr());
     let mut sender = join(server.addr());
@@ -194,10 +191,7 @@ fn slow_receiver_is_closed_with_1008_while_the_others_go_on() {
 /// the server has not yet tried to write to it must not count.
 #[test]
 fn reader_keeping_up_with_a_burst_is_not_closed_as_slow() {
-    let server = server(Config {
-        max_buffered: MAX_BUFFERED,
-        ..Config::default()
-    });
+    let server = server(Config::default().max_buffered(MAX_BUFFERED));
     let mut fast = join(server.addr());
     let mut sender = join(server.addr());
 
@@ -235,10 +229,7 @@ fn concurrent_publishers_who_also_read_get_everything() {
         payload[1..5].copy_from_slice(&seq.to_be_bytes());
         payload
     };
-    let server = server(Config {
-        max_buffered: 256 << 20,
-        ..Config::default()
-    });
+    let server = server(Config::default().max_buffered(256 << 20));
     let clients: Vec<RawClient> = (0..PUBLISHERS).map(|_| join(server.addr())).collect();
 
     let mut readers = Vec::new();
@@ -286,10 +277,7 @@ fn concurrent_publishers_who_also_read_get_everything() {
 fn message_larger_than_the_limit_reaches_a_receiver_that_keeps_up() {
     // A receiver with nothing unread gets any message, even one above --max-buffered: the limit
     // is on what it leaves unread, not on the size of one message.
-    let server = server(Config {
-        max_buffered: 64 * 1024,
-        ..Config::default()
-    });
+    let server = server(Config::default().max_buffered(64 * 1024));
     let mut receiver = join(server.addr());
     let mut sender = join(server.addr());
     let big = vec![0x5A; 100 * 1024];

@@ -168,10 +168,7 @@ fn head_under_the_limit_is_accepted() {
 
 #[test]
 fn half_a_request_is_dropped_after_the_handshake_timeout() {
-    let server = TestServer::new(Config {
-        handshake_timeout: Duration::from_millis(300),
-        ..Config::default()
-    });
+    let server = TestServer::new(Config::default().handshake_timeout(Duration::from_millis(300)));
     // Taken before connecting: the server's clock starts no earlier than this.
     let start = Instant::now();
     let mut client = RawClient::connect(server.addr());

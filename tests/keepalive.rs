@@ -11,11 +11,11 @@ const PING_INTERVAL: Duration = Duration::from_millis(200);
 const IDLE_TIMEOUT: Duration = Duration::from_millis(600);
 
 fn server() -> TestServer {
-    TestServer::new(Config {
-        ping_interval: PING_INTERVAL,
-        idle_timeout: IDLE_TIMEOUT,
-        ..Config::default()
-    })
+    TestServer::new(
+        Config::default()
+            .ping_interval(PING_INTERVAL)
+            .idle_timeout(IDLE_TIMEOUT),
+    )
 }
 
 /// Upgrades on `/echo`; returns the client and when the request was sent (no earlier than

@@ -6,11 +6,11 @@ use common::{client_frame, frame_header, RawClient, TestServer, BINARY, CONTINUA
 use wsloop::Config;
 
 fn upgraded() -> (TestServer, RawClient) {
-    let server = TestServer::new(Config {
-        max_message_size: 1024,
-        max_frame_size: 1024,
-        ..Config::default()
-    });
+    let server = TestServer::new(
+        Config::default()
+            .max_message_size(1024)
+            .max_frame_size(1024),
+    );
     let client = RawClient::upgrade(server.addr(), "/echo");
     (server, client)
 }

@@ -38,10 +38,7 @@ fn idle_server_stops_at_once() {
 
 #[test]
 fn unresponsive_client_does_not_hold_shutdown_past_the_close_timeout() {
-    let server = TestServer::new(Config {
-        close_timeout: Duration::from_millis(300),
-        ..Config::default()
-    });
+    let server = TestServer::new(Config::default().close_timeout(Duration::from_millis(300)));
     let mut client = RawClient::upgrade(server.addr(), "/echo");
     server.begin_shutdown();
     assert_eq!(client.read_frame().close_code(), 1001);

@@ -23,7 +23,8 @@ pub struct ServeArgs {
     /// Largest message after reassembly; larger ones are closed with 1009.
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size)]
     max_message_size: usize,
-    /// Largest single frame payload; larger ones are closed with 1009.
+    /// Largest single frame payload; larger ones are closed with 1009 (never more than
+    /// --max-message-size).
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size)]
     max_frame_size: usize,
     /// Largest HTTP request head; larger ones get 431.
@@ -52,17 +53,16 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     fn config(&self) -> Config {
-        Config {
-            max_message_size: self.max_message_size,
-            max_frame_size: self.max_frame_size,
-            max_header_size: self.max_header_size,
-            max_connections: self.max_connections,
-            max_buffered: self.max_buffered,
-            handshake_timeout: self.handshake_timeout,
-            ping_interval: self.ping_interval,
-            idle_timeout: self.idle_timeout,
-            close_timeout: self.close_timeout,
-        }
+        Config::default()
+            .max_message_size(self.max_message_size)
+            .max_frame_size(self.max_frame_size)
+            .max_header_size(self.max_header_size)
+            .max_connections(self.max_connections)
+            .max_buffered(self.max_buffered)
+            .handshake_timeout(self.handshake_timeout)
+            .ping_interval(self.ping_interval)
+            .idle_timeout(self.idle_timeout)
+            .close_timeout(self.close_timeout)
     }
 }
 

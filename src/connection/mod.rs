@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::handler::ConnectionId;
 use crate::protocol::close::CloseCode;
 use crate::protocol::endpoint::{Endpoint, Event, Phase};
-use crate::protocol::handshake::{HttpError, Request};
+use crate::protocol::handshake::{HttpError, Refusal, Request};
 use crate::protocol::outbound::{Message, Outbound};
 use crate::protocol::write_queue::WriteQueue;
 
@@ -265,10 +265,7 @@ impl Connection {
     ) {
         match &mut self.state {
             State::New { deadline } | State::Handshaking { deadline, .. } if now >= *deadline => {
-                let error = HttpError {
-                    status: 408,
-                    reason: "request head took too long",
-                };
+                let error = Refusal::HandshakeTimeout.into();
                 upgrade::reply_error(self, None, &error, now, config);
             }
             State::Open { ws, route } => {

@@ -11,7 +11,7 @@ use crate::protocol::endpoint::Endpoint;
 use crate::protocol::frame::Role;
 use crate::protocol::handshake::{
     classify, error_response, parse_request, switching_protocols, HttpError, Intent, Parsed,
-    Request,
+    Refusal, Request,
 };
 use crate::protocol::write_queue::WriteQueue;
 
@@ -88,10 +88,7 @@ fn answer(
             };
             if let Some(chosen) = &protocol {
                 if !request.protocols().any(|offered| offered == chosen) {
-                    let error = HttpError {
-                        status: 500,
-                        reason: "server chose a subprotocol not offered",
-                    };
+                    let error = Refusal::SubprotocolNotOffered.into();
                     reply_error(conn, Some(request), &error, now, config);
                     return false;
                 }

@@ -87,9 +87,77 @@ pub struct HttpError {
     pub reason: &'static str,
 }
 
-impl HttpError {
-    const fn new(status: u16, reason: &'static str) -> HttpError {
+/// Every way the server itself refuses a request, each mapped to its status and one-line
+/// reason in [`Refusal::http_error`], the one place they are written. (A handler refuses with
+/// an [`HttpError`] of its choosing, from [`Handler::on_upgrade`](crate::Handler::on_upgrade).)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// httparse could not parse the head.
+    Malformed,
+    /// Not HTTP/1.1 (§4.1 item 2).
+    NotHttp11,
+    /// A header value is not UTF-8.
+    HeaderNotUtf8,
+    /// The head is longer than `max_header_size`.
+    HeadTooLarge,
+    /// More header lines than the parser takes.
+    TooManyHeaders,
+    /// Not a GET (§4.2.1 item 1).
+    NotGet,
+    /// No `Host` (§4.2.1 item 2).
+    MissingHost,
+    /// `Connection` lacks `upgrade` (§4.2.1 item 4).
+    NoConnectionUpgrade,
+    /// A version other than 13 (§4.2.1 item 6, §4.4).
+    UnsupportedVersion,
+    /// No `Sec-WebSocket-Key`, or several (§4.2.1 item 5).
+    KeyCount,
+    /// A key that is not 16 bytes in base64 (§4.2.1 item 5).
+    BadKey,
+    /// A plain request for a path no one serves.
+    NoSuchPath,
+    /// An upgrade request for a path no WebSocket route serves.
+    NoWebSocketRoute,
+    /// A plain request for a WebSocket route.
+    WebSocketOnly,
+    /// The whole head did not arrive within `handshake_timeout`.
+    HandshakeTimeout,
+    /// The handler chose a subprotocol the client did not offer (§4.2.2 item 5.4).
+    SubprotocolNotOffered,
+    /// The server holds `max_connections` already.
+    AtCapacity,
+}
+
+impl Refusal {
+    /// The status and reason sent for it.
+    pub fn http_error(self) -> HttpError {
+        let (status, reason) = match self {
+            Refusal::Malformed => (400, "malformed HTTP request"),
+            Refusal::NotHttp11 => (400, "HTTP/1.1 is required"),
+            Refusal::HeaderNotUtf8 => (400, "header value is not UTF-8"),
+            Refusal::HeadTooLarge => (431, "request head is larger than the header limit"),
+            Refusal::TooManyHeaders => (431, "request has too many header lines"),
+            Refusal::NotGet => (400, "method must be GET"),
+            Refusal::MissingHost => (400, "missing Host header"),
+            Refusal::NoConnectionUpgrade => (400, "Connection header must contain upgrade"),
+            Refusal::UnsupportedVersion => (426, "Sec-WebSocket-Version must be 13"),
+            Refusal::KeyCount => (400, "exactly one Sec-WebSocket-Key is required"),
+            Refusal::BadKey => (400, "Sec-WebSocket-Key must be 16 bytes in base64"),
+            Refusal::NoSuchPath => (404, "no such endpoint"),
+            Refusal::NoWebSocketRoute => (404, "no WebSocket endpoint at this path"),
+            Refusal::WebSocketOnly => (426, "this path speaks WebSocket"),
+            Refusal::HandshakeTimeout => (408, "request head took too long"),
+            Refusal::SubprotocolNotOffered => (500, "server chose a subprotocol not offered"),
+            Refusal::AtCapacity => (503, "server is at its connection limit"),
+        };
         HttpError { status, reason }
+    }
+}
+
+impl From<Refusal> for HttpError {
+    fn from(refusal: Refusal) -> HttpError {
+        refusal.http_error()
     }
 }
 
@@ -116,24 +184,20 @@ pub fn parse_request(buf: &[u8], max_head_size: usize) -> Result<Parsed, HttpErr
     let head_len = match parsed.parse(limited) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= max_head_size => {
-            return Err(HttpError::new(
-                431,
-                "request head is larger than the header limit",
-            ));
+            return Err(Refusal::HeadTooLarge.into());
         }
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(HttpError::new(431, "request has too many header lines"));
+            return Err(Refusal::TooManyHeaders.into());
         }
-        Err(_) => return Err(HttpError::new(400, "malformed HTTP request")),
+        Err(_) => return Err(Refusal::Malformed.into()),
     };
     if parsed.version != Some(1) {
-        return Err(HttpError::new(400, "HTTP/1.1 is required"));
+        return Err(Refusal::NotHttp11.into());
     }
     let mut fields = Vec::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
-        let value = std::str::from_utf8(h.value)
-            .map_err(|_| HttpError::new(400, "header value is not UTF-8"))?;
+        let value = std::str::from_utf8(h.value).map_err(|_| Refusal::HeaderNotUtf8)?;
         fields.push((h.name.to_string(), value.trim().to_string()));
     }
     let request = Request {
@@ -160,42 +224,31 @@ pub enum Intent {
 /// that tries to upgrade must be complete and correct, else the error says what is wrong.
 pub fn classify(request: &Request) -> Result<Intent, HttpError> {
     if request.method() != "GET" {
-        return Err(HttpError::new(400, "method must be GET"));
+        return Err(Refusal::NotGet.into());
     }
     if !request.has_token("Upgrade", "websocket") {
         return Ok(Intent::Plain);
     }
     if request.header("Host").is_none() {
-        return Err(HttpError::new(400, "missing Host header"));
+        return Err(Refusal::MissingHost.into());
     }
     if !request.has_token("Connection", "upgrade") {
-        return Err(HttpError::new(
-            400,
-            "Connection header must contain upgrade",
-        ));
+        return Err(Refusal::NoConnectionUpgrade.into());
     }
     let versions: Vec<&str> = request.headers_named("Sec-WebSocket-Version").collect();
     if versions != ["13"] {
-        return Err(HttpError::new(426, "Sec-WebSocket-Version must be 13"));
+        return Err(Refusal::UnsupportedVersion.into());
     }
     let mut keys = request.headers_named("Sec-WebSocket-Key");
     let key = match (keys.next(), keys.next()) {
         (Some(key), None) => key,
-        _ => {
-            return Err(HttpError::new(
-                400,
-                "exactly one Sec-WebSocket-Key is required",
-            ))
-        }
+        _ => return Err(Refusal::KeyCount.into()),
     };
     match BASE64.decode(key) {
         Ok(nonce) if nonce.len() == 16 => Ok(Intent::Upgrade {
             accept: accept_key(key),
         }),
-        _ => Err(HttpError::new(
-            400,
-            "Sec-WebSocket-Key must be 16 bytes in base64",
-        )),
+        _ => Err(Refusal::BadKey.into()),
     }
 }
 

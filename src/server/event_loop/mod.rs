@@ -32,7 +32,7 @@ use crate::buffer_pool;
 use crate::config::Config;
 use crate::connection::{Connection, RouteId};
 use crate::handler::ConnectionId;
-use crate::protocol::handshake::{error_response, HttpError};
+use crate::protocol::handshake::{error_response, Refusal};
 use dispatch::{App, Dispatch};
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
@@ -275,10 +275,7 @@ impl EventLoop {
                 "{peer} refused: 503 connection limit {} reached",
                 self.config.max_connections
             );
-            let error = HttpError {
-                status: 503,
-                reason: "server is at its connection limit",
-            };
+            let error = Refusal::AtCapacity.http_error();
             let _ = io::Write::write(&mut socket, &error_response(&error));
             return;
         }

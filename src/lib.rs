@@ -26,16 +26,21 @@
 //! ```
 //!
 //! ## Architecture
-//! - [`protocol`] is RFC 6455 as plain data in, data out: handshake, frames, masking,
-//!   fragmentation, UTF-8 and close codes. It never touches a socket or a clock.
-//! - A connection is a state machine (`New → Handshaking → Open → Closing → Closed`) over
-//!   that core, with its own write queue and deadlines, still without I/O.
-//! - The event loop owns the mio `Poll`, the listener and a slab of connections. It reads
-//!   every ready socket into one shared buffer, lets the connection act on the bytes (calling
-//!   your [`Handler`]), and writes each touched connection's queue once per turn.
+//! (`ARCHITECTURE.md` in the repository has the whole picture.)
+//! - [`protocol`] is RFC 6455 as plain data in, data out: handshakes, frames, masking,
+//!   fragmentation, UTF-8, close codes, and one [`Endpoint`](protocol::endpoint::Endpoint) for
+//!   both roles (bytes in, events out, frames out, deadlines out). It never touches a socket or
+//!   a clock; the server, [`client`] and the benchmark tool all drive the same endpoint.
+//! - A server connection is a state machine (`New → Handshaking → Open → Closing → Closed`) over
+//!   that endpoint, still without I/O. It reports what happens (a request to answer, open,
+//!   message, close) and never calls application code itself.
+//! - The event loop owns the mio `Poll`, the listener and a slab of connections with their
+//!   transports. It reads every ready socket into one shared buffer, dispatches the connection's
+//!   events to your [`Handler`], delivers what the handler sent to others (topics, broadcasts),
+//!   and writes each touched connection's queue once per turn.
 //!
 //! Callbacks run on the loop's thread, so they must not block; they get a [`Context`] to send,
-//! broadcast and close.
+//! subscribe to topics and publish, broadcast and close.
 //!
 //! [RFC 6455]: https://www.rfc-editor.org/rfc/rfc6455
 #![deny(missing_docs)]

@@ -230,17 +230,25 @@ impl Connection {
         }
     }
 
-    /// The peer shut down its side of the TCP connection.
-    pub(crate) fn on_eof(&mut self, events: &mut impl ConnectionEvents) {
+    /// The peer shut down its side of the TCP connection. What is already queued (replies to
+    /// what it sent before, a close frame) still goes out; then the connection ends.
+    pub(crate) fn on_eof(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        events: &mut impl ConnectionEvents,
+    ) {
         self.peer_eof = true;
         match &mut self.state {
-            State::Open { ws, route } => {
+            State::Open { ws, route } | State::Closing { ws, route, .. } => {
                 let mut report = report(events, self.id, *route);
                 ws.drop_connection(CloseCode::ABNORMAL, "connection dropped", &mut report);
-                self.state = State::Closed;
+                if ws.buffered() == 0 {
+                    self.state = State::Closed;
+                } else {
+                    self.settle(now, config);
+                }
             }
-            // A close frame or reply still to write goes out; then the connection ends.
-            State::Closing { ws, .. } if ws.phase() == Phase::Closed && ws.buffered() > 0 => {}
             State::Replying { queue, .. } if !queue.is_empty() => {}
             _ => self.state = State::Closed,
         }

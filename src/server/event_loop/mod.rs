@@ -371,7 +371,7 @@ impl EventLoop {
             };
             match result {
                 Ok(0) => {
-                    entry.conn.on_eof(&mut events);
+                    entry.conn.on_eof(now, &self.config, &mut events);
                     budget_spent = false;
                     break;
                 }

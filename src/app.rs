@@ -4,7 +4,10 @@
 
 use crate::connection::{Answer, RouteId};
 use crate::handler::Handler;
-use crate::protocol::handshake::{http_response, Refusal, Request};
+use crate::protocol::handshake::{http_response, without_body, Refusal, Request};
+
+/// The icon browsers ask for at `/favicon.ico`, served with the page.
+const FAVICON: &str = include_str!("../static/favicon.svg");
 
 /// What happens to a message for a receiver that already leaves
 /// [`Backpressure::max_buffered`] bytes unread.
@@ -101,13 +104,23 @@ impl Router {
         let path = request.path();
         let route = self.route_for(path);
         if !upgrade {
-            return match (path, &self.index_page, route) {
-                ("/", Some(page), _) => Answer::Reply {
-                    status: 200,
-                    response: http_response(200, "text/html; charset=utf-8", "", page),
+            if !matches!(request.method(), "GET" | "HEAD") {
+                return refuse(Refusal::MethodNotAllowed);
+            }
+            let (content_type, body): (&str, &[u8]) = match (path, &self.index_page, route) {
+                ("/", Some(page), _) => ("text/html; charset=utf-8", page),
+                ("/favicon.ico", Some(_), _) => ("image/svg+xml", FAVICON.as_bytes()),
+                (_, _, Some(_)) => return refuse(Refusal::WebSocketOnly),
+                (_, _, None) => return refuse(Refusal::NoSuchPath),
+            };
+            let response = http_response(200, content_type, "", body);
+            return Answer::Reply {
+                status: 200,
+                response: if request.method() == "HEAD" {
+                    without_body(response)
+                } else {
+                    response
                 },
-                (_, _, Some(_)) => refuse(Refusal::WebSocketOnly),
-                (_, _, None) => refuse(Refusal::NoSuchPath),
             };
         }
         let Some(route) = route else {

@@ -151,6 +151,51 @@ fn plain_get_root_serves_the_index_page() {
 }
 
 #[test]
+fn head_is_answered_like_get_without_a_body() {
+    let server = TestServer::start();
+    let mut client = RawClient::connect(server.addr());
+    client.send(b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let head = client.read_head();
+    assert_eq!(head.status, 200);
+    let length = wsloop::INDEX_HTML.len().to_string();
+    assert_eq!(head.header("Content-Length"), Some(length.as_str()));
+    assert_eq!(client.read_to_eof(), b"", "a HEAD reply has no body");
+    // A refused HEAD has no body either.
+    let mut client = RawClient::connect(server.addr());
+    client.send(b"HEAD /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(client.read_head().status, 404);
+    assert_eq!(client.read_to_eof(), b"");
+}
+
+#[test]
+fn other_plain_methods_are_405_naming_get_and_head() {
+    let response = assert_refused("DELETE / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 405);
+    assert_eq!(response.head.header("Allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn the_page_comes_with_an_icon() {
+    let server = TestServer::start();
+    let response = exchange(&server, b"GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(response.head.status, 200);
+    assert_eq!(response.head.header("Content-Type"), Some("image/svg+xml"));
+    assert!(response.body.starts_with(b"<svg"));
+}
+
+#[test]
+fn a_426_sends_one_connection_header() {
+    let server = TestServer::start();
+    let mut client = RawClient::connect(server.addr());
+    client.send(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let head = client.read_head();
+    assert_eq!(head.status, 426);
+    let connection = head.headers.iter().filter(|(name, _)| name == "Connection");
+    assert_eq!(connection.count(), 1, "{head:?}");
+    assert_eq!(head.header("Connection"), Some("Upgrade, close"));
+    assert_eq!(head.header("Upgrade"), Some("websocket"));
+}
+
+#[test]
 fn head_over_the_default_limit_is_431() {
     // 9 KiB of headers, over the 8 KiB default.
     let filler = format!("X-Filler: {}\r\n", "a".repeat(9 * 1024));

@@ -10,8 +10,8 @@ use crate::config::Config;
 use crate::protocol::endpoint::Endpoint;
 use crate::protocol::frame::Role;
 use crate::protocol::handshake::{
-    classify, error_response, parse_request, switching_protocols, HttpError, Intent, Parsed,
-    Refusal, Request,
+    classify, error_response, parse_request, switching_protocols, without_body, HttpError, Intent,
+    Parsed, Refusal, Request,
 };
 use crate::protocol::write_queue::WriteQueue;
 
@@ -129,7 +129,12 @@ pub(super) fn reply_error(
         "{} {target} refused: {} {}",
         conn.peer, error.status, error.reason
     );
-    reply_then_close(conn, &error_response(error), now, config);
+    let response = error_response(error);
+    let response = match request {
+        Some(request) if request.method() == "HEAD" => without_body(response),
+        _ => response,
+    };
+    reply_then_close(conn, &response, now, config);
 }
 
 fn reply_then_close(conn: &mut Connection, reply: &[u8], now: Instant, config: &Config) {

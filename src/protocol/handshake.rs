@@ -103,8 +103,10 @@ pub enum Refusal {
     HeadTooLarge,
     /// More header lines than the parser takes.
     TooManyHeaders,
-    /// Not a GET (§4.2.1 item 1).
+    /// An upgrade request that is not a GET (§4.2.1 item 1).
     NotGet,
+    /// A plain request other than GET or HEAD.
+    MethodNotAllowed,
     /// No `Host` (§4.2.1 item 2).
     MissingHost,
     /// `Connection` lacks `upgrade` (§4.2.1 item 4).
@@ -139,6 +141,7 @@ impl Refusal {
             Refusal::HeadTooLarge => (431, "request head is larger than the header limit"),
             Refusal::TooManyHeaders => (431, "request has too many header lines"),
             Refusal::NotGet => (400, "method must be GET"),
+            Refusal::MethodNotAllowed => (405, "only GET and HEAD are served"),
             Refusal::MissingHost => (400, "missing Host header"),
             Refusal::NoConnectionUpgrade => (400, "Connection header must contain upgrade"),
             Refusal::UnsupportedVersion => (426, "Sec-WebSocket-Version must be 13"),
@@ -223,11 +226,11 @@ pub enum Intent {
 /// Checks a request against §4.2.1. A request without an `Upgrade: websocket` is `Plain`; one
 /// that tries to upgrade must be complete and correct, else the error says what is wrong.
 pub fn classify(request: &Request) -> Result<Intent, HttpError> {
-    if request.method() != "GET" {
-        return Err(Refusal::NotGet.into());
-    }
     if !request.has_token("Upgrade", "websocket") {
         return Ok(Intent::Plain);
+    }
+    if request.method() != "GET" {
+        return Err(Refusal::NotGet.into());
     }
     if request.header("Host").is_none() {
         return Err(Refusal::MissingHost.into());
@@ -275,9 +278,19 @@ pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
 
 /// A complete HTTP reply with a body; the connection closes after it.
 pub fn http_response(status: u16, content_type: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+    response(status, content_type, "close", extra_headers, body)
+}
+
+fn response(
+    status: u16,
+    content_type: &str,
+    connection: &str,
+    extra_headers: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n{extra_headers}\r\n",
+         Connection: {connection}\r\n{extra_headers}\r\n",
         reason_phrase(status),
         body.len()
     )
@@ -286,22 +299,36 @@ pub fn http_response(status: u16, content_type: &str, extra_headers: &str, body:
     out
 }
 
-/// The reply for an [`HttpError`]: its reason as a plain-text body, and for 426 the version
-/// this server speaks (§4.2.2).
+/// The reply for an [`HttpError`]: its reason as a plain-text body; for 426 the version this
+/// server speaks (§4.2.2), for 405 the methods it serves.
 pub fn error_response(error: &HttpError) -> Vec<u8> {
-    // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
-    let extra = if error.status == 426 {
-        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-    } else {
-        ""
+    let (connection, extra) = match error.status {
+        // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to, and §7.8: whoever sends
+        // Upgrade lists it in Connection, beside close.
+        426 => (
+            "Upgrade, close",
+            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+        ),
+        405 => ("close", "Allow: GET, HEAD\r\n"),
+        _ => ("close", ""),
     };
     let body = format!("{}\n", error.reason);
-    http_response(
+    let content_type = "text/plain; charset=utf-8";
+    response(
         error.status,
-        "text/plain; charset=utf-8",
+        content_type,
+        connection,
         extra,
         body.as_bytes(),
     )
+}
+
+/// The head of a reply without its body: the answer to a HEAD request (RFC 9110 §9.3.2).
+pub fn without_body(mut response: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+        response.truncate(end + 4);
+    }
+    response
 }
 
 fn reason_phrase(status: u16) -> &'static str {
@@ -310,6 +337,7 @@ fn reason_phrase(status: u16) -> &'static str {
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         408 => "Request Timeout",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",

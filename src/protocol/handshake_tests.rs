@@ -122,5 +122,7 @@ fn responses_are_well_formed() {
     let err = String::from_utf8(err).unwrap();
     assert!(err.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
     assert!(err.contains("Sec-WebSocket-Version: 13\r\n"));
+    assert_eq!(err.matches("Connection:").count(), 1, "{err}");
+    assert!(err.contains("Connection: Upgrade, close\r\n"));
     assert!(err.ends_with("\r\n\r\nversion\n"));
 }

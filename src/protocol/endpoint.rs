@@ -382,20 +382,20 @@ impl Endpoint {
         idle.into_iter().chain(ping).min_by_key(|(at, _)| *at)
     }
 
-    /// Fires what is due at `now`: the idle close (1001) or a keepalive ping.
+    /// Fires what is due at `now`: the idle close (1001), or else a keepalive ping.
     pub fn handle_timeout<F>(&mut self, now: Instant, on_event: &mut F)
     where
         F: FnMut(&mut Outbound, Event<'_>),
     {
-        match self.poll_timeout() {
-            Some((at, Timer::Idle)) if now >= at => {
-                self.close_and_stop(CloseCode::GOING_AWAY, "idle timeout", on_event);
-            }
-            Some((at, Timer::KeepAlive)) if now >= at => {
-                self.out.ping(b"");
-                self.ping_outstanding = true;
-            }
-            _ => {}
+        if self.phase != Phase::Open {
+            return;
+        }
+        let due = |timeout: Option<Duration>| timeout.is_some_and(|t| now >= self.last_seen + t);
+        if due(self.idle_timeout) {
+            self.close_and_stop(CloseCode::GOING_AWAY, "idle timeout", on_event);
+        } else if !self.ping_outstanding && due(self.ping_interval) {
+            self.out.ping(b"");
+            self.ping_outstanding = true;
         }
     }
 

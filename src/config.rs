@@ -140,6 +140,16 @@ const MAX_SIZE_LIMIT: usize = 1 << 30;
 /// would overflow `Instant`.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// A byte count for people: whole KiB, MiB or GiB when it is one, bytes otherwise.
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => format!("{b}B"),
+    }
+}
+
 impl Config {
     /// Checks that the limits make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -150,20 +160,21 @@ impl Config {
         ] {
             if value == 0 || value > MAX_SIZE_LIMIT {
                 return err(format!(
-                    "{name} must be between 1 byte and 1 GiB, got {value}"
+                    "{name} must be between 1B and 1GiB, got {}",
+                    size(value)
                 ));
             }
         }
         if !(256..=1 << 20).contains(&self.max_header_size) {
             return err(format!(
-                "max-header-size must be between 256 bytes and 1 MiB, got {}",
-                self.max_header_size
+                "max-header-size must be between 256B and 1MiB, got {}",
+                size(self.max_header_size)
             ));
         }
         if !(1024..=MAX_SIZE_LIMIT).contains(&self.max_buffered) {
             return err(format!(
-                "max-buffered must be between 1 KiB and 1 GiB, got {}",
-                self.max_buffered
+                "max-buffered must be between 1KiB and 1GiB, got {}",
+                size(self.max_buffered)
             ));
         }
         if self.max_connections == 0 {
@@ -236,6 +247,14 @@ mod tests {
         let config = Config::default().max_message_size(64 << 10);
         assert_eq!(config.validate(), Ok(()));
         assert_eq!(config.endpoint().max_frame_size, 64 << 10);
+    }
+
+    #[test]
+    fn sizes_print_with_their_unit() {
+        assert_eq!(size(16 << 20), "16MiB");
+        assert_eq!(size(64 << 10), "64KiB");
+        assert_eq!(size(1 << 30), "1GiB");
+        assert_eq!(size(1000), "1000B");
     }
 
     #[test]

@@ -27,12 +27,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Connect to a WebSocket server from the console: typed lines are sent as text, messages
-    /// print as they arrive. On a /chat URL with --name, speaks the chat protocol.
+    /// Talk to a WebSocket server from the console (chat on a /chat URL).
+    ///
+    /// Typed lines are sent as text, messages print as they arrive. On a /chat URL with
+    /// --name, speaks the chat protocol.
     Client(console::ClientArgs),
-    /// Load-test a WebSocket server: echo round trips or broadcast fan-out from many
-    /// connections on one loop, with a progress line every second and a summary at the end;
-    /// every connection then ends with a close handshake (1000 "bench done").
+    /// Load-test a WebSocket server: echo round trips or broadcast fan-out.
+    ///
+    /// Many connections on one loop, with a progress line every second and a summary at the
+    /// end; every connection then ends with a close handshake (1000 "bench done").
     Bench(bench::BenchArgs),
 }
 

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::Args;
 use log::LevelFilter;
 use wsloop::apps::{Broadcast, Chat, Echo};
@@ -14,11 +15,11 @@ use super::units;
 /// The server's flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001")]
+    /// Address to listen on, HOST:PORT (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001", value_parser = units::parse_bind)]
     bind: String,
-    /// Log level: off, error, warn, info, debug or trace.
-    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    /// How much to log (to stderr).
+    #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = log_level())]
     log_level: LevelFilter,
     /// Largest message after reassembly; larger ones are closed with 1009.
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size)]
@@ -49,6 +50,13 @@ pub struct ServeArgs {
     /// Time a closing handshake may take before the TCP connection is dropped.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
     close_timeout: Duration,
+}
+
+/// The log levels, listed by `--help` and by the error for any other word.
+fn log_level() -> impl clap::builder::TypedValueParser<Value = LevelFilter> {
+    let levels = ["off", "error", "warn", "info", "debug", "trace"];
+    clap::builder::PossibleValuesParser::new(levels)
+        .map(|level| level.parse().expect("one of the listed levels"))
 }
 
 impl ServeArgs {

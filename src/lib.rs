@@ -57,12 +57,15 @@ pub mod protocol;
 mod server;
 #[cfg(test)]
 mod test_rng;
+pub mod tls;
 
 pub use app::{Backpressure, SlowConsumer};
 pub use config::{Config, ConfigError};
 pub use handler::{ConnectionId, Context, Handler, Message, SendStatus};
 pub use protocol::close::CloseCode;
 pub use protocol::handshake::{HttpError, Request};
+/// The TLS library whose configurations [`ServerBuilder::tls`] and the client take.
+pub use rustls;
 pub use server::context::Publish;
 pub use server::{Error, Server, ServerBuilder, ShutdownHandle};
 

@@ -29,6 +29,12 @@ pub struct ClientArgs {
     /// Chat room to join.
     #[arg(long, default_value = "lobby")]
     room: String,
+    /// For wss://: also trust the CA certificate(s) in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// For wss://: do not verify the server's certificate at all (testing only).
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// How long one wait for the server lasts before input is checked again.
@@ -43,6 +49,24 @@ enum Input {
     End,
 }
 
+/// Client options for `--ca` and `--insecure` (a warning line for the latter).
+pub fn tls_options(
+    ca: Option<&std::path::Path>,
+    insecure: bool,
+) -> Result<wsloop::client::ClientOptions<'static>, String> {
+    if ca.is_none() && !insecure {
+        return Ok(Default::default());
+    }
+    if insecure {
+        eprintln!("warning: --insecure: the server's certificate is not verified");
+    }
+    let tls = wsloop::tls::client_config(ca, insecure).map_err(|e| e.to_string())?;
+    Ok(wsloop::client::ClientOptions {
+        tls: Some(tls),
+        ..Default::default()
+    })
+}
+
 /// Runs the console client; the exit status says whether it ended cleanly.
 pub fn run(args: &ClientArgs) -> ExitCode {
     let chat = match WsUrl::parse(&args.url) {
@@ -52,7 +76,11 @@ pub fn run(args: &ClientArgs) -> ExitCode {
     if chat && args.name.is_none() {
         return fail("a /chat URL needs --name NAME");
     }
-    let mut client = match Client::connect(&args.url) {
+    let options = match tls_options(args.ca.as_deref(), args.insecure) {
+        Ok(options) => options,
+        Err(e) => return fail(&e),
+    };
+    let mut client = match Client::connect_with(&args.url, &options) {
         Ok(client) => client,
         Err(e) => return fail(&format!("cannot connect to {}: {e}", args.url)),
     };

@@ -1,6 +1,7 @@
 //! `wsloop` (no subcommand): the server, with echo, broadcast, chat and the browser client.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -47,6 +48,13 @@ pub struct ServeArgs {
     /// Close (1001) a connection that sent nothing for this long.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = units::parse_duration)]
     idle_timeout: Duration,
+    /// Serve wss:// and https:// with this PEM certificate (chain) instead of plain ws://;
+    /// SIGHUP reloads it and the key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Time a closing handshake may take before the TCP connection is dropped.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
     close_timeout: Duration,
@@ -82,7 +90,11 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
     if let Err(e) = logger.init() {
         eprintln!("wsloop: cannot start logging: {e}");
     }
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        builder = builder.tls_files(cert, key);
+    }
+    let server = builder
         .bind(cli.bind.clone())
         .config(cli.config())
         .route("/", Echo)
@@ -100,9 +112,10 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
         }
     };
     // Tools and tests read this line to learn the port; a closed stdout must not stop the server.
+    let scheme = if cli.tls_cert.is_some() { "wss" } else { "ws" };
     let _ = writeln!(
         std::io::stdout(),
-        "listening on ws://{}",
+        "listening on {scheme}://{}",
         server.local_addr()
     );
     match server.run() {

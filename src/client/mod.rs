@@ -13,12 +13,14 @@
 //! # Ok::<(), wsloop::client::ClientError>(())
 //! ```
 
+mod stream;
 mod url;
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::client_handshake::{parse_response, upgrade_request, ResponseError};
@@ -27,6 +29,7 @@ use crate::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase
 use crate::protocol::error::ProtocolError;
 use crate::protocol::frame::Role;
 use crate::Message;
+use stream::Stream;
 pub use url::WsUrl;
 
 /// How much is read from the server at once.
@@ -101,6 +104,9 @@ pub struct ClientOptions<'a> {
     pub max_message_size: usize,
     /// Limit on connecting and on the handshake.
     pub timeout: Duration,
+    /// The TLS configuration for `wss://` URLs; by default the server is verified against
+    /// the system's trusted roots ([`crate::tls::client_config`]).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientOptions<'_> {
@@ -109,6 +115,7 @@ impl Default for ClientOptions<'_> {
             protocols: &[],
             max_message_size: 64 << 20,
             timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -116,7 +123,7 @@ impl Default for ClientOptions<'_> {
 /// A connected WebSocket client; see the module docs.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     /// The protocol endpoint, in the client role.
     ws: Endpoint,
     /// Bytes read from the server; `input[unread..filled]` are not processed yet (the frames
@@ -140,7 +147,7 @@ fn nonce() -> [u8; 16] {
 }
 
 impl Client {
-    /// Connects to a `ws://` URL with default options.
+    /// Connects to a `ws://` or `wss://` URL with default options.
     pub fn connect(url: &str) -> Result<Client, ClientError> {
         Client::connect_with(url, &ClientOptions::default())
     }
@@ -148,9 +155,19 @@ impl Client {
     /// Connects and completes the opening handshake (§4.1).
     pub fn connect_with(url: &str, options: &ClientOptions<'_>) -> Result<Client, ClientError> {
         let url = WsUrl::parse(url).map_err(ClientError::Url)?;
-        let stream = connect_tcp(&url, options.timeout)?;
-        stream.set_read_timeout(Some(options.timeout))?;
-        let _ = stream.set_nodelay(true);
+        let tcp = connect_tcp(&url, options.timeout)?;
+        tcp.set_read_timeout(Some(options.timeout))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = if url.secure {
+            let config = match &options.tls {
+                Some(config) => config.clone(),
+                None => crate::tls::client_config(None, false)
+                    .map_err(|e| ClientError::Url(e.to_string()))?,
+            };
+            Stream::tls(tcp, &url.host, config)?
+        } else {
+            Stream::Plain(tcp)
+        };
         let max = options.max_message_size as u64;
         let config = EndpointConfig {
             max_frame_size: max,
@@ -241,7 +258,7 @@ impl Client {
             }
             if let Some(error) = self.pending_error.take() {
                 // The endpoint sent the error's close code (§7.1.7); reading stops here.
-                let _ = self.stream.shutdown(std::net::Shutdown::Write);
+                self.stream.shutdown_write();
                 return Err(ClientError::Protocol(error));
             }
             if self.unread < self.filled {

@@ -346,6 +346,14 @@ impl Connection {
         }
     }
 
+    /// Ends a connection that is not open yet (or only replying) at once, when nothing can
+    /// reach the peer; an open or closing one keeps its own close.
+    pub(crate) fn abort(&mut self) {
+        if !matches!(self.state, State::Open { .. } | State::Closing { .. }) {
+            self.state = State::Closed;
+        }
+    }
+
     /// The earliest time the connection needs [`Connection::on_timeout`].
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         match &self.state {

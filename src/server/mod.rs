@@ -9,6 +9,7 @@ mod transport;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use mio::{Poll, Waker};
 use crate::app::{Backpressure, Route, Router};
 use crate::config::{Config, ConfigError};
 use crate::handler::Handler;
-use event_loop::{EventLoop, WAKER};
+use event_loop::{EventLoop, TlsSource, WAKER};
 
 /// Why a server could not start or stopped.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub enum Error {
         /// What the OS said.
         source: io::Error,
     },
+    /// The TLS certificate or key cannot be used.
+    Tls(crate::tls::TlsError),
     /// The event loop failed.
     Io(io::Error),
 }
@@ -41,6 +44,7 @@ impl fmt::Display for Error {
         match self {
             Error::Config(e) => write!(f, "invalid configuration: {e}"),
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Tls(e) => write!(f, "TLS: {e}"),
             Error::Io(e) => write!(f, "event loop failed: {e}"),
         }
     }
@@ -51,6 +55,7 @@ impl std::error::Error for Error {
         match self {
             Error::Config(e) => Some(e),
             Error::Bind { source, .. } => Some(source),
+            Error::Tls(e) => Some(e),
             Error::Io(e) => Some(e),
         }
     }
@@ -64,6 +69,15 @@ pub struct ServerBuilder {
     routes: Vec<(String, Box<dyn Handler + Send>, Option<Backpressure>)>,
     index_page: Option<Vec<u8>>,
     handle_signals: bool,
+    tls: Option<Tls>,
+}
+
+/// How the server gets its TLS configuration.
+enum Tls {
+    /// Given ready-made.
+    Config(Arc<rustls::ServerConfig>),
+    /// Read from PEM files at build, and again on SIGHUP.
+    Files(PathBuf, PathBuf),
 }
 
 impl ServerBuilder {
@@ -113,6 +127,22 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves wss:// and https:// with this rustls configuration instead of plain TCP, on the
+    /// same loop (see [`crate::tls`]).
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(Tls::Config(config));
+        self
+    }
+
+    /// Serves wss:// and https:// with the PEM certificate chain in `cert` and its private key
+    /// in `key` (PKCS#8, PKCS#1 or SEC1), read when the server is built; with
+    /// [`ServerBuilder::handle_signals`], SIGHUP reads them again (a pair that cannot be used is
+    /// logged and the old one kept).
+    pub fn tls_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some(Tls::Files(cert.into(), key.into()));
+        self
+    }
+
     /// On SIGINT or SIGTERM, close every connection with 1001 and return from
     /// [`Server::run`]. Off by default: a library should not take over a process's signals.
     pub fn handle_signals(mut self, on: bool) -> Self {
@@ -123,6 +153,17 @@ impl ServerBuilder {
     /// Validates the configuration and binds the listening socket.
     pub fn build(self) -> Result<Server, Error> {
         self.config.validate().map_err(Error::Config)?;
+        let tls = match self.tls {
+            None => None,
+            Some(Tls::Config(config)) => Some(TlsSource {
+                config,
+                files: None,
+            }),
+            Some(Tls::Files(cert, key)) => Some(TlsSource {
+                config: crate::tls::server_config(&cert, &key).map_err(Error::Tls)?,
+                files: Some((cert, key)),
+            }),
+        };
         let bind_error = |source| Error::Bind {
             addr: self.addr.clone(),
             source,
@@ -157,6 +198,7 @@ impl ServerBuilder {
             listener,
             self.config,
             router,
+            tls,
             shutdown.clone(),
             self.handle_signals,
         )
@@ -210,6 +252,7 @@ impl Server {
             routes: Vec::new(),
             index_page: None,
             handle_signals: false,
+            tls: None,
         }
     }
 

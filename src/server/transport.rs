@@ -1,13 +1,20 @@
 //! The byte pipe under a connection: the only place the loop reads or writes a socket. Plain
-//! TCP today; TLS (rustls' sans-IO server connection over the same socket) plugs in here as a
-//! second variant, and nothing above it changes.
+//! TCP, or TLS: rustls' sans-IO server connection over the same non-blocking socket, on the
+//! same loop. Nothing above it knows which.
 
-use std::io::{self, Read};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::sync::Arc;
 
+use log::info;
 use mio::net::TcpStream;
+use rustls::{ServerConfig, ServerConnection};
 
 use crate::protocol::write_queue::WriteQueue;
+
+/// The most plaintext and records rustls holds for one connection before it takes no more:
+/// the rest waits in the connection's write queue, where it counts for backpressure.
+const TLS_BUFFER_LIMIT: usize = 64 * 1024;
 
 /// One connection's transport.
 #[derive(Debug)]
@@ -18,6 +25,21 @@ pub(crate) enum Transport {
         /// The write side is shut down.
         write_shut: bool,
     },
+    /// TLS over a TCP socket.
+    Tls(Box<Tls>),
+}
+
+/// The TLS state of one connection.
+#[derive(Debug)]
+pub(crate) struct Tls {
+    stream: TcpStream,
+    tls: ServerConnection,
+    /// close_notify is queued.
+    closing: bool,
+    /// The write side is shut down (after close_notify went out).
+    write_shut: bool,
+    /// A TLS failure was logged.
+    failed: bool,
 }
 
 impl Transport {
@@ -28,10 +50,24 @@ impl Transport {
         }
     }
 
+    /// TLS on `stream` with `config`.
+    pub(crate) fn tls(stream: TcpStream, config: Arc<ServerConfig>) -> io::Result<Transport> {
+        let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
+        tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        Ok(Transport::Tls(Box::new(Tls {
+            stream,
+            tls,
+            closing: false,
+            write_shut: false,
+            failed: false,
+        })))
+    }
+
     /// The socket, to register with the poll.
     pub(crate) fn socket(&mut self) -> &mut TcpStream {
         match self {
             Transport::Plain { stream, .. } => stream,
+            Transport::Tls(tls) => &mut tls.stream,
         }
     }
 
@@ -39,6 +75,7 @@ impl Transport {
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain { stream, .. } => stream.read(buf),
+            Transport::Tls(tls) => tls.read(buf),
         }
     }
 
@@ -50,14 +87,19 @@ impl Transport {
     pub(crate) fn short_read_drains(&self) -> bool {
         match self {
             Transport::Plain { .. } => cfg!(target_os = "linux"),
+            Transport::Tls(_) => false,
         }
     }
 
     /// Writes as much of `queue` as the socket takes (see [`WriteQueue::write_to`] for the
-    /// contract); returns the bytes written.
-    pub(crate) fn flush(&mut self, queue: &mut WriteQueue) -> io::Result<usize> {
+    /// contract), and whatever the transport itself has to send (TLS handshake records).
+    pub(crate) fn flush(&mut self, queue: Option<&mut WriteQueue>) -> io::Result<()> {
         match self {
-            Transport::Plain { stream, .. } => queue.write_to(stream),
+            Transport::Plain { stream, .. } => match queue {
+                Some(queue) if !queue.is_empty() => queue.write_to(stream).map(drop),
+                _ => Ok(()),
+            },
+            Transport::Tls(tls) => tls.flush(queue),
         }
     }
 
@@ -66,10 +108,21 @@ impl Transport {
     pub(crate) fn wants_write(&self, queued: usize) -> bool {
         match self {
             Transport::Plain { .. } => queued > 0,
+            Transport::Tls(tls) => queued > 0 || tls.tls.wants_write(),
         }
     }
 
-    /// Shuts down the write side once (the server closes the TCP connection first, §7.1.1).
+    /// Whether what the connection queues can reach the peer: not before a TLS handshake
+    /// completes.
+    pub(crate) fn is_established(&self) -> bool {
+        match self {
+            Transport::Plain { .. } => true,
+            Transport::Tls(tls) => !tls.tls.is_handshaking(),
+        }
+    }
+
+    /// Ends the write side (the server closes the TCP connection first, §7.1.1): under TLS,
+    /// close_notify first. Called again until it is done.
     pub(crate) fn shutdown(&mut self) {
         match self {
             Transport::Plain { stream, write_shut } => {
@@ -78,6 +131,91 @@ impl Transport {
                     let _ = stream.shutdown(Shutdown::Write);
                 }
             }
+            Transport::Tls(tls) => tls.shutdown(),
         }
+    }
+}
+
+impl Tls {
+    /// Plaintext the peer sent, reading and decrypting records as needed.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.tls.reader().read(buf) {
+                Ok(n) => return Ok(n), // 0: close_notify received
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                // The peer closed TCP without close_notify.
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            match self.tls.read_tls(&mut self.stream) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = self.tls.process_new_packets() {
+                if !self.failed {
+                    self.failed = true;
+                    let peer = self.stream.peer_addr().map(|a| a.to_string());
+                    let peer = peer.unwrap_or_else(|_| "-".into());
+                    info!("{peer} TLS failed: {e}");
+                }
+                // Tell the peer why, if the socket takes it.
+                let _ = self.tls.write_tls(&mut self.stream);
+                return Err(io::Error::new(ErrorKind::InvalidData, e));
+            }
+        }
+    }
+
+    /// Moves queued plaintext into TLS records and writes the records out.
+    fn flush(&mut self, mut queue: Option<&mut WriteQueue>) -> io::Result<()> {
+        loop {
+            while self.tls.wants_write() {
+                match self.tls.write_tls(&mut self.stream) {
+                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(queue) = queue.as_deref_mut().filter(|q| !q.is_empty()) else {
+                return Ok(());
+            };
+            if self.tls.is_handshaking() || self.closing {
+                return Ok(()); // plaintext waits in the queue until it can go out
+            }
+            queue.write_to(&mut Plaintext(&mut self.tls))?;
+            if !self.tls.wants_write() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if !self.closing {
+            self.closing = true;
+            self.tls.send_close_notify();
+        }
+        let _ = self.flush(None);
+        if !self.write_shut && !self.tls.wants_write() {
+            self.write_shut = true;
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+/// TLS's plaintext side as a sink for [`WriteQueue::write_to`]: full means `WouldBlock`.
+struct Plaintext<'a>(&'a mut ServerConnection);
+
+impl Write for Plaintext<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.writer().write(buf)? {
+            0 if !buf.is_empty() => Err(ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

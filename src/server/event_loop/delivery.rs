@@ -81,7 +81,7 @@ impl EventLoop {
             // What was queued this turn has not been offered to the socket yet: offer it now,
             // so only what the peer really leaves unread counts against the limit.
             if let Some(queue) = conn.queue() {
-                if let Err(e) = entry.transport.flush(queue) {
+                if let Err(e) = entry.transport.flush(Some(queue)) {
                     conn.on_io_error(&e, &mut events);
                 }
             }

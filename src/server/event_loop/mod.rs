@@ -10,16 +10,16 @@
 //! write, and derive its interest and next deadline from its state.
 
 use std::io::{self, ErrorKind};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+mod accept;
 mod delivery;
 mod dispatch;
 
@@ -32,7 +32,7 @@ use crate::buffer_pool;
 use crate::config::Config;
 use crate::connection::{Connection, RouteId};
 use crate::handler::ConnectionId;
-use crate::protocol::handshake::{error_response, Refusal};
+pub(crate) use accept::TlsSource;
 use dispatch::{App, Dispatch};
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
@@ -95,6 +95,8 @@ pub(crate) struct EventLoop {
     pub(crate) poll: Poll,
     listener: Option<TcpListener>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// The TLS configuration new connections get, if the server speaks TLS.
+    tls: Option<TlsSource>,
     entries: Slab<Entry>,
     config: Config,
     /// The router, the hub and the outbox: what connections' events are dispatched to.
@@ -125,14 +127,22 @@ impl EventLoop {
         mut listener: TcpListener,
         config: Config,
         router: Router,
+        tls: Option<TlsSource>,
         shutdown_requested: Arc<AtomicBool>,
         handle_signals: bool,
     ) -> io::Result<EventLoop> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = if handle_signals {
-            use signal_hook::consts::{SIGINT, SIGTERM};
-            let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+            use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+            // SIGHUP reloads the certificate, when there are files to reload it from.
+            let reloadable = tls.as_ref().is_some_and(|tls| tls.files.is_some());
+            let caught: &[i32] = if reloadable {
+                &[SIGINT, SIGTERM, SIGHUP]
+            } else {
+                &[SIGINT, SIGTERM]
+            };
+            let mut signals = signal_hook_mio::v1_0::Signals::new(caught)?;
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)?;
             Some(signals)
@@ -143,6 +153,7 @@ impl EventLoop {
             poll,
             listener: Some(listener),
             signals,
+            tls,
             // Reserved, not touched: the pages of unused slots never become resident, and the
             // table never doubles (and copies) under a burst of connections.
             entries: Slab::with_capacity(config.max_connections),
@@ -185,17 +196,7 @@ impl EventLoop {
                             self.begin_shutdown(now, "shutdown requested");
                         }
                     }
-                    SIGNALS => {
-                        let caught = self.signals.as_mut().and_then(|s| s.pending().next());
-                        if let Some(signal) = caught {
-                            let name = if signal == signal_hook::consts::SIGINT {
-                                "SIGINT"
-                            } else {
-                                "SIGTERM"
-                            };
-                            self.begin_shutdown(now, name);
-                        }
-                    }
+                    SIGNALS => self.on_signals(now),
                     Token(key) => {
                         if event.is_writable() {
                             self.mark_dirty(key);
@@ -248,66 +249,6 @@ impl EventLoop {
         let next = deadlines.into_iter().flatten().min()?;
         // Round up so a deadline is never polled for a few microseconds early, again and again.
         Some(next.saturating_duration_since(now) + Duration::from_millis(1))
-    }
-
-    fn accept(&mut self, now: Instant) {
-        loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer, now),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and friends: leave the rest in the backlog and retry shortly.
-                    warn!("accept failed: {e}; retrying in 100 ms");
-                    self.accept_retry_at = Some(now + ACCEPT_RETRY);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant) {
-        if self.entries.len() >= self.config.max_connections {
-            warn!(
-                "{peer} refused: 503 connection limit {} reached",
-                self.config.max_connections
-            );
-            let error = Refusal::AtCapacity.http_error();
-            let _ = io::Write::write(&mut socket, &error_response(&error));
-            return;
-        }
-        if let Err(e) = socket.set_nodelay(true) {
-            warn!("{peer} TCP_NODELAY failed: {e}");
-        }
-        let slot = self.entries.vacant_entry();
-        let key = slot.key();
-        self.serial += 1;
-        let id = ConnectionId((self.serial << 32) | key as u64);
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut socket, Token(key), Interest::READABLE)
-        {
-            warn!("{peer} register failed: {e}");
-            return;
-        }
-        let conn = Connection::new(id, peer, now, &self.config);
-        slot.insert(Entry {
-            transport: Transport::plain(socket),
-            conn,
-            interest: Interest::READABLE,
-            timer_at: None,
-            dirty: false,
-            backpressured: false,
-            dropping: false,
-            membership: None,
-            read_paused: false,
-            read_pending: false,
-        });
-        self.mark_dirty(key);
     }
 
     /// Reads the connection next turn without waiting for readiness.
@@ -420,6 +361,11 @@ impl EventLoop {
                 peer: entry.conn.peer(),
             };
             entry.conn.on_timeout(now, &self.config, &mut events);
+            // A TLS handshake unfinished at the handshake deadline: no reply can reach the
+            // peer, so the connection just ends.
+            if !entry.transport.is_established() {
+                entry.conn.abort();
+            }
             self.deliver_outbox(now);
             self.mark_dirty(deadline.key);
         }
@@ -437,8 +383,11 @@ impl EventLoop {
             if entry.conn.buffered() > high_watermark(&self.app.router, entry.conn.route()) {
                 entry.backpressured = true;
             }
-            if let Some(queue) = entry.conn.queue().filter(|queue| !queue.is_empty()) {
-                if let Err(e) = entry.transport.flush(queue) {
+            let Entry {
+                conn, transport, ..
+            } = &mut *entry;
+            if transport.wants_write(conn.buffered()) {
+                if let Err(e) = transport.flush(conn.queue()) {
                     let mut events = Dispatch {
                         app: &mut self.app,
                         peer: entry.conn.peer(),

@@ -1,0 +1,140 @@
+//! Admitting connections: accepting until `WouldBlock`, the connection limit, TLS for each new
+//! connection, and the signals that stop the server or reload its certificate.
+
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use log::{info, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use rustls::ServerConfig;
+
+use super::{Entry, EventLoop, ACCEPT_RETRY};
+use crate::connection::Connection;
+use crate::handler::ConnectionId;
+use crate::protocol::handshake::{error_response, Refusal};
+use crate::server::transport::Transport;
+
+/// Where new connections' TLS configuration comes from.
+#[derive(Debug)]
+pub(crate) struct TlsSource {
+    pub(crate) config: Arc<ServerConfig>,
+    /// The certificate and key files, to reload on SIGHUP.
+    pub(crate) files: Option<(PathBuf, PathBuf)>,
+}
+
+impl EventLoop {
+    pub(super) fn accept(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, peer)) => self.admit(socket, peer, now),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: leave the rest in the backlog and retry shortly.
+                    warn!("accept failed: {e}; retrying in 100 ms");
+                    self.accept_retry_at = Some(now + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant) {
+        if self.entries.len() >= self.config.max_connections {
+            warn!(
+                "{peer} refused: 503 connection limit {} reached",
+                self.config.max_connections
+            );
+            // Over TLS, a reply would need a handshake first: the connection is just closed.
+            if self.tls.is_none() {
+                let error = Refusal::AtCapacity.http_error();
+                let _ = io::Write::write(&mut socket, &error_response(&error));
+            }
+            return;
+        }
+        if let Err(e) = socket.set_nodelay(true) {
+            warn!("{peer} TCP_NODELAY failed: {e}");
+        }
+        let slot = self.entries.vacant_entry();
+        let key = slot.key();
+        self.serial += 1;
+        let id = ConnectionId((self.serial << 32) | key as u64);
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), Interest::READABLE)
+        {
+            warn!("{peer} register failed: {e}");
+            return;
+        }
+        let transport = match &self.tls {
+            None => Transport::plain(socket),
+            Some(tls) => match Transport::tls(socket, tls.config.clone()) {
+                Ok(transport) => transport,
+                Err(e) => {
+                    warn!("{peer} TLS setup failed: {e}");
+                    return;
+                }
+            },
+        };
+        let conn = Connection::new(id, peer, now, &self.config);
+        slot.insert(Entry {
+            transport,
+            conn,
+            interest: Interest::READABLE,
+            timer_at: None,
+            dirty: false,
+            backpressured: false,
+            dropping: false,
+            membership: None,
+            read_paused: false,
+            read_pending: false,
+        });
+        self.mark_dirty(key);
+    }
+
+    /// SIGINT or SIGTERM: shut down. SIGHUP: reload the certificate and key.
+    pub(super) fn on_signals(&mut self, now: Instant) {
+        use signal_hook::consts::{SIGHUP, SIGINT};
+        let caught: Vec<i32> = match self.signals.as_mut() {
+            Some(signals) => signals.pending().collect(),
+            None => return,
+        };
+        for signal in caught {
+            match signal {
+                SIGHUP => self.reload_tls(),
+                SIGINT => self.begin_shutdown(now, "SIGINT"),
+                _ => self.begin_shutdown(now, "SIGTERM"),
+            }
+        }
+    }
+
+    /// Reads the certificate and key again; new connections use them. A pair that cannot be
+    /// used is logged and the old one kept.
+    fn reload_tls(&mut self) {
+        let Some(TlsSource {
+            config,
+            files: Some((cert, key)),
+        }) = self.tls.as_mut()
+        else {
+            return;
+        };
+        match crate::tls::server_config(cert, key) {
+            Ok(reloaded) => {
+                *config = reloaded;
+                info!(
+                    "SIGHUP: reloaded the TLS certificate from {}",
+                    cert.display()
+                );
+            }
+            Err(e) => warn!("SIGHUP: keeping the old TLS certificate: {e}"),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! TLS with [rustls] (ring provider): the server's certificate and key from PEM files, and
+//! client configurations that verify against the system's roots, an extra CA, or nothing.
+//!
+//! The server side is used through [`ServerBuilder::tls_files`](crate::ServerBuilder::tls_files)
+//! or [`ServerBuilder::tls`](crate::ServerBuilder::tls); the client side through
+//! [`ClientOptions::tls`](crate::client::ClientOptions).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+/// Why a certificate, key or CA file cannot be used: the file and the problem, in one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsError {
+    /// The file at fault.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.problem)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// The crypto this crate uses: rustls' ring provider (no C toolchain beyond a compiler).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn error(path: &Path, problem: impl Into<String>) -> TlsError {
+    TlsError {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+/// Reads a file, saying which one could not be read and why.
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| error(path, format!("cannot read it: {e}")))
+}
+
+/// The certificates in a PEM file (a chain: the server's first).
+pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| error(path, format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(error(
+            path,
+            "no PEM certificate in it (-----BEGIN CERTIFICATE-----)",
+        ));
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM file: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        error(
+            path,
+            format!("no PEM private key in it (PKCS#8, PKCS#1 or SEC1): {e}"),
+        )
+    })
+}
+
+/// A server configuration from a PEM certificate chain and its private key: TLS 1.2 and 1.3,
+/// rustls' safe defaults, ALPN `http/1.1`. Fails, naming the file, when either cannot be read or
+/// parsed, or when the key does not belong to the certificate.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = load_certificates(cert)?;
+    let key_der = load_private_key(key)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error(cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| error(key, format!("cannot be used with {}: {e}", cert.display())))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that verifies servers against the system's roots, plus the CA
+/// certificates in `extra_ca` if given; with `insecure`, it verifies nothing at all (for
+/// testing against a self-signed certificate only).
+pub fn client_config(
+    extra_ca: Option<&Path>,
+    insecure: bool,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error(Path::new("-"), e.to_string()))?;
+    let mut config = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+            .with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        // Unreadable system certificates are skipped: the rest still verify.
+        let system = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(system.certs);
+        if let Some(path) = extra_ca {
+            for cert in load_certificates(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| error(path, format!("not a usable CA certificate: {e}")))?;
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepts any server certificate: `--insecure`.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

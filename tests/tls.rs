@@ -1,0 +1,385 @@
+//! wss:// end to end, with a CA and certificates generated at test time (rcgen): echo (text
+//! and 3 MiB), fragments, broadcast and the closing handshake over TLS 1.2 and 1.3; a silent
+//! or half-spoken TLS client closed at the handshake timeout; plain HTTP on the TLS port;
+//! certificate files that cannot be used; and SIGHUP reloading the certificate.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use common::{TestServer, TIMEOUT};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use wsloop::client::{Client, ClientError, ClientOptions, Incoming};
+use wsloop::rustls::pki_types::pem::PemObject;
+use wsloop::rustls::pki_types::CertificateDer;
+use wsloop::rustls::{self, ClientConfig, RootCertStore, SupportedProtocolVersion};
+use wsloop::{CloseCode, Config, Message};
+
+/// A CA and a server certificate it signed for 127.0.0.1 and localhost, as PEM.
+struct Pki {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    Pki {
+        ca: ca.pem(),
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    }
+}
+
+/// A fresh directory for this test's files.
+fn scratch_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wsloop-tls-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes the certificate and key to `dir`; returns their paths.
+fn write_pair(dir: &Path, pki: &Pki) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, &pki.cert).unwrap();
+    std::fs::write(&key, &pki.key).unwrap();
+    (cert, key)
+}
+
+/// A client configuration that trusts `ca` only, speaking `versions`.
+fn client_tls(ca: &str, versions: &[&'static SupportedProtocolVersion]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+        .unwrap();
+    let config = ClientConfig::builder_with_provider(wsloop::tls::provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+fn options(tls: Arc<ClientConfig>) -> ClientOptions<'static> {
+    ClientOptions {
+        tls: Some(tls),
+        ..Default::default()
+    }
+}
+
+/// The binary's routes over TLS, with `config`.
+fn tls_server(pki: &Pki, config: Config) -> TestServer {
+    let (cert, key) = write_pair(&scratch_dir(), pki);
+    let tls = wsloop::tls::server_config(&cert, &key).expect("the generated pair is usable");
+    TestServer::with_routes(config, |builder| {
+        builder
+            .route("/echo", wsloop::apps::Echo)
+            .route("/broadcast", wsloop::apps::Broadcast)
+            .index_page(wsloop::INDEX_HTML)
+            .tls(tls)
+    })
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("wss://{addr}{path}")
+}
+
+#[test]
+fn text_and_a_3_mib_binary_echo_over_tls_1_2_and_1_3() {
+    let pki = pki();
+    let server = tls_server(&pki, Config::default());
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let tls = client_tls(&pki.ca, &[version]);
+        let mut client = Client::connect_with(&url(server.addr(), "/echo"), &options(tls))
+            .unwrap_or_else(|e| panic!("{version:?}: {e}"));
+        client.send(Message::Text("héllo over TLS")).unwrap();
+        assert_eq!(
+            client.recv().unwrap(),
+            Incoming::Text("héllo over TLS".into())
+        );
+        let big: Vec<u8> = (0..3 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        client.send(Message::Binary(&big)).unwrap();
+        assert_eq!(client.recv().unwrap(), Incoming::Binary(big), "{version:?}");
+        client.close(CloseCode::NORMAL, "done").unwrap();
+    }
+}
+
+#[test]
+fn a_fragmented_message_comes_back_whole() {
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tungstenite::protocol::frame::Frame;
+    let pki = pki();
+    let server = tls_server(&pki, Config::default());
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls =
+        rustls::ClientConnection::new(client_tls(&pki.ca, rustls::ALL_VERSIONS), name).unwrap();
+    let tcp = TcpStream::connect(server.addr()).unwrap();
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let stream = rustls::StreamOwned::new(tls, tcp);
+    let (mut ws, response) = tungstenite::client(url(server.addr(), "/echo"), stream).unwrap();
+    assert_eq!(response.status(), 101);
+    for (piece, opcode, fin) in [
+        ("frag", OpCode::Data(Data::Text), false),
+        ("ment", OpCode::Data(Data::Continue), false),
+        ("ed ✓", OpCode::Data(Data::Continue), true),
+    ] {
+        ws.write(tungstenite::Message::Frame(Frame::message(
+            piece, opcode, fin,
+        )))
+        .unwrap();
+    }
+    ws.flush().unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        tungstenite::Message::text("fragmented ✓")
+    );
+}
+
+#[test]
+fn broadcast_reaches_the_other_tls_clients() {
+    let pki = pki();
+    let server = tls_server(&pki, Config::default());
+    let tls = client_tls(&pki.ca, rustls::ALL_VERSIONS);
+    let join = || Client::connect_with(&url(server.addr(), "/broadcast"), &options(tls.clone()));
+    let (mut alice, mut bob) = (join().unwrap(), join().unwrap());
+    // Bob's subscription is in place once his upgrade is answered: alice sends after it.
+    alice.send(Message::Text("to everyone")).unwrap();
+    assert_eq!(bob.recv().unwrap(), Incoming::Text("to everyone".into()));
+    bob.close(CloseCode::NORMAL, "bye").unwrap();
+    alice.close(CloseCode::NORMAL, "bye").unwrap();
+}
+
+#[test]
+fn the_page_is_served_over_https() {
+    let pki = pki();
+    let server = tls_server(&pki, Config::default());
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls =
+        rustls::ClientConnection::new(client_tls(&pki.ca, rustls::ALL_VERSIONS), name).unwrap();
+    let tcp = TcpStream::connect(server.addr()).unwrap();
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut stream = rustls::StreamOwned::new(tls, tcp);
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    // rustls reports a TCP end without close_notify as UnexpectedEof: the server sent one.
+    stream
+        .read_to_end(&mut response)
+        .expect("the reply ends with close_notify");
+    let response = String::from_utf8_lossy(&response);
+    assert!(
+        response.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{response:.80}"
+    );
+    assert!(response.ends_with(wsloop::INDEX_HTML));
+}
+
+/// Reads until the server ends the connection; returns what arrived and when it ended.
+fn read_until_closed(mut tcp: TcpStream) -> (Vec<u8>, Instant) {
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tcp.read(&mut chunk) {
+            Ok(0) => return (got, Instant::now()),
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (got, Instant::now())
+            }
+            Err(e) => panic!("the server did not end the connection: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_silent_or_half_spoken_tls_client_is_closed_at_the_handshake_timeout() {
+    let pki = pki();
+    let timeout = Duration::from_millis(300);
+    let server = tls_server(&pki, Config::default().handshake_timeout(timeout));
+    // Half a ClientHello: a record header announcing more than is sent.
+    for opening in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..]] {
+        let start = Instant::now();
+        let mut tcp = TcpStream::connect(server.addr()).unwrap();
+        tcp.write_all(opening).unwrap();
+        let (got, ended) = read_until_closed(tcp);
+        let took = ended - start;
+        assert!(
+            got.is_empty(),
+            "nothing is sent before a handshake: {got:?}"
+        );
+        assert!(
+            took >= timeout - Duration::from_millis(50),
+            "closed early: {took:?}"
+        );
+        assert!(
+            took < timeout + Duration::from_secs(2),
+            "closed late: {took:?}"
+        );
+    }
+}
+
+#[test]
+fn plain_http_on_the_tls_port_is_dropped_and_harms_no_one() {
+    let pki = pki();
+    let server = tls_server(&pki, Config::default());
+    let tls = client_tls(&pki.ca, rustls::ALL_VERSIONS);
+    let mut client = Client::connect_with(&url(server.addr(), "/echo"), &options(tls)).unwrap();
+    let mut plain = TcpStream::connect(server.addr()).unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let (got, _) = read_until_closed(plain);
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "answered in plain text: {got:?}"
+    );
+    // A plain WebSocket upgrade is dropped the same way.
+    let mut upgrade = TcpStream::connect(server.addr()).unwrap();
+    upgrade
+        .write_all(common::upgrade_request("/echo", "").as_bytes())
+        .unwrap();
+    let (got, _) = read_until_closed(upgrade);
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "answered in plain text: {got:?}"
+    );
+    // The TLS client opened before goes on.
+    client.send(Message::Text("still here")).unwrap();
+    assert_eq!(client.recv().unwrap(), Incoming::Text("still here".into()));
+}
+
+#[test]
+fn a_certificate_the_client_does_not_trust_fails_its_connect() {
+    let pki = pki();
+    let server = tls_server(&pki, Config::default());
+    let stranger = client_tls(&self::pki().ca, rustls::ALL_VERSIONS);
+    let refused = Client::connect_with(&url(server.addr(), "/echo"), &options(stranger));
+    assert!(
+        matches!(&refused, Err(ClientError::Io(e)) if e.to_string().contains("certificate")),
+        "{refused:?}"
+    );
+}
+
+/// The binary with `args`; its stdout's first line and a channel of its stderr lines.
+fn start_binary(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsloop");
+    let (lines_tx, lines) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    (child, first, lines)
+}
+
+/// Waits for a stderr line containing `needle`.
+fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no log line with {needle:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_file_that_cannot_be_used_stops_the_start_with_one_line_naming_it() {
+    let pki = pki();
+    let dir = scratch_dir();
+    let (cert, key) = write_pair(&dir, &pki);
+    let other_key = dir.join("other-key.pem");
+    std::fs::write(&other_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let missing = dir.join("missing.pem");
+    for (cert, key, named) in [
+        (&missing, &key, &missing),
+        (&key, &key, &key),
+        (&cert, &cert, &cert),
+        (&cert, &other_key, &other_key),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+            .args(["--bind", "127.0.0.1:0", "--tls-cert"])
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(&*named.to_string_lossy()), "{stderr}");
+    }
+}
+
+#[test]
+fn sighup_reloads_the_certificate_and_keeps_it_when_the_new_one_is_bad() {
+    let (old, new) = (pki(), pki());
+    let dir = scratch_dir();
+    let (cert, key) = write_pair(&dir, &old);
+    let (mut child, first, lines) = start_binary(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let addr = first
+        .trim()
+        .strip_prefix("listening on wss://")
+        .expect(&first)
+        .to_string();
+    let connects = |pki: &Pki| {
+        let tls = client_tls(&pki.ca, rustls::ALL_VERSIONS);
+        Client::connect_with(&format!("wss://{addr}/echo"), &options(tls)).is_ok()
+    };
+    let hangup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    assert!(connects(&old) && !connects(&new));
+    write_pair(&dir, &new);
+    hangup();
+    wait_for_line(&lines, "reloaded the TLS certificate");
+    assert!(
+        connects(&new) && !connects(&old),
+        "the new certificate is served"
+    );
+    // A key that does not match: logged, and the certificate in use stays.
+    std::fs::write(&key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    hangup();
+    wait_for_line(&lines, "keeping the old TLS certificate");
+    assert!(connects(&new));
+    let _ = child.kill();
+    let _ = child.wait();
+}

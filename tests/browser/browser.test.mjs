@@ -1,8 +1,9 @@
 // Drives the browser client (static/index.html) in Debian's Chromium against a running wsloop.
 // Run through tests/browser/run.sh, which builds and starts the server; by hand:
 //   WSLOOP_PORT=9311 node --test tests/browser/browser.test.mjs
-// Environment: WSLOOP_PORT (default 9311), CHROMIUM (default /usr/bin/chromium).
-// Screenshots land in target/browser-screenshots/.
+// Environment: WSLOOP_PORT (default 9311), CHROMIUM (default /usr/bin/chromium), WSLOOP_TLS=1
+// when the server speaks https:// and wss:// (its test certificate is accepted).
+// Screenshots land in target/browser-screenshots/ (tls/ for the TLS run).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -11,10 +12,13 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 const PORT = process.env.WSLOOP_PORT || '9311';
-const SERVED = `http://127.0.0.1:${PORT}/`;
+const TLS = process.env.WSLOOP_TLS === '1';
+const HTTP = TLS ? 'https' : 'http';
+const WS = TLS ? 'wss' : 'ws';
+const SERVED = `${HTTP}://127.0.0.1:${PORT}/`;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const FROM_DISK = pathToFileURL(path.join(ROOT, 'static/index.html')).href;
-const SHOTS = path.join(ROOT, 'target/browser-screenshots');
+const SHOTS = path.join(ROOT, 'target/browser-screenshots', TLS ? 'tls' : '');
 const WAIT = 10_000;
 
 let browser;
@@ -25,7 +29,7 @@ before(async () => {
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--no-first-run'],
+      '--no-first-run', ...(TLS ? ['--ignore-certificate-errors'] : [])],
   });
   mkdirSync(SHOTS, { recursive: true });
 });
@@ -36,7 +40,7 @@ after(async () => {
 
 /** A page in a fresh context that fails the test on any uncaught page error. */
 async function open(t, url = SERVED, viewport = { width: 1280, height: 800 }) {
-  const context = await browser.newContext({ viewport });
+  const context = await browser.newContext({ viewport, ignoreHTTPSErrors: TLS });
   t.after(() => context.close());
   const page = await context.newPage();
   const errors = [];
@@ -217,18 +221,18 @@ test('chat: room messages, private messages, typing, join/leave and errors', asy
 
 test('address: the served page uses its own host, the page from disk the default', async (t) => {
   const served = await open(t);
-  assert.equal(await served.inputValue('#url'), `ws://127.0.0.1:${PORT}`);
-  const byName = await open(t, `http://localhost:${PORT}/`);
-  assert.equal(await byName.inputValue('#url'), `ws://localhost:${PORT}`);
+  assert.equal(await served.inputValue('#url'), `${WS}://127.0.0.1:${PORT}`);
+  const byName = await open(t, `${HTTP}://localhost:${PORT}/`);
+  assert.equal(await byName.inputValue('#url'), `${WS}://localhost:${PORT}`);
   await connect(byName, '/echo');
-  await logLine(byName, 'info', `connecting to ws://localhost:${PORT}/echo`).waitFor({ timeout: WAIT });
+  await logLine(byName, 'info', `connecting to ${WS}://localhost:${PORT}/echo`).waitFor({ timeout: WAIT });
 
   const disk = await open(t, FROM_DISK);
   assert.equal(await disk.inputValue('#url'), 'ws://127.0.0.1:9001');
-  // From disk the page still works against any address typed in.
-  await disk.fill('#url', `127.0.0.1:${PORT}`);
+  // From disk the page still works against any address typed in (ws:// when none is given).
+  await disk.fill('#url', TLS ? `wss://127.0.0.1:${PORT}` : `127.0.0.1:${PORT}`);
   await connect(disk, '/echo');
-  await logLine(disk, 'info', `connecting to ws://127.0.0.1:${PORT}/echo`).waitFor({ timeout: WAIT });
+  await logLine(disk, 'info', `connecting to ${WS}://127.0.0.1:${PORT}/echo`).waitFor({ timeout: WAIT });
   await disk.fill('#text', 'from disk');
   await disk.click('#sendText');
   await logLine(disk, 'recv', 'from disk').waitFor({ timeout: WAIT });

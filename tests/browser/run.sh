@@ -3,7 +3,10 @@
 # wsloop, with Node's test runner and playwright-core. Needs node >= 20, npm and /usr/bin/chromium
 # (apt-get install -y chromium); playwright-core never downloads a browser here.
 #
-#   tests/browser/run.sh [PORT]     server log in target/browser/, screenshots in target/browser-screenshots/
+#   tests/browser/run.sh [PORT]     server logs in target/browser/, screenshots in target/browser-screenshots/
+#
+# The same tests run twice: over http:// and ws:// on PORT, then over https:// and wss:// on
+# PORT+1 with a certificate made here by openssl (Chromium is told to accept it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 port="${1:-9311}"
@@ -17,15 +20,31 @@ cargo build --release --quiet
   || (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 rm -rf "$out" && mkdir -p "$out"
 
-./target/release/wsloop --bind "127.0.0.1:$port" --log-level warn >"$out/stdout.log" 2>"$out/server.log" &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  grep -q "^listening on ws://" "$out/stdout.log" && break
-  kill -0 "$server" 2>/dev/null || { echo "browser tests: wsloop did not start" >&2; cat "$out/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-grep -q "^listening on ws://" "$out/stdout.log" \
-  || { echo "browser tests: wsloop did not say it was listening" >&2; exit 1; }
+servers=()
+trap 'kill "${servers[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 
+# start NAME PORT [FLAGS...]: a release server whose stdout and stderr land in target/browser/.
+start() {
+  local name=$1 at=$2
+  shift 2
+  ./target/release/wsloop --bind "127.0.0.1:$at" --log-level warn "$@" \
+    >"$out/$name.stdout.log" 2>"$out/$name.log" &
+  servers+=($!)
+  for _ in $(seq 100); do
+    grep -q "^listening on " "$out/$name.stdout.log" && return 0
+    kill -0 "${servers[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "browser tests: wsloop ($name) did not start" >&2
+  cat "$out/$name.log" >&2
+  exit 1
+}
+
+start plain "$port"
 WSLOOP_PORT="$port" node --test --test-reporter=spec tests/browser/browser.test.mjs
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+  -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
+start tls "$((port + 1))" --tls-cert "$out/cert.pem" --tls-key "$out/key.pem"
+WSLOOP_TLS=1 WSLOOP_PORT="$((port + 1))" node --test --test-reporter=spec tests/browser/browser.test.mjs

@@ -37,18 +37,31 @@ SCENARIOS = [
 ]
 IDLE_CONNECTIONS = 10_000
 
+# wss://: wsloop over TLS against itself over plain TCP, in the same run. The certificate is
+# made by scripts/bench.sh (openssl) and not verified by the generator (--insecure).
+TLS_DIR = "target/bench-tls"
+SERVERS_TLS = {
+    "wsloop-tls": [WSLOOP, "--log-level", "warn", "--tls-cert", f"{TLS_DIR}/cert.pem",
+                   "--tls-key", f"{TLS_DIR}/key.pem", "--bind"],
+}
+TLS_SCENARIOS = [
+    ("wss echo 100 x 20 B", "/", ["--connections", "100", "--size", "20"], "msgs/s"),
+    ("wss echo 100 x 16 KiB", "/", ["--connections", "100", "--size", "16KiB"], "msgs/s"),
+]
+
 
 class Server:
     """A server process pinned to CPU 0, started fresh for one measurement."""
 
     def __init__(self, name, port):
-        command = ["taskset", "-c", "0"] + SERVERS[name] + [f"127.0.0.1:{port}"]
+        tls = name in SERVERS_TLS
+        command = ["taskset", "-c", "0"] + (SERVERS_TLS if tls else SERVERS)[name] + [f"127.0.0.1:{port}"]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
         if "listening on" not in line:
             self.stop()
             sys.exit(f"bench: {name} did not start: {line!r}")
-        self.url = f"ws://127.0.0.1:{port}"
+        self.url = f"{'wss' if tls else 'ws'}://127.0.0.1:{port}"
 
     def rss_kib(self):
         with open(f"/proc/{self.process.pid}/status") as status:
@@ -70,6 +83,8 @@ class Server:
 def bench(args):
     """Runs `wsloop bench` pinned to CPU 1; returns its JSON summary."""
     command = ["taskset", "-c", "1", WSLOOP, "bench"] + args + ["--json"]
+    if args[0].startswith("wss://"):
+        command.append("--insecure")
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     for line in reversed(result.stdout.splitlines()):
         if line.startswith("{"):
@@ -84,6 +99,8 @@ def idle_bytes_per_connection(name, port):
         before = server.rss_kib()
         command = ["taskset", "-c", "1", WSLOOP, "bench", f"{server.url}/", "--idle",
                    "--connections", str(IDLE_CONNECTIONS), "--duration", "600s"]
+        if server.url.startswith("wss://"):
+            command.append("--insecure")
         holder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             for line in holder.stdout:
@@ -118,39 +135,14 @@ def main():
         if options.only and options.only not in name:
             continue
         servers = [s for s in SERVERS if path != "/broadcast" or s not in ECHO_ONLY]
-        results = {server: [] for server in servers}
-        server_cpus = {server: [] for server in servers}
-        cost = {server: [] for server in servers}  # server CPU microseconds per message
-        cpu = []
-        for _ in range(options.rounds):
-            for server_name in servers:  # alternate: A B A B ...
-                port += 1
-                server = Server(server_name, port)
-                try:
-                    cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
-                    summary = bench([server.url + path, "--duration", options.duration] + args)
-                    # Includes connection setup; a share near 100% means the server was the limit.
-                    cpu_seconds = server.cpu_seconds() - cpu_before
-                    server_cpu = 100 * cpu_seconds / (time.monotonic() - wall_before)
-                finally:
-                    server.stop()
-                results[server_name].append(summary["median_rate"])
-                server_cpus[server_name].append(server_cpu)
-                cost[server_name].append(1e6 * cpu_seconds / max(summary["total"], 1))
-                if summary.get("bench_cpu_percent") is not None:
-                    cpu.append(summary["bench_cpu_percent"])
-                print(f"  {name}: {server_name} {summary['median_rate']} {unit} "
-                      f"(errors {summary['errors']}, server cpu {server_cpu:.0f}%, "
-                      f"bench cpu {summary.get('bench_cpu_percent') or 0:.0f}%)",
-                      file=sys.stderr)
-        medians = {s: statistics.median(v) for s, v in results.items()}
-        # Each round measures the servers back to back, so the ratio within a round is the
-        # least touched by the machine's drift: the table gives the median of those.
-        ratios = {s: statistics.median(w / p if p else float("inf") for w, p in zip(results["wsloop"], v))
-                  for s, v in results.items()}
-        cpus = {s: statistics.median(v) for s, v in server_cpus.items()}
-        costs = {s: statistics.median(v) for s, v in cost.items()}
-        rows.append((name, unit, medians, ratios, cpus, costs, max(cpu or [0])))
+        port, row = measure(name, path, args, unit, servers, options, port)
+        rows.append(row)
+    tls_rows = []
+    for name, path, args, unit in TLS_SCENARIOS:
+        if options.only and options.only not in name:
+            continue
+        port, row = measure(name, path, args, unit, ["wsloop", "wsloop-tls"], options, port)
+        tls_rows.append(row)
 
     idle = None
     if not options.only or options.only in "idle":
@@ -158,8 +150,67 @@ def main():
         for server_name in SERVERS:
             port += 1
             idle[server_name] = idle_bytes_per_connection(server_name, port)
+    idle_tls = None
+    if not options.only or options.only in "wss idle":
+        port += 1
+        idle_tls = idle_bytes_per_connection("wsloop-tls", port)
 
     print_table(rows, idle)
+    print_tls_table(tls_rows, idle, idle_tls)
+
+
+def measure(name, path, args, unit, servers, options, port):
+    """Rounds of `name` against each of `servers`, alternating; returns the next free port and
+    the table row."""
+    results = {server: [] for server in servers}
+    server_cpus = {server: [] for server in servers}
+    cost = {server: [] for server in servers}  # server CPU microseconds per message
+    cpu = []
+    for _ in range(options.rounds):
+        for server_name in servers:  # alternate: A B A B ...
+            port += 1
+            server = Server(server_name, port)
+            try:
+                cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+                summary = bench([server.url + path, "--duration", options.duration] + args)
+                # Includes connection setup; a share near 100% means the server was the limit.
+                cpu_seconds = server.cpu_seconds() - cpu_before
+                server_cpu = 100 * cpu_seconds / (time.monotonic() - wall_before)
+            finally:
+                server.stop()
+            results[server_name].append(summary["median_rate"])
+            server_cpus[server_name].append(server_cpu)
+            cost[server_name].append(1e6 * cpu_seconds / max(summary["total"], 1))
+            if summary.get("bench_cpu_percent") is not None:
+                cpu.append(summary["bench_cpu_percent"])
+            print(f"  {name}: {server_name} {summary['median_rate']} {unit} "
+                  f"(errors {summary['errors']}, server cpu {server_cpu:.0f}%, "
+                  f"bench cpu {summary.get('bench_cpu_percent') or 0:.0f}%)",
+                  file=sys.stderr)
+    medians = {s: statistics.median(v) for s, v in results.items()}
+    # Each round measures the servers back to back, so the ratio within a round is the
+    # least touched by the machine's drift: the table gives the median of those.
+    ratios = {s: statistics.median(w / p if p else float("inf") for w, p in zip(results["wsloop"], v))
+              for s, v in results.items()}
+    cpus = {s: statistics.median(v) for s, v in server_cpus.items()}
+    costs = {s: statistics.median(v) for s, v in cost.items()}
+    return port, (name, unit, medians, ratios, cpus, costs, max(cpu or [0]))
+
+
+def print_tls_table(rows, idle, idle_tls):
+    """wss:// against ws://, wsloop both times: the rate ratio is wss / ws."""
+    if not rows and idle_tls is None:
+        return
+    print()
+    print("| scenario | ws:// | wss:// | wss / ws | server cpu µs per message (ws / wss) | bench cpu (max) |")
+    print("|---|---|---|---|---|---|")
+    for name, unit, medians, ratios, _cpus, costs, bench_cpu in rows:
+        print(f"| {name} | {medians['wsloop']:,.0f} {unit} | {medians['wsloop-tls']:,.0f} | "
+              f"{1 / ratios['wsloop-tls']:.2f}x | {costs['wsloop']:.2f} / {costs['wsloop-tls']:.2f} | "
+              f"{bench_cpu:.0f}% |")
+    if idle_tls is not None:
+        plain = f"{idle['wsloop']:.0f} B" if idle else "-"
+        print(f"| idle RSS per connection at {IDLE_CONNECTIONS:,} | {plain} | {idle_tls:.0f} B | - | - | - |")
 
 
 def print_table(rows, idle):

@@ -4,6 +4,7 @@
 #   scripts/bench.sh                      all scenarios, 3 rounds of 5 s each per server
 #   scripts/bench.sh --rounds 2 --duration 3s --only "1000 x"
 #   scripts/bench.sh --only "1 MiB" --baseline /tmp/wsloop-main   also measure another build
+#   scripts/bench.sh --only wss           wss:// against ws:// (and idle memory per TLS connection)
 #
 # Prints a Markdown table: scenario, wsloop, each peer, the ratios, each server's CPU share and
 # CPU time per message, and the load generator's own CPU share (near 100%, it was the limit).
@@ -11,5 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v taskset >/dev/null || { echo "bench: taskset is missing (util-linux)" >&2; exit 1; }
 cargo build --release --quiet --bin wsloop --example peer-tokio-tungstenite --example peer-fastwebsockets
+# The wss:// scenarios' certificate.
+mkdir -p target/bench-tls
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1" \
+  -keyout target/bench-tls/key.pem -out target/bench-tls/cert.pem 2>/dev/null
 ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need as many descriptors on each side
 exec python3 scripts/bench.py "$@"

@@ -1,11 +1,15 @@
 //! TLS with [rustls] (ring provider): the server's certificate and key from PEM files, and
 //! client configurations that verify against the system's roots, an extra CA, or nothing.
 //!
+//! [`read_plaintext`], [`write_records`] and [`Plaintext`] drive a rustls connection over a
+//! non-blocking socket, the way a mio loop does (the server's transport and `wsloop bench`).
+//!
 //! The server side is used through [`ServerBuilder::tls_files`](crate::ServerBuilder::tls_files)
 //! or [`ServerBuilder::tls`](crate::ServerBuilder::tls); the client side through
 //! [`ClientOptions::tls`](crate::client::ClientOptions).
 
 use std::fmt;
+use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,7 +17,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    ClientConfig, Connection, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
+};
 
 /// Why a certificate, key or CA file cannot be used: the file and the problem, in one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +128,73 @@ pub fn client_config(
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Plaintext the peer sent, reading and decrypting records from the non-blocking `socket` as
+/// needed: `Ok(0)` at the end of the stream (close_notify, or TCP closed without one),
+/// `WouldBlock` when the socket has nothing more, `InvalidData` when the peer broke TLS (the
+/// alert telling it why is written if the socket takes it).
+pub fn read_plaintext(
+    conn: &mut Connection,
+    socket: &mut (impl Read + Write),
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    loop {
+        match conn.reader().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        if conn.read_tls(socket)? == 0 {
+            return Ok(0);
+        }
+        if let Err(e) = conn.process_new_packets() {
+            let _ = conn.write_tls(socket);
+            return Err(io::Error::new(ErrorKind::InvalidData, e));
+        }
+    }
+}
+
+/// Writes the records rustls has ready (handshake, encrypted data, alerts) until the
+/// non-blocking `socket` is full (`Ok`, with [`Connection::wants_write`] still true) or they
+/// are all out.
+pub fn write_records(conn: &mut Connection, socket: &mut impl Write) -> io::Result<()> {
+    while conn.wants_write() {
+        match conn.write_tls(socket) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A rustls connection's plaintext side as a non-blocking sink: what it takes is encrypted
+/// into records (see [`write_records`]); full (its buffer limit) is `WouldBlock`.
+#[derive(Debug)]
+pub struct Plaintext<'a>(pub &'a mut Connection);
+
+impl Write for Plaintext<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.writer().write(buf)? {
+            0 if !buf.is_empty() => Err(ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self.0.writer().write_vectored(bufs)? {
+            0 if bufs.iter().any(|b| !b.is_empty()) => Err(ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Accepts any server certificate: `--insecure`.

@@ -383,3 +383,32 @@ fn sighup_reloads_the_certificate_and_keeps_it_when_the_new_one_is_bad() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn the_bench_tool_measures_a_wss_server() {
+    let pki = pki();
+    let server = tls_server(&pki, Config::default());
+    let dir = scratch_dir();
+    std::fs::write(dir.join("ca.pem"), &pki.ca).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["bench", &url(server.addr(), "/echo"), "--connections", "4"])
+        .args(["--duration", "1s", "--json", "--ca"])
+        .arg(dir.join("ca.pem"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("a JSON summary");
+    assert!(summary.contains("\"errors\":0"), "{summary}");
+    assert!(
+        !summary.contains("\"total\":0,"),
+        "no message went through: {summary}"
+    );
+}

@@ -2,15 +2,16 @@
 //! TCP, or TLS: rustls' sans-IO server connection over the same non-blocking socket, on the
 //! same loop. Nothing above it knows which.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::net::Shutdown;
 use std::sync::Arc;
 
 use log::info;
 use mio::net::TcpStream;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::{Connection, ServerConfig, ServerConnection};
 
 use crate::protocol::write_queue::WriteQueue;
+use crate::tls;
 
 /// The most plaintext and records rustls holds for one connection before it takes no more:
 /// the rest waits in the connection's write queue, where it counts for backpressure.
@@ -33,7 +34,8 @@ pub(crate) enum Transport {
 #[derive(Debug)]
 pub(crate) struct Tls {
     stream: TcpStream,
-    tls: ServerConnection,
+    /// The server side of a rustls connection.
+    tls: Connection,
     /// close_notify is queued.
     closing: bool,
     /// The write side is shut down (after close_notify went out).
@@ -56,7 +58,7 @@ impl Transport {
         tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         Ok(Transport::Tls(Box::new(Tls {
             stream,
-            tls,
+            tls: Connection::Server(tls),
             closing: false,
             write_shut: false,
             failed: false,
@@ -139,44 +141,24 @@ impl Transport {
 impl Tls {
     /// Plaintext the peer sent, reading and decrypting records as needed.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.tls.reader().read(buf) {
-                Ok(n) => return Ok(n), // 0: close_notify received
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                // The peer closed TCP without close_notify.
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
-            }
-            match self.tls.read_tls(&mut self.stream) {
-                Ok(0) => return Ok(0),
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-            if let Err(e) = self.tls.process_new_packets() {
-                if !self.failed {
-                    self.failed = true;
-                    let peer = self.stream.peer_addr().map(|a| a.to_string());
-                    let peer = peer.unwrap_or_else(|_| "-".into());
-                    info!("{peer} TLS failed: {e}");
-                }
-                // Tell the peer why, if the socket takes it.
-                let _ = self.tls.write_tls(&mut self.stream);
-                return Err(io::Error::new(ErrorKind::InvalidData, e));
+        let result = tls::read_plaintext(&mut self.tls, &mut self.stream, buf);
+        if let Err(e) = &result {
+            if e.kind() == ErrorKind::InvalidData && !self.failed {
+                self.failed = true;
+                let peer = self.stream.peer_addr().map(|a| a.to_string());
+                let peer = peer.unwrap_or_else(|_| "-".into());
+                info!("{peer} TLS failed: {e}");
             }
         }
+        result
     }
 
     /// Moves queued plaintext into TLS records and writes the records out.
     fn flush(&mut self, mut queue: Option<&mut WriteQueue>) -> io::Result<()> {
         loop {
-            while self.tls.wants_write() {
-                match self.tls.write_tls(&mut self.stream) {
-                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+            tls::write_records(&mut self.tls, &mut self.stream)?;
+            if self.tls.wants_write() {
+                return Ok(()); // the socket is full
             }
             let Some(queue) = queue.as_deref_mut().filter(|q| !q.is_empty()) else {
                 return Ok(());
@@ -184,7 +166,7 @@ impl Tls {
             if self.tls.is_handshaking() || self.closing {
                 return Ok(()); // plaintext waits in the queue until it can go out
             }
-            queue.write_to(&mut Plaintext(&mut self.tls))?;
+            queue.write_to(&mut tls::Plaintext(&mut self.tls))?;
             if !self.tls.wants_write() {
                 return Ok(());
             }
@@ -201,21 +183,5 @@ impl Tls {
             self.write_shut = true;
             let _ = self.stream.shutdown(Shutdown::Write);
         }
-    }
-}
-
-/// TLS's plaintext side as a sink for [`WriteQueue::write_to`]: full means `WouldBlock`.
-struct Plaintext<'a>(&'a mut ServerConnection);
-
-impl Write for Plaintext<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.0.writer().write(buf)? {
-            0 if !buf.is_empty() => Err(ErrorKind::WouldBlock.into()),
-            n => Ok(n),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

@@ -11,7 +11,7 @@ use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use mio::net::TcpStream;
+use super::stream::BenchStream;
 use wsloop::client::WsUrl;
 use wsloop::protocol::client_handshake::{parse_response, upgrade_request};
 use wsloop::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase as WsPhase};
@@ -53,7 +53,7 @@ pub struct ReadOutcome {
 
 /// One connection.
 pub struct BenchConn {
-    pub stream: TcpStream,
+    pub stream: BenchStream,
     pub phase: Phase,
     handshake_out: Vec<u8>,
     handshake_in: Vec<u8>,
@@ -69,7 +69,7 @@ pub struct BenchConn {
 }
 
 impl BenchConn {
-    pub fn new(stream: TcpStream, url: &WsUrl, frame: Arc<[u8]>) -> BenchConn {
+    pub fn new(stream: BenchStream, url: &WsUrl, frame: Arc<[u8]>) -> BenchConn {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the OS entropy source works");
         let (request, key) = upgrade_request(&url.host_header(), &url.resource, nonce, &[]);
@@ -90,35 +90,36 @@ impl BenchConn {
     pub fn wants_write(&self) -> bool {
         match self.phase {
             Phase::Connecting => true,
+            Phase::Closed => false,
+            _ if self.stream.records_waiting() => true,
             Phase::Handshaking => !self.handshake_out.is_empty(),
             Phase::Open | Phase::Closing => self.to_send > 0 || self.control_waiting(),
-            Phase::Closed => false,
         }
     }
 
     /// Writes what waits until the socket is full. `Err` means the connection failed.
     pub fn write(&mut self) -> Result<(), String> {
         if self.phase == Phase::Connecting {
-            if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+            if let Ok(Some(e)) | Err(e) = self.stream.tcp().take_error() {
                 return Err(format!("connect failed: {e}"));
             }
-            match self.stream.peer_addr() {
+            match self.stream.tcp().peer_addr() {
                 Ok(_) => {
                     // Small frames must leave at once, not wait for Nagle's algorithm.
-                    let _ = self.stream.set_nodelay(true);
+                    let _ = self.stream.tcp().set_nodelay(true);
                     self.phase = Phase::Handshaking;
                 }
                 Err(e) if e.kind() == ErrorKind::NotConnected => return Ok(()),
                 Err(e) => return Err(format!("connect failed: {e}")),
             }
         }
-        let result = match self.phase {
+        let result = self.stream.push().and_then(|()| match self.phase {
             Phase::Handshaking => write_some(&mut self.stream, &self.handshake_out).map(|n| {
                 self.handshake_out.drain(..n);
             }),
             Phase::Open | Phase::Closing => self.write_frames(),
             _ => Ok(()),
-        };
+        });
         result.map_err(|e| format!("write failed: {e}"))
     }
 
@@ -192,6 +193,7 @@ impl BenchConn {
     /// With `short_read_drains`, a read that does not fill the buffer ends the loop: the
     /// socket was empty then, and Linux raises a new edge for anything that arrives later.
     pub fn read(&mut self, buffer: &mut [u8], short_read_drains: bool) -> ReadOutcome {
+        let short_read_drains = short_read_drains && self.stream.short_read_drains();
         let mut outcome = ReadOutcome::default();
         loop {
             let now = Instant::now();
@@ -312,7 +314,7 @@ fn note(event: Event<'_>, phase: &Phase, outcome: &mut ReadOutcome) {
     }
 }
 
-fn write_some(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+fn write_some(stream: &mut BenchStream, bytes: &[u8]) -> io::Result<usize> {
     match stream.write(bytes) {
         Ok(n) => Ok(n),
         Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),

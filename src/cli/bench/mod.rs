@@ -10,6 +10,7 @@
 
 mod conn;
 mod stats;
+mod stream;
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -27,6 +28,7 @@ use wsloop::protocol::frame::{encode_frame, OpCode};
 use super::units;
 use conn::{BenchConn, Phase};
 use stats::{cpu_time, Stats};
+use stream::BenchStream;
 
 /// The load generator's flags.
 #[derive(Debug, Args)]
@@ -55,6 +57,12 @@ pub struct BenchArgs {
     /// Also print the summary as one JSON line.
     #[arg(long)]
     json: bool,
+    /// For wss://: also trust the CA certificate(s) in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// For wss://: do not verify the server's certificate (testing only).
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// What `wsloop bench` measures.
@@ -117,6 +125,8 @@ struct Bench<'a> {
     /// Connections that sent their close and wait for the server's.
     closing: usize,
     read_buffer: Vec<u8>,
+    /// For wss:// URLs.
+    tls: Option<Arc<wsloop::rustls::ClientConfig>>,
 }
 
 impl<'a> Bench<'a> {
@@ -139,6 +149,15 @@ impl<'a> Bench<'a> {
             Some(key),
         );
         let total = args.connections + usize::from(args.mode == Mode::Broadcast && !args.idle);
+        let tls = if url.secure {
+            if args.insecure {
+                eprintln!("warning: --insecure: the server's certificate is not verified");
+            }
+            let config = wsloop::tls::client_config(args.ca.as_deref(), args.insecure);
+            Some(config.map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         Ok(Bench {
             args,
             url,
@@ -156,6 +175,7 @@ impl<'a> Bench<'a> {
             measuring: false,
             closing: 0,
             read_buffer: vec![0; 256 * 1024],
+            tls,
         })
     }
 
@@ -230,12 +250,16 @@ impl<'a> Bench<'a> {
     }
 
     fn start_connection(&mut self) -> Result<(), String> {
-        let mut stream = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+        let tcp = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+        let mut stream = match &self.tls {
+            Some(config) => BenchStream::tls(tcp, &self.url.host, config.clone())?,
+            None => BenchStream::Plain(tcp),
+        };
         let key = self.conns.len();
         self.poll
             .registry()
             .register(
-                &mut stream,
+                stream.tcp(),
                 Token(key),
                 Interest::READABLE | Interest::WRITABLE,
             )
@@ -361,7 +385,7 @@ impl<'a> Bench<'a> {
             let _ = self
                 .poll
                 .registry()
-                .reregister(&mut conn.stream, Token(key), interest);
+                .reregister(conn.stream.tcp(), Token(key), interest);
             self.writable[key] = wants;
         }
     }
@@ -382,7 +406,7 @@ impl<'a> Bench<'a> {
         let conn = &mut self.conns[key];
         if conn.phase != Phase::Closed {
             conn.phase = Phase::Closed;
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let _ = self.poll.registry().deregister(conn.stream.tcp());
             self.stats.errors += 1;
             if self.stats.errors <= 5 {
                 eprintln!("connection {key}: {why}");
@@ -456,7 +480,7 @@ impl<'a> Bench<'a> {
     fn finish_close(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         conn.phase = Phase::Closed;
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = self.poll.registry().deregister(conn.stream.tcp());
         self.closing -= 1;
     }
 

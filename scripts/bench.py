@@ -201,7 +201,8 @@ def print_tls_table(rows, idle, idle_tls):
     """wss:// against ws://, wsloop both times: the rate ratio is wss / ws."""
     if not rows and idle_tls is None:
         return
-    print()
+    if idle:
+        print()
     print("| scenario | ws:// | wss:// | wss / ws | server cpu µs per message (ws / wss) | bench cpu (max) |")
     print("|---|---|---|---|---|---|")
     for name, unit, medians, ratios, _cpus, costs, bench_cpu in rows:
@@ -215,6 +216,8 @@ def print_tls_table(rows, idle, idle_tls):
 
 def print_table(rows, idle):
     """The Markdown table; "-" where a server has no endpoint for a scenario."""
+    if not rows and not idle:
+        return
     peers = [s for s in SERVERS if s != "wsloop"]
     header = (["scenario", "wsloop"] + peers + [f"ratio vs {p}" for p in peers]
               + ["server cpu (" + " / ".join(SERVERS) + ")",

@@ -12,12 +12,19 @@ use common::{TestServer, TIMEOUT};
 use wsloop::apps::{Chat, Echo};
 use wsloop::Config;
 
-/// A running `wsloop client` whose stdout lines arrive on a channel.
+/// Which stream a line came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    Stdout,
+    Stderr,
+}
+
+/// A running `wsloop client` whose stdout and stderr lines arrive on a channel.
 struct Console {
     child: Option<Child>,
     stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    seen: Vec<String>,
+    lines: Receiver<(Out, String)>,
+    seen: Vec<(Out, String)>,
 }
 
 impl Console {
@@ -30,15 +37,21 @@ impl Console {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start wsloop client");
-        let stdout = child.stdout.take().expect("stdout");
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let forward = |out: Out, stream: Box<dyn std::io::Read + Send>| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send((out, line)).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        };
+        forward(Out::Stdout, Box::new(stdout));
+        forward(Out::Stderr, Box::new(stderr));
         let stdin = child.stdin.take();
         let mut console = Console {
             child: Some(child),
@@ -46,7 +59,7 @@ impl Console {
             lines,
             seen: Vec::new(),
         };
-        console.expect("connected to");
+        console.expect_on(Out::Stderr, "connected to");
         console
     }
 
@@ -55,15 +68,20 @@ impl Console {
         writeln!(stdin, "{line}").expect("type into the client");
     }
 
-    /// Waits for a stdout line containing `text`; returns it.
+    /// Waits for a stdout line containing `text` (a message); returns it.
     fn expect(&mut self, text: &str) -> String {
+        self.expect_on(Out::Stdout, text)
+    }
+
+    /// Waits for a line on `out` containing `text`; returns it.
+    fn expect_on(&mut self, out: Out, text: &str) -> String {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!("no line with {text:?}; saw {:?}", self.seen),
+                Ok((on, line)) if on == out && line.contains(text) => return line,
+                Ok(seen) => self.seen.push(seen),
+                Err(_) => panic!("no {out:?} line with {text:?}; saw {:?}", self.seen),
             }
         }
     }
@@ -113,10 +131,35 @@ fn echo_lines_and_ctrl_d_exits_cleanly() {
     let url = format!("ws://{}/echo", server.addr());
     let mut console = Console::start(&[&url]);
     console.type_line("hello there");
-    assert_eq!(console.expect("hello"), "hello there");
+    // A reply is marked, so it is not mistaken for the line typed.
+    assert_eq!(console.expect("hello"), "< hello there");
     console.stdin = None; // Ctrl+D
-    console.expect("closed");
+    console.expect_on(Out::Stderr, "closed");
     assert!(console.wait().success());
+    // Status lines went to stderr: stdout carries only what the server sent.
+    let stdout: Vec<_> = console
+        .seen
+        .iter()
+        .filter(|(on, _)| *on == Out::Stdout)
+        .collect();
+    assert!(stdout.is_empty(), "{stdout:?}");
+}
+
+#[test]
+fn a_taken_name_can_be_replaced_with_slash_name() {
+    let server = server();
+    let url = format!("ws://{}/chat", server.addr());
+    let mut alice = Console::start(&[&url, "--name", "alice"]);
+    alice.expect("* in lobby: alice");
+    let mut bob = Console::start(&[&url, "--name", "ALICE"]);
+    bob.expect("! name_taken");
+    bob.expect_on(Out::Stderr, "/name NAME");
+    bob.type_line("/name bob");
+    bob.expect("* in lobby: alice, bob");
+    bob.type_line("/name carol");
+    bob.expect_on(Out::Stderr, "already joined");
+    bob.type_line("/dance");
+    bob.expect_on(Out::Stderr, "unknown command /dance");
 }
 
 #[test]
@@ -136,10 +179,10 @@ fn two_consoles_chat() {
     bob.type_line("/users");
     bob.expect("* in lobby: alice, bob");
     bob.type_line("/nonsense");
-    bob.expect("commands: /pm NAME TEXT");
+    bob.expect_on(Out::Stderr, "commands: /pm NAME TEXT");
 
     alice.type_line("/quit");
-    alice.expect("closed");
+    alice.expect_on(Out::Stderr, "closed");
     assert!(alice.wait().success());
     bob.expect("* alice left lobby");
 }
@@ -161,6 +204,7 @@ fn failed_connection_is_one_clear_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("cannot connect"), "{stderr}");
+    assert_eq!(stderr.matches("connect").count(), 1, "said twice: {stderr}");
 }
 
 #[test]

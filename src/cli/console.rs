@@ -40,8 +40,8 @@ pub struct ClientArgs {
 /// How long one wait for the server lasts before input is checked again.
 const POLL: Duration = Duration::from_millis(20);
 
-const CHAT_HELP: &str =
-    "commands: /pm NAME TEXT, /room NAME, /users, /quit (anything else is a room message)";
+const CHAT_HELP: &str = "commands: /pm NAME TEXT, /room NAME, /users, /name NAME, /quit \
+    (anything else is a room message)";
 
 /// What the user did.
 enum Input {
@@ -76,13 +76,16 @@ pub fn run(args: &ClientArgs) -> ExitCode {
     if chat && args.name.is_none() {
         return fail("a /chat URL needs --name NAME");
     }
+    if !chat && args.name.is_some() {
+        eprintln!("warning: --name and --room are for /chat URLs; ignored");
+    }
     let options = match tls_options(args.ca.as_deref(), args.insecure) {
         Ok(options) => options,
         Err(e) => return fail(&e),
     };
     let mut client = match Client::connect_with(&args.url, &options) {
         Ok(client) => client,
-        Err(e) => return fail(&format!("cannot connect to {}: {e}", args.url)),
+        Err(e) => return fail(&format!("{}: {e}", args.url)),
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -94,18 +97,20 @@ pub fn run(args: &ClientArgs) -> ExitCode {
     if let Err(e) = client.set_read_timeout(Some(POLL)) {
         return fail(&e.to_string());
     }
-    println!("connected to {} (Ctrl+D or Ctrl+C to quit)", args.url);
-    if let (true, Some(name)) = (chat, &args.name) {
-        println!("{CHAT_HELP}");
-        let join = json!({"type": "join", "name": name, "room": args.room});
-        if let Err(e) = client.send(Message::Text(&join.to_string())) {
-            return fail(&e.to_string());
-        }
-    }
-    let session = Session {
+    // Status goes to stderr, so stdout carries only what the server sent.
+    eprintln!("connected to {} (Ctrl+D or Ctrl+C to quit)", args.url);
+    let mut session = Session {
         client: &mut client,
         chat,
+        room: args.room.clone(),
+        joined: false,
     };
+    if let (true, Some(name)) = (chat, &args.name) {
+        eprintln!("{CHAT_HELP}");
+        if let Flow::Ended(code) = session.join(name) {
+            return code;
+        }
+    }
     session.run(&input, &interrupted)
 }
 
@@ -132,6 +137,10 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Input> {
 struct Session<'a> {
     client: &'a mut Client,
     chat: bool,
+    /// The room to join.
+    room: String,
+    /// The chat took our name: until then, `/name NEW` tries another.
+    joined: bool,
 }
 
 /// Whether the session goes on after a step.
@@ -176,7 +185,9 @@ impl Session<'_> {
     /// the server to end the connection (bounded by the client's 5 s close wait).
     /// A second Ctrl+C while waiting ends the client at once.
     fn quit(mut self, interrupted: &AtomicBool) -> ExitCode {
-        interrupted.store(false, Ordering::Relaxed);
+        if interrupted.swap(false, Ordering::Relaxed) {
+            eprintln!(); // past the ^C the terminal echoed
+        }
         if let Err(e) = self.client.start_close(CloseCode::NORMAL, "bye") {
             return fail(&e.to_string());
         }
@@ -196,7 +207,7 @@ impl Session<'_> {
         }
         match self.client.close(CloseCode::NORMAL, "bye") {
             Ok(()) => {
-                println!("closed");
+                eprintln!("closed");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e.to_string()),
@@ -218,26 +229,41 @@ impl Session<'_> {
             return self.send(line);
         }
         let request = match chat_request(line) {
-            Ok(Some(request)) => request,
+            Ok(Some(Typed::Request(request))) => request,
+            Ok(Some(Typed::Name(_))) if self.joined => {
+                eprintln!("already joined: a name is chosen once per connection");
+                return Flow::Continue;
+            }
+            Ok(Some(Typed::Name(name))) => return self.join(&name),
             Ok(None) => return Flow::Continue,
             Err(help) => {
-                println!("{help}");
+                eprintln!("{help}");
                 return Flow::Continue;
             }
         };
         self.send(&request.to_string())
     }
 
+    /// Asks to join the chat as `name`.
+    fn join(&mut self, name: &str) -> Flow {
+        let join = json!({"type": "join", "name": name, "room": self.room});
+        self.send(&join.to_string())
+    }
+
     fn show(&mut self, incoming: Incoming) -> Flow {
         match incoming {
             Incoming::Text(text) if self.chat => match serde_json::from_str::<Value>(&text) {
-                Ok(event) => println!("{}", describe_event(&event)),
+                Ok(event) => {
+                    println!("{}", describe_event(&event));
+                    self.after_event(&event);
+                }
                 Err(_) => println!("{text}"),
             },
-            Incoming::Text(text) => println!("{text}"),
-            Incoming::Binary(bytes) => println!("<binary message, {} bytes>", bytes.len()),
+            // Marked, so a reply is not mistaken for the line just typed.
+            Incoming::Text(text) => println!("< {text}"),
+            Incoming::Binary(bytes) => println!("< <binary message, {} bytes>", bytes.len()),
             Incoming::Close(code, reason) => {
-                println!("closed by the server: {code} {reason}");
+                eprintln!("closed by the server: {code} {reason}");
                 return Flow::Ended(ExitCode::SUCCESS);
             }
         }
@@ -246,28 +272,57 @@ impl Session<'_> {
     }
 }
 
+impl Session<'_> {
+    /// Keeps track of whether the chat took our name, and says how to try another.
+    fn after_event(&mut self, event: &Value) {
+        match event["type"].as_str() {
+            Some("joined") if !self.joined => self.joined = true,
+            Some("error") if !self.joined => {
+                if let Some("name_taken" | "bad_name") = event["code"].as_str() {
+                    eprintln!("pick another name with /name NAME (or /quit)");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What a typed chat line asks for.
+#[derive(Debug, PartialEq)]
+enum Typed {
+    /// A request to send as it is.
+    Request(Value),
+    /// Join under this name (after the first one was refused).
+    Name(String),
+}
+
 /// Turns a typed chat line into a request; `Ok(None)` for an empty line, `Err` with help for a
 /// command that is not understood.
-fn chat_request(line: &str) -> Result<Option<Value>, &'static str> {
+fn chat_request(line: &str) -> Result<Option<Typed>, String> {
     let line = line.trim();
     if line.is_empty() {
         return Ok(None);
     }
     let Some(command) = line.strip_prefix('/') else {
-        return Ok(Some(json!({"type": "message", "text": line})));
+        return Ok(Some(Typed::Request(
+            json!({"type": "message", "text": line}),
+        )));
     };
     let (verb, rest) = command.split_once(' ').unwrap_or((command, ""));
     let rest = rest.trim();
-    match verb {
+    let request = match verb {
         "pm" => match rest.split_once(' ') {
-            Some((to, text)) => Ok(Some(json!({"type": "pm", "to": to, "text": text.trim()}))),
-            None => Err("usage: /pm NAME TEXT"),
+            Some((to, text)) => json!({"type": "pm", "to": to, "text": text.trim()}),
+            None => return Err("usage: /pm NAME TEXT".into()),
         },
-        "room" if !rest.is_empty() => Ok(Some(json!({"type": "room", "room": rest}))),
-        "room" => Err("usage: /room NAME"),
-        "users" => Ok(Some(json!({"type": "list"}))),
-        _ => Err(CHAT_HELP),
-    }
+        "room" if !rest.is_empty() => json!({"type": "room", "room": rest}),
+        "room" => return Err("usage: /room NAME".into()),
+        "users" => json!({"type": "list"}),
+        "name" if !rest.is_empty() => return Ok(Some(Typed::Name(rest.to_string()))),
+        "name" => return Err("usage: /name NAME".into()),
+        _ => return Err(format!("unknown command /{verb}; {CHAT_HELP}")),
+    };
+    Ok(Some(Typed::Request(request)))
 }
 
 #[cfg(test)]
@@ -276,24 +331,31 @@ mod tests {
 
     #[test]
     fn chat_lines_become_requests() {
+        let request = |value| Some(Typed::Request(value));
         assert_eq!(
             chat_request("hi all").unwrap(),
-            Some(json!({"type": "message", "text": "hi all"}))
+            request(json!({"type": "message", "text": "hi all"}))
         );
         assert_eq!(
             chat_request("/pm bob see you later").unwrap(),
-            Some(json!({"type": "pm", "to": "bob", "text": "see you later"}))
+            request(json!({"type": "pm", "to": "bob", "text": "see you later"}))
         );
         assert_eq!(
             chat_request("/room rust").unwrap(),
-            Some(json!({"type": "room", "room": "rust"}))
+            request(json!({"type": "room", "room": "rust"}))
         );
         assert_eq!(
             chat_request("/users").unwrap(),
-            Some(json!({"type": "list"}))
+            request(json!({"type": "list"}))
+        );
+        assert_eq!(
+            chat_request("/name carol").unwrap(),
+            Some(Typed::Name("carol".into()))
         );
         assert_eq!(chat_request("  ").unwrap(), None);
         assert!(chat_request("/pm bob").is_err());
-        assert!(chat_request("/dance").is_err());
+        assert!(chat_request("/dance")
+            .unwrap_err()
+            .starts_with("unknown command /dance"));
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use common::TestServer;
 use serde_json::Value;
-use wsloop::apps::{Broadcast, Echo};
+use wsloop::apps::{Broadcast, Chat, Echo};
 use wsloop::{CloseCode, Config, Context, Handler, Message};
 
 /// Closes every connection on its first message.
@@ -42,6 +42,7 @@ fn server_recording_closes(closes: Arc<Mutex<Vec<(u16, String)>>>) -> TestServer
             .route("/broadcast", Broadcast)
             .route("/refuse", Refuse)
             .route("/recorded", CloseRecorder(closes))
+            .route("/chat", Chat::default())
     })
 }
 
@@ -155,4 +156,51 @@ fn unreachable_server_is_one_clear_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("wsloop bench:"), "{stderr}");
     assert!(stderr.lines().count() <= 3, "{stderr}");
+}
+
+/// The run fails with one line on stderr containing `says`.
+fn fails_saying(args: &[&str], says: &str) {
+    let (output, _) = bench(args);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(says), "{stderr}");
+}
+
+#[test]
+fn replies_that_are_not_echoes_fail_the_run() {
+    let server = server();
+    // Every chat reply is an error event: text, not the binary sent.
+    let chat = format!("ws://{}/chat", server.addr());
+    fails_saying(
+        &[&chat, "--connections", "2"],
+        "not an echo of what was sent",
+    );
+    // Broadcast sends each message to the others: more comes back than was sent.
+    let broadcast = format!("ws://{}/broadcast", server.addr());
+    fails_saying(&[&broadcast, "--connections", "3"], "not an echo endpoint");
+}
+
+#[test]
+fn a_close_by_the_server_is_reported_with_its_code_and_reason() {
+    let server = server();
+    let url = format!("ws://{}/refuse", server.addr());
+    let (output, _) = bench(&[&url, "--connections", "1"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("1008 \"no thanks\""), "{stderr}");
+}
+
+#[test]
+fn a_zero_duration_is_refused_and_one_is_singular() {
+    let server = server();
+    let url = format!("ws://{}/", server.addr());
+    let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["bench", &url, "--duration", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--duration"));
+    let (output, _) = bench(&[&url, "--connections", "1"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("1 connection up"), "{stdout}");
+    assert!(!stdout.contains("1 connections"), "{stdout}");
 }

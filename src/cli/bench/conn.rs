@@ -16,7 +16,7 @@ use wsloop::client::WsUrl;
 use wsloop::protocol::client_handshake::{parse_response, upgrade_request};
 use wsloop::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase as WsPhase};
 use wsloop::protocol::frame::Role;
-use wsloop::CloseCode;
+use wsloop::{CloseCode, Message};
 
 /// The most copies of the frame written with one system call.
 const MAX_COPIES: usize = 64;
@@ -45,6 +45,8 @@ pub struct ReadOutcome {
     pub opened: bool,
     /// The connection failed or the server closed it.
     pub failed: Option<String>,
+    /// A message came back that is not the one sent: what it was.
+    pub mismatch: Option<String>,
     /// A pong was queued: the connection has something to write.
     pub wants_write: bool,
     /// The server answered this connection's close (or hung up) while it was closing.
@@ -63,13 +65,20 @@ pub struct BenchConn {
     ws: Option<Endpoint>,
     /// The frame to send, and how many copies are still to go.
     frame: Arc<[u8]>,
+    /// The payload every message that comes back must carry.
+    payload: Arc<[u8]>,
     pub to_send: usize,
     /// Bytes of the first unsent copy already written.
     offset: usize,
 }
 
 impl BenchConn {
-    pub fn new(stream: BenchStream, url: &WsUrl, frame: Arc<[u8]>) -> BenchConn {
+    pub fn new(
+        stream: BenchStream,
+        url: &WsUrl,
+        frame: Arc<[u8]>,
+        payload: Arc<[u8]>,
+    ) -> BenchConn {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the OS entropy source works");
         let (request, key) = upgrade_request(&url.host_header(), &url.resource, nonce, &[]);
@@ -81,6 +90,7 @@ impl BenchConn {
             key,
             ws: None,
             frame,
+            payload,
             to_send: 0,
             offset: 0,
         }
@@ -201,9 +211,9 @@ impl BenchConn {
             let in_place = match self.ws.as_mut() {
                 Some(ws) => {
                     let stream = &mut self.stream;
-                    let phase = &self.phase;
+                    let (phase, payload) = (&self.phase, &self.payload);
                     let mut report = |_: &mut _, event: Event<'_>| {
-                        note(event, phase, &mut outcome);
+                        note(event, phase, payload, &mut outcome);
                     };
                     ws.receive_in_place(|room| stream.read(room), now, &mut report)
                 }
@@ -263,8 +273,10 @@ impl BenchConn {
         outcome: &mut ReadOutcome,
     ) -> Result<(), String> {
         if let Some(ws) = self.ws.as_mut() {
-            let phase = &self.phase;
-            ws.receive(input, now, &mut |_, event| note(event, phase, outcome));
+            let (phase, payload) = (&self.phase, &self.payload);
+            ws.receive(input, now, &mut |_, event| {
+                note(event, phase, payload, outcome)
+            });
             return Ok(());
         }
         self.handshake_in.extend_from_slice(input);
@@ -291,10 +303,43 @@ const ENDPOINT: EndpointConfig = EndpointConfig {
     idle_timeout: None,
 };
 
+/// Whether a message that came back is the one sent: binary, as long, the same bytes (all of
+/// them up to 4 KiB; beyond, the first and last 2 KiB, so a large echo costs no full compare).
+fn check(message: Message<'_>, payload: &[u8]) -> Result<(), String> {
+    let (kind, bytes) = match message {
+        Message::Text(text) => ("text", text.as_bytes()),
+        Message::Binary(bytes) => ("binary", bytes),
+    };
+    let same = |n: usize| {
+        bytes[..n] == payload[..n] && bytes[bytes.len() - n..] == payload[payload.len() - n..]
+    };
+    if kind == "binary" && bytes.len() == payload.len() {
+        if same(bytes.len().min(2048)) {
+            return Ok(());
+        }
+        return Err(
+            "got another payload of the same size (another connection's message: \
+                    not an echo endpoint?)"
+                .into(),
+        );
+    }
+    let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]);
+    Err(format!(
+        "got {kind} of {} bytes ({shown:?}), sent binary of {} bytes",
+        bytes.len(),
+        payload.len()
+    ))
+}
+
 /// Adds what the endpoint reported to the outcome of a read.
-fn note(event: Event<'_>, phase: &Phase, outcome: &mut ReadOutcome) {
+fn note(event: Event<'_>, phase: &Phase, payload: &[u8], outcome: &mut ReadOutcome) {
     match event {
-        Event::Message { .. } => outcome.messages += 1,
+        Event::Message { message, .. } => match check(message, payload) {
+            Ok(()) => outcome.messages += 1,
+            Err(why) => {
+                outcome.mismatch.get_or_insert(why);
+            }
+        },
         // The endpoint queued the pong.
         Event::Ping(_) => outcome.wants_write = true,
         Event::Pong(_) => {}

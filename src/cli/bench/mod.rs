@@ -80,6 +80,11 @@ const CONNECT_WINDOW: usize = 256;
 /// How long the connections' close handshakes may take at the end of a run.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
+/// `n` things, in the singular for one.
+fn count(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Runs the benchmark and prints its progress and summary.
 pub fn run(args: &BenchArgs) -> ExitCode {
     match Bench::new(args).and_then(|bench| bench.run()) {
@@ -110,6 +115,11 @@ struct Bench<'a> {
     addr: SocketAddr,
     poll: Poll,
     frame: Arc<[u8]>,
+    /// The frame's payload, which every echo must carry back.
+    payload: Arc<[u8]>,
+    /// The masking key of every frame sent (one per run: the server does the unmasking work
+    /// all the same).
+    mask: [u8; 4],
     conns: Vec<BenchConn>,
     /// Per connection: whether WRITABLE is registered.
     writable: Vec<bool>,
@@ -139,15 +149,14 @@ impl<'a> Bench<'a> {
         if args.connections == 0 || args.pipeline == 0 {
             return Err("--connections and --pipeline must be at least 1".into());
         }
+        if args.duration.is_zero() {
+            return Err("--duration must be longer than 0".into());
+        }
         let mut key = [0u8; 4];
         getrandom::fill(&mut key).map_err(|e| e.to_string())?;
+        let payload = vec![b'x'; args.size];
         let mut frame = Vec::new();
-        encode_frame(
-            &mut frame,
-            OpCode::Binary,
-            &vec![b'x'; args.size],
-            Some(key),
-        );
+        encode_frame(&mut frame, OpCode::Binary, &payload, Some(key));
         let total = args.connections + usize::from(args.mode == Mode::Broadcast && !args.idle);
         let tls = if url.secure {
             if args.insecure {
@@ -164,6 +173,8 @@ impl<'a> Bench<'a> {
             addr,
             poll: Poll::new().map_err(|e| e.to_string())?,
             frame: Arc::from(frame),
+            payload: Arc::from(payload),
+            mask: key,
             conns: Vec::with_capacity(total),
             writable: Vec::with_capacity(total),
             sent_at: Vec::new(),
@@ -177,6 +188,22 @@ impl<'a> Bench<'a> {
             read_buffer: vec![0; 256 * 1024],
             tls,
         })
+    }
+
+    /// The frame connection `key` sends and the payload it must get back. In echo mode, a
+    /// payload of 8 to 64 KiB bytes starts with the connection's number, so a message from
+    /// another connection (a broadcast URL given for an echo run) is told from an echo; larger
+    /// ones share one frame, to spare the memory.
+    fn frame_for(&self, key: usize) -> (Arc<[u8]>, Arc<[u8]>) {
+        let size = self.payload.len();
+        if self.args.mode != Mode::Echo || !(8..=64 << 10).contains(&size) {
+            return (self.frame.clone(), self.payload.clone());
+        }
+        let mut payload = self.payload.to_vec();
+        payload[..8].copy_from_slice(&(key as u64).to_be_bytes());
+        let mut frame = Vec::with_capacity(self.frame.len());
+        encode_frame(&mut frame, OpCode::Binary, &payload, Some(self.mask));
+        (Arc::from(frame), Arc::from(payload))
     }
 
     fn receivers(&self) -> usize {
@@ -197,14 +224,15 @@ impl<'a> Bench<'a> {
         let setup_started = Instant::now();
         self.connect_all()?;
         println!(
-            "{} connections up in {} ms",
-            self.open,
+            "{} up in {} ms",
+            count(self.open, "connection"),
             setup_started.elapsed().as_millis()
         );
         if args.idle {
             println!(
-                "holding {} idle connections for {:?}",
-                self.open, args.duration
+                "holding {} for {:?}",
+                count(self.open, "idle connection"),
+                args.duration
             );
             let _ = std::io::stdout().flush();
             self.hold(args.duration)?;
@@ -251,6 +279,7 @@ impl<'a> Bench<'a> {
 
     fn start_connection(&mut self) -> Result<(), String> {
         let tcp = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+        let (frame, payload) = self.frame_for(self.conns.len());
         let mut stream = match &self.tls {
             Some(config) => BenchStream::tls(tcp, &self.url.host, config.clone())?,
             None => BenchStream::Plain(tcp),
@@ -265,7 +294,7 @@ impl<'a> Bench<'a> {
             )
             .map_err(|e| e.to_string())?;
         self.conns
-            .push(BenchConn::new(stream, &self.url, self.frame.clone()));
+            .push(BenchConn::new(stream, &self.url, frame, payload));
         self.writable.push(true);
         self.sent_at.push(VecDeque::new());
         self.fan_out.received.push(0);
@@ -296,7 +325,7 @@ impl<'a> Bench<'a> {
         loop {
             let now = Instant::now();
             if now >= next_tick {
-                let count = self.stats.tick();
+                let rate = self.stats.tick();
                 let second = self.stats.per_second.len();
                 let unit = if self.args.mode == Mode::Echo {
                     "msgs/s"
@@ -304,8 +333,9 @@ impl<'a> Bench<'a> {
                     "deliveries/s"
                 };
                 println!(
-                    "[{second:>3}s] {count} {unit}  {} connections up  {} errors",
-                    self.open, self.stats.errors
+                    "[{second:>3}s] {rate} {unit}  {} up  {}",
+                    count(self.open, "connection"),
+                    count(self.stats.errors as usize, "error")
                 );
                 if next_tick >= end {
                     break;
@@ -433,11 +463,16 @@ impl<'a> Bench<'a> {
             let hung_up = event.is_read_closed() || event.is_error();
             if event.is_readable() || hung_up {
                 let outcome = self.conns[key].read(&mut buffer, !hung_up);
+                if let Some(why) = outcome.mismatch {
+                    return Err(format!(
+                        "connection {key}: not an echo of what was sent: {why}"
+                    ));
+                }
                 if outcome.opened {
                     self.on_open(key);
                 }
                 if outcome.messages > 0 {
-                    self.on_messages(key, outcome.messages);
+                    self.on_messages(key, outcome.messages)?;
                 }
                 if outcome.wants_write {
                     self.flush(key);
@@ -507,17 +542,23 @@ impl<'a> Bench<'a> {
         self.flush(key);
     }
 
-    fn on_messages(&mut self, key: usize, count: usize) {
+    /// Messages came back. In echo mode each must answer one in flight: more is an error (the
+    /// URL is not an echo endpoint).
+    fn on_messages(&mut self, key: usize, count: usize) -> Result<(), String> {
         if !self.measuring {
-            return;
+            return Ok(());
         }
         let now = Instant::now();
         match self.args.mode {
             Mode::Echo => {
                 for _ in 0..count {
-                    if let Some(sent) = self.sent_at[key].pop_front() {
-                        self.stats.record(now - sent);
-                    }
+                    let Some(sent) = self.sent_at[key].pop_front() else {
+                        return Err(format!(
+                            "connection {key}: more messages came back than were sent: \
+                             not an echo endpoint?"
+                        ));
+                    };
+                    self.stats.record(now - sent);
                     self.queue_send(key, now);
                 }
             }
@@ -527,6 +568,7 @@ impl<'a> Bench<'a> {
                 }
             }
         }
+        Ok(())
     }
 
     fn on_delivery(&mut self, key: usize, now: Instant) {
@@ -565,13 +607,13 @@ impl<'a> Bench<'a> {
         let cpu_share = cpu.map(|c| c.as_secs_f64() / wall.as_secs_f64() * 100.0);
         let cpu_text = cpu_share.map_or("unknown".to_string(), |p| format!("{p:.0}% of one core"));
         println!(
-            "summary: median {} {unit} | latency p50 {:.3} ms p99 {:.3} ms max {:.3} ms | {} messages | {} errors | bench cpu {cpu_text}",
+            "summary: median {} {unit} | latency p50 {:.3} ms p99 {:.3} ms max {:.3} ms | {} | {} | bench cpu {cpu_text}",
             summary.median_rate,
             ms(summary.p50),
             ms(summary.p99),
             ms(summary.max),
-            summary.total,
-            summary.errors
+            count(summary.total as usize, "message"),
+            count(summary.errors as usize, "error")
         );
         if self.args.json {
             println!(

@@ -19,7 +19,7 @@
 //!     }
 //! }
 //!
-//! let server = Server::builder().bind("127.0.0.1:9001").route("/shout", Shout).build()?;
+//! let server = Server::builder().bind("127.0.0.1:9002").route("/shout", Shout).build()?;
 //! println!("listening on ws://{}", server.local_addr());
 //! server.run()?;
 //! # Ok::<(), wsloop::Error>(())

@@ -20,8 +20,8 @@ use crate::config::{Config, ConfigError};
 use crate::handler::Handler;
 use event_loop::{EventLoop, TlsSource, WAKER};
 
-/// Why a server could not start or stopped.
-#[derive(Debug)]
+/// Why a server could not start or stopped. Its `Debug` is its one-line `Display`, so a `main`
+/// that returns `Result<(), wsloop::Error>` prints a readable line, not a struct.
 #[non_exhaustive]
 pub enum Error {
     /// The configuration was refused.
@@ -47,6 +47,12 @@ impl fmt::Display for Error {
             Error::Tls(e) => write!(f, "TLS: {e}"),
             Error::Io(e) => write!(f, "event loop failed: {e}"),
         }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -292,5 +298,23 @@ impl ShutdownHandle {
     pub fn shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
         let _ = self.waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_from_main_prints_as_one_readable_line() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let error = Server::builder().bind(addr.clone()).build().unwrap_err();
+        let shown = format!("{error:?}");
+        assert_eq!(shown, error.to_string());
+        assert!(
+            shown.starts_with(&format!("cannot listen on {addr}: ")),
+            "{shown}"
+        );
     }
 }

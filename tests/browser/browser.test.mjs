@@ -236,6 +236,19 @@ test('address: the served page uses its own host, the page from disk the default
   await disk.fill('#text', 'from disk');
   await disk.click('#sendText');
   await logLine(disk, 'recv', 'from disk').waitFor({ timeout: WAIT });
+  await disk.click('#disconnect');
+  await waitState(disk, 'CLOSED');
+  // A path typed into the address picks the mode.
+  await disk.fill('#url', `${WS}://127.0.0.1:${PORT}/broadcast`);
+  assert.equal(await disk.inputValue('#endpoint'), '/broadcast');
+});
+
+test('a server that is not there gets a hint, not just 1006', async (t) => {
+  const page = await open(t, FROM_DISK);
+  await page.fill('#url', 'ws://127.0.0.1:9');
+  await page.click('#connect');
+  await waitState(page, 'CLOSED');
+  assert.match(await text(page, '#closeInfo'), /is wsloop running at 127\.0\.0\.1:9\?/);
 });
 
 test('screenshots at laptop and phone width', async (t) => {

@@ -156,7 +156,11 @@ impl Chat {
         }
         let key = name.to_lowercase();
         if self.by_name.contains_key(&key) {
-            return refuse(ctx, ErrorCode::NameTaken, format!("{name} is taken"));
+            return refuse(
+                ctx,
+                ErrorCode::NameTaken,
+                format!("{name} is taken (names ignore case)"),
+            );
         }
         self.by_name.insert(key, id);
         self.users.insert(

@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+#[cfg(feature = "apps")]
 pub mod apps;
 mod buffer_pool;
 pub mod client;

@@ -30,7 +30,7 @@ const MESSAGES: usize = 20;
 
 /// Message `seq` of `sender`: text for even `seq`, binary (not UTF-8) for odd.
 fn numbered(sender: usize, seq: usize) -> (u8, Vec<u8>) {
-    if seq % 2 == 0 {
+    if seq.is_multiple_of(2) {
         (TEXT, format!("from {sender} #{seq}").into_bytes())
     } else {
         (BINARY, vec![0xFF, sender as u8, seq as u8])

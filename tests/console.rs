@@ -73,8 +73,16 @@ impl Console {
         self.expect_on(Out::Stdout, text)
     }
 
-    /// Waits for a line on `out` containing `text`; returns it.
+    /// Waits for a line on `out` containing `text` (or finds it among those that arrived while
+    /// another was awaited: stdout and stderr race each other); returns it.
     fn expect_on(&mut self, out: Out, text: &str) -> String {
+        let earlier = self
+            .seen
+            .iter()
+            .position(|(on, line)| *on == out && line.contains(text));
+        if let Some(at) = earlier {
+            return self.seen.remove(at).1;
+        }
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::protocol::deflate::CompressionMode;
 use crate::protocol::endpoint::EndpointConfig;
 
 /// Limits and timers for a [`crate::Server`]. Every limit has a safe default; zero durations
@@ -47,6 +48,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a closing handshake may take before the TCP connection is dropped. Default 5 s.
     pub close_timeout: Duration,
+    /// permessage-deflate (RFC 7692): off, shared or dedicated. Default off.
+    pub compression: CompressionMode,
+    /// Messages shorter than this are sent uncompressed. Default 64 B.
+    pub compression_threshold: usize,
 }
 
 impl Default for Config {
@@ -61,6 +66,8 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             close_timeout: Duration::from_secs(5),
+            compression: CompressionMode::Off,
+            compression_threshold: 64,
         }
     }
 }
@@ -120,6 +127,17 @@ impl Config {
         self.close_timeout = value;
         self
     }
+    /// Sets [`Config::compression`](#structfield.compression).
+    pub fn compression(mut self, value: CompressionMode) -> Self {
+        self.compression = value;
+        self
+    }
+
+    /// Sets [`Config::compression_threshold`](#structfield.compression_threshold).
+    pub fn compression_threshold(mut self, value: usize) -> Self {
+        self.compression_threshold = value;
+        self
+    }
 }
 
 /// A configuration that cannot work, with the reason.
@@ -176,6 +194,13 @@ impl Config {
                 "max-buffered must be between 1KiB and 1GiB, got {}",
                 size(self.max_buffered)
             ));
+        }
+        if let CompressionMode::Dedicated { window_bits } = self.compression {
+            if !(9..=15).contains(&window_bits) {
+                return err(format!(
+                    "compression-window-bits must be between 9 and 15, got {window_bits}"
+                ));
+            }
         }
         if self.max_connections == 0 {
             return err("max-connections must be at least 1".into());

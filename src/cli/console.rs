@@ -29,6 +29,9 @@ pub struct ClientArgs {
     /// Chat room to join.
     #[arg(long, default_value = "lobby")]
     room: String,
+    /// Offer permessage-deflate (compressed messages, if the server agrees).
+    #[arg(long)]
+    compression: bool,
     /// For wss://: also trust the CA certificate(s) in this PEM file.
     #[arg(long, value_name = "FILE")]
     ca: Option<std::path::PathBuf>,
@@ -80,7 +83,10 @@ pub fn run(args: &ClientArgs) -> ExitCode {
         eprintln!("warning: --name and --room are for /chat URLs; ignored");
     }
     let options = match tls_options(args.ca.as_deref(), args.insecure) {
-        Ok(options) => options,
+        Ok(options) => wsloop::client::ClientOptions {
+            compression: args.compression,
+            ..options
+        },
         Err(e) => return fail(&e),
     };
     let mut client = match Client::connect_with(&args.url, &options) {

@@ -9,6 +9,7 @@ use clap::builder::TypedValueParser as _;
 use clap::Args;
 use log::LevelFilter;
 use wsloop::apps::{Broadcast, Chat, Echo};
+use wsloop::protocol::deflate::CompressionMode;
 use wsloop::{Config, Server};
 
 use super::units;
@@ -48,6 +49,16 @@ pub struct ServeArgs {
     /// Close (1001) a connection that sent nothing for this long.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = units::parse_duration)]
     idle_timeout: Duration,
+    /// permessage-deflate (RFC 7692): off; shared (no context takeover, one compressor per
+    /// loop, a broadcast compressed once); or dedicated (context takeover, per connection).
+    #[arg(long, value_enum, default_value = "off")]
+    compression: Compression,
+    /// With --compression dedicated: the largest window, 9 to 15 bits (memory per connection).
+    #[arg(long, value_name = "BITS", default_value_t = 15, value_parser = clap::value_parser!(u8).range(9..=15))]
+    compression_window_bits: u8,
+    /// Messages shorter than this are sent uncompressed.
+    #[arg(long, value_name = "SIZE", default_value = "64B", value_parser = units::parse_size)]
+    compression_threshold: usize,
     /// Serve wss:// and https:// with this PEM certificate (chain) instead of plain ws://;
     /// SIGHUP reloads it and the key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -58,6 +69,14 @@ pub struct ServeArgs {
     /// Time a closing handshake may take before the TCP connection is dropped.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
     close_timeout: Duration,
+}
+
+/// `--compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Compression {
+    Off,
+    Shared,
+    Dedicated,
 }
 
 /// The log levels, listed by `--help` and by the error for any other word.
@@ -79,6 +98,14 @@ impl ServeArgs {
             .ping_interval(self.ping_interval)
             .idle_timeout(self.idle_timeout)
             .close_timeout(self.close_timeout)
+            .compression(match self.compression {
+                Compression::Off => CompressionMode::Off,
+                Compression::Shared => CompressionMode::Shared,
+                Compression::Dedicated => CompressionMode::Dedicated {
+                    window_bits: self.compression_window_bits,
+                },
+            })
+            .compression_threshold(self.compression_threshold)
     }
 }
 

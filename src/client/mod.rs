@@ -23,14 +23,20 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::protocol::client_handshake::{parse_response, upgrade_request, ResponseError};
+use crate::protocol::client_handshake::{
+    parse_response_to, upgrade_request_offering, ResponseError,
+};
 use crate::protocol::close::CloseCode;
+pub use crate::protocol::deflate::ClientOffer;
 use crate::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase};
 use crate::protocol::error::ProtocolError;
 use crate::protocol::frame::Role;
 use crate::Message;
 use stream::Stream;
 pub use url::WsUrl;
+
+/// Messages shorter than this are sent uncompressed when permessage-deflate was agreed.
+const COMPRESSION_THRESHOLD: usize = 64;
 
 /// How much is read from the server at once.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
@@ -104,6 +110,13 @@ pub struct ClientOptions<'a> {
     pub max_message_size: usize,
     /// Limit on connecting and on the handshake.
     pub timeout: Duration,
+    /// Offer permessage-deflate (RFC 7692); with the server's agreement, messages of 64 bytes
+    /// or more are sent compressed, and compressed ones are inflated (within
+    /// `max_message_size`).
+    pub compression: bool,
+    /// With `compression`: the offers to make, in order (empty: the default offer, which asks
+    /// nothing of the server).
+    pub compression_offers: &'a [ClientOffer],
     /// The TLS configuration for `wss://` URLs; by default the server is verified against
     /// the system's trusted roots ([`crate::tls::client_config`]).
     pub tls: Option<Arc<rustls::ClientConfig>>,
@@ -115,6 +128,8 @@ impl Default for ClientOptions<'_> {
             protocols: &[],
             max_message_size: 64 << 20,
             timeout: Duration::from_secs(10),
+            compression: false,
+            compression_offers: &[],
             tls: None,
         }
     }
@@ -185,13 +200,21 @@ impl Client {
             protocol: None,
             pending_error: None,
         };
-        client.handshake(&url, options.protocols)?;
+        let offers = options.compression.then_some(options.compression_offers);
+        client.handshake(&url, options.protocols, offers)?;
         client.stream.set_read_timeout(None)?;
         Ok(client)
     }
 
-    fn handshake(&mut self, url: &WsUrl, protocols: &[&str]) -> Result<(), ClientError> {
-        let (request, key) = upgrade_request(&url.host_header(), &url.resource, nonce(), protocols);
+    fn handshake(
+        &mut self,
+        url: &WsUrl,
+        protocols: &[&str],
+        deflate: Option<&[ClientOffer]>,
+    ) -> Result<(), ClientError> {
+        let host = url.host_header();
+        let (request, key) =
+            upgrade_request_offering(&host, &url.resource, nonce(), protocols, deflate);
         self.stream.write_all(&request)?;
         let mut head = Vec::new();
         loop {
@@ -200,10 +223,13 @@ impl Client {
                 return Err(ClientError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
             head.extend_from_slice(&self.input[..n]);
-            if let Some(accepted) =
-                parse_response(&head, &key, protocols).map_err(ClientError::Handshake)?
+            if let Some(accepted) = parse_response_to(&head, &key, protocols, deflate.is_some())
+                .map_err(ClientError::Handshake)?
             {
                 self.protocol = accepted.protocol;
+                if let Some(params) = &accepted.deflate {
+                    self.ws.enable_deflate(params, COMPRESSION_THRESHOLD);
+                }
                 // The head ended in this read: the frames after it are where they were read.
                 self.filled = n;
                 self.unread = n - (head.len() - accepted.head_len);

@@ -7,11 +7,12 @@ use log::info;
 
 use super::{report, Answer, Connection, ConnectionEvents, State};
 use crate::config::Config;
+use crate::protocol::deflate;
 use crate::protocol::endpoint::Endpoint;
 use crate::protocol::frame::Role;
 use crate::protocol::handshake::{
-    classify, error_response, parse_request, switching_protocols, without_body, HttpError, Intent,
-    Parsed, Refusal, Request,
+    classify, error_response, parse_request, switching_protocols_with, without_body, HttpError,
+    Intent, Parsed, Refusal, Request,
 };
 use crate::protocol::write_queue::WriteQueue;
 
@@ -93,9 +94,18 @@ fn answer(
                     return false;
                 }
             }
+            // permessage-deflate: the first acceptable offer, as the configuration allows.
+            let offers = request.headers_named("Sec-WebSocket-Extensions");
+            let deflate = deflate::negotiate(offers, config.compression);
+            let extensions = deflate.map(|params| params.header());
+            let reply =
+                switching_protocols_with(&accept, protocol.as_deref(), extensions.as_deref());
             let mut queue = WriteQueue::default();
-            queue.push_bytes(&switching_protocols(&accept, protocol.as_deref()));
+            queue.push_bytes(&reply);
             let mut ws = Endpoint::with_queue(Role::Server, &config.endpoint(), now, queue);
+            if let Some(params) = &deflate {
+                ws.enable_deflate(params, config.compression_threshold);
+            }
             events.on_open(conn.id, route, ws.outbound());
             // A close asked for in on_open.
             ws.after_send(&mut report(events, conn.id, route));

@@ -4,6 +4,7 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
+use super::deflate::{accept_response, ClientOffer, DeflateParams};
 use super::handshake::accept_key;
 
 /// The most header lines a response may carry.
@@ -17,6 +18,18 @@ pub fn upgrade_request(
     nonce: [u8; 16],
     protocols: &[&str],
 ) -> (Vec<u8>, String) {
+    upgrade_request_offering(host, path, nonce, protocols, None)
+}
+
+/// [`upgrade_request`], also offering permessage-deflate when `deflate` is given (RFC 7692 §5):
+/// these offers in order, or the default one when the list is empty.
+pub fn upgrade_request_offering(
+    host: &str,
+    path: &str,
+    nonce: [u8; 16],
+    protocols: &[&str],
+    deflate: Option<&[ClientOffer]>,
+) -> (Vec<u8>, String) {
     let key = BASE64.encode(nonce);
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -27,6 +40,10 @@ pub fn upgrade_request(
             "Sec-WebSocket-Protocol: {}\r\n",
             protocols.join(", ")
         ));
+    }
+    if let Some(offers) = deflate {
+        let offer = ClientOffer::header(offers);
+        request.push_str(&format!("Sec-WebSocket-Extensions: {offer}\r\n"));
     }
     request.push_str("\r\n");
     (request.into_bytes(), key)
@@ -62,6 +79,8 @@ pub struct Accepted {
     pub head_len: usize,
     /// The subprotocol the server selected.
     pub protocol: Option<String>,
+    /// permessage-deflate as the server agreed to it, if it did.
+    pub deflate: Option<DeflateParams>,
 }
 
 /// Checks the reply at the front of `buf` against the request's `key` and offered
@@ -70,6 +89,16 @@ pub fn parse_response(
     buf: &[u8],
     key: &str,
     protocols: &[&str],
+) -> Result<Option<Accepted>, ResponseError> {
+    parse_response_to(buf, key, protocols, false)
+}
+
+/// [`parse_response`] for a request that offered permessage-deflate when `deflate_offered`.
+pub fn parse_response_to(
+    buf: &[u8],
+    key: &str,
+    protocols: &[&str],
+    deflate_offered: bool,
 ) -> Result<Option<Accepted>, ResponseError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
@@ -105,14 +134,28 @@ pub fn parse_response(
     if header("Sec-WebSocket-Accept") != Some(accept_key(key).as_str()) {
         return Err(ResponseError::BadHeader("Sec-WebSocket-Accept"));
     }
-    if header("Sec-WebSocket-Extensions").is_some() {
-        return Err(ResponseError::BadHeader("Sec-WebSocket-Extensions")); // none was offered
-    }
+    let extensions = response
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok());
+    let deflate = match accept_response(extensions) {
+        // An extension the client did not offer fails the connection (RFC 6455 §9.1).
+        Ok(Some(_)) if !deflate_offered => {
+            return Err(ResponseError::BadHeader("Sec-WebSocket-Extensions"))
+        }
+        Ok(agreed) => agreed,
+        Err(_) => return Err(ResponseError::BadHeader("Sec-WebSocket-Extensions")),
+    };
     let protocol = header("Sec-WebSocket-Protocol").map(str::to_string);
     if protocol.as_deref().is_some_and(|p| !protocols.contains(&p)) {
         return Err(ResponseError::BadHeader("Sec-WebSocket-Protocol"));
     }
-    Ok(Some(Accepted { head_len, protocol }))
+    Ok(Some(Accepted {
+        head_len,
+        protocol,
+        deflate,
+    }))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::close::{close_body, CloseCode};
+use super::deflate::DeflateParams;
 use super::error::ProtocolError;
 use super::frame::{Decoded, FrameDecoder, Role};
 use super::message::{DataKind, MessageAssembler, Received};
@@ -139,6 +140,14 @@ impl Endpoint {
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
         }
+    }
+
+    /// Turns on permessage-deflate as agreed in the handshake (RFC 7692): RSV1 is accepted,
+    /// compressed messages are inflated (the size limit counts inflated bytes), and data
+    /// messages of `threshold` bytes or more are sent compressed.
+    pub fn enable_deflate(&mut self, params: &DeflateParams, threshold: usize) {
+        self.decoder.allow_rsv1();
+        self.out.enable_deflate(params, threshold);
     }
 
     /// Where the endpoint is in the closing handshake.
@@ -268,18 +277,31 @@ impl Endpoint {
     {
         match next {
             Next::Continue => {}
-            Next::Deliver(kind) => self.deliver_gathered(kind, on_event),
+            Next::Deliver(kind) => {
+                let payload = self.assembler.take_message();
+                self.deliver_gathered(kind, payload, on_event);
+            }
+            Next::Inflate(kind) => {
+                let compressed = self.assembler.take_message();
+                let limit = self.assembler.max_message_size() as usize;
+                let inflated = self.out.inflate(&compressed, limit);
+                crate::buffer_pool::give_back(compressed);
+                match inflated {
+                    Ok(payload) => self.deliver_gathered(kind, payload, on_event),
+                    Err(error) => self.fail(error, on_event),
+                }
+            }
             Next::Fail(error) => self.fail(error, on_event),
             Next::Stop => self.assembler.abandon(),
         }
     }
 
     /// Hands out a message gathered in the assembler, shared, then takes its buffer back.
-    fn deliver_gathered<F>(&mut self, kind: DataKind, on_event: &mut F)
+    fn deliver_gathered<F>(&mut self, kind: DataKind, payload: Vec<u8>, on_event: &mut F)
     where
         F: FnMut(&mut Outbound, Event<'_>),
     {
-        let payload = Arc::new(self.assembler.take_message());
+        let payload = Arc::new(payload);
         if self.phase == Phase::Open {
             let message = match kind {
                 DataKind::Binary => Message::Binary(&payload),
@@ -410,6 +432,8 @@ enum Next {
     Continue,
     /// A message was gathered in the assembler: take it out and hand it over.
     Deliver(DataKind),
+    /// A compressed message was gathered in the assembler: inflate it and hand it over.
+    Inflate(DataKind),
     /// The peer broke the protocol.
     Fail(ProtocolError),
     /// The closing handshake is over: nothing more will be read.
@@ -432,6 +456,7 @@ where
         Ok(None) => return Next::Continue,
         Err(error) => return Next::Fail(error),
         Ok(Some(Received::Gathered(kind))) => return Next::Deliver(kind),
+        Ok(Some(Received::Compressed(kind))) => return Next::Inflate(kind),
         // After our close, data is read but no longer delivered, and pings go unanswered:
         // nothing may follow a close frame (§5.5.1).
         Ok(Some(

@@ -35,8 +35,10 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// A frame longer than the configured frame limit.
     FrameTooBig(u64),
-    /// A message longer than the configured message limit.
+    /// A message longer than the configured message limit (inflated, when compressed).
     MessageTooBig(u64),
+    /// A compressed message that is not valid DEFLATE data (RFC 7692 §8.2: fail the connection).
+    BadCompression,
 }
 
 impl ProtocolError {
@@ -71,6 +73,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
             ProtocolError::FrameTooBig(n) => write!(f, "frame of {n} bytes over the limit"),
             ProtocolError::MessageTooBig(n) => write!(f, "message of {n} bytes over the limit"),
+            ProtocolError::BadCompression => f.write_str("compressed message is not valid DEFLATE"),
         }
     }
 }

@@ -73,6 +73,9 @@ pub struct FrameHeader {
     pub opcode: OpCode,
     /// The masking key, when the mask bit is set.
     pub mask: Option<[u8; 4]>,
+    /// RSV1: the message this frame starts is compressed (RFC 7692 §6), when permessage-deflate
+    /// was negotiated.
+    pub compressed: bool,
     /// Payload length in bytes.
     pub payload_len: u64,
 }
@@ -121,6 +124,8 @@ enum DecodeState {
 pub struct FrameDecoder {
     role: Role,
     max_frame_size: u64,
+    /// permessage-deflate was negotiated: RSV1 may be set (RFC 7692 §6).
+    rsv1_allowed: bool,
     state: DecodeState,
 }
 
@@ -130,8 +135,14 @@ impl FrameDecoder {
         FrameDecoder {
             role,
             max_frame_size,
+            rsv1_allowed: false,
             state: Self::fresh_header(),
         }
+    }
+
+    /// Accepts RSV1 from now on: permessage-deflate was negotiated (RFC 7692 §6).
+    pub fn allow_rsv1(&mut self) {
+        self.rsv1_allowed = true;
     }
 
     fn fresh_header() -> DecodeState {
@@ -154,7 +165,8 @@ impl FrameDecoder {
                 let take = (MAX_HEADER_LEN - *len).min(input.len());
                 buf[*len..*len + take].copy_from_slice(&input[..take]);
                 let available = *len + take;
-                match parse_header(&buf[..available], self.role, self.max_frame_size)? {
+                let limits = (self.role, self.max_frame_size, self.rsv1_allowed);
+                match parse_header(&buf[..available], limits)? {
                     None => {
                         *len = available;
                         Ok(None)
@@ -224,18 +236,19 @@ impl FrameDecoder {
 /// what can be checked from the bytes present, so a bad first byte fails at once.
 fn parse_header(
     bytes: &[u8],
-    role: Role,
-    max_frame_size: u64,
+    (role, max_frame_size, rsv1_allowed): (Role, u64, bool),
 ) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
     let [b0, b1, rest @ ..] = bytes else {
         return Ok(None);
     };
     let fin = b0 & 0x80 != 0;
     let rsv = (b0 >> 4) & 0x7;
-    if rsv != 0 {
+    let opcode = OpCode::from_bits(b0 & 0x0F)?;
+    // RSV1 only with permessage-deflate, and never on a control frame (RFC 7692 §6.1).
+    let compressed = rsv == 0b100 && rsv1_allowed && !opcode.is_control();
+    if rsv != 0 && !compressed {
         return Err(ProtocolError::ReservedBits(rsv));
     }
-    let opcode = OpCode::from_bits(b0 & 0x0F)?;
     let masked = b1 & 0x80 != 0;
     if masked != (role == Role::Server) {
         return Err(ProtocolError::BadMasking { masked });
@@ -279,6 +292,7 @@ fn parse_header(
         opcode,
         mask,
         payload_len,
+        compressed,
     };
     Ok(Some((header, 2 + len_bytes + mask_len)))
 }

@@ -265,12 +265,24 @@ pub fn accept_key(key: &str) -> String {
 
 /// The 101 reply that opens the connection, with the selected subprotocol if any.
 pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
+    switching_protocols_with(accept, protocol, None)
+}
+
+/// [`switching_protocols`] with the agreed `Sec-WebSocket-Extensions` value, if any.
+pub fn switching_protocols_with(
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n"
     );
     if let Some(protocol) = protocol {
         out.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    if let Some(extensions) = extensions {
+        out.push_str(&format!("Sec-WebSocket-Extensions: {extensions}\r\n"));
     }
     out.push_str("\r\n");
     out.into_bytes()

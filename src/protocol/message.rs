@@ -30,6 +30,9 @@ pub enum Received<'a> {
     /// A whole message gathered from pieces or fragments, waiting in the assembler for
     /// [`MessageAssembler::take_message`]; text is already validated.
     Gathered(DataKind),
+    /// A whole compressed message (RSV1, RFC 7692), waiting in the assembler for
+    /// [`MessageAssembler::take_message`]: still to be inflated, and text still to be checked.
+    Compressed(DataKind),
     /// A ping and its payload.
     Ping(&'a [u8]),
     /// A pong and its payload.
@@ -66,6 +69,8 @@ pub struct MessageAssembler {
     max_message_size: u64,
     /// The data message in progress, if any.
     open: Option<DataKind>,
+    /// The message in progress is compressed (its first frame had RSV1).
+    compressed: bool,
     /// Bytes of the open message so far, counting announced frame lengths.
     message_len: u64,
     frame: CurrentFrame,
@@ -82,12 +87,18 @@ impl MessageAssembler {
         MessageAssembler {
             max_message_size,
             open: None,
+            compressed: false,
             message_len: 0,
             frame: CurrentFrame::None,
             utf8: Utf8Validator::default(),
             buffer: Reassembly::default(),
             control: Vec::new(),
         }
+    }
+
+    /// The largest message accepted (for a compressed one: inflated).
+    pub fn max_message_size(&self) -> u64 {
+        self.max_message_size
     }
 
     /// Checks a new frame against the frames before it.
@@ -98,6 +109,10 @@ impl MessageAssembler {
                 self.frame = CurrentFrame::Control(header.opcode);
                 return Ok(());
             }
+            // RSV1 marks only a message's first frame (RFC 7692 §6.1).
+            OpCode::Continuation if header.compressed => {
+                return Err(ProtocolError::ReservedBits(0b100));
+            }
             OpCode::Continuation => self.open.ok_or(ProtocolError::UnexpectedContinuation)?,
             OpCode::Text | OpCode::Binary if self.open.is_some() => {
                 return Err(ProtocolError::ExpectedContinuation);
@@ -107,6 +122,7 @@ impl MessageAssembler {
         };
         if header.opcode != OpCode::Continuation {
             self.start_message(kind);
+            self.compressed = header.compressed;
         }
         self.message_len += header.payload_len;
         if self.message_len > self.max_message_size {
@@ -152,7 +168,7 @@ impl MessageAssembler {
             }
             CurrentFrame::Data { fin, len, seen } => {
                 let kind = self.open.expect("a data frame belongs to an open message");
-                if end_of_frame && fin && seen == 0 && self.buffer.is_empty() {
+                if end_of_frame && fin && seen == 0 && self.buffer.is_empty() && !self.compressed {
                     // A message that arrives as one frame in one piece is handed out borrowed,
                     // and validated once, here.
                     self.open = None;
@@ -231,8 +247,10 @@ impl MessageAssembler {
             unreachable!("only data frames are gathered");
         };
         let kind = self.open.expect("a data frame belongs to an open message");
-        // Pieces are validated as they come, so a bad byte fails at once.
-        if kind == DataKind::Text {
+        // Pieces are validated as they come, so a bad byte fails at once (compressed text only
+        // once it is inflated).
+        let check_text = kind == DataKind::Text && !self.compressed;
+        if check_text {
             self.utf8
                 .feed(self.buffer.last(len))
                 .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -245,14 +263,18 @@ impl MessageAssembler {
         if !(end_of_frame && fin) {
             return Ok(None);
         }
-        if kind == DataKind::Text && !self.utf8.is_complete() {
+        if check_text && !self.utf8.is_complete() {
             return Err(ProtocolError::InvalidUtf8);
         }
         self.open = None;
         self.frame = CurrentFrame::None;
         // The caller takes the buffer with `take_message`, so it can keep or pass it on
         // uncopied.
-        Ok(Some(Received::Gathered(kind)))
+        Ok(Some(if self.compressed {
+            Received::Compressed(kind)
+        } else {
+            Received::Gathered(kind)
+        }))
     }
 
     /// The message announced by [`Received::Gathered`]. Its text, if text, is valid UTF-8.

@@ -49,7 +49,9 @@ fn receive(stream: &[u8], split: usize, max: u64) -> (Vec<Owned>, Option<Protoco
                             r.map(|r| match r {
                                 Received::Text(t) => Owned::Message(DataKind::Text, t.into()),
                                 Received::Binary(d) => Owned::Message(DataKind::Binary, d.to_vec()),
-                                Received::Gathered(_) => unreachable!("matched above"),
+                                Received::Gathered(_) | Received::Compressed(_) => {
+                                    unreachable!("gathered: matched above; never compressed")
+                                }
                                 Received::Ping(d) => Owned::Ping(d.to_vec()),
                                 Received::Pong(d) => Owned::Pong(d.to_vec()),
                                 Received::Close(c, r) => Owned::Close(c.0, r.to_string()),
@@ -180,6 +182,7 @@ fn an_announced_length_alone_does_not_reserve_it() {
     // not with what a peer merely announces.
     let mut assembler = MessageAssembler::new(16 << 20);
     let header = FrameHeader {
+        compressed: false,
         fin: true,
         opcode: OpCode::Binary,
         mask: None,
@@ -196,6 +199,7 @@ fn an_announced_length_alone_does_not_reserve_it() {
 
 fn binary_header(payload_len: u64, fin: bool) -> FrameHeader {
     FrameHeader {
+        compressed: false,
         fin,
         opcode: OpCode::Binary,
         mask: None,
@@ -217,6 +221,7 @@ fn room_is_offered_only_for_a_large_remaining_data_payload() {
 
     let mut assembler = MessageAssembler::new(16 << 20);
     let ping = FrameHeader {
+        compressed: false,
         opcode: OpCode::Ping,
         ..binary_header(125, true)
     };
@@ -273,6 +278,7 @@ fn a_message_read_partly_in_room_is_whole_and_in_order() {
 fn bad_utf8_read_in_room_fails_at_once() {
     let mut assembler = MessageAssembler::new(16 << 20);
     let text = FrameHeader {
+        compressed: false,
         opcode: OpCode::Text,
         ..binary_header(1 << 20, true)
     };

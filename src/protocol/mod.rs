@@ -20,6 +20,7 @@
 
 pub mod client_handshake;
 pub mod close;
+pub mod deflate;
 pub mod endpoint;
 pub mod error;
 pub mod frame;

@@ -2,11 +2,16 @@
 //! the endpoint's [`WriteQueue`] (§5.2), masked with a fresh key when the endpoint is a client
 //! (§5.3, §10.3) and never when it is a server (§5.1).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::close::{close_body, CloseCode};
-use super::frame::{encode_frame, OpCode, Role};
+use super::deflate::{
+    compress_shared, inflate_shared, DeflateParams, Deflater, InflateError, Inflater,
+};
+use super::error::ProtocolError;
+use super::frame::{encode_frame, encode_header, OpCode, Role, MAX_HEADER_LEN};
 use super::write_queue::WriteQueue;
+use crate::buffer_pool::{give_back, take_buffer};
 
 /// A data message, borrowed for as long as it is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +50,9 @@ pub struct Prepared {
     /// Header, then payload.
     frame: Arc<[u8]>,
     header_len: u8,
+    /// The frame compressed the shared way (no context takeover, 15-bit window), made for the
+    /// first receiver that wants it and shared by all the others.
+    deflated: OnceLock<Arc<[u8]>>,
 }
 
 impl Prepared {
@@ -57,7 +65,29 @@ impl Prepared {
             opcode: message.opcode(),
             header_len: (frame.len() - payload.len()) as u8,
             frame: Arc::from(frame),
+            deflated: OnceLock::new(),
         }
+    }
+
+    /// The frame compressed once with the loop's shared compressor, RSV1 set.
+    fn deflated_frame(&self) -> &Arc<[u8]> {
+        self.deflated.get_or_init(|| {
+            let mut compressed = Vec::new();
+            compress_shared(self.message().as_bytes(), &mut compressed);
+            let mut header = [0u8; MAX_HEADER_LEN];
+            let n = encode_header(
+                &mut header,
+                true,
+                self.opcode,
+                compressed.len() as u64,
+                None,
+            );
+            header[0] |= RSV1;
+            let mut frame = Vec::with_capacity(n + compressed.len());
+            frame.extend_from_slice(&header[..n]);
+            frame.extend_from_slice(&compressed);
+            Arc::from(frame)
+        })
     }
 
     /// The message it carries.
@@ -74,6 +104,74 @@ impl Prepared {
     /// The frame's length on the wire (unmasked).
     pub fn frame_len(&self) -> usize {
         self.frame.len()
+    }
+}
+
+/// RSV1 in a frame's first byte: a compressed message (RFC 7692 §6).
+const RSV1: u8 = 0x40;
+
+/// permessage-deflate as agreed for one endpoint: how it compresses what it sends and inflates
+/// what it receives.
+#[derive(Debug)]
+struct Deflate {
+    /// Messages shorter than this go uncompressed.
+    threshold: usize,
+    /// This side's compression: no context takeover, and window bits.
+    send: (bool, u8),
+    /// The peer's.
+    receive: (bool, u8),
+    /// This endpoint's own compressor and decompressor, made when first needed; the shared
+    /// ones (per thread) serve a side with no context takeover and a full window.
+    deflater: Option<Box<Deflater>>,
+    inflater: Option<Box<Inflater>>,
+}
+
+impl Deflate {
+    fn new(params: &DeflateParams, role: Role, threshold: usize) -> Deflate {
+        let server = (
+            params.server_no_context_takeover,
+            params.server_max_window_bits.unwrap_or(15),
+        );
+        let client = (
+            params.client_no_context_takeover,
+            params.client_max_window_bits.unwrap_or(15),
+        );
+        let (send, receive) = match role {
+            Role::Server => (server, client),
+            Role::Client => (client, server),
+        };
+        Deflate {
+            threshold,
+            send,
+            receive,
+            deflater: None,
+            inflater: None,
+        }
+    }
+
+    /// Sends the shared way: the loop's compressor, and a published message compressed once.
+    fn shares(&self) -> bool {
+        self.send == (true, 15)
+    }
+
+    fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        if self.shares() {
+            return compress_shared(payload, out);
+        }
+        let (no_context, bits) = self.send;
+        self.deflater
+            .get_or_insert_with(|| Box::new(Deflater::new(bits, no_context)))
+            .compress(payload, out);
+    }
+
+    fn inflate(&mut self, compressed: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+        if self.receive == (true, 15) {
+            return inflate_shared(compressed, limit);
+        }
+        let (no_context, bits) = self.receive;
+        self.inflater
+            .get_or_insert_with(|| Box::new(Inflater::new(bits, no_context)))
+            .inflate(compressed, limit)
     }
 }
 
@@ -95,6 +193,8 @@ pub struct Outbound {
     state: SendState,
     /// A close queued through [`Outbound::close`] that the endpoint has not acted on yet.
     close_request: Option<Box<(CloseCode, String)>>,
+    /// permessage-deflate, when it was negotiated.
+    deflate: Option<Box<Deflate>>,
 }
 
 impl Outbound {
@@ -104,7 +204,46 @@ impl Outbound {
             role,
             state: SendState::Open,
             close_request: None,
+            deflate: None,
         }
+    }
+
+    /// permessage-deflate was agreed: data messages of `threshold` bytes or more are sent
+    /// compressed, and compressed ones are inflated.
+    pub(super) fn enable_deflate(&mut self, params: &DeflateParams, threshold: usize) {
+        self.deflate = Some(Box::new(Deflate::new(params, self.role, threshold)));
+    }
+
+    /// The message a compressed one holds, at most `limit` bytes (RFC 7692 §7.2.2).
+    pub(super) fn inflate(
+        &mut self,
+        compressed: &[u8],
+        limit: usize,
+    ) -> Result<Vec<u8>, ProtocolError> {
+        let deflate = self
+            .deflate
+            .as_mut()
+            .ok_or(ProtocolError::ReservedBits(0b100))?;
+        deflate.inflate(compressed, limit).map_err(|e| match e {
+            InflateError::TooBig => ProtocolError::MessageTooBig(limit as u64 + 1),
+            InflateError::Corrupt => ProtocolError::BadCompression,
+        })
+    }
+
+    /// Whether a data message of `len` bytes goes out compressed.
+    fn compresses(&self, len: usize) -> bool {
+        self.deflate.as_ref().is_some_and(|d| len >= d.threshold)
+    }
+
+    /// Queues a data message compressed, RSV1 set.
+    fn compressed(&mut self, opcode: OpCode, payload: &[u8]) {
+        let mut compressed = take_buffer(payload.len() / 2 + 64);
+        if let Some(deflate) = self.deflate.as_mut() {
+            deflate.compress(payload, &mut compressed);
+        }
+        let mask = self.mask();
+        self.queue.push_frame_rsv1(opcode, &compressed, mask);
+        give_back(compressed);
     }
 
     fn mask(&self) -> Option<[u8; 4]> {
@@ -116,8 +255,13 @@ impl Outbound {
         self.state == SendState::Open
     }
 
-    /// Queues a message in one frame. Returns false, queuing nothing, once a close is queued.
+    /// Queues a message in one frame (compressed, with permessage-deflate, from the threshold
+    /// up). Returns false, queuing nothing, once a close is queued.
     pub fn send(&mut self, message: Message<'_>) -> bool {
+        if self.is_open() && self.compresses(message.as_bytes().len()) {
+            self.compressed(message.opcode(), message.as_bytes());
+            return true;
+        }
         self.frame(message.opcode(), message.as_bytes())
     }
 
@@ -126,6 +270,10 @@ impl Outbound {
     pub fn send_shared(&mut self, opcode: OpCode, payload: &Arc<Vec<u8>>) -> bool {
         if !self.is_open() {
             return false;
+        }
+        if self.compresses(payload.len()) {
+            self.compressed(opcode, payload);
+            return true;
         }
         match self.role {
             Role::Server => self.queue.push_frame_shared(opcode, payload.clone()),
@@ -139,6 +287,19 @@ impl Outbound {
     pub fn send_prepared(&mut self, prepared: &Prepared) -> bool {
         if !self.is_open() {
             return false;
+        }
+        let payload = prepared.message().as_bytes();
+        if self.compresses(payload.len()) {
+            // Receivers that compress the shared way share one compressed frame.
+            match self
+                .deflate
+                .as_ref()
+                .filter(|d| d.shares() && self.role == Role::Server)
+            {
+                Some(_) => self.queue.push_shared(prepared.deflated_frame().clone()),
+                None => self.compressed(prepared.opcode, payload),
+            }
+            return true;
         }
         match self.role {
             Role::Server => self.queue.push_shared(prepared.frame.clone()),

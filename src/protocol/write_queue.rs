@@ -75,6 +75,22 @@ impl WriteQueue {
         self.len += n + payload.len();
     }
 
+    /// Queues one frame like [`WriteQueue::push_frame`] with RSV1 set: a compressed message
+    /// (RFC 7692 §6).
+    pub fn push_frame_rsv1(&mut self, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
+        // Where the frame will start: after the last owned chunk's bytes if it is reused.
+        let chunks = self.chunks.len();
+        let end = match self.chunks.back() {
+            Some(Chunk::Owned(v)) => v.len(),
+            _ => 0,
+        };
+        self.push_frame(opcode, payload, mask);
+        let start = if self.chunks.len() == chunks { end } else { 0 };
+        if let Some(Chunk::Owned(v)) = self.chunks.back_mut() {
+            v[start] |= 0x40;
+        }
+    }
+
     /// Queues one unmasked frame whose payload is shared, not copied: the header goes into an
     /// owned chunk, the payload follows as its own chunk.
     pub fn push_frame_shared(&mut self, opcode: OpCode, payload: Arc<Vec<u8>>) {
@@ -231,6 +247,22 @@ mod tests {
         expected.extend_from_slice(&[9u8; 300]);
         expected.extend_from_slice(b"\x81\x01b");
         assert_eq!(sink.got, expected);
+    }
+
+    #[test]
+    fn rsv1_marks_the_frame_pushed_whether_or_not_it_shares_a_chunk() {
+        let mut q = WriteQueue::default();
+        q.push_frame(OpCode::Text, b"a", None);
+        q.push_frame_rsv1(OpCode::Text, b"b", None);
+        q.push_frame_rsv1(OpCode::Binary, &[0u8; 20_000], None);
+        let mut sink = Trickle {
+            got: Vec::new(),
+            limit: usize::MAX,
+            capacity: usize::MAX,
+        };
+        q.write_to(&mut sink).unwrap();
+        assert_eq!(&sink.got[..6], b"\x81\x01a\xc1\x01b");
+        assert_eq!(sink.got[6], 0xc2);
     }
 
     #[test]

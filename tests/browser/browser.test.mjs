@@ -1,6 +1,7 @@
 // Drives the browser client (static/index.html) in Debian's Chromium against a running wsloop.
 // Run through tests/browser/run.sh, which builds and starts the server; by hand:
 //   WSLOOP_PORT=9311 node --test tests/browser/browser.test.mjs
+// The server must run with --compression shared (the echo test checks the page negotiated it).
 // Environment: WSLOOP_PORT (default 9311), CHROMIUM (default /usr/bin/chromium), WSLOOP_TLS=1
 // when the server speaks https:// and wss:// (its test certificate is accepted).
 // Screenshots land in target/browser-screenshots/ (tls/ for the TLS run).
@@ -89,6 +90,8 @@ test('echo: text, binary and file come back, with the round trip shown', async (
   const page = await open(t);
   await connect(page, '/echo');
   assert.equal(await page.locator('#chatPanel').isVisible(), false);
+  // run.sh serves with --compression shared: Chromium's offer is taken.
+  assert.match(await page.evaluate('ws.extensions'), /^permessage-deflate/);
 
   await page.fill('#text', 'hello from chromium');
   await page.click('#sendText');

@@ -181,6 +181,8 @@ pub fn close_frame(code: u16, reason: &[u8]) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerFrame {
     pub fin: bool,
+    /// RSV1: a compressed message (permessage-deflate).
+    pub compressed: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -362,7 +364,8 @@ impl RawClient {
         if b.len() < 2 {
             return None;
         }
-        assert_eq!(b[0] & 0x70, 0, "server set RSV bits: {:#04x}", b[0]);
+        // RSV1 only marks compression (see ServerFrame::compressed); RSV2 and RSV3, never.
+        assert_eq!(b[0] & 0x30, 0, "server set RSV bits: {:#04x}", b[0]);
         assert_eq!(b[1] & 0x80, 0, "server frame is masked");
         let (len, header_len) = match b[1] & 0x7F {
             126 if b.len() >= 4 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
@@ -376,6 +379,7 @@ impl RawClient {
         }
         let frame = ServerFrame {
             fin: b[0] & 0x80 != 0,
+            compressed: b[0] & 0x40 != 0,
             opcode: b[0] & 0x0F,
             payload: b[header_len..total].to_vec(),
         };

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::stream::BenchStream;
 use wsloop::client::WsUrl;
-use wsloop::protocol::client_handshake::{parse_response, upgrade_request};
+use wsloop::protocol::client_handshake::{parse_response_to, upgrade_request_offering};
 use wsloop::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase as WsPhase};
 use wsloop::protocol::frame::Role;
 use wsloop::{CloseCode, Message};
@@ -65,6 +65,8 @@ pub struct BenchConn {
     ws: Option<Endpoint>,
     /// The frame to send, and how many copies are still to go.
     frame: Arc<[u8]>,
+    /// The same message compressed (RSV1), sent instead when permessage-deflate is agreed.
+    deflated: Option<Arc<[u8]>>,
     /// The payload every message that comes back must carry.
     payload: Arc<[u8]>,
     pub to_send: usize,
@@ -73,15 +75,21 @@ pub struct BenchConn {
 }
 
 impl BenchConn {
+    /// A connection that will send `frame` (or `deflated`, the same message compressed, if it
+    /// is given: permessage-deflate is then offered, and used if the server agrees) and must
+    /// get `payload` back.
     pub fn new(
         stream: BenchStream,
         url: &WsUrl,
         frame: Arc<[u8]>,
+        deflated: Option<Arc<[u8]>>,
         payload: Arc<[u8]>,
     ) -> BenchConn {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the OS entropy source works");
-        let (request, key) = upgrade_request(&url.host_header(), &url.resource, nonce, &[]);
+        let host = url.host_header();
+        let offer = deflated.is_some().then_some(&[][..]);
+        let (request, key) = upgrade_request_offering(&host, &url.resource, nonce, &[], offer);
         BenchConn {
             stream,
             phase: Phase::Connecting,
@@ -90,6 +98,7 @@ impl BenchConn {
             key,
             ws: None,
             frame,
+            deflated,
             payload,
             to_send: 0,
             offset: 0,
@@ -280,14 +289,23 @@ impl BenchConn {
             return Ok(());
         }
         self.handshake_in.extend_from_slice(input);
-        match parse_response(&self.handshake_in, &self.key, &[]) {
+        let offered = self.deflated.is_some();
+        match parse_response_to(&self.handshake_in, &self.key, &[], offered) {
             Ok(None) => Ok(()),
             Ok(Some(accepted)) => {
                 self.phase = Phase::Open;
                 outcome.opened = true;
                 let mut rest = self.handshake_in.split_off(accepted.head_len);
                 self.handshake_in = Vec::new();
-                self.ws = Some(Endpoint::new(Role::Client, &ENDPOINT, now));
+                let mut ws = Endpoint::new(Role::Client, &ENDPOINT, now);
+                if let Some(params) = &accepted.deflate {
+                    // Only control frames go through the endpoint: it need compress nothing.
+                    ws.enable_deflate(params, usize::MAX);
+                    if let Some(deflated) = self.deflated.take() {
+                        self.frame = deflated;
+                    }
+                }
+                self.ws = Some(ws);
                 self.receive(&mut rest, now, outcome)
             }
             Err(e) => Err(e.to_string()),

@@ -23,6 +23,7 @@ use clap::{Args, ValueEnum};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use wsloop::client::WsUrl;
+use wsloop::protocol::deflate::Deflater;
 use wsloop::protocol::frame::{encode_frame, OpCode};
 
 use super::units;
@@ -57,6 +58,9 @@ pub struct BenchArgs {
     /// Also print the summary as one JSON line.
     #[arg(long)]
     json: bool,
+    /// Offer permessage-deflate, and send every message compressed if the server agrees.
+    #[arg(long)]
+    compression: bool,
     /// For wss://: also trust the CA certificate(s) in this PEM file.
     #[arg(long, value_name = "FILE")]
     ca: Option<std::path::PathBuf>,
@@ -206,6 +210,17 @@ impl<'a> Bench<'a> {
         (Arc::from(frame), Arc::from(payload))
     }
 
+    /// `payload` compressed once (a fresh context, so it can be sent again and again), framed
+    /// and masked, RSV1 set.
+    fn deflated(&self, payload: &[u8]) -> Arc<[u8]> {
+        let mut compressed = Vec::new();
+        Deflater::new(15, true).compress(payload, &mut compressed);
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, OpCode::Binary, &compressed, Some(self.mask));
+        frame[0] |= 0x40;
+        Arc::from(frame)
+    }
+
     fn receivers(&self) -> usize {
         self.args.connections
     }
@@ -280,6 +295,7 @@ impl<'a> Bench<'a> {
     fn start_connection(&mut self) -> Result<(), String> {
         let tcp = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
         let (frame, payload) = self.frame_for(self.conns.len());
+        let deflated = self.args.compression.then(|| self.deflated(&payload));
         let mut stream = match &self.tls {
             Some(config) => BenchStream::tls(tcp, &self.url.host, config.clone())?,
             None => BenchStream::Plain(tcp),
@@ -294,7 +310,7 @@ impl<'a> Bench<'a> {
             )
             .map_err(|e| e.to_string())?;
         self.conns
-            .push(BenchConn::new(stream, &self.url, frame, payload));
+            .push(BenchConn::new(stream, &self.url, frame, deflated, payload));
         self.writable.push(true);
         self.sent_at.push(VecDeque::new());
         self.fan_out.received.push(0);

@@ -1,0 +1,398 @@
+//! permessage-deflate, RFC 7692: negotiating its parameters (§5, §7.1) and compressing and
+//! inflating messages (§7.2). DEFLATE itself is zlib-rs, through flate2: raw streams, window
+//! bits, sync flush.
+
+use std::cell::RefCell;
+
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
+
+/// The extension's name in `Sec-WebSocket-Extensions`.
+pub const EXTENSION: &str = "permessage-deflate";
+/// The smallest window this crate uses: zlib cannot deflate with 8 bits (it uses 9).
+pub const MIN_WINDOW_BITS: u8 = 9;
+/// The largest window DEFLATE has (32 KiB).
+pub const MAX_WINDOW_BITS: u8 = 15;
+/// What sync flush ends every compressed message with, removed before sending (§7.2.1) and
+/// put back before inflating (§7.2.2).
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// How a server answers permessage-deflate offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionMode {
+    /// Never: connections run uncompressed.
+    Off,
+    /// No context takeover either way: a connection keeps no compression state between
+    /// messages, one compressor and one decompressor serve the whole loop, and a message
+    /// published to many is compressed once.
+    Shared,
+    /// Context takeover where the client allows it (the best ratio), each connection with its
+    /// own compressor (made on its first compressed message), windows of at most this many bits.
+    Dedicated {
+        /// 9 to 15.
+        window_bits: u8,
+    },
+}
+
+/// The parameters agreed for one connection (§7.1). A window is `None` when the response does
+/// not name it (15 bits then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateParams {
+    /// The server resets its compressor after every message.
+    pub server_no_context_takeover: bool,
+    /// The client resets its compressor after every message.
+    pub client_no_context_takeover: bool,
+    /// The server's compression window.
+    pub server_max_window_bits: Option<u8>,
+    /// The client's compression window.
+    pub client_max_window_bits: Option<u8>,
+}
+
+impl DeflateParams {
+    /// The `Sec-WebSocket-Extensions` value that names exactly these parameters.
+    pub fn header(&self) -> String {
+        let mut header = EXTENSION.to_string();
+        if self.server_no_context_takeover {
+            header.push_str("; server_no_context_takeover");
+        }
+        if self.client_no_context_takeover {
+            header.push_str("; client_no_context_takeover");
+        }
+        if let Some(bits) = self.server_max_window_bits {
+            header.push_str(&format!("; server_max_window_bits={bits}"));
+        }
+        if let Some(bits) = self.client_max_window_bits {
+            header.push_str(&format!("; client_max_window_bits={bits}"));
+        }
+        header
+    }
+
+    /// Whether the server's messages are compressed the shared way: no context, full window
+    /// (one compressed frame then serves every such receiver).
+    pub fn server_shares(&self) -> bool {
+        self.server_no_context_takeover && self.server_max_window_bits.is_none_or(|b| b == 15)
+    }
+}
+
+/// One offer's parameters as the client sent them.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Offer {
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: Option<u8>,
+    /// Present (`Some`), perhaps with a value.
+    client_max_window_bits: Option<Option<u8>>,
+}
+
+/// The extensions in `Sec-WebSocket-Extensions` values: each one's name and parameters.
+fn extensions<'a>(
+    values: impl Iterator<Item = &'a str>,
+) -> impl Iterator<Item = (&'a str, Vec<(&'a str, Option<&'a str>)>)> {
+    values
+        .flat_map(|value| value.split(','))
+        .map(|extension| {
+            let mut parts = extension.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let params = parts
+                .filter(|p| !p.is_empty())
+                .map(|param| match param.split_once('=') {
+                    Some((key, value)) => (key.trim(), Some(value.trim().trim_matches('"'))),
+                    None => (param, None),
+                })
+                .collect();
+            (name, params)
+        })
+        .filter(|(name, _)| !name.is_empty())
+}
+
+/// A window size value (§7.1.2): 8 to 15, written without leading zeros.
+fn window_bits(value: Option<&str>) -> Result<u8, ()> {
+    let value = value.ok_or(())?;
+    match value.parse::<u8>() {
+        Ok(bits @ 8..=15) if !value.starts_with('0') => Ok(bits),
+        _ => Err(()),
+    }
+}
+
+/// Parses one permessage-deflate offer; `Err` when it is not acceptable: an unknown or repeated
+/// parameter, or a value where none belongs or a bad one (§7).
+fn parse_offer(params: &[(&str, Option<&str>)]) -> Result<Offer, ()> {
+    let mut offer = Offer::default();
+    let mut seen = Vec::new();
+    for &(name, value) in params {
+        if seen.contains(&name) {
+            return Err(());
+        }
+        seen.push(name);
+        match (name, value) {
+            ("server_no_context_takeover", None) => offer.server_no_context_takeover = true,
+            ("client_no_context_takeover", None) => offer.client_no_context_takeover = true,
+            ("server_max_window_bits", value) => {
+                offer.server_max_window_bits = Some(window_bits(value)?)
+            }
+            ("client_max_window_bits", None) => offer.client_max_window_bits = Some(None),
+            ("client_max_window_bits", value) => {
+                offer.client_max_window_bits = Some(Some(window_bits(value)?))
+            }
+            _ => return Err(()),
+        }
+    }
+    Ok(offer)
+}
+
+/// The server's side of the negotiation (§5.1, §7.1): the first acceptable permessage-deflate
+/// offer in the request's `Sec-WebSocket-Extensions` values, answered as `mode` allows. `None`:
+/// the connection runs uncompressed (every offer unacceptable, none made, or compression off).
+pub fn negotiate<'a>(
+    values: impl Iterator<Item = &'a str>,
+    mode: CompressionMode,
+) -> Option<DeflateParams> {
+    let limit = match mode {
+        CompressionMode::Off => return None,
+        CompressionMode::Shared => MAX_WINDOW_BITS,
+        CompressionMode::Dedicated { window_bits } => window_bits,
+    };
+    for (name, params) in extensions(values) {
+        if name != EXTENSION {
+            continue;
+        }
+        let Ok(offer) = parse_offer(&params) else {
+            continue;
+        };
+        // The server's window: at most what the client allows (§7.1.2.1); 8 bits cannot be
+        // honoured with zlib, so such an offer is declined.
+        let server_bits = offer.server_max_window_bits.unwrap_or(15).min(limit);
+        if server_bits < MIN_WINDOW_BITS {
+            continue;
+        }
+        let server_max_window_bits =
+            (offer.server_max_window_bits.is_some() || server_bits < 15).then_some(server_bits);
+        return Some(match mode {
+            CompressionMode::Shared => DeflateParams {
+                server_no_context_takeover: true,
+                client_no_context_takeover: true,
+                server_max_window_bits,
+                client_max_window_bits: None,
+            },
+            _ => DeflateParams {
+                server_no_context_takeover: offer.server_no_context_takeover,
+                client_no_context_takeover: offer.client_no_context_takeover,
+                server_max_window_bits,
+                // The client's window can be bounded only if it offered to be (§7.1.2.2).
+                client_max_window_bits: offer
+                    .client_max_window_bits
+                    .map(|bits| bits.unwrap_or(15).min(limit)),
+            },
+        });
+    }
+    None
+}
+
+/// The client's default offer: permessage-deflate, the client keeping no context between
+/// messages (a compressor's state is not held between them, and the server may rely on it),
+/// and the server free to bound the client's window.
+pub const CLIENT_OFFER: &str =
+    "permessage-deflate; client_no_context_takeover; client_max_window_bits";
+
+/// One permessage-deflate offer a client can make (§7.1): what it asks of the server's side.
+/// Every offer is [`CLIENT_OFFER`] and adds these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientOffer {
+    /// Ask the server to reset its compressor after every message.
+    pub server_no_context_takeover: bool,
+    /// Ask the server to use a window of at most this many bits (8 to 15).
+    pub server_max_window_bits: Option<u8>,
+}
+
+impl ClientOffer {
+    /// The `Sec-WebSocket-Extensions` value offering `offers`, in order of preference.
+    pub fn header(offers: &[ClientOffer]) -> String {
+        if offers.is_empty() {
+            return CLIENT_OFFER.to_string();
+        }
+        let each = offers.iter().map(|offer| {
+            let mut text = CLIENT_OFFER.to_string();
+            if offer.server_no_context_takeover {
+                text.push_str("; server_no_context_takeover");
+            }
+            if let Some(bits) = offer.server_max_window_bits {
+                text.push_str(&format!("; server_max_window_bits={bits}"));
+            }
+            text
+        });
+        each.collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The client's side (§5.2, §7.1): what the server's `Sec-WebSocket-Extensions` values agreed
+/// to, for offers made with [`CLIENT_OFFER`] (so the client keeps no context takeover whatever
+/// the response says). `Err` with why when the response cannot be accepted (an
+/// extension not offered, a repeated or unknown parameter, a bad value): the client must then
+/// fail the connection (RFC 6455 §9.1).
+pub fn accept_response<'a>(
+    values: impl Iterator<Item = &'a str>,
+) -> Result<Option<DeflateParams>, String> {
+    let mut agreed = None;
+    for (name, params) in extensions(values) {
+        if name != EXTENSION || agreed.is_some() {
+            return Err(format!(
+                "the server answered with an extension not offered: {name}"
+            ));
+        }
+        let offer = parse_offer(&params)
+            .map_err(|()| format!("the server's {EXTENSION} parameters cannot be used"))?;
+        let client_bits = match offer.client_max_window_bits {
+            Some(None) => return Err("client_max_window_bits without a value".into()),
+            Some(Some(bits)) => Some(bits),
+            None => None,
+        };
+        agreed = Some(DeflateParams {
+            server_no_context_takeover: offer.server_no_context_takeover,
+            // Offered: the client keeps none, told or not.
+            client_no_context_takeover: true,
+            server_max_window_bits: offer.server_max_window_bits,
+            client_max_window_bits: client_bits,
+        });
+    }
+    Ok(agreed)
+}
+
+/// Why a compressed message could not be inflated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflateError {
+    /// It inflates past the size limit (1009); inflation stopped there.
+    TooBig,
+    /// It is not valid DEFLATE data (1002).
+    Corrupt,
+}
+
+/// Compresses messages (§7.2.1).
+#[derive(Debug)]
+pub struct Deflater {
+    inner: Compress,
+    /// Reset after every message.
+    no_context_takeover: bool,
+}
+
+impl Deflater {
+    /// A compressor with a window of `window_bits` (9 to 15).
+    pub fn new(window_bits: u8, no_context_takeover: bool) -> Deflater {
+        let bits = window_bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS);
+        Deflater {
+            inner: Compress::new_with_window_bits(flate2::Compression::fast(), false, bits),
+            no_context_takeover,
+        }
+    }
+
+    /// Appends `payload` compressed, without the sync flush's tail, to `out`.
+    pub fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        let base = self.inner.total_in();
+        out.reserve(payload.len() / 2 + 64);
+        loop {
+            let used = (self.inner.total_in() - base) as usize;
+            let status = self
+                .inner
+                .compress_vec(&payload[used..], out, FlushCompress::Sync)
+                .expect("compressing into a vector cannot fail");
+            let done = (self.inner.total_in() - base) as usize == payload.len();
+            // The flush is complete once it left room in the output.
+            if done && out.len() < out.capacity() || status == Status::StreamEnd {
+                break;
+            }
+            out.reserve(out.capacity().max(64));
+        }
+        if out[start..].ends_with(&TAIL) {
+            out.truncate(out.len() - TAIL.len());
+        }
+        if self.no_context_takeover {
+            self.inner.reset();
+        }
+    }
+}
+
+/// Inflates messages (§7.2.2).
+#[derive(Debug)]
+pub struct Inflater {
+    inner: Decompress,
+    /// Reset after every message.
+    no_context_takeover: bool,
+}
+
+impl Inflater {
+    /// A decompressor for a peer's window of up to `window_bits` (8 to 15: a peer's 8-bit
+    /// window is read with 9 bits, which reads any stream a smaller window made).
+    pub fn new(window_bits: u8, no_context_takeover: bool) -> Inflater {
+        let bits = window_bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS);
+        Inflater {
+            inner: Decompress::new_with_window_bits(false, bits),
+            no_context_takeover,
+        }
+    }
+
+    /// The message that `compressed` holds, failing as soon as it passes `limit` bytes, so a
+    /// small message that inflates to a huge one costs no more than the limit.
+    pub fn inflate(&mut self, compressed: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+        let mut out = Vec::new();
+        let result = self
+            .feed(compressed, &mut out, limit)
+            .and_then(|()| self.feed(&TAIL, &mut out, limit));
+        if self.no_context_takeover || result.is_err() {
+            self.inner.reset(false);
+        }
+        result.map(|()| out)
+    }
+
+    fn feed(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), InflateError> {
+        loop {
+            if out.len() == out.capacity() {
+                out.reserve((limit + 1 - out.len().min(limit)).clamp(1, 64 * 1024));
+            }
+            let (before_in, before_out) = (self.inner.total_in(), out.len());
+            self.inner
+                .decompress_vec(input, out, FlushDecompress::Sync)
+                .map_err(|_| InflateError::Corrupt)?;
+            let used = (self.inner.total_in() - before_in) as usize;
+            input = &input[used..];
+            if out.len() > limit {
+                return Err(InflateError::TooBig);
+            }
+            if input.is_empty() && out.len() < out.capacity() {
+                return Ok(());
+            }
+            if used == 0 && out.len() == before_out {
+                // No progress: the stream ended with bytes left over.
+                return if input.is_empty() {
+                    Ok(())
+                } else {
+                    Err(InflateError::Corrupt)
+                };
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The loop's shared compressor (no context takeover, 15 bits): one per thread.
+    static SHARED_DEFLATER: RefCell<Deflater> = RefCell::new(Deflater::new(15, true));
+    /// The loop's shared decompressor for peers without context takeover.
+    static SHARED_INFLATER: RefCell<Inflater> = RefCell::new(Inflater::new(15, true));
+}
+
+/// Compresses with this thread's shared compressor (no context takeover, 15-bit window).
+pub fn compress_shared(payload: &[u8], out: &mut Vec<u8>) {
+    SHARED_DEFLATER.with(|deflater| deflater.borrow_mut().compress(payload, out));
+}
+
+/// Inflates with this thread's shared decompressor (a peer without context takeover).
+pub fn inflate_shared(compressed: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+    SHARED_INFLATER.with(|inflater| inflater.borrow_mut().inflate(compressed, limit))
+}
+
+#[cfg(test)]
+#[path = "deflate_tests.rs"]
+mod tests;

@@ -1,0 +1,135 @@
+use super::*;
+
+fn server(offer: &str, mode: CompressionMode) -> Option<String> {
+    negotiate([offer].into_iter(), mode).map(|params| params.header())
+}
+
+const DEDICATED: CompressionMode = CompressionMode::Dedicated { window_bits: 15 };
+
+#[test]
+fn negotiation_follows_rfc_7692() {
+    let cases: &[(&str, CompressionMode, Option<&str>)] = &[
+        ("permessage-deflate", CompressionMode::Off, None),
+        (
+            "permessage-deflate",
+            CompressionMode::Shared,
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        ),
+        ("permessage-deflate", DEDICATED, Some("permessage-deflate")),
+        (
+            "permessage-deflate; client_max_window_bits",
+            DEDICATED,
+            Some("permessage-deflate; client_max_window_bits=15"),
+        ),
+        (
+            "permessage-deflate; client_max_window_bits",
+            CompressionMode::Dedicated { window_bits: 10 },
+            Some("permessage-deflate; server_max_window_bits=10; client_max_window_bits=10"),
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=12; server_no_context_takeover",
+            DEDICATED,
+            Some("permessage-deflate; server_no_context_takeover; server_max_window_bits=12"),
+        ),
+        // Unacceptable offers: unknown or repeated parameters, bad values. The next one wins.
+        (
+            "permessage-deflate; foo, permessage-deflate",
+            DEDICATED,
+            Some("permessage-deflate"),
+        ),
+        (
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            DEDICATED,
+            None,
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=16",
+            DEDICATED,
+            None,
+        ),
+        (
+            "permessage-deflate; server_max_window_bits",
+            DEDICATED,
+            None,
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=010",
+            DEDICATED,
+            None,
+        ),
+        (
+            "permessage-deflate; client_no_context_takeover=1",
+            DEDICATED,
+            None,
+        ),
+        // 8 bits cannot be honoured with zlib: declined.
+        (
+            "permessage-deflate; server_max_window_bits=8",
+            DEDICATED,
+            None,
+        ),
+        // Other extensions are passed over.
+        (
+            "x-webkit-deflate-frame, permessage-deflate",
+            DEDICATED,
+            Some("permessage-deflate"),
+        ),
+    ];
+    for &(offer, mode, expected) in cases {
+        assert_eq!(
+            server(offer, mode).as_deref(),
+            expected,
+            "{offer} ({mode:?})"
+        );
+    }
+}
+
+#[test]
+fn the_client_accepts_only_what_it_offered() {
+    let agreed = accept_response(["permessage-deflate; client_max_window_bits=10"].into_iter());
+    assert_eq!(agreed.unwrap().unwrap().client_max_window_bits, Some(10));
+    assert_eq!(accept_response(std::iter::empty()), Ok(None));
+    assert!(accept_response(["x-other"].into_iter()).is_err());
+    assert!(accept_response(["permessage-deflate; bogus"].into_iter()).is_err());
+    assert!(accept_response(["permessage-deflate, permessage-deflate"].into_iter()).is_err());
+}
+
+#[test]
+fn messages_round_trip_with_and_without_context_takeover() {
+    for takeover in [false, true] {
+        let mut deflater = Deflater::new(15, !takeover);
+        let mut inflater = Inflater::new(15, !takeover);
+        for round in 0..3 {
+            let message = format!("{{\"type\":\"message\",\"text\":\"hello {round}\"}}").repeat(20);
+            let mut compressed = Vec::new();
+            deflater.compress(message.as_bytes(), &mut compressed);
+            assert!(compressed.len() < message.len() / 3, "{}", compressed.len());
+            assert!(!compressed.ends_with(&TAIL));
+            assert_eq!(
+                inflater.inflate(&compressed, 1 << 20).unwrap(),
+                message.as_bytes()
+            );
+        }
+    }
+}
+
+#[test]
+fn inflation_stops_at_the_limit() {
+    let bomb = vec![0u8; 64 << 20];
+    let mut compressed = Vec::new();
+    Deflater::new(15, true).compress(&bomb, &mut compressed);
+    assert!(compressed.len() * 50 < bomb.len(), "{}", compressed.len());
+    let mut inflater = Inflater::new(15, true);
+    assert_eq!(
+        inflater.inflate(&compressed, 1 << 20),
+        Err(InflateError::TooBig)
+    );
+    // Still usable afterwards.
+    let mut small = Vec::new();
+    Deflater::new(15, true).compress(b"ok", &mut small);
+    assert_eq!(inflater.inflate(&small, 1 << 20).unwrap(), b"ok");
+    assert_eq!(
+        inflater.inflate(&[0xff, 0xff, 0xff], 1 << 20),
+        Err(InflateError::Corrupt)
+    );
+}

@@ -4,6 +4,7 @@
 
 use crate::connection::{Answer, RouteId};
 use crate::handler::Handler;
+use crate::protocol::deflate::CompressionMode;
 use crate::protocol::handshake::{http_response, without_body, Refusal, Request};
 
 /// The icon browsers ask for at `/favicon.ico`, served with the page.
@@ -77,11 +78,42 @@ impl Backpressure {
     }
 }
 
-/// A path, the handler serving it, and its policy.
+/// What a route may set for itself instead of taking the server's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouteOptions {
+    /// Its backpressure policy; default: [`Backpressure::new`] with the server's `max_buffered`.
+    pub backpressure: Option<Backpressure>,
+    /// Its permessage-deflate mode; default: the server's [`Config::compression`](crate::Config).
+    pub compression: Option<CompressionMode>,
+}
+
+impl RouteOptions {
+    /// The same options with this backpressure policy.
+    pub fn backpressure(mut self, policy: Backpressure) -> Self {
+        self.backpressure = Some(policy);
+        self
+    }
+
+    /// The same options with this compression mode.
+    pub fn compression(mut self, mode: CompressionMode) -> Self {
+        self.compression = Some(mode);
+        self
+    }
+}
+
+impl From<Backpressure> for RouteOptions {
+    fn from(policy: Backpressure) -> RouteOptions {
+        RouteOptions::default().backpressure(policy)
+    }
+}
+
+/// A path, the handler serving it, and its policies.
 pub(crate) struct Route {
     pub(crate) path: String,
     pub(crate) handler: Box<dyn Handler + Send>,
     pub(crate) backpressure: Backpressure,
+    pub(crate) compression: CompressionMode,
 }
 
 /// Every route, and the page served at `GET /`.
@@ -126,8 +158,13 @@ impl Router {
         let Some(route) = route else {
             return refuse(Refusal::NoWebSocketRoute);
         };
+        let compression = self.routes[route].compression;
         match self.routes[route].handler.on_upgrade(request) {
-            Ok(protocol) => Answer::Upgrade { route, protocol },
+            Ok(protocol) => Answer::Upgrade {
+                route,
+                protocol,
+                compression,
+            },
             Err(error) => Answer::Refuse(error),
         }
     }

@@ -60,10 +60,11 @@ mod server;
 mod test_rng;
 pub mod tls;
 
-pub use app::{Backpressure, SlowConsumer};
+pub use app::{Backpressure, RouteOptions, SlowConsumer};
 pub use config::{Config, ConfigError};
 pub use handler::{ConnectionId, Context, Handler, Message, SendStatus};
 pub use protocol::close::CloseCode;
+pub use protocol::deflate::CompressionMode;
 pub use protocol::handshake::{HttpError, Request};
 /// The TLS library whose configurations [`ServerBuilder::tls`] and the client take.
 pub use rustls;

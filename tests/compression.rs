@@ -180,3 +180,23 @@ fn rsv1_misuse_and_bad_data_fail_the_connection() {
     client.send(&compressed_frame(TEXT, b"hello hello hello"));
     client.expect_close(1002);
 }
+
+#[test]
+fn a_route_can_choose_its_own_compression() {
+    use wsloop::apps::Echo;
+    use wsloop::RouteOptions;
+    let server = TestServer::with_routes(Config::default(), |builder| {
+        let compressed = RouteOptions::default().compression(CompressionMode::Shared);
+        builder
+            .route("/echo", Echo)
+            .route_with("/compressed", Echo, compressed)
+    });
+    let agreed = |path: &str| {
+        let mut client = RawClient::connect(server.addr());
+        client.send(upgrade_request(path, OFFER).as_bytes());
+        let head = client.read_head();
+        head.header("Sec-WebSocket-Extensions").map(str::to_string)
+    };
+    assert_eq!(agreed("/echo"), None, "the server's default is off");
+    assert!(agreed("/compressed").is_some_and(|e| e.starts_with("permessage-deflate")));
+}

@@ -27,6 +27,7 @@ use log::debug;
 use crate::config::Config;
 use crate::handler::ConnectionId;
 use crate::protocol::close::CloseCode;
+use crate::protocol::deflate::CompressionMode;
 use crate::protocol::endpoint::{Endpoint, Event, Phase};
 use crate::protocol::handshake::{HttpError, Refusal, Request};
 use crate::protocol::outbound::{Message, Outbound};
@@ -42,6 +43,8 @@ pub(crate) enum Answer {
     Upgrade {
         route: RouteId,
         protocol: Option<String>,
+        /// How to answer a permessage-deflate offer.
+        compression: CompressionMode,
     },
     /// A complete HTTP reply (a page) with its status; the connection closes after it.
     Reply { status: u16, response: Vec<u8> },

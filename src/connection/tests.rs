@@ -41,6 +41,7 @@ impl TestEvents {
                     path: "/echo".into(),
                     handler: Box::new(Echo),
                     backpressure: Backpressure::new(config.max_buffered),
+                    compression: config.compression,
                 }],
                 index_page: None,
             },

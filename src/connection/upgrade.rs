@@ -83,7 +83,11 @@ fn answer(
         }
     };
     match events.on_request(conn.id, request, upgrade) {
-        Answer::Upgrade { route, protocol } => {
+        Answer::Upgrade {
+            route,
+            protocol,
+            compression,
+        } => {
             let Some(accept) = accept else {
                 unreachable!("only an upgrade request is answered with an upgrade");
             };
@@ -96,7 +100,7 @@ fn answer(
             }
             // permessage-deflate: the first acceptable offer, as the configuration allows.
             let offers = request.headers_named("Sec-WebSocket-Extensions");
-            let deflate = deflate::negotiate(offers, config.compression);
+            let deflate = deflate::negotiate(offers, compression);
             let extensions = deflate.map(|params| params.header());
             let reply =
                 switching_protocols_with(&accept, protocol.as_deref(), extensions.as_deref());

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use mio::{Poll, Waker};
 
-use crate::app::{Backpressure, Route, Router};
+use crate::app::{Backpressure, Route, RouteOptions, Router};
 use crate::config::{Config, ConfigError};
 use crate::handler::Handler;
 use event_loop::{EventLoop, TlsSource, WAKER};
@@ -71,8 +71,8 @@ impl std::error::Error for Error {
 pub struct ServerBuilder {
     addr: String,
     config: Config,
-    /// Each route's path and handler, and its own backpressure policy if it was given one.
-    routes: Vec<(String, Box<dyn Handler + Send>, Option<Backpressure>)>,
+    /// Each route's path and handler, and the options it set for itself.
+    routes: Vec<(String, Box<dyn Handler + Send>, RouteOptions)>,
     index_page: Option<Vec<u8>>,
     handle_signals: bool,
     tls: Option<Tls>,
@@ -103,27 +103,28 @@ impl ServerBuilder {
     /// A plain HTTP request to the path is answered with 426. The handler moves with the
     /// server to the thread that runs it, hence `Send`.
     pub fn route(self, path: impl Into<String>, handler: impl Handler + Send + 'static) -> Self {
-        self.add_route(path.into(), Box::new(handler), None)
+        self.add_route(path.into(), Box::new(handler), RouteOptions::default())
     }
 
-    /// Like [`ServerBuilder::route`], with the route's own [`Backpressure`] policy instead of
-    /// the default one (which takes `max_buffered` from the [`Config`]).
+    /// Like [`ServerBuilder::route`], with the route's own options instead of the server's
+    /// defaults: its [`Backpressure`] policy (a `Backpressure` converts into options), its
+    /// compression mode.
     pub fn route_with(
         self,
         path: impl Into<String>,
         handler: impl Handler + Send + 'static,
-        backpressure: Backpressure,
+        options: impl Into<RouteOptions>,
     ) -> Self {
-        self.add_route(path.into(), Box::new(handler), Some(backpressure))
+        self.add_route(path.into(), Box::new(handler), options.into())
     }
 
     fn add_route(
         mut self,
         path: String,
         handler: Box<dyn Handler + Send>,
-        backpressure: Option<Backpressure>,
+        options: RouteOptions,
     ) -> Self {
-        self.routes.push((path, handler, backpressure));
+        self.routes.push((path, handler, options));
         self
     }
 
@@ -189,10 +190,11 @@ impl ServerBuilder {
         let routes = self
             .routes
             .into_iter()
-            .map(|(path, handler, policy)| Route {
+            .map(|(path, handler, options)| Route {
                 path,
                 handler,
-                backpressure: policy.unwrap_or(default_policy),
+                backpressure: options.backpressure.unwrap_or(default_policy),
+                compression: options.compression.unwrap_or(self.config.compression),
             })
             .collect();
         let router = Router {

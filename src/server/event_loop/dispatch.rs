@@ -43,6 +43,7 @@ impl Dispatch<'_> {
             path,
             handler,
             backpressure,
+            ..
         } = &mut self.app.router.routes[route];
         let mut ctx = Context {
             id,

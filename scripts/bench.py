@@ -44,6 +44,20 @@ SERVERS_TLS = {
     "wsloop-tls": [WSLOOP, "--log-level", "warn", "--tls-cert", f"{TLS_DIR}/cert.pem",
                    "--tls-key", f"{TLS_DIR}/key.pem", "--bind"],
 }
+# permessage-deflate: the same wsloop binary with compression off, shared and dedicated, the
+# generator offering it and sending chat-like JSON text (compressed when agreed).
+SERVERS_DEFLATE = {
+    "wsloop-shared": [WSLOOP, "--log-level", "warn", "--compression", "shared", "--bind"],
+    "wsloop-dedicated": [WSLOOP, "--log-level", "warn", "--compression", "dedicated", "--bind"],
+}
+JSON = ["--payload", "json", "--compression"]
+DEFLATE_SCENARIOS = [
+    ("deflate echo 100 x 300 B json", "/", ["--connections", "100", "--size", "300"] + JSON, "msgs/s"),
+    ("deflate echo 100 x 16 KiB json", "/", ["--connections", "100", "--size", "16KiB"] + JSON, "msgs/s"),
+    ("deflate broadcast 1 -> 1000 x 300 B json", "/broadcast",
+     ["--mode", "broadcast", "--connections", "1000", "--size", "300", "--pipeline", "32"] + JSON,
+     "deliveries/s"),
+]
 TLS_SCENARIOS = [
     ("wss echo 100 x 20 B", "/", ["--connections", "100", "--size", "20"], "msgs/s"),
     ("wss echo 100 x 16 KiB", "/", ["--connections", "100", "--size", "16KiB"], "msgs/s"),
@@ -55,7 +69,8 @@ class Server:
 
     def __init__(self, name, port):
         tls = name in SERVERS_TLS
-        command = ["taskset", "-c", "0"] + (SERVERS_TLS if tls else SERVERS)[name] + [f"127.0.0.1:{port}"]
+        servers = {**SERVERS, **SERVERS_TLS, **SERVERS_DEFLATE}
+        command = ["taskset", "-c", "0"] + servers[name] + [f"127.0.0.1:{port}"]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
         if "listening on" not in line:
@@ -137,6 +152,13 @@ def main():
         servers = [s for s in SERVERS if path != "/broadcast" or s not in ECHO_ONLY]
         port, row = measure(name, path, args, unit, servers, options, port)
         rows.append(row)
+    deflate_rows = []
+    for name, path, args, unit in DEFLATE_SCENARIOS:
+        if options.only and options.only not in name:
+            continue
+        servers = ["wsloop", "wsloop-shared", "wsloop-dedicated"]
+        port, row = measure(name, path, args, unit, servers, options, port)
+        deflate_rows.append(row)
     tls_rows = []
     for name, path, args, unit in TLS_SCENARIOS:
         if options.only and options.only not in name:
@@ -157,6 +179,7 @@ def main():
 
     print_table(rows, idle)
     print_tls_table(tls_rows, idle, idle_tls)
+    print_deflate_table(deflate_rows)
 
 
 def measure(name, path, args, unit, servers, options, port):
@@ -165,6 +188,7 @@ def measure(name, path, args, unit, servers, options, port):
     results = {server: [] for server in servers}
     server_cpus = {server: [] for server in servers}
     cost = {server: [] for server in servers}  # server CPU microseconds per message
+    wire = {server: [] for server in servers}  # bytes received per message
     cpu = []
     for _ in range(options.rounds):
         for server_name in servers:  # alternate: A B A B ...
@@ -181,6 +205,7 @@ def measure(name, path, args, unit, servers, options, port):
             results[server_name].append(summary["median_rate"])
             server_cpus[server_name].append(server_cpu)
             cost[server_name].append(1e6 * cpu_seconds / max(summary["total"], 1))
+            wire[server_name].append(summary.get("wire_bytes_per_message", 0))
             if summary.get("bench_cpu_percent") is not None:
                 cpu.append(summary["bench_cpu_percent"])
             print(f"  {name}: {server_name} {summary['median_rate']} {unit} "
@@ -194,7 +219,25 @@ def measure(name, path, args, unit, servers, options, port):
               for s, v in results.items()}
     cpus = {s: statistics.median(v) for s, v in server_cpus.items()}
     costs = {s: statistics.median(v) for s, v in cost.items()}
-    return port, (name, unit, medians, ratios, cpus, costs, max(cpu or [0]))
+    wires = {s: statistics.median(v) for s, v in wire.items()}
+    return port, (name, unit, medians, ratios, cpus, costs, max(cpu or [0]), wires)
+
+
+def print_deflate_table(rows):
+    """Compression off / shared / dedicated, wsloop each time: rate, CPU per message (or
+    delivery), bytes received per message (the generator's view of the wire)."""
+    if not rows:
+        return
+    modes = ["wsloop", "wsloop-shared", "wsloop-dedicated"]
+    print()
+    print("| scenario | off | shared | dedicated | server cpu µs per message (off / shared / dedicated) "
+          "| bytes per message received (off / shared / dedicated) | bench cpu (max) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, unit, medians, _ratios, _cpus, costs, bench_cpu, wires in rows:
+        rates = " | ".join(f"{medians[m]:,.0f}" for m in modes)
+        cpu = " / ".join(f"{costs[m]:.2f}" for m in modes)
+        wire = " / ".join(f"{wires[m]:.0f}" for m in modes)
+        print(f"| {name} ({unit}) | {rates} | {cpu} | {wire} | {bench_cpu:.0f}% |")
 
 
 def print_tls_table(rows, idle, idle_tls):
@@ -205,7 +248,7 @@ def print_tls_table(rows, idle, idle_tls):
         print()
     print("| scenario | ws:// | wss:// | wss / ws | server cpu µs per message (ws / wss) | bench cpu (max) |")
     print("|---|---|---|---|---|---|")
-    for name, unit, medians, ratios, _cpus, costs, bench_cpu in rows:
+    for name, unit, medians, ratios, _cpus, costs, bench_cpu, _wires in rows:
         print(f"| {name} | {medians['wsloop']:,.0f} {unit} | {medians['wsloop-tls']:,.0f} | "
               f"{1 / ratios['wsloop-tls']:.2f}x | {costs['wsloop']:.2f} / {costs['wsloop-tls']:.2f} | "
               f"{bench_cpu:.0f}% |")
@@ -224,7 +267,7 @@ def print_table(rows, idle):
                  "server cpu µs per message", "bench cpu (max)"])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for name, unit, medians, ratios, cpus, costs, bench_cpu in rows:
+    for name, unit, medians, ratios, cpus, costs, bench_cpu, _wires in rows:
         cells = [name, f"{medians['wsloop']:,.0f} {unit}"]
         cells += [f"{medians[p]:,.0f}" if p in medians else "-" for p in peers]
         cells += [f"{ratios[p]:.2f}x" if p in ratios else "-" for p in peers]

@@ -15,7 +15,7 @@ use super::stream::BenchStream;
 use wsloop::client::WsUrl;
 use wsloop::protocol::client_handshake::{parse_response_to, upgrade_request_offering};
 use wsloop::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase as WsPhase};
-use wsloop::protocol::frame::Role;
+use wsloop::protocol::frame::{OpCode, Role};
 use wsloop::{CloseCode, Message};
 
 /// The most copies of the frame written with one system call.
@@ -43,6 +43,8 @@ pub struct ReadOutcome {
     pub messages: usize,
     /// The connection just opened.
     pub opened: bool,
+    /// Bytes read.
+    pub bytes: usize,
     /// The connection failed or the server closed it.
     pub failed: Option<String>,
     /// A message came back that is not the one sent: what it was.
@@ -69,6 +71,8 @@ pub struct BenchConn {
     deflated: Option<Arc<[u8]>>,
     /// The payload every message that comes back must carry.
     payload: Arc<[u8]>,
+    /// It is text (else binary).
+    text: bool,
     pub to_send: usize,
     /// Bytes of the first unsent copy already written.
     offset: usize,
@@ -84,6 +88,7 @@ impl BenchConn {
         frame: Arc<[u8]>,
         deflated: Option<Arc<[u8]>>,
         payload: Arc<[u8]>,
+        opcode: OpCode,
     ) -> BenchConn {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the OS entropy source works");
@@ -100,6 +105,7 @@ impl BenchConn {
             frame,
             deflated,
             payload,
+            text: opcode == OpCode::Text,
             to_send: 0,
             offset: 0,
         }
@@ -220,9 +226,10 @@ impl BenchConn {
             let in_place = match self.ws.as_mut() {
                 Some(ws) => {
                     let stream = &mut self.stream;
-                    let (phase, payload) = (&self.phase, &self.payload);
+                    let expected = (&self.payload[..], self.text);
+                    let phase = &self.phase;
                     let mut report = |_: &mut _, event: Event<'_>| {
-                        note(event, phase, payload, &mut outcome);
+                        note(event, phase, expected, &mut outcome);
                     };
                     ws.receive_in_place(|room| stream.read(room), now, &mut report)
                 }
@@ -261,6 +268,7 @@ impl BenchConn {
                     return outcome;
                 }
                 Ok(n) => {
+                    outcome.bytes += n;
                     if short_read_drains && n < offered {
                         return outcome;
                     }
@@ -282,9 +290,9 @@ impl BenchConn {
         outcome: &mut ReadOutcome,
     ) -> Result<(), String> {
         if let Some(ws) = self.ws.as_mut() {
-            let (phase, payload) = (&self.phase, &self.payload);
+            let (phase, expected) = (&self.phase, (&self.payload[..], self.text));
             ws.receive(input, now, &mut |_, event| {
-                note(event, phase, payload, outcome)
+                note(event, phase, expected, outcome)
             });
             return Ok(());
         }
@@ -321,17 +329,18 @@ const ENDPOINT: EndpointConfig = EndpointConfig {
     idle_timeout: None,
 };
 
-/// Whether a message that came back is the one sent: binary, as long, the same bytes (all of
+/// Whether a message that came back is the one sent: the same kind, as long, the same bytes (all of
 /// them up to 4 KiB; beyond, the first and last 2 KiB, so a large echo costs no full compare).
-fn check(message: Message<'_>, payload: &[u8]) -> Result<(), String> {
+fn check(message: Message<'_>, (payload, text): (&[u8], bool)) -> Result<(), String> {
     let (kind, bytes) = match message {
         Message::Text(text) => ("text", text.as_bytes()),
         Message::Binary(bytes) => ("binary", bytes),
     };
+    let sent = if text { "text" } else { "binary" };
     let same = |n: usize| {
         bytes[..n] == payload[..n] && bytes[bytes.len() - n..] == payload[payload.len() - n..]
     };
-    if kind == "binary" && bytes.len() == payload.len() {
+    if kind == sent && bytes.len() == payload.len() {
         if same(bytes.len().min(2048)) {
             return Ok(());
         }
@@ -343,16 +352,16 @@ fn check(message: Message<'_>, payload: &[u8]) -> Result<(), String> {
     }
     let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]);
     Err(format!(
-        "got {kind} of {} bytes ({shown:?}), sent binary of {} bytes",
+        "got {kind} of {} bytes ({shown:?}), sent {sent} of {} bytes",
         bytes.len(),
         payload.len()
     ))
 }
 
 /// Adds what the endpoint reported to the outcome of a read.
-fn note(event: Event<'_>, phase: &Phase, payload: &[u8], outcome: &mut ReadOutcome) {
+fn note(event: Event<'_>, phase: &Phase, expected: (&[u8], bool), outcome: &mut ReadOutcome) {
     match event {
-        Event::Message { message, .. } => match check(message, payload) {
+        Event::Message { message, .. } => match check(message, expected) {
             Ok(()) => outcome.messages += 1,
             Err(why) => {
                 outcome.mismatch.get_or_insert(why);

@@ -61,12 +61,60 @@ pub struct BenchArgs {
     /// Offer permessage-deflate, and send every message compressed if the server agrees.
     #[arg(long)]
     compression: bool,
+    /// What the messages carry: binary filler, or JSON text shaped like chat messages (which
+    /// compresses the way chat does).
+    #[arg(long, value_enum, default_value = "binary")]
+    payload: Payload,
     /// For wss://: also trust the CA certificate(s) in this PEM file.
     #[arg(long, value_name = "FILE")]
     ca: Option<std::path::PathBuf>,
     /// For wss://: do not verify the server's certificate (testing only).
     #[arg(long)]
     insecure: bool,
+}
+
+/// What the bench's messages carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Payload {
+    /// `x` repeated, sent as binary.
+    Binary,
+    /// Chat-like JSON text.
+    Json,
+}
+
+/// A chat-like JSON text message of exactly `size` bytes (at least the JSON around the text),
+/// whose `id` field is `key` (so one connection's message is told from another's).
+fn json_message(size: usize, key: usize) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "the",
+        "build",
+        "is",
+        "green",
+        "again",
+        "shipping",
+        "this",
+        "afternoon",
+        "thanks",
+        "review",
+        "looks",
+        "good",
+        "merge",
+        "when",
+        "ready",
+        "alice",
+        "bob",
+        "lobby",
+    ];
+    let head = format!("{{\"id\":\"{key:08x}\",\"type\":\"message\",\"from\":\"alice\",\"room\":\"lobby\",\"ts\":1796097505051,\"text\":\"");
+    let mut text = String::new();
+    let mut i = key;
+    while head.len() + text.len() + 2 < size {
+        text.push_str(WORDS[i % WORDS.len()]);
+        text.push(' ');
+        i = i.wrapping_mul(31).wrapping_add(7);
+    }
+    text.truncate(size.saturating_sub(head.len() + 2));
+    format!("{head}{text}\"}}").into_bytes()
 }
 
 /// What `wsloop bench` measures.
@@ -158,9 +206,12 @@ impl<'a> Bench<'a> {
         }
         let mut key = [0u8; 4];
         getrandom::fill(&mut key).map_err(|e| e.to_string())?;
-        let payload = vec![b'x'; args.size];
+        let (payload, opcode) = match args.payload {
+            Payload::Binary => (vec![b'x'; args.size], OpCode::Binary),
+            Payload::Json => (json_message(args.size, 0), OpCode::Text),
+        };
         let mut frame = Vec::new();
-        encode_frame(&mut frame, OpCode::Binary, &payload, Some(key));
+        encode_frame(&mut frame, opcode, &payload, Some(key));
         let total = args.connections + usize::from(args.mode == Mode::Broadcast && !args.idle);
         let tls = if url.secure {
             if args.insecure {
@@ -203,11 +254,25 @@ impl<'a> Bench<'a> {
         if self.args.mode != Mode::Echo || !(8..=64 << 10).contains(&size) {
             return (self.frame.clone(), self.payload.clone());
         }
-        let mut payload = self.payload.to_vec();
-        payload[..8].copy_from_slice(&(key as u64).to_be_bytes());
+        let payload = match self.args.payload {
+            Payload::Json => json_message(size, key),
+            Payload::Binary => {
+                let mut payload = self.payload.to_vec();
+                payload[..8].copy_from_slice(&(key as u64).to_be_bytes());
+                payload
+            }
+        };
         let mut frame = Vec::with_capacity(self.frame.len());
-        encode_frame(&mut frame, OpCode::Binary, &payload, Some(self.mask));
+        encode_frame(&mut frame, self.opcode(), &payload, Some(self.mask));
         (Arc::from(frame), Arc::from(payload))
+    }
+
+    /// The opcode of every message sent.
+    fn opcode(&self) -> OpCode {
+        match self.args.payload {
+            Payload::Binary => OpCode::Binary,
+            Payload::Json => OpCode::Text,
+        }
     }
 
     /// `payload` compressed once (a fresh context, so it can be sent again and again), framed
@@ -216,7 +281,7 @@ impl<'a> Bench<'a> {
         let mut compressed = Vec::new();
         Deflater::new(15, true).compress(payload, &mut compressed);
         let mut frame = Vec::new();
-        encode_frame(&mut frame, OpCode::Binary, &compressed, Some(self.mask));
+        encode_frame(&mut frame, self.opcode(), &compressed, Some(self.mask));
         frame[0] |= 0x40;
         Arc::from(frame)
     }
@@ -309,8 +374,14 @@ impl<'a> Bench<'a> {
                 Interest::READABLE | Interest::WRITABLE,
             )
             .map_err(|e| e.to_string())?;
-        self.conns
-            .push(BenchConn::new(stream, &self.url, frame, deflated, payload));
+        self.conns.push(BenchConn::new(
+            stream,
+            &self.url,
+            frame,
+            deflated,
+            payload,
+            self.opcode(),
+        ));
         self.writable.push(true);
         self.sent_at.push(VecDeque::new());
         self.fan_out.received.push(0);
@@ -479,6 +550,9 @@ impl<'a> Bench<'a> {
             let hung_up = event.is_read_closed() || event.is_error();
             if event.is_readable() || hung_up {
                 let outcome = self.conns[key].read(&mut buffer, !hung_up);
+                if self.measuring {
+                    self.stats.bytes_in += outcome.bytes as u64;
+                }
                 if let Some(why) = outcome.mismatch {
                     return Err(format!(
                         "connection {key}: not an echo of what was sent: {why}"
@@ -645,6 +719,7 @@ impl<'a> Bench<'a> {
                     "max_ms": ms(summary.max),
                     "total": summary.total,
                     "errors": summary.errors,
+                    "wire_bytes_per_message": self.stats.bytes_in as f64 / summary.total.max(1) as f64,
                     "bench_cpu_percent": cpu_share,
                 })
             );

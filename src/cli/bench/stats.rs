@@ -16,6 +16,8 @@ pub struct Stats {
     pub total: u64,
     /// Failed connections, protocol errors, unexpected closes.
     pub errors: u64,
+    /// Bytes read from the sockets while measuring (frames as they came, compressed or not).
+    pub bytes_in: u64,
 }
 
 /// The end-of-run figures.

@@ -412,3 +412,24 @@ fn the_bench_tool_measures_a_wss_server() {
         "no message went through: {summary}"
     );
 }
+
+#[test]
+fn shutdown_closes_tls_clients_with_1001() {
+    let pki = pki();
+    let server = tls_server(&pki, Config::default());
+    let tls = client_tls(&pki.ca, rustls::ALL_VERSIONS);
+    let mut client = Client::connect_with(&url(server.addr(), "/echo"), &options(tls)).unwrap();
+    client.send(Message::Text("ready?")).unwrap();
+    assert_eq!(client.recv().unwrap(), Incoming::Text("ready?".into()));
+    server.begin_shutdown();
+    match client.recv().unwrap() {
+        Incoming::Close(code, reason) => {
+            assert_eq!(
+                (code, reason.as_str()),
+                (CloseCode::GOING_AWAY, "server shutting down")
+            );
+        }
+        other => panic!("expected the server's close, got {other:?}"),
+    }
+    server.wait().expect("the server stops cleanly");
+}

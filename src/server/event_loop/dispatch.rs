@@ -5,11 +5,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use log::info;
+use std::panic::AssertUnwindSafe;
+
+use log::{error, info};
 
 use crate::app::{Route, Router};
 use crate::connection::{Answer, Closed, ConnectionEvents, RouteId};
 use crate::handler::{ConnectionId, Handler};
+use crate::protocol::close::CloseCode;
 use crate::protocol::handshake::Request;
 use crate::protocol::outbound::{Message, Outbound};
 use crate::server::context::{Context, Current, Outbox};
@@ -31,6 +34,13 @@ pub(super) struct Dispatch<'a> {
 
 impl Dispatch<'_> {
     /// Runs a callback of the route's handler with a fresh context.
+    ///
+    /// A panic in the handler is caught here: it is logged once with its message and the
+    /// connection is closed with 1011, while the loop and every other connection go on. The
+    /// handler is called again for other connections afterwards. That is sound in Rust's sense
+    /// (`AssertUnwindSafe`: no memory is left invalid by an unwind), but whatever the handler
+    /// was changing when it panicked may be half done; like a poisoned lock that is used
+    /// anyway, keeping its state consistent across a panic is the handler's part.
     pub(super) fn call(
         &mut self,
         id: ConnectionId,
@@ -45,17 +55,32 @@ impl Dispatch<'_> {
             backpressure,
             ..
         } = &mut self.app.router.routes[route];
-        let mut ctx = Context {
-            id,
-            route,
-            path,
-            out,
-            backpressure,
-            hub: &mut self.app.hub,
-            outbox: &mut self.app.outbox,
-            current,
-        };
-        callback(handler.as_mut(), &mut ctx);
+        let (hub, outbox) = (&mut self.app.hub, &mut self.app.outbox);
+        let run = AssertUnwindSafe(|| {
+            let mut ctx = Context {
+                id,
+                route,
+                path,
+                out: &mut *out,
+                backpressure,
+                hub,
+                outbox,
+                current,
+            };
+            callback(handler.as_mut(), &mut ctx);
+        });
+        if let Err(panic) = std::panic::catch_unwind(run) {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            error!(
+                "{} {path} handler panicked: {what}; closing {id} with 1011",
+                self.peer
+            );
+            out.close(CloseCode::INTERNAL_ERROR, "internal error");
+        }
     }
 }
 

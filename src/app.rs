@@ -116,9 +116,11 @@ pub(crate) struct Route {
     pub(crate) compression: CompressionMode,
 }
 
-/// Every route, and the page served at `GET /`.
+/// Every route, the origins allowed to open WebSockets, and the page served at `GET /`.
 pub(crate) struct Router {
     pub(crate) routes: Vec<Route>,
+    /// Empty: any origin.
+    pub(crate) allowed_origins: Vec<String>,
     /// Served to a plain `GET /`.
     pub(crate) index_page: Option<Vec<u8>>,
 }
@@ -158,6 +160,13 @@ impl Router {
         let Some(route) = route else {
             return refuse(Refusal::NoWebSocketRoute);
         };
+        // Cross-site WebSocket hijacking (§10.2): a browser names the page's origin.
+        if let Some(origin) = request.origin() {
+            if !self.allowed_origins.is_empty() && !self.allowed_origins.iter().any(|o| o == origin)
+            {
+                return refuse(Refusal::OriginNotAllowed);
+            }
+        }
         let compression = self.routes[route].compression;
         match self.routes[route].handler.on_upgrade(request) {
             Ok(protocol) => Answer::Upgrade {

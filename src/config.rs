@@ -52,6 +52,10 @@ pub struct Config {
     pub compression: CompressionMode,
     /// Messages shorter than this are sent uncompressed. Default 64 B.
     pub compression_threshold: usize,
+    /// When not empty, an upgrade whose `Origin` header is not one of these (exact match) is
+    /// refused with 403 (cross-site WebSocket hijacking, RFC 6455 §10.2); a request without
+    /// `Origin` (not a browser) is let through. Default empty: every origin.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -68,6 +72,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             compression: CompressionMode::Off,
             compression_threshold: 64,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -130,6 +135,12 @@ impl Config {
     /// Sets [`Config::compression`](#structfield.compression).
     pub fn compression(mut self, value: CompressionMode) -> Self {
         self.compression = value;
+        self
+    }
+
+    /// Sets [`Config::allowed_origins`](#structfield.allowed_origins).
+    pub fn allowed_origins(mut self, value: Vec<String>) -> Self {
+        self.allowed_origins = value;
         self
     }
 
@@ -201,6 +212,15 @@ impl Config {
                     "compression-window-bits must be between 9 and 15, got {window_bits}"
                 ));
             }
+        }
+        if let Some(bad) = self
+            .allowed_origins
+            .iter()
+            .find(|o| o.contains('*') || o.is_empty())
+        {
+            return err(format!(
+                "allow-origin takes an exact origin such as https://example.com, not {bad:?}"
+            ));
         }
         if self.max_connections == 0 {
             return err("max-connections must be at least 1".into());

@@ -76,3 +76,23 @@ fn good_origin_is_accepted() {
     client.send(upgrade_request("/chat", extra).as_bytes());
     assert_eq!(client.read_head().status, 101);
 }
+
+#[test]
+fn only_allowed_origins_may_open_a_websocket() {
+    let config = wsloop::Config::default().allowed_origins(vec!["https://good.example".into()]);
+    let server = TestServer::new(config);
+    let status = |extra: &str| {
+        let mut client = RawClient::connect(server.addr());
+        client.send(upgrade_request("/echo", extra).as_bytes());
+        client.read_head().status
+    };
+    assert_eq!(status("Origin: https://good.example\r\n"), 101);
+    assert_eq!(status("Origin: https://evil.example\r\n"), 403);
+    assert_eq!(status(""), 101, "no Origin: not a browser, let through");
+    let star = wsloop::Config::default().allowed_origins(vec!["*".into()]);
+    assert!(star
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("exact origin"));
+}

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Close (1001) a connection that sent nothing for this long.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = units::parse_duration)]
     idle_timeout: Duration,
+    /// Only pages from this origin may open WebSockets, e.g. https://example.com (repeatable,
+    /// exact match); others get 403. Requests without Origin (not browsers) are let through.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
     /// permessage-deflate (RFC 7692): off; shared (no context takeover, one compressor per
     /// loop, a broadcast compressed once); or dedicated (context takeover, per connection).
     #[arg(long, value_enum, default_value = "off")]
@@ -106,6 +110,7 @@ impl ServeArgs {
                 },
             })
             .compression_threshold(self.compression_threshold)
+            .allowed_origins(self.allow_origin.clone())
     }
 }
 

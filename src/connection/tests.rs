@@ -43,6 +43,7 @@ impl TestEvents {
                     backpressure: Backpressure::new(config.max_buffered),
                     compression: config.compression,
                 }],
+                allowed_origins: Vec::new(),
                 index_page: None,
             },
             opened: 0,

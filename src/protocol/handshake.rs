@@ -117,6 +117,8 @@ pub enum Refusal {
     KeyCount,
     /// A key that is not 16 bytes in base64 (§4.2.1 item 5).
     BadKey,
+    /// An upgrade from a browser page whose `Origin` is not allowed (§10.2).
+    OriginNotAllowed,
     /// A plain request for a path no one serves.
     NoSuchPath,
     /// An upgrade request for a path no WebSocket route serves.
@@ -147,6 +149,7 @@ impl Refusal {
             Refusal::UnsupportedVersion => (426, "Sec-WebSocket-Version must be 13"),
             Refusal::KeyCount => (400, "exactly one Sec-WebSocket-Key is required"),
             Refusal::BadKey => (400, "Sec-WebSocket-Key must be 16 bytes in base64"),
+            Refusal::OriginNotAllowed => (403, "origin not allowed"),
             Refusal::NoSuchPath => (404, "no such endpoint"),
             Refusal::NoWebSocketRoute => (404, "no WebSocket endpoint at this path"),
             Refusal::WebSocketOnly => (426, "this path speaks WebSocket"),

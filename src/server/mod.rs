@@ -199,6 +199,7 @@ impl ServerBuilder {
             .collect();
         let router = Router {
             routes,
+            allowed_origins: self.config.allowed_origins.clone(),
             index_page: self.index_page,
         };
         let event_loop = EventLoop::new(

@@ -242,6 +242,8 @@ pub fn accept_response<'a>(
             .map_err(|()| format!("the server's {EXTENSION} parameters cannot be used"))?;
         let client_bits = match offer.client_max_window_bits {
             Some(None) => return Err("client_max_window_bits without a value".into()),
+            // zlib cannot compress within an 8-bit window (it uses 9).
+            Some(Some(8)) => return Err("client_max_window_bits=8 cannot be honoured".into()),
             Some(Some(bits)) => Some(bits),
             None => None,
         };
@@ -333,9 +335,16 @@ impl Inflater {
     /// small message that inflates to a huge one costs no more than the limit.
     pub fn inflate(&mut self, compressed: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
         let mut out = Vec::new();
-        let result = self
-            .feed(compressed, &mut out, limit)
-            .and_then(|()| self.feed(&TAIL, &mut out, limit));
+        let result = match self.feed(compressed, &mut out, limit) {
+            // A final block (BFINAL) ended the stream: nothing follows it, not even the tail,
+            // and the next message starts a new stream (§7.2.3.3).
+            Ok(Fed::StreamEnd) => {
+                self.inner.reset(false);
+                Ok(())
+            }
+            Ok(Fed::All) => self.feed(&TAIL, &mut out, limit).map(drop),
+            Err(e) => Err(e),
+        };
         if self.no_context_takeover || result.is_err() {
             self.inner.reset(false);
         }
@@ -347,13 +356,18 @@ impl Inflater {
         mut input: &[u8],
         out: &mut Vec<u8>,
         limit: usize,
-    ) -> Result<(), InflateError> {
+    ) -> Result<Fed, InflateError> {
+        // The output never holds more than one byte past the limit, so passing it is seen at
+        // once and costs no more memory than the limit.
+        let most = limit.saturating_add(1);
         loop {
             if out.len() == out.capacity() {
-                out.reserve((limit + 1 - out.len().min(limit)).clamp(1, 64 * 1024));
+                let room = (most - out.len().min(most)).clamp(1, 64 * 1024);
+                out.reserve_exact(room);
             }
             let (before_in, before_out) = (self.inner.total_in(), out.len());
-            self.inner
+            let status = self
+                .inner
                 .decompress_vec(input, out, FlushDecompress::Sync)
                 .map_err(|_| InflateError::Corrupt)?;
             let used = (self.inner.total_in() - before_in) as usize;
@@ -361,19 +375,30 @@ impl Inflater {
             if out.len() > limit {
                 return Err(InflateError::TooBig);
             }
+            if status == Status::StreamEnd {
+                return Ok(Fed::StreamEnd);
+            }
             if input.is_empty() && out.len() < out.capacity() {
-                return Ok(());
+                return Ok(Fed::All);
             }
             if used == 0 && out.len() == before_out {
-                // No progress: the stream ended with bytes left over.
+                // No progress with input left: not a DEFLATE stream.
                 return if input.is_empty() {
-                    Ok(())
+                    Ok(Fed::All)
                 } else {
                     Err(InflateError::Corrupt)
                 };
             }
         }
     }
+}
+
+/// How far [`Inflater::feed`] got.
+enum Fed {
+    /// It took all its input.
+    All,
+    /// A final block ended the stream; the rest of the input is ignored.
+    StreamEnd,
 }
 
 thread_local! {

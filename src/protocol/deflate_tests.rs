@@ -133,3 +133,51 @@ fn inflation_stops_at_the_limit() {
         Err(InflateError::Corrupt)
     );
 }
+
+#[test]
+fn a_message_ending_in_a_final_block_is_read() {
+    // "Hello" as one final fixed-Huffman block (BFINAL set), as RFC 7692 §7.2.3.3 allows.
+    let mut inflater = Inflater::new(15, false);
+    assert_eq!(
+        inflater
+            .inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 100)
+            .unwrap(),
+        b"Hello"
+    );
+    // With padding after the end, and then a normal message on the same inflater.
+    assert_eq!(
+        inflater
+            .inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00], 100)
+            .unwrap(),
+        b"Hello"
+    );
+    let mut compressed = Vec::new();
+    Deflater::new(15, true).compress(b"after", &mut compressed);
+    assert_eq!(inflater.inflate(&compressed, 100).unwrap(), b"after");
+}
+
+#[test]
+fn inflating_never_holds_much_more_than_the_limit() {
+    let mut compressed = Vec::new();
+    Deflater::new(15, true).compress(&vec![0u8; 8 << 20], &mut compressed);
+    let mut inflater = Inflater::new(15, true);
+    // The output buffer is filled in steps of at most 64 KiB and never past limit + 1.
+    let limit = 1 << 20;
+    assert_eq!(
+        inflater.inflate(&compressed, limit),
+        Err(InflateError::TooBig)
+    );
+    let mut out = Vec::new();
+    assert!(matches!(
+        inflater.feed(&compressed, &mut out, limit),
+        Err(InflateError::TooBig)
+    ));
+    assert!(out.capacity() <= limit + 1, "{}", out.capacity());
+    // An unlimited client does not overflow.
+    let mut small = Vec::new();
+    Deflater::new(15, true).compress(b"ok", &mut small);
+    assert_eq!(
+        Inflater::new(15, true).inflate(&small, usize::MAX).unwrap(),
+        b"ok"
+    );
+}

@@ -281,6 +281,10 @@ impl Endpoint {
                 let payload = self.assembler.take_message();
                 self.deliver_gathered(kind, payload, on_event);
             }
+            Next::Inflate(_) if self.phase != Phase::Open => {
+                // Read after our close, and not delivered: not worth inflating.
+                crate::buffer_pool::give_back(self.assembler.take_message());
+            }
             Next::Inflate(kind) => {
                 let compressed = self.assembler.take_message();
                 let limit = self.assembler.max_message_size() as usize;

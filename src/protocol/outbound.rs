@@ -225,7 +225,7 @@ impl Outbound {
             .as_mut()
             .ok_or(ProtocolError::ReservedBits(0b100))?;
         deflate.inflate(compressed, limit).map_err(|e| match e {
-            InflateError::TooBig => ProtocolError::MessageTooBig(limit as u64 + 1),
+            InflateError::TooBig => ProtocolError::MessageTooBig((limit as u64).saturating_add(1)),
             InflateError::Corrupt => ProtocolError::BadCompression,
         })
     }

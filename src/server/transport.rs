@@ -176,7 +176,10 @@ impl Tls {
     fn shutdown(&mut self) {
         if !self.closing {
             self.closing = true;
-            self.tls.send_close_notify();
+            // Before the handshake completes there is no session to close.
+            if !self.tls.is_handshaking() {
+                self.tls.send_close_notify();
+            }
         }
         let _ = self.flush(None);
         if !self.write_shut && !self.tls.wants_write() {

@@ -407,6 +407,8 @@ impl EventLoop {
             self.update_membership(key);
             if self.entries[key].conn.is_closed() {
                 let mut entry = self.entries.remove(key);
+                // Last chance for what waits inside the transport (TLS records, close_notify).
+                entry.transport.shutdown();
                 let _ = self.poll.registry().deregister(entry.transport.socket());
                 continue;
             }

@@ -145,26 +145,19 @@ def main():
         SERVERS[os.path.basename(binary)] = [binary, "--log-level", "warn", "--bind"]
 
     port = 9501
-    rows = []
-    for name, path, args, unit in SCENARIOS:
-        if options.only and options.only not in name:
-            continue
-        servers = [s for s in SERVERS if path != "/broadcast" or s not in ECHO_ONLY]
-        port, row = measure(name, path, args, unit, servers, options, port)
-        rows.append(row)
-    deflate_rows = []
-    for name, path, args, unit in DEFLATE_SCENARIOS:
-        if options.only and options.only not in name:
-            continue
-        servers = ["wsloop", "wsloop-shared", "wsloop-dedicated"]
-        port, row = measure(name, path, args, unit, servers, options, port)
-        deflate_rows.append(row)
-    tls_rows = []
-    for name, path, args, unit in TLS_SCENARIOS:
-        if options.only and options.only not in name:
-            continue
-        port, row = measure(name, path, args, unit, ["wsloop", "wsloop-tls"], options, port)
-        tls_rows.append(row)
+    # Each table: its scenarios and the servers each scenario is measured against.
+    tables = [
+        (SCENARIOS, lambda path: [s for s in SERVERS if path != "/broadcast" or s not in ECHO_ONLY]),
+        (DEFLATE_SCENARIOS, lambda path: ["wsloop", "wsloop-shared", "wsloop-dedicated"]),
+        (TLS_SCENARIOS, lambda path: ["wsloop", "wsloop-tls"]),
+    ]
+    rows, deflate_rows, tls_rows = [], [], []
+    for (scenarios, servers), table_rows in zip(tables, (rows, deflate_rows, tls_rows)):
+        for name, path, args, unit in scenarios:
+            if options.only and options.only not in name:
+                continue
+            port, row = measure(name, path, args, unit, servers(path), options, port)
+            table_rows.append(row)
 
     idle = None
     if not options.only or options.only in "idle":

@@ -260,6 +260,14 @@ impl WireFrame {
 }
 
 /// Parses whole frames, independently of the decoder under test.
+/// The opcodes of the frames `side` has written since the last look.
+fn opcodes_sent(side: &mut Side) -> Vec<u8> {
+    frames(&side.take_output())
+        .iter()
+        .map(|f| f.opcode)
+        .collect()
+}
+
 fn frames(mut bytes: &[u8]) -> Vec<WireFrame> {
     let mut found = Vec::new();
     while !bytes.is_empty() {
@@ -911,11 +919,7 @@ fn messages_before_a_violation_are_delivered() {
             closed(1002, &error.to_string(), ClosedBy::Violation(error))
         ]
     );
-    let sent = frames(&pair.server.take_output());
-    assert_eq!(
-        sent.iter().map(|f| f.opcode).collect::<Vec<_>>(),
-        [0x1, 0x8]
-    );
+    assert_eq!(opcodes_sent(&mut pair.server), [0x1, 0x8]);
 }
 
 // 7. Keepalive.
@@ -1199,11 +1203,7 @@ fn a_close_from_a_ping_handler_follows_the_pong() {
             closed(1000, "pinged", ClosedBy::Local)
         ]
     );
-    let sent = frames(&pair.server.take_output());
-    assert_eq!(
-        sent.iter().map(|f| f.opcode).collect::<Vec<_>>(),
-        [0xA, 0x8]
-    );
+    assert_eq!(opcodes_sent(&mut pair.server), [0xA, 0x8]);
 }
 
 // The other ways in.

@@ -56,6 +56,9 @@ pub struct Config {
     /// refused with 403 (cross-site WebSocket hijacking, RFC 6455 §10.2); a request without
     /// `Origin` (not a browser) is let through. Default empty: every origin.
     pub allowed_origins: Vec<String>,
+    /// Serve `GET /metrics` (Prometheus text format 0.0.4) on the server's own port. Counting
+    /// goes on either way; without this, `/metrics` is 404 like any unknown path. Default off.
+    pub metrics: bool,
 }
 
 impl Default for Config {
@@ -73,6 +76,7 @@ impl Default for Config {
             compression: CompressionMode::Off,
             compression_threshold: 64,
             allowed_origins: Vec::new(),
+            metrics: false,
         }
     }
 }
@@ -141,6 +145,12 @@ impl Config {
     /// Sets [`Config::allowed_origins`](#structfield.allowed_origins).
     pub fn allowed_origins(mut self, value: Vec<String>) -> Self {
         self.allowed_origins = value;
+        self
+    }
+
+    /// Sets [`Config::metrics`](#structfield.metrics).
+    pub fn metrics(mut self, value: bool) -> Self {
+        self.metrics = value;
         self
     }
 

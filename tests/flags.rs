@@ -65,6 +65,73 @@ fn mistakes_are_one_line_that_says_what_is_expected() {
         "must be shorter than idle-timeout",
     );
     refused(&["--tls-cert", "cert.pem"], "--tls-key");
+    refused(&["--log-format", "xml"], "possible values: text, json");
+}
+
+/// `--log-format json`: every line one JSON object, and a connection's close carries its
+/// peer, path, connection id, code and reason as fields.
+#[test]
+fn json_logs_are_one_object_per_line_with_the_connection_fields() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsloop");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .trim_start_matches("listening on ws://")
+        .to_string();
+    // Open a WebSocket on /echo and close it with 1000 "bye"; wait for the server's close.
+    let mut socket = TcpStream::connect(&addr).expect("connect");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let request = format!(
+        "GET /echo HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).unwrap();
+    let mut close = vec![0x88, 0x85, 0, 0, 0, 0, 0x03, 0xE8];
+    close.extend_from_slice(b"bye");
+    socket.write_all(&close).unwrap();
+    let mut received = Vec::new();
+    let _ = socket.read_to_end(&mut received);
+    assert!(received.starts_with(b"HTTP/1.1 101"), "{received:?}");
+    let _ = child.kill();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let _ = child.wait();
+
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let closed = lines
+        .iter()
+        .find(|l| l["msg"].as_str().is_some_and(|m| m.contains("closed")))
+        .unwrap_or_else(|| panic!("no close line in {stderr}"));
+    assert_eq!(closed["level"], "INFO");
+    assert_eq!(closed["path"], "/echo");
+    assert_eq!(closed["code"], 1000);
+    assert_eq!(closed["reason"], "bye");
+    assert!(closed["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        closed["id"].is_string() && closed["ts"].is_string(),
+        "{closed}"
+    );
 }
 
 #[test]
@@ -77,6 +144,8 @@ fn help_lists_every_flag_and_one_short_line_per_subcommand() {
         "--max-message-size",
         "--tls-cert",
         "--close-timeout",
+        "--log-format",
+        "--metrics",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }

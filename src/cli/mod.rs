@@ -3,6 +3,7 @@
 mod bench;
 mod chat_view;
 mod console;
+mod json_log;
 mod serve;
 mod units;
 

@@ -23,6 +23,14 @@ pub struct ServeArgs {
     /// How much to log (to stderr).
     #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = log_level())]
     log_level: LevelFilter,
+    /// Log lines as text, or as JSON objects (ts, level, msg, and peer, path, id, status,
+    /// code, reason where they apply) for log pipelines.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// Serve Prometheus metrics (text format 0.0.4) at GET /metrics on the same port, and the
+    /// page's Server view; without it /metrics is 404.
+    #[arg(long)]
+    metrics: bool,
     /// Largest message after reassembly; larger ones are closed with 1009.
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size)]
     max_message_size: usize,
@@ -75,6 +83,13 @@ pub struct ServeArgs {
     close_timeout: Duration,
 }
 
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 /// `--compression`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Compression {
@@ -111,15 +126,20 @@ impl ServeArgs {
             })
             .compression_threshold(self.compression_threshold)
             .allowed_origins(self.allow_origin.clone())
+            .metrics(self.metrics)
     }
 }
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(cli: &ServeArgs) -> ExitCode {
-    let logger = simple_logger::SimpleLogger::new()
-        .with_level(cli.log_level)
-        .with_utc_timestamps();
-    if let Err(e) = logger.init() {
+    let logged = match cli.log_format {
+        LogFormat::Text => simple_logger::SimpleLogger::new()
+            .with_level(cli.log_level)
+            .with_utc_timestamps()
+            .init(),
+        LogFormat::Json => super::json_log::JsonLogger::init(cli.log_level),
+    };
+    if let Err(e) = logged {
         eprintln!("wsloop: cannot start logging: {e}");
     }
     let mut builder = Server::builder();

@@ -59,6 +59,9 @@ pub(crate) trait ConnectionEvents {
     /// for a plain HTTP request.
     fn on_request(&mut self, id: ConnectionId, request: &Request, upgrade: bool) -> Answer;
 
+    /// The request was refused with an HTTP error `status` (already logged and queued).
+    fn on_refused(&mut self, status: u16);
+
     /// The 101 is queued: the connection is open.
     fn on_open(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound);
 
@@ -277,7 +280,7 @@ impl Connection {
         match &mut self.state {
             State::New { deadline } | State::Handshaking { deadline, .. } if now >= *deadline => {
                 let error = Refusal::HandshakeTimeout.into();
-                upgrade::reply_error(self, None, &error, now, config);
+                upgrade::reply_error(self, None, &error, now, config, events);
             }
             State::Open { ws, route } => {
                 ws.handle_timeout(now, &mut report(events, self.id, *route));

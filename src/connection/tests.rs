@@ -57,6 +57,8 @@ impl ConnectionEvents for TestEvents {
         self.router.answer(request, upgrade)
     }
 
+    fn on_refused(&mut self, _status: u16) {}
+
     fn on_open(&mut self, _id: ConnectionId, _route: RouteId, _out: &mut Outbound) {
         self.opened += 1;
     }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use log::info;
+use log::{debug, info};
 
 use super::{report, Answer, Connection, ConnectionEvents, State};
 use crate::config::Config;
@@ -53,7 +53,7 @@ pub(super) fn receive_head(
     let (request, head_len) = match parsed {
         Ok(Parsed::Complete { request, head_len }) => (request, head_len),
         Ok(Parsed::Partial) => unreachable!("handled above"),
-        Err(error) => return reply_error(conn, None, &error, now, config),
+        Err(error) => return reply_error(conn, None, &error, now, config, events),
     };
     if answer(conn, &request, now, config, events) {
         let rest = match buffered.as_mut() {
@@ -78,7 +78,7 @@ fn answer(
         Ok(Intent::Upgrade { accept }) => (Some(accept), true),
         Ok(Intent::Plain) => (None, false),
         Err(error) => {
-            reply_error(conn, Some(request), &error, now, config);
+            reply_error(conn, Some(request), &error, now, config, events);
             return false;
         }
     };
@@ -94,7 +94,7 @@ fn answer(
             if let Some(chosen) = &protocol {
                 if !request.protocols().any(|offered| offered == chosen) {
                     let error = Refusal::SubprotocolNotOffered.into();
-                    reply_error(conn, Some(request), &error, now, config);
+                    reply_error(conn, Some(request), &error, now, config, events);
                     return false;
                 }
             }
@@ -119,12 +119,16 @@ fn answer(
         }
         Answer::Reply { status, response } => {
             let (method, target) = (request.method(), request.target());
-            info!("{} {method} {target} {status}", conn.peer);
+            // A page or a metrics scrape: not a WebSocket event, and scraped every few seconds.
+            debug!(
+                peer:% = conn.peer, path = target, status = status;
+                "{} {method} {target} {status}", conn.peer
+            );
             reply_then_close(conn, &response, now, config);
             false
         }
         Answer::Refuse(error) => {
-            reply_error(conn, Some(request), &error, now, config);
+            reply_error(conn, Some(request), &error, now, config, events);
             false
         }
     }
@@ -137,11 +141,13 @@ pub(super) fn reply_error(
     error: &HttpError,
     now: Instant,
     config: &Config,
+    events: &mut impl ConnectionEvents,
 ) {
+    events.on_refused(error.status);
     let target = request.map_or("-", Request::target);
     info!(
-        "{} {target} refused: {} {}",
-        conn.peer, error.status, error.reason
+        peer:% = conn.peer, path = target, status = error.status, reason = error.reason;
+        "{} {target} refused: {} {}", conn.peer, error.status, error.reason
     );
     let response = error_response(error);
     let response = match request {

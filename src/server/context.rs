@@ -69,6 +69,8 @@ pub struct Context<'a> {
     pub(crate) hub: &'a mut Hub,
     pub(crate) outbox: &'a mut Outbox,
     pub(crate) current: Current<'a>,
+    /// The loop's count of messages sent, for `/metrics`.
+    pub(crate) sent: &'a mut u64,
 }
 
 impl<'a> Context<'a> {
@@ -92,6 +94,7 @@ impl<'a> Context<'a> {
         if self.over_limit(message.as_bytes().len()) || !self.out.send(message) {
             return SendStatus::Dropped;
         }
+        *self.sent += 1;
         self.status()
     }
 
@@ -122,6 +125,7 @@ impl<'a> Context<'a> {
                 if self.over_limit(payload.len()) || !self.out.send_shared(opcode, payload) {
                     return SendStatus::Dropped;
                 }
+                *self.sent += 1;
                 self.status()
             }
         }
@@ -177,6 +181,7 @@ impl<'a> Context<'a> {
         if self.over_limit(prepared.frame_len()) || !self.out.send_prepared(prepared) {
             return SendStatus::Dropped;
         }
+        *self.sent += 1;
         self.status()
     }
 

@@ -3,6 +3,7 @@
 pub(crate) mod context;
 mod event_loop;
 mod hub;
+mod metrics;
 mod timers;
 mod transport;
 

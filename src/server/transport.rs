@@ -95,11 +95,11 @@ impl Transport {
 
     /// Writes as much of `queue` as the socket takes (see [`WriteQueue::write_to`] for the
     /// contract), and whatever the transport itself has to send (TLS handshake records).
-    pub(crate) fn flush(&mut self, queue: Option<&mut WriteQueue>) -> io::Result<()> {
+    pub(crate) fn flush(&mut self, queue: Option<&mut WriteQueue>) -> io::Result<usize> {
         match self {
             Transport::Plain { stream, .. } => match queue {
-                Some(queue) if !queue.is_empty() => queue.write_to(stream).map(drop),
-                _ => Ok(()),
+                Some(queue) if !queue.is_empty() => queue.write_to(stream),
+                _ => Ok(0),
             },
             Transport::Tls(tls) => tls.flush(queue),
         }
@@ -147,28 +147,29 @@ impl Tls {
                 self.failed = true;
                 let peer = self.stream.peer_addr().map(|a| a.to_string());
                 let peer = peer.unwrap_or_else(|_| "-".into());
-                info!("{peer} TLS failed: {e}");
+                info!(peer = peer.as_str(); "{peer} TLS failed: {e}");
             }
         }
         result
     }
 
     /// Moves queued plaintext into TLS records and writes the records out.
-    fn flush(&mut self, mut queue: Option<&mut WriteQueue>) -> io::Result<()> {
+    fn flush(&mut self, mut queue: Option<&mut WriteQueue>) -> io::Result<usize> {
+        let mut taken = 0;
         loop {
             tls::write_records(&mut self.tls, &mut self.stream)?;
             if self.tls.wants_write() {
-                return Ok(()); // the socket is full
+                return Ok(taken); // the socket is full
             }
             let Some(queue) = queue.as_deref_mut().filter(|q| !q.is_empty()) else {
-                return Ok(());
+                return Ok(taken);
             };
             if self.tls.is_handshaking() || self.closing {
-                return Ok(()); // plaintext waits in the queue until it can go out
+                return Ok(taken); // plaintext waits in the queue until it can go out
             }
-            queue.write_to(&mut tls::Plaintext(&mut self.tls))?;
+            taken += queue.write_to(&mut tls::Plaintext(&mut self.tls))?;
             if !self.tls.wants_write() {
-                return Ok(());
+                return Ok(taken);
             }
         }
     }

@@ -47,12 +47,15 @@ impl EventLoop {
     }
 
     fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant) {
+        self.app.metrics.accepted += 1;
         if self.entries.len() >= self.config.max_connections {
             warn!(
+                peer:% = peer, status = 503;
                 "{peer} refused: 503 connection limit {} reached",
                 self.config.max_connections
             );
             // Over TLS, a reply would need a handshake first: the connection is just closed.
+            self.app.metrics.refused(503);
             if self.tls.is_none() {
                 let error = Refusal::AtCapacity.http_error();
                 let _ = io::Write::write(&mut socket, &error_response(&error));

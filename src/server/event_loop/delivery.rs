@@ -81,8 +81,9 @@ impl EventLoop {
             // What was queued this turn has not been offered to the socket yet: offer it now,
             // so only what the peer really leaves unread counts against the limit.
             if let Some(queue) = conn.queue() {
-                if let Err(e) = entry.transport.flush(Some(queue)) {
-                    conn.on_io_error(&e, &mut events);
+                match entry.transport.flush(Some(queue)) {
+                    Ok(sent) => events.app.metrics.bytes_sent += sent as u64,
+                    Err(e) => conn.on_io_error(&e, &mut events),
                 }
             }
         }
@@ -92,17 +93,21 @@ impl EventLoop {
         let buffered = conn.buffered();
         if let Some(out) = conn.outbound() {
             if buffered == 0 || buffered + len <= policy.max_buffered {
-                out.send_prepared(prepared);
+                if out.send_prepared(prepared) {
+                    events.app.metrics.messages_sent += 1;
+                }
             } else if policy.slow_consumer == SlowConsumer::DropMessages {
                 if !entry.dropping {
                     entry.dropping = true;
                     info!(
+                        peer:% = conn.peer(), id:% = conn.id();
                         "{} {} slow consumer: dropping messages",
                         conn.peer(),
                         conn.id()
                     );
                 }
             } else {
+                events.app.metrics.slow_consumers_closed += 1;
                 conn.on_slow_consumer(now, &self.config, policy.max_buffered, &mut events);
             }
         }

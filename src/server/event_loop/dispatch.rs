@@ -13,17 +13,52 @@ use crate::app::{Route, Router};
 use crate::connection::{Answer, Closed, ConnectionEvents, RouteId};
 use crate::handler::{ConnectionId, Handler};
 use crate::protocol::close::CloseCode;
-use crate::protocol::handshake::Request;
+use crate::protocol::handshake::{http_response, without_body, Request};
 use crate::protocol::outbound::{Message, Outbound};
 use crate::server::context::{Context, Current, Outbox};
 use crate::server::hub::Hub;
+use crate::server::metrics::{Gauges, Metrics};
 
 /// What connections' events are dispatched to: the router with its handlers, the topic hub,
-/// and the outbox for messages to other connections.
+/// the outbox for messages to other connections, and the loop's counters.
 pub(crate) struct App {
     pub(crate) router: Router,
     pub(crate) hub: Hub,
     pub(crate) outbox: Outbox,
+    pub(crate) metrics: Metrics,
+    /// `GET /metrics` is served ([`Config::metrics`](crate::Config)).
+    pub(crate) serve_metrics: bool,
+}
+
+impl App {
+    /// `GET /metrics`: the Prometheus exposition of this loop's counters. A page opened from
+    /// another origin (the test page as a file) may read it when that origin may open
+    /// WebSockets here (`--allow-origin`, or any when none is set).
+    fn metrics_reply(&self, request: &Request) -> Answer {
+        let connections: Vec<(&str, usize)> = (self.router.routes.iter().enumerate())
+            .map(|(route, r)| (r.path.as_str(), self.hub.members(route).len()))
+            .collect();
+        let body = self.metrics.render(&Gauges {
+            connections: &connections,
+        });
+        let allowed = &self.router.allowed_origins;
+        let cors = match request.origin() {
+            Some(origin) if allowed.is_empty() || allowed.iter().any(|o| o == origin) => {
+                format!("Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n")
+            }
+            _ => String::new(),
+        };
+        let content_type = "text/plain; version=0.0.4; charset=utf-8";
+        let response = http_response(200, content_type, &cors, body.as_bytes());
+        Answer::Reply {
+            status: 200,
+            response: if request.method() == "HEAD" {
+                without_body(response)
+            } else {
+                response
+            },
+        }
+    }
 }
 
 /// The loop's side of one connection's events.
@@ -56,6 +91,7 @@ impl Dispatch<'_> {
             ..
         } = &mut self.app.router.routes[route];
         let (hub, outbox) = (&mut self.app.hub, &mut self.app.outbox);
+        let sent = &mut self.app.metrics.messages_sent;
         let run = AssertUnwindSafe(|| {
             let mut ctx = Context {
                 id,
@@ -66,6 +102,7 @@ impl Dispatch<'_> {
                 hub,
                 outbox,
                 current,
+                sent,
             };
             callback(handler.as_mut(), &mut ctx);
         });
@@ -76,6 +113,7 @@ impl Dispatch<'_> {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "(no message)".into());
             error!(
+                peer:% = self.peer, path = path.as_str(), id:% = id, code = 1011;
                 "{} {path} handler panicked: {what}; closing {id} with 1011",
                 self.peer
             );
@@ -86,14 +124,20 @@ impl Dispatch<'_> {
 
 impl ConnectionEvents for Dispatch<'_> {
     fn on_request(&mut self, _id: ConnectionId, request: &Request, upgrade: bool) -> Answer {
+        let get = matches!(request.method(), "GET" | "HEAD");
+        if self.app.serve_metrics && !upgrade && get && request.path() == "/metrics" {
+            return self.app.metrics_reply(request);
+        }
         self.app.router.answer(request, upgrade)
     }
 
+    fn on_refused(&mut self, status: u16) {
+        self.app.metrics.refused(status);
+    }
+
     fn on_open(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound) {
-        info!(
-            "{} {} open {id}",
-            self.peer, self.app.router.routes[route].path
-        );
+        let path = self.app.router.routes[route].path.as_str();
+        info!(peer:% = self.peer, path = path, id:% = id; "{} {path} open {id}", self.peer);
         self.call(id, route, out, Current::None, |handler, ctx| {
             handler.on_open(ctx)
         });
@@ -107,6 +151,7 @@ impl ConnectionEvents for Dispatch<'_> {
         message: Message<'_>,
         gathered: Option<&Arc<Vec<u8>>>,
     ) {
+        self.app.metrics.messages_received += 1;
         let current = match gathered {
             Some(payload) => Current::Gathered(message.opcode(), payload),
             None => Current::Borrowed(message),
@@ -124,8 +169,12 @@ impl ConnectionEvents for Dispatch<'_> {
         close: Closed<'_>,
     ) {
         let Closed { code, reason, how } = close;
+        self.app.metrics.closed(code.0);
         let path = &self.app.router.routes[route].path;
-        info!("{} {path} closed {how} {code} {reason:?} {id}", self.peer);
+        info!(
+            peer:% = self.peer, path = path.as_str(), id:% = id, code = code.0, reason = reason;
+            "{} {path} closed {how} {code} {reason:?} {id}", self.peer
+        );
         self.call(id, route, out, Current::None, |handler, ctx| {
             handler.on_close(ctx, code, reason)
         });

@@ -25,6 +25,7 @@ mod dispatch;
 
 use super::context::Outbox;
 use super::hub::{Hub, Membership};
+use super::metrics::Metrics;
 use super::timers::{Deadline, Timers};
 use super::transport::Transport;
 use crate::app::Router;
@@ -118,6 +119,9 @@ pub(crate) struct EventLoop {
     /// When to let go of spare buffers that went unused since the last trim; `None` while
     /// there are none.
     trim_at: Option<Instant>,
+    /// When to refresh the metrics gauges that walk every connection; `None` unless
+    /// `/metrics` is served.
+    metrics_refresh_at: Option<Instant>,
     serial: u64,
 }
 
@@ -149,6 +153,7 @@ impl EventLoop {
         } else {
             None
         };
+        let serve_metrics = config.metrics;
         Ok(EventLoop {
             poll,
             listener: Some(listener),
@@ -157,11 +162,14 @@ impl EventLoop {
             // Reserved, not touched: the pages of unused slots never become resident, and the
             // table never doubles (and copies) under a burst of connections.
             entries: Slab::with_capacity(config.max_connections),
+            metrics_refresh_at: config.metrics.then(Instant::now),
             config,
             app: App {
                 router,
                 hub: Hub::default(),
                 outbox: Outbox::default(),
+                metrics: Metrics::default(),
+                serve_metrics,
             },
             timers: Timers::default(),
             dirty: Vec::new(),
@@ -224,6 +232,9 @@ impl EventLoop {
             if self.trim_at.is_none_or(|at| at <= now) {
                 self.trim_at = buffer_pool::trim().then_some(now + TRIM_PERIOD);
             }
+            if self.app.serve_metrics {
+                self.refresh_metrics(now);
+            }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.entries.is_empty() || now >= deadline {
                     info!(
@@ -245,10 +256,23 @@ impl EventLoop {
             self.shutdown_deadline,
             self.accept_retry_at,
             self.trim_at,
+            self.metrics_refresh_at,
         ];
         let next = deadlines.into_iter().flatten().min()?;
         // Round up so a deadline is never polled for a few microseconds early, again and again.
         Some(next.saturating_duration_since(now) + Duration::from_millis(1))
+    }
+
+    /// Times the turn that began at `began` (when `poll` returned), and once a second sums
+    /// what every connection leaves unwritten.
+    fn refresh_metrics(&mut self, began: Instant) {
+        let end = Instant::now();
+        self.app.metrics.turn(end - began);
+        if self.metrics_refresh_at.is_some_and(|at| at <= end) {
+            self.metrics_refresh_at = Some(end + Metrics::REFRESH);
+            let buffered = self.entries.iter().map(|(_, e)| e.conn.buffered() as u64);
+            self.app.metrics.write_buffered = buffered.sum();
+        }
     }
 
     /// Reads the connection next turn without waiting for readiness.
@@ -317,6 +341,7 @@ impl EventLoop {
                     break;
                 }
                 Ok(n) => {
+                    events.app.metrics.bytes_received += n as u64;
                     if short_read_drains && n < offered {
                         budget_spent = false;
                         break;
@@ -387,13 +412,16 @@ impl EventLoop {
                 conn, transport, ..
             } = &mut *entry;
             if transport.wants_write(conn.buffered()) {
-                if let Err(e) = transport.flush(conn.queue()) {
-                    let mut events = Dispatch {
-                        app: &mut self.app,
-                        peer: entry.conn.peer(),
-                    };
-                    entry.conn.on_io_error(&e, &mut events);
-                    self.deliver_outbox(now);
+                match transport.flush(conn.queue()) {
+                    Ok(sent) => self.app.metrics.bytes_sent += sent as u64,
+                    Err(e) => {
+                        let mut events = Dispatch {
+                            app: &mut self.app,
+                            peer: entry.conn.peer(),
+                        };
+                        entry.conn.on_io_error(&e, &mut events);
+                        self.deliver_outbox(now);
+                    }
                 }
             }
             let Some(entry) = self.entries.get_mut(key) else {

@@ -1,0 +1,252 @@
+//! What the loop counts about itself, and its rendering in the Prometheus text exposition format
+//! (version 0.0.4) for `GET /metrics`.
+//!
+//! The counters are plain integers owned by the loop's thread: counting a message is an add to
+//! a field the loop already has in cache, no atomics, no locks. Gauges that would cost a walk
+//! over every connection (`wsloop_write_buffered_bytes`) are refreshed once a second while
+//! metrics are served, and rendering happens only when someone asks.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Upper bounds of the loop-turn histogram's buckets, in seconds (`+Inf` is implied).
+const TURN_BUCKETS: [f64; 10] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
+];
+
+/// Every counter the loop keeps.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    /// TCP connections accepted (including those refused at the connection limit).
+    pub(crate) accepted: u64,
+    /// HTTP refusals by status: (status, count), few distinct statuses.
+    pub(crate) refused: Vec<(u16, u64)>,
+    /// Whole messages received from peers.
+    pub(crate) messages_received: u64,
+    /// Messages queued for peers: sends, echoes, and each receiver of a broadcast or publish.
+    pub(crate) messages_sent: u64,
+    /// Bytes read from peers (plaintext under TLS), HTTP heads included.
+    pub(crate) bytes_received: u64,
+    /// Bytes handed to the socket (or to TLS) for peers.
+    pub(crate) bytes_sent: u64,
+    /// Open connections that ended, by close code (1006 when dropped): (code, count).
+    pub(crate) closes: Vec<(u16, u64)>,
+    /// Receivers closed for leaving too much unread.
+    pub(crate) slow_consumers_closed: u64,
+    /// Bytes queued for peers and not yet written, summed over connections; refreshed by the
+    /// loop (see [`Metrics::REFRESH`]).
+    pub(crate) write_buffered: u64,
+    /// Loop turns by duration: counts per bucket of [`TURN_BUCKETS`], then the `+Inf` one.
+    turns: [u64; TURN_BUCKETS.len() + 1],
+    /// The sum of every turn's duration, in seconds.
+    turns_seconds: f64,
+}
+
+/// The figures the loop gives when rendering that it does not count itself.
+pub(crate) struct Gauges<'a> {
+    /// Open WebSocket connections per route path.
+    pub(crate) connections: &'a [(&'a str, usize)],
+}
+
+impl Metrics {
+    /// How often the loop refreshes the gauges it has to walk its connections for.
+    pub(crate) const REFRESH: Duration = Duration::from_secs(1);
+
+    /// Counts one refusal with an HTTP `status`.
+    pub(crate) fn refused(&mut self, status: u16) {
+        bump(&mut self.refused, status);
+    }
+
+    /// Counts one open connection that ended with `code`.
+    pub(crate) fn closed(&mut self, code: u16) {
+        bump(&mut self.closes, code);
+    }
+
+    /// Records how long one loop turn took.
+    pub(crate) fn turn(&mut self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = TURN_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(TURN_BUCKETS.len());
+        self.turns[bucket] += 1;
+        self.turns_seconds += seconds;
+    }
+
+    /// The whole exposition, as served at `GET /metrics`.
+    pub(crate) fn render(&self, gauges: &Gauges<'_>) -> String {
+        let mut out = String::with_capacity(4096);
+        family(
+            &mut out,
+            "wsloop_connections",
+            "gauge",
+            "Open WebSocket connections, by path.",
+        );
+        for (path, open) in gauges.connections {
+            let path = escape(path);
+            let _ = writeln!(out, "wsloop_connections{{path=\"{path}\"}} {open}");
+        }
+        counter(
+            &mut out,
+            "wsloop_connections_accepted_total",
+            "TCP connections accepted.",
+            self.accepted,
+        );
+        family(
+            &mut out,
+            "wsloop_handshakes_refused_total",
+            "counter",
+            "Requests refused with an HTTP error, by status.",
+        );
+        for (status, count) in sorted(&self.refused) {
+            let _ = writeln!(
+                out,
+                "wsloop_handshakes_refused_total{{status=\"{status}\"}} {count}"
+            );
+        }
+        counter(
+            &mut out,
+            "wsloop_messages_received_total",
+            "Whole messages received from peers.",
+            self.messages_received,
+        );
+        counter(
+            &mut out,
+            "wsloop_messages_sent_total",
+            "Messages queued for peers (each receiver of a broadcast counts).",
+            self.messages_sent,
+        );
+        counter(
+            &mut out,
+            "wsloop_bytes_received_total",
+            "Bytes read from peers (plaintext under TLS).",
+            self.bytes_received,
+        );
+        counter(
+            &mut out,
+            "wsloop_bytes_sent_total",
+            "Bytes written to peers (plaintext under TLS).",
+            self.bytes_sent,
+        );
+        family(
+            &mut out,
+            "wsloop_closes_total",
+            "counter",
+            "WebSocket connections that ended, by close code (1006: dropped).",
+        );
+        for (code, count) in sorted(&self.closes) {
+            let _ = writeln!(out, "wsloop_closes_total{{code=\"{code}\"}} {count}");
+        }
+        counter(
+            &mut out,
+            "wsloop_slow_consumers_closed_total",
+            "Connections closed for leaving too much unread.",
+            self.slow_consumers_closed,
+        );
+        family(
+            &mut out,
+            "wsloop_write_buffered_bytes",
+            "gauge",
+            "Bytes queued for peers, not yet written (refreshed every second).",
+        );
+        let _ = writeln!(out, "wsloop_write_buffered_bytes {}", self.write_buffered);
+        family(
+            &mut out,
+            "wsloop_loop_turn_seconds",
+            "histogram",
+            "How long each event-loop turn took, from wakeup to the last write.",
+        );
+        let mut cumulative = 0;
+        for (bound, count) in TURN_BUCKETS.iter().zip(&self.turns) {
+            cumulative += count;
+            let _ = writeln!(
+                out,
+                "wsloop_loop_turn_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.turns[TURN_BUCKETS.len()];
+        let _ = writeln!(
+            out,
+            "wsloop_loop_turn_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(out, "wsloop_loop_turn_seconds_sum {}", self.turns_seconds);
+        let _ = writeln!(out, "wsloop_loop_turn_seconds_count {cumulative}");
+        out
+    }
+}
+
+fn bump(counts: &mut Vec<(u16, u64)>, key: u16) {
+    match counts.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, count)) => *count += 1,
+        None => counts.push((key, 1)),
+    }
+}
+
+fn sorted(counts: &[(u16, u64)]) -> Vec<(u16, u64)> {
+    let mut counts = counts.to_vec();
+    counts.sort_unstable();
+    counts
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A label value as the text format wants it: backslash, double quote and newline escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_labels_sorted_and_cumulative_buckets() {
+        let mut metrics = Metrics {
+            accepted: 3,
+            ..Metrics::default()
+        };
+        metrics.refused(404);
+        metrics.refused(403);
+        metrics.refused(404);
+        metrics.closed(1000);
+        metrics.closed(1006);
+        metrics.turn(Duration::from_micros(5));
+        metrics.turn(Duration::from_micros(200));
+        metrics.turn(Duration::from_secs(2));
+        let text = metrics.render(&Gauges {
+            connections: &[("/", 2), ("/a\"b", 0)],
+        });
+        for line in [
+            "wsloop_connections{path=\"/\"} 2",
+            "wsloop_connections{path=\"/a\\\"b\"} 0",
+            "wsloop_connections_accepted_total 3",
+            "wsloop_handshakes_refused_total{status=\"403\"} 1",
+            "wsloop_handshakes_refused_total{status=\"404\"} 2",
+            "wsloop_closes_total{code=\"1006\"} 1",
+            "wsloop_loop_turn_seconds_bucket{le=\"0.00001\"} 1",
+            "wsloop_loop_turn_seconds_bucket{le=\"0.0005\"} 2",
+            "wsloop_loop_turn_seconds_bucket{le=\"0.5\"} 2",
+            "wsloop_loop_turn_seconds_bucket{le=\"+Inf\"} 3",
+            "wsloop_loop_turn_seconds_count 3",
+            "# TYPE wsloop_loop_turn_seconds histogram",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in\n{text}"
+            );
+        }
+        let refused_403 = text.find("status=\"403\"").unwrap();
+        let refused_404 = text.find("status=\"404\"").unwrap();
+        assert!(refused_403 < refused_404, "labels sorted");
+    }
+}

@@ -1,7 +1,8 @@
 // Drives the browser client (static/index.html) in Debian's Chromium against a running wsloop.
 // Run through tests/browser/run.sh, which builds and starts the server; by hand:
 //   WSLOOP_PORT=9311 node --test tests/browser/browser.test.mjs
-// The server must run with --compression shared (the echo test checks the page negotiated it).
+// The server must run with --compression shared (the echo test checks the page negotiated it)
+// and --metrics (the page's Server view).
 // Environment: WSLOOP_PORT (default 9311), CHROMIUM (default /usr/bin/chromium), WSLOOP_TLS=1
 // when the server speaks https:// and wss:// (its test certificate is accepted).
 // Screenshots land in target/browser-screenshots/ (tls/ for the TLS run).
@@ -252,6 +253,33 @@ test('a server that is not there gets a hint, not just 1006', async (t) => {
   await page.click('#connect');
   await waitState(page, 'CLOSED');
   assert.match(await text(page, '#closeInfo'), /is wsloop running at 127\.0\.0\.1:9\?/);
+});
+
+test('server view: live charts from /metrics, on the served page and from disk', async (t) => {
+  for (const url of [SERVED, FROM_DISK]) {
+    const page = await open(t, url);
+    if (url === FROM_DISK) await page.fill('#url', `${WS}://127.0.0.1:${PORT}`);
+    await page.locator('#serverPanel').waitFor({ state: 'visible', timeout: WAIT });
+    await connect(page, '/echo');
+    // This page's connection is counted (others may be open from earlier tests).
+    await page.waitForFunction(() => Number(document.getElementById('statConnections').textContent) >= 1,
+      null, { timeout: WAIT });
+    for (let i = 0; i < 20; i++) {
+      await page.fill('#text', `counted ${i}`);
+      await page.click('#sendText');
+    }
+    await logLine(page, 'recv', 'counted 19').waitFor({ timeout: WAIT });
+    // A later scrape saw the messages go in and out.
+    await page.waitForFunction(() => server.series.messagesIn?.some((v) => v > 0)
+      && server.series.messagesOut?.some((v) => v > 0), null, { timeout: WAIT });
+    await page.click('#disconnect');
+    await waitState(page, 'CLOSED');
+    await page.locator('#closesLegend', { hasText: '1000 (normal closure)' }).waitFor({ timeout: WAIT });
+    // Every chart was drawn.
+    const drawn = await page.evaluate(() => [...document.querySelectorAll('#serverPanel canvas')]
+      .map((c) => c.width > 0));
+    assert.deepEqual(drawn, [true, true, true, true]);
+  }
 });
 
 test('screenshots at laptop and phone width', async (t) => {

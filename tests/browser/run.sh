@@ -7,7 +7,8 @@
 #
 # The same tests run twice: over http:// and ws:// on PORT, then over https:// and wss:// on
 # PORT+1 with a certificate made here by openssl (Chromium is told to accept it). Both servers
-# run with --compression shared, so every page connection is compressed (permessage-deflate).
+# run with --compression shared, so every page connection is compressed (permessage-deflate),
+# and --metrics, so the page shows its Server view.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 port="${1:-9311}"
@@ -28,7 +29,7 @@ trap 'kill "${servers[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 start() {
   local name=$1 at=$2
   shift 2
-  ./target/release/wsloop --bind "127.0.0.1:$at" --log-level warn --compression shared "$@" \
+  ./target/release/wsloop --bind "127.0.0.1:$at" --log-level warn --compression shared --metrics "$@" \
     >"$out/$name.stdout.log" 2>"$out/$name.log" &
   servers+=($!)
   for _ in $(seq 100); do

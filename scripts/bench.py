@@ -6,12 +6,23 @@ starts a fresh server process. The table gives each server's median rate over th
 median over the rounds of wsloop's rate divided by each peer's (servers measured back to back
 see the same drift), each server's share of its core, and its CPU time per message: when the
 load generator is the limit (bench cpu near 100%), that last figure still shows how much each
-server pays per message. Run through scripts/bench.sh, which builds everything first.
+server pays per message.
+
+One of the peers is the floor (examples/floor.rs): an echo server on wsloop's loop shape that
+makes the same syscalls per readable event and does nothing else (no validation, no state
+beyond the handshake). For every echo scenario the table divides each server's CPU per
+message by the floor's (the median over the rounds of the ratio within a round): how much a
+server pays over the unavoidable work. The floor has no /broadcast, and it is left out of the
+idle-memory row (it is a floor for CPU, not memory). The table also gives the generator's own
+CPU time per message against each server: what the server's figure compares with, and a sign
+of how its replies arrive (fewer, larger reads cost the generator less too). Run through
+scripts/bench.sh, which builds everything first.
 """
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -20,18 +31,23 @@ import time
 WSLOOP = "./target/release/wsloop"
 SERVERS = {
     "wsloop": [WSLOOP, "--log-level", "warn", "--bind"],
+    "floor": ["./target/release/examples/floor", "--bind"],
     "tokio-tungstenite": ["./target/release/examples/peer-tokio-tungstenite", "--bind"],
     "fastwebsockets": ["./target/release/examples/peer-fastwebsockets", "--bind"],
 }
 # Servers without a /broadcast endpoint.
-ECHO_ONLY = {"fastwebsockets"}
+ECHO_ONLY = {"fastwebsockets", "floor"}
+# The server every other one's CPU per message is divided by.
+FLOOR = "floor"
 
 # (name, path, bench arguments, unit)
 SCENARIOS = [
     ("echo 100 x 20 B", "/", ["--connections", "100", "--size", "20"], "msgs/s"),
     ("echo 100 x 16 KiB", "/", ["--connections", "100", "--size", "16KiB"], "msgs/s"),
     ("echo 1000 x 20 B", "/", ["--connections", "1000", "--size", "20"], "msgs/s"),
-    ("echo 100 x 1 MiB", "/", ["--connections", "100", "--size", "1MiB"], "msgs/s"),
+    ("echo 10 x 1 MiB", "/", ["--connections", "10", "--size", "1MiB"], "msgs/s"),
+    ("echo 100 x 20 B pipelined 16", "/", ["--connections", "100", "--size", "20", "--pipeline", "16"],
+     "msgs/s"),
     ("broadcast 1 -> 1000 x 64 B", "/broadcast",
      ["--mode", "broadcast", "--connections", "1000", "--size", "64", "--pipeline", "32"], "deliveries/s"),
 ]
@@ -96,14 +112,23 @@ class Server:
 
 
 def bench(args):
-    """Runs `wsloop bench` pinned to CPU 1; returns its JSON summary."""
+    """Runs `wsloop bench` pinned to CPU 1; returns its JSON summary, plus "bench_cpu_seconds":
+    the generator's whole CPU time (connection setup and closing included, as for the servers'
+    figures; its own bench_cpu_percent covers only the measured window)."""
     command = ["taskset", "-c", "1", WSLOOP, "bench"] + args + ["--json"]
     if args[0].startswith("wss://"):
         command.append("--insecure")
+    # taskset execs the generator, so it is the one child reaped meanwhile (servers are reaped
+    # only when stopped, after this returns).
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     for line in reversed(result.stdout.splitlines()):
         if line.startswith("{"):
-            return json.loads(line)
+            summary = json.loads(line)
+            summary["bench_cpu_seconds"] = ((after.ru_utime - before.ru_utime)
+                                            + (after.ru_stime - before.ru_stime))
+            return summary
     sys.exit(f"bench: no summary from {' '.join(command)}:\n{result.stdout}\n{result.stderr}")
 
 
@@ -162,7 +187,8 @@ def main():
     idle = None
     if not options.only or options.only in "idle":
         idle = {}
-        for server_name in SERVERS:
+        # The floor is one for CPU, not memory (it keeps a 64 KiB buffer per connection).
+        for server_name in (s for s in SERVERS if s != FLOOR):
             port += 1
             idle[server_name] = idle_bytes_per_connection(server_name, port)
     idle_tls = None
@@ -181,6 +207,7 @@ def measure(name, path, args, unit, servers, options, port):
     results = {server: [] for server in servers}
     server_cpus = {server: [] for server in servers}
     cost = {server: [] for server in servers}  # server CPU microseconds per message
+    bench_cost = {server: [] for server in servers}  # generator CPU microseconds per message
     wire = {server: [] for server in servers}  # bytes received per message
     cpu = []
     for _ in range(options.rounds):
@@ -198,6 +225,7 @@ def measure(name, path, args, unit, servers, options, port):
             results[server_name].append(summary["median_rate"])
             server_cpus[server_name].append(server_cpu)
             cost[server_name].append(1e6 * cpu_seconds / max(summary["total"], 1))
+            bench_cost[server_name].append(1e6 * summary["bench_cpu_seconds"] / max(summary["total"], 1))
             wire[server_name].append(summary.get("wire_bytes_per_message", 0))
             if summary.get("bench_cpu_percent") is not None:
                 cpu.append(summary["bench_cpu_percent"])
@@ -213,7 +241,13 @@ def measure(name, path, args, unit, servers, options, port):
     cpus = {s: statistics.median(v) for s, v in server_cpus.items()}
     costs = {s: statistics.median(v) for s, v in cost.items()}
     wires = {s: statistics.median(v) for s, v in wire.items()}
-    return port, (name, unit, medians, ratios, cpus, costs, max(cpu or [0]), wires)
+    # CPU per message over the floor's, within each round as for the rates; none without a floor.
+    floor_ratios = {}
+    if FLOOR in cost:
+        floor_ratios = {s: statistics.median(c / f if f else float("inf") for c, f in zip(v, cost[FLOOR]))
+                        for s, v in cost.items()}
+    bench_costs = {s: statistics.median(v) for s, v in bench_cost.items()}
+    return port, (name, unit, medians, ratios, cpus, costs, max(cpu or [0]), wires, floor_ratios, bench_costs)
 
 
 def print_deflate_table(rows):
@@ -226,7 +260,7 @@ def print_deflate_table(rows):
     print("| scenario | off | shared | dedicated | server cpu µs per message (off / shared / dedicated) "
           "| bytes per message received (off / shared / dedicated) | bench cpu (max) |")
     print("|---|---|---|---|---|---|---|")
-    for name, unit, medians, _ratios, _cpus, costs, bench_cpu, wires in rows:
+    for name, unit, medians, _ratios, _cpus, costs, bench_cpu, wires, _floor, _bench_costs in rows:
         rates = " | ".join(f"{medians[m]:,.0f}" for m in modes)
         cpu = " / ".join(f"{costs[m]:.2f}" for m in modes)
         wire = " / ".join(f"{wires[m]:.0f}" for m in modes)
@@ -241,7 +275,7 @@ def print_tls_table(rows, idle, idle_tls):
         print()
     print("| scenario | ws:// | wss:// | wss / ws | server cpu µs per message (ws / wss) | bench cpu (max) |")
     print("|---|---|---|---|---|---|")
-    for name, unit, medians, ratios, _cpus, costs, bench_cpu, _wires in rows:
+    for name, unit, medians, ratios, _cpus, costs, bench_cpu, _wires, _floor, _bench_costs in rows:
         print(f"| {name} | {medians['wsloop']:,.0f} {unit} | {medians['wsloop-tls']:,.0f} | "
               f"{1 / ratios['wsloop-tls']:.2f}x | {costs['wsloop']:.2f} / {costs['wsloop-tls']:.2f} | "
               f"{bench_cpu:.0f}% |")
@@ -251,28 +285,34 @@ def print_tls_table(rows, idle, idle_tls):
 
 
 def print_table(rows, idle):
-    """The Markdown table; "-" where a server has no endpoint for a scenario."""
+    """The Markdown table; "-" where a server has no endpoint for a scenario (the floor has
+    only echo, so broadcast has no ratio to it)."""
     if not rows and not idle:
         return
     peers = [s for s in SERVERS if s != "wsloop"]
+    above_floor = [s for s in SERVERS if s != FLOOR]
     header = (["scenario", "wsloop"] + peers + [f"ratio vs {p}" for p in peers]
+              + [f"{s} cpu/msg ÷ floor" for s in above_floor]
               + ["server cpu (" + " / ".join(SERVERS) + ")",
-                 "server cpu µs per message", "bench cpu (max)"])
+                 "server cpu µs per message", "bench cpu (max)", "bench cpu µs per message"])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for name, unit, medians, ratios, cpus, costs, bench_cpu, _wires in rows:
+    for name, unit, medians, ratios, cpus, costs, bench_cpu, _wires, floor_ratios, bench_costs in rows:
         cells = [name, f"{medians['wsloop']:,.0f} {unit}"]
         cells += [f"{medians[p]:,.0f}" if p in medians else "-" for p in peers]
         cells += [f"{ratios[p]:.2f}x" if p in ratios else "-" for p in peers]
+        cells += [f"{floor_ratios[s]:.2f}x" if s in floor_ratios else "-" for s in above_floor]
         cells += [" / ".join(f"{cpus[s]:.0f}%" if s in cpus else "-" for s in SERVERS)]
         cells += [" / ".join(f"{costs[s]:.2f}" if s in costs else "-" for s in SERVERS)]
         cells += [f"{bench_cpu:.0f}%"]
+        cells += [" / ".join(f"{bench_costs[s]:.2f}" if s in bench_costs else "-" for s in SERVERS)]
         print("| " + " | ".join(cells) + " |")
     if idle:
         cells = [f"idle RSS per connection at {IDLE_CONNECTIONS:,}", f"{idle['wsloop']:.0f} B"]
-        cells += [f"{idle[p]:.0f} B" for p in peers]
-        cells += [f"{idle[p] / idle['wsloop']:.0f}x less" if idle["wsloop"] > 0 else "-" for p in peers]
-        cells += ["-", "-", "-"]
+        cells += [f"{idle[p]:.0f} B" if p in idle else "-" for p in peers]
+        cells += [f"{idle[p] / idle['wsloop']:.0f}x less" if p in idle and idle["wsloop"] > 0 else "-"
+                  for p in peers]
+        cells += ["-"] * (len(header) - len(cells))
         print("| " + " | ".join(cells) + " |")
 
 

@@ -455,6 +455,7 @@ impl<'a> Bench<'a> {
                     for _ in 0..self.args.pipeline {
                         self.queue_send(key, now);
                     }
+                    self.flush(key);
                 }
             }
             Mode::Broadcast => {
@@ -465,11 +466,12 @@ impl<'a> Bench<'a> {
         }
     }
 
+    /// Queues one more copy of the connection's message; [`Bench::flush`] writes every copy
+    /// queued with one system call.
     fn queue_send(&mut self, key: usize, now: Instant) {
         if self.conns[key].phase == Phase::Open {
             self.conns[key].to_send += 1;
             self.sent_at[key].push_back(now);
-            self.flush(key);
         }
     }
 
@@ -651,6 +653,8 @@ impl<'a> Bench<'a> {
                     self.stats.record(now - sent);
                     self.queue_send(key, now);
                 }
+                // Every reply this read completed is answered with one write.
+                self.flush(key);
             }
             Mode::Broadcast => {
                 for _ in 0..count {

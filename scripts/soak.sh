@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Soak test (issue "Hardening"; not part of `cargo test`): a release wsloop on a free loopback
-# port with modest limits, abused for a bounded time by examples/soak.rs (churning
+# port with modest limits, abused for a bounded time by examples/soak/ (churning
 # connections, garbage, non-readers, half-open handshakes, oversize frames) while its checker
 # verifies echo and broadcast round trips. Meanwhile the server's RSS is sampled every second.
 #
@@ -48,7 +48,7 @@ server_flags=(
   --handshake-timeout "${HANDSHAKE_TIMEOUT}s"
 )
 
-echo "== building (release): wsloop and examples/soak.rs" >&2
+echo "== building (release): wsloop and examples/soak/" >&2
 cargo build --release --quiet --bin wsloop --example soak
 
 # A few hundred connections at once on each side, plus what lingers while closing.

@@ -1,8 +1,10 @@
 //! Micro-benchmarks of the sans-IO protocol core: `cargo bench --bench core`.
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use wsloop::protocol::endpoint::{Endpoint, EndpointConfig, Event};
 use wsloop::protocol::frame::{
     encode_frame, encode_header, Decoded, FrameDecoder, OpCode, Role, MAX_HEADER_LEN,
 };
@@ -173,6 +175,46 @@ fn frame_decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// One echo through a server endpoint, as the loop does it: receive a masked frame and send
+/// the message back, end the batch of reads, ask for the next deadline, write the queue out.
+/// A 20 B message in one read, and a 64 KiB one in four reads (gathered).
+fn endpoint_echo(c: &mut Criterion) {
+    let config = EndpointConfig {
+        max_frame_size: 16 << 20,
+        max_message_size: 16 << 20,
+        ping_interval: Some(Duration::from_secs(30)),
+        idle_timeout: Some(Duration::from_secs(60)),
+    };
+    let now = Instant::now();
+    let mut group = c.benchmark_group("endpoint_echo");
+    for (name, len, pieces) in [("20B", 20, 1), ("64KiB_4_pieces", 64 * KIB, 4)] {
+        let frame = masked_frame(len);
+        let mut input = frame.clone();
+        let mut ws = Endpoint::new(Role::Server, &config, now);
+        let mut sink = Vec::with_capacity(len + MAX_HEADER_LEN);
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                input.copy_from_slice(&frame);
+                let step = input.len().div_ceil(pieces);
+                for piece in input.chunks_mut(step) {
+                    ws.receive(black_box(piece), now, &mut |out, event| {
+                        if let Event::Message { message, .. } = event {
+                            out.send(message);
+                        }
+                    });
+                }
+                ws.release_idle_buffers();
+                black_box(ws.poll_timeout());
+                sink.clear();
+                ws.outbound().queue().write_to(&mut sink).unwrap();
+                black_box(sink.len())
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     frame_header_parse,
@@ -180,6 +222,7 @@ criterion_group!(
     utf8_validate,
     handshake,
     frame_encode,
-    frame_decode
+    frame_decode,
+    endpoint_echo
 );
 criterion_main!(benches);

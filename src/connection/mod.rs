@@ -20,7 +20,7 @@ mod upgrade;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::debug;
 
@@ -28,13 +28,36 @@ use crate::config::Config;
 use crate::handler::ConnectionId;
 use crate::protocol::close::CloseCode;
 use crate::protocol::deflate::CompressionMode;
-use crate::protocol::endpoint::{Endpoint, Event, Phase};
+use crate::protocol::endpoint::{Endpoint, EndpointConfig, Event, Phase};
 use crate::protocol::handshake::{HttpError, Refusal, Request};
 use crate::protocol::outbound::{Message, Outbound};
 use crate::protocol::write_queue::WriteQueue;
 
 /// Which of the server's routes serves a connection.
 pub(crate) type RouteId = usize;
+
+/// The connections' share of the server's [`Config`], made once: every connection's endpoint
+/// shares one [`EndpointConfig`] instead of holding a copy.
+#[derive(Debug)]
+pub(crate) struct ConnectionConfig {
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) max_header_size: usize,
+    pub(crate) compression_threshold: usize,
+    pub(crate) endpoint: Arc<EndpointConfig>,
+}
+
+impl ConnectionConfig {
+    pub(crate) fn new(config: &Config) -> ConnectionConfig {
+        ConnectionConfig {
+            handshake_timeout: config.handshake_timeout,
+            close_timeout: config.close_timeout,
+            max_header_size: config.max_header_size,
+            compression_threshold: config.compression_threshold,
+            endpoint: Arc::new(config.endpoint()),
+        }
+    }
+}
 
 /// How the server answers a complete request head.
 #[derive(Debug)]
@@ -155,7 +178,12 @@ fn report<'e, E: ConnectionEvents>(
 
 impl Connection {
     /// A connection accepted at `now`.
-    pub(crate) fn new(id: ConnectionId, peer: SocketAddr, now: Instant, config: &Config) -> Self {
+    pub(crate) fn new(
+        id: ConnectionId,
+        peer: SocketAddr,
+        now: Instant,
+        config: &ConnectionConfig,
+    ) -> Self {
         Connection {
             id,
             peer,
@@ -171,7 +199,7 @@ impl Connection {
         &mut self,
         input: &mut [u8],
         now: Instant,
-        config: &Config,
+        config: &ConnectionConfig,
         events: &mut impl ConnectionEvents,
     ) {
         match &mut self.state {
@@ -198,7 +226,7 @@ impl Connection {
         &mut self,
         read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
         now: Instant,
-        config: &Config,
+        config: &ConnectionConfig,
         events: &mut impl ConnectionEvents,
     ) -> Option<(io::Result<usize>, usize)> {
         let done = match &mut self.state {
@@ -215,7 +243,7 @@ impl Connection {
     }
 
     /// Moves an open connection whose endpoint left the open phase to `Closing`.
-    fn settle(&mut self, now: Instant, config: &Config) {
+    fn settle(&mut self, now: Instant, config: &ConnectionConfig) {
         if matches!(&self.state, State::Open { ws, .. } if ws.phase() != Phase::Open) {
             let State::Open { ws, route } = std::mem::replace(&mut self.state, State::Closed)
             else {
@@ -241,7 +269,7 @@ impl Connection {
     pub(crate) fn on_eof(
         &mut self,
         now: Instant,
-        config: &Config,
+        config: &ConnectionConfig,
         events: &mut impl ConnectionEvents,
     ) {
         self.peer_eof = true;
@@ -274,7 +302,7 @@ impl Connection {
     pub(crate) fn on_timeout(
         &mut self,
         now: Instant,
-        config: &Config,
+        config: &ConnectionConfig,
         events: &mut impl ConnectionEvents,
     ) {
         match &mut self.state {
@@ -300,7 +328,7 @@ impl Connection {
     pub(crate) fn on_drain(
         &mut self,
         now: Instant,
-        config: &Config,
+        config: &ConnectionConfig,
         events: &mut impl ConnectionEvents,
     ) {
         if let State::Open { ws, route } = &mut self.state {
@@ -314,7 +342,7 @@ impl Connection {
     pub(crate) fn on_shutdown(
         &mut self,
         now: Instant,
-        config: &Config,
+        config: &ConnectionConfig,
         events: &mut impl ConnectionEvents,
     ) {
         match &mut self.state {
@@ -333,7 +361,7 @@ impl Connection {
     pub(crate) fn on_slow_consumer(
         &mut self,
         now: Instant,
-        config: &Config,
+        config: &ConnectionConfig,
         max_buffered: usize,
         events: &mut impl ConnectionEvents,
     ) {

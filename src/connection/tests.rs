@@ -93,7 +93,7 @@ impl ConnectionEvents for TestEvents {
 
 struct Harness {
     conn: Connection,
-    config: Config,
+    config: ConnectionConfig,
     events: TestEvents,
     t0: Instant,
 }
@@ -103,8 +103,9 @@ impl Harness {
         let config = config();
         let t0 = Instant::now();
         let id = ConnectionId(1 << 32);
-        let conn = Connection::new(id, "127.0.0.1:1".parse().unwrap(), t0, &config);
         let events = TestEvents::new(&config);
+        let config = ConnectionConfig::new(&config);
+        let conn = Connection::new(id, "127.0.0.1:1".parse().unwrap(), t0, &config);
         Harness {
             conn,
             config,

@@ -5,8 +5,7 @@ use std::time::Instant;
 
 use log::{debug, info};
 
-use super::{report, Answer, Connection, ConnectionEvents, State};
-use crate::config::Config;
+use super::{report, Answer, Connection, ConnectionConfig, ConnectionEvents, State};
 use crate::protocol::deflate;
 use crate::protocol::endpoint::Endpoint;
 use crate::protocol::frame::Role;
@@ -22,7 +21,7 @@ pub(super) fn receive_head(
     conn: &mut Connection,
     input: &mut [u8],
     now: Instant,
-    config: &Config,
+    config: &ConnectionConfig,
     events: &mut impl ConnectionEvents,
 ) {
     let limit = config.max_header_size;
@@ -71,7 +70,7 @@ fn answer(
     conn: &mut Connection,
     request: &Request,
     now: Instant,
-    config: &Config,
+    config: &ConnectionConfig,
     events: &mut impl ConnectionEvents,
 ) -> bool {
     let (accept, upgrade) = match classify(request) {
@@ -106,7 +105,8 @@ fn answer(
                 switching_protocols_with(&accept, protocol.as_deref(), extensions.as_deref());
             let mut queue = WriteQueue::default();
             queue.push_bytes(&reply);
-            let mut ws = Endpoint::with_queue(Role::Server, &config.endpoint(), now, queue);
+            let endpoint = config.endpoint.clone();
+            let mut ws = Endpoint::with_shared_config(Role::Server, endpoint, now, queue);
             if let Some(params) = &deflate {
                 ws.enable_deflate(params, config.compression_threshold);
             }
@@ -140,7 +140,7 @@ pub(super) fn reply_error(
     request: Option<&Request>,
     error: &HttpError,
     now: Instant,
-    config: &Config,
+    config: &ConnectionConfig,
     events: &mut impl ConnectionEvents,
 ) {
     events.on_refused(error.status);
@@ -157,7 +157,7 @@ pub(super) fn reply_error(
     reply_then_close(conn, &response, now, config);
 }
 
-fn reply_then_close(conn: &mut Connection, reply: &[u8], now: Instant, config: &Config) {
+fn reply_then_close(conn: &mut Connection, reply: &[u8], now: Instant, config: &ConnectionConfig) {
     let mut queue = WriteQueue::default();
     queue.push_bytes(reply);
     conn.state = State::Replying {

@@ -105,16 +105,45 @@ pub enum Timer {
 /// One endpoint; see the module docs.
 #[derive(Debug)]
 pub struct Endpoint {
-    decoder: FrameDecoder,
-    assembler: MessageAssembler,
+    /// The frame decoder and message assembler: made when bytes arrive, and let go between
+    /// messages at the end of a batch of reads ([`Endpoint::release_idle_buffers`]), so an
+    /// idle connection holds none of it.
+    reader: Option<Box<Reader>>,
     out: Outbound,
-    phase: Phase,
+    /// Its own, or the one a server's endpoints share ([`Endpoint::with_shared_config`]).
+    config: Arc<EndpointConfig>,
     /// When the peer last sent anything.
     last_seen: Instant,
+    phase: Phase,
     /// A keepalive ping is out and nothing has arrived since.
     ping_outstanding: bool,
-    ping_interval: Option<Duration>,
-    idle_timeout: Option<Duration>,
+}
+
+/// What an endpoint needs only while it reads frames.
+#[derive(Debug)]
+struct Reader {
+    decoder: FrameDecoder,
+    assembler: MessageAssembler,
+}
+
+impl Reader {
+    /// A reader at the start of a frame; `deflate` if permessage-deflate was agreed.
+    fn new(role: Role, config: &EndpointConfig, deflate: bool) -> Box<Reader> {
+        let mut decoder = FrameDecoder::new(role, config.max_frame_size);
+        if deflate {
+            decoder.allow_rsv1();
+        }
+        Box::new(Reader {
+            decoder,
+            assembler: MessageAssembler::new(config.max_message_size),
+        })
+    }
+
+    /// Whether it holds nothing that must outlive this batch of reads: no part of a frame
+    /// or of a message.
+    fn is_idle(&self) -> bool {
+        self.decoder.is_between_frames() && self.assembler.is_idle()
+    }
 }
 
 impl Endpoint {
@@ -130,15 +159,24 @@ impl Endpoint {
         now: Instant,
         queue: WriteQueue,
     ) -> Endpoint {
+        Endpoint::with_shared_config(role, Arc::new(*config), now, queue)
+    }
+
+    /// Like [`Endpoint::with_queue`], with a configuration shared by many endpoints (a
+    /// server's): each holds a pointer to it, not a copy.
+    pub fn with_shared_config(
+        role: Role,
+        config: Arc<EndpointConfig>,
+        now: Instant,
+        queue: WriteQueue,
+    ) -> Endpoint {
         Endpoint {
-            decoder: FrameDecoder::new(role, config.max_frame_size),
-            assembler: MessageAssembler::new(config.max_message_size),
+            reader: None,
             out: Outbound::new(role, queue),
-            phase: Phase::Open,
+            config,
             last_seen: now,
+            phase: Phase::Open,
             ping_outstanding: false,
-            ping_interval: config.ping_interval,
-            idle_timeout: config.idle_timeout,
         }
     }
 
@@ -146,7 +184,10 @@ impl Endpoint {
     /// compressed messages are inflated (the size limit counts inflated bytes), and data
     /// messages of `threshold` bytes or more are sent compressed.
     pub fn enable_deflate(&mut self, params: &DeflateParams, threshold: usize) {
-        self.decoder.allow_rsv1();
+        // A reader made from now on accepts RSV1 by itself (see `receive_until`).
+        if let Some(reader) = self.reader.as_mut() {
+            reader.decoder.allow_rsv1();
+        }
         self.out.enable_deflate(params, threshold);
     }
 
@@ -210,7 +251,10 @@ impl Endpoint {
         };
         let mut pos = 0;
         while self.reads_frames() && !(stop_after_message && reported.get()) {
-            let (used, decoded) = match self.decoder.decode(&mut input[pos..]) {
+            let reader = self.reader.get_or_insert_with(|| {
+                Reader::new(self.out.role(), &self.config, self.out.deflates())
+            });
+            let (used, decoded) = match reader.decoder.decode(&mut input[pos..]) {
                 Ok(Some(step)) => step,
                 Ok(None) => return input.len(),
                 Err(error) => {
@@ -220,9 +264,9 @@ impl Endpoint {
             };
             pos += used;
             let received = match decoded {
-                Decoded::Header(header) => self.assembler.on_header(&header).map(|()| None),
+                Decoded::Header(header) => reader.assembler.on_header(&header).map(|()| None),
                 Decoded::Payload { data, end_of_frame } => {
-                    self.assembler.on_payload(data, end_of_frame)
+                    reader.assembler.on_payload(data, end_of_frame)
                 }
             };
             let next = react(received, &mut self.out, &mut self.phase, &mut on_event);
@@ -249,16 +293,17 @@ impl Endpoint {
         if !self.reads_frames() {
             return None;
         }
-        let room = self
-            .assembler
-            .payload_room(self.decoder.payload_remaining())?;
+        // Without a reader, no frame is in progress.
+        let reader = self.reader.as_deref_mut()?;
+        let remaining = reader.decoder.payload_remaining();
+        let room = reader.assembler.payload_room(remaining)?;
         let offered = room.len();
         let result = read(&mut *room);
         if let Ok(n @ 1..) = result {
             self.last_seen = now;
             self.ping_outstanding = false;
-            let end_of_frame = self.decoder.unmask_read_payload(&mut room[..n]);
-            let received = self.assembler.on_payload_in_room(n, end_of_frame);
+            let end_of_frame = reader.decoder.unmask_read_payload(&mut room[..n]);
+            let received = reader.assembler.on_payload_in_room(n, end_of_frame);
             let next = react(received, &mut self.out, &mut self.phase, on_event);
             self.finish(next, on_event);
         }
@@ -270,6 +315,19 @@ impl Endpoint {
         self.ping_outstanding = false;
     }
 
+    /// The assembler of the reader a frame was just read with.
+    fn assembler(&mut self) -> &mut MessageAssembler {
+        let reader = self.reader.as_mut().expect("a frame was read");
+        &mut reader.assembler
+    }
+
+    /// Lets go of the reader, giving its buffers back and forgetting any message in progress.
+    fn drop_reader(&mut self) {
+        if let Some(mut reader) = self.reader.take() {
+            reader.assembler.abandon();
+        }
+    }
+
     /// Does what [`react`] could not while the assembler was borrowed.
     fn finish<F>(&mut self, next: Next, on_event: &mut F)
     where
@@ -278,16 +336,17 @@ impl Endpoint {
         match next {
             Next::Continue => {}
             Next::Deliver(kind) => {
-                let payload = self.assembler.take_message();
+                let payload = self.assembler().take_message();
                 self.deliver_gathered(kind, payload, on_event);
             }
             Next::Inflate(_) if self.phase != Phase::Open => {
                 // Read after our close, and not delivered: not worth inflating.
-                crate::buffer_pool::give_back(self.assembler.take_message());
+                crate::buffer_pool::give_back(self.assembler().take_message());
             }
             Next::Inflate(kind) => {
-                let compressed = self.assembler.take_message();
-                let limit = self.assembler.max_message_size() as usize;
+                let assembler = self.assembler();
+                let compressed = assembler.take_message();
+                let limit = assembler.max_message_size() as usize;
                 let inflated = self.out.inflate(&compressed, limit);
                 crate::buffer_pool::give_back(compressed);
                 match inflated {
@@ -296,7 +355,7 @@ impl Endpoint {
                 }
             }
             Next::Fail(error) => self.fail(error, on_event),
-            Next::Stop => self.assembler.abandon(),
+            Next::Stop => self.drop_reader(),
         }
     }
 
@@ -351,7 +410,7 @@ impl Endpoint {
             );
         }
         self.phase = Phase::Closed;
-        self.assembler.abandon();
+        self.drop_reader();
     }
 
     /// Starts the closing handshake from this side (§7.1.2), then reads on until the peer's
@@ -374,7 +433,7 @@ impl Endpoint {
         if self.phase == Phase::Open {
             self.close(code, reason, on_event);
             self.phase = Phase::Closed;
-            self.assembler.abandon();
+            self.drop_reader();
         }
     }
 
@@ -392,7 +451,7 @@ impl Endpoint {
             on_event(&mut self.out, Event::Closed { code, reason, by });
         }
         self.phase = Phase::Closed;
-        self.assembler.abandon();
+        self.drop_reader();
     }
 
     /// The next timer due, while open.
@@ -400,9 +459,9 @@ impl Endpoint {
         if self.phase != Phase::Open {
             return None;
         }
-        let idle = self.idle_timeout.map(|t| (self.last_seen + t, Timer::Idle));
-        let ping = self
-            .ping_interval
+        let (idle, ping) = (self.config.idle_timeout, self.config.ping_interval);
+        let idle = idle.map(|t| (self.last_seen + t, Timer::Idle));
+        let ping = ping
             .filter(|_| !self.ping_outstanding)
             .map(|t| (self.last_seen + t, Timer::KeepAlive));
         idle.into_iter().chain(ping).min_by_key(|(at, _)| *at)
@@ -417,17 +476,22 @@ impl Endpoint {
             return;
         }
         let due = |timeout: Option<Duration>| timeout.is_some_and(|t| now >= self.last_seen + t);
-        if due(self.idle_timeout) {
+        if due(self.config.idle_timeout) {
             self.close_and_stop(CloseCode::GOING_AWAY, "idle timeout", on_event);
-        } else if !self.ping_outstanding && due(self.ping_interval) {
+        } else if !self.ping_outstanding && due(self.config.ping_interval) {
             self.out.ping(b"");
             self.ping_outstanding = true;
         }
     }
 
-    /// A batch of reads is over: lets go of buffers an idle connection need not hold.
+    /// A batch of reads is over: lets go of what an idle connection need not hold (the reader
+    /// between messages; else the buffers the message in progress does not need).
     pub fn release_idle_buffers(&mut self) {
-        self.assembler.release_idle_buffers();
+        match self.reader.as_mut() {
+            Some(reader) if reader.is_idle() => self.drop_reader(),
+            Some(reader) => reader.assembler.release_idle_buffers(),
+            None => {}
+        }
     }
 }
 

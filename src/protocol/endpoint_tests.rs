@@ -483,7 +483,8 @@ fn client_stream() -> Vec<u8> {
     stream
 }
 
-/// An echoing server fed `stream` in pieces ending at `cuts`: its events and output.
+/// An echoing server fed `stream` in pieces ending at `cuts`, letting go of what it can after
+/// each piece as the server's loop does after each batch of reads: its events and output.
 fn server_fed(stream: &[u8], cuts: &[usize]) -> (Vec<OwnedEvent>, Vec<u8>) {
     let now = Instant::now();
     let mut server = Side::new(Role::Server, &config(), now);
@@ -491,6 +492,7 @@ fn server_fed(stream: &[u8], cuts: &[usize]) -> (Vec<OwnedEvent>, Vec<u8>) {
     let mut start = 0;
     for &end in cuts.iter().chain([stream.len()].iter()) {
         server.receive(&stream[start..end], now);
+        server.endpoint.release_idle_buffers();
         start = end;
     }
     let output = server.take_output();
@@ -538,6 +540,30 @@ fn a_server_sees_the_same_events_however_the_bytes_are_split() {
     }
     let every_byte: Vec<usize> = (1..stream.len()).collect();
     assert_eq!(server_fed(&stream, &every_byte), (events, output));
+}
+
+#[test]
+fn between_messages_an_endpoint_lets_go_of_its_reader() {
+    let now = Instant::now();
+    let mut server = Side::new(Role::Server, &config(), now);
+    server.receive(&client_frame(true, OpCode::Text, b"one"), now);
+    server.endpoint.release_idle_buffers();
+    assert!(server.endpoint.reader.is_none(), "idle: no reader");
+    // Cut anywhere, this holds part of a header, a frame or a message across the batch.
+    let mut stream = client_frame(false, OpCode::Text, b"tw");
+    stream.extend(client_frame(true, OpCode::Ping, b"p"));
+    stream.extend(client_frame(true, OpCode::Continuation, b"o"));
+    let mut expected = vec![text("one")];
+    for cut in 1..stream.len() {
+        server.receive(&stream[..cut], now);
+        server.endpoint.release_idle_buffers();
+        assert!(server.endpoint.reader.is_some(), "cut at {cut}");
+        server.receive(&stream[cut..], now);
+        server.endpoint.release_idle_buffers();
+        assert!(server.endpoint.reader.is_none(), "cut at {cut}");
+        expected.extend([OwnedEvent::Ping(b"p".to_vec()), text("two")]);
+    }
+    assert_eq!(server.events, expected);
 }
 
 #[test]

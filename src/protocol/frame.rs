@@ -194,6 +194,11 @@ impl FrameDecoder {
         }
     }
 
+    /// Whether the decoder is between frames, holding no byte of the next header.
+    pub fn is_between_frames(&self) -> bool {
+        matches!(self.state, DecodeState::Header { len: 0, .. })
+    }
+
     /// Payload bytes of the current frame still to come; 0 between frames.
     pub fn payload_remaining(&self) -> u64 {
         match self.state {

@@ -282,6 +282,11 @@ impl MessageAssembler {
         self.buffer.take()
     }
 
+    /// Whether no message and no control frame is in progress.
+    pub fn is_idle(&self) -> bool {
+        self.open.is_none() && matches!(self.frame, CurrentFrame::None)
+    }
+
     /// Forgets any message in progress and gives its buffers back: nothing more will be read.
     pub fn abandon(&mut self) {
         self.open = None;

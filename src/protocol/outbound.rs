@@ -214,6 +214,16 @@ impl Outbound {
         self.deflate = Some(Box::new(Deflate::new(params, self.role, threshold)));
     }
 
+    /// The role it frames for.
+    pub(super) fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether permessage-deflate was agreed.
+    pub(super) fn deflates(&self) -> bool {
+        self.deflate.is_some()
+    }
+
     /// The message a compressed one holds, at most `limit` bytes (RFC 7692 §7.2.2).
     pub(super) fn inflate(
         &mut self,

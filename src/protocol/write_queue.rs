@@ -42,6 +42,13 @@ impl Chunk {
 /// Bytes waiting to be written, in order.
 #[derive(Debug, Default)]
 pub struct WriteQueue {
+    /// `None` while nothing waits: an idle connection's queue is one pointer.
+    pending: Option<Box<Pending>>,
+}
+
+/// What a queue holds while bytes wait.
+#[derive(Debug, Default)]
+struct Pending {
     chunks: VecDeque<Chunk>,
     /// How much of the front chunk is already written.
     front_written: usize,
@@ -52,12 +59,17 @@ pub struct WriteQueue {
 impl WriteQueue {
     /// Unwritten bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.pending.as_ref().map_or(0, |pending| pending.len)
     }
 
     /// True when nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// The waiting bytes, made room for when the queue was idle.
+    fn pending(&mut self) -> &mut Pending {
+        self.pending.get_or_insert_with(Box::default)
     }
 
     /// Queues one frame with FIN set: unmasked (a server's frame), or masked with `mask` (a
@@ -65,28 +77,31 @@ impl WriteQueue {
     pub fn push_frame(&mut self, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
         let mut header = [0u8; MAX_HEADER_LEN];
         let n = encode_header(&mut header, true, opcode, payload.len() as u64, mask);
-        let tail = self.tail_with_room(n + payload.len());
+        let pending = self.pending();
+        let tail = pending.tail_with_room(n + payload.len());
         tail.extend_from_slice(&header[..n]);
         let start = tail.len();
         tail.extend_from_slice(payload);
         if let Some(key) = mask {
             apply_mask(&mut tail[start..], key, 0);
         }
-        self.len += n + payload.len();
+        pending.len += n + payload.len();
     }
 
     /// Queues one frame like [`WriteQueue::push_frame`] with RSV1 set: a compressed message
     /// (RFC 7692 §6).
     pub fn push_frame_rsv1(&mut self, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
         // Where the frame will start: after the last owned chunk's bytes if it is reused.
-        let chunks = self.chunks.len();
-        let end = match self.chunks.back() {
+        let chunks = &self.pending().chunks;
+        let count = chunks.len();
+        let end = match chunks.back() {
             Some(Chunk::Owned(v)) => v.len(),
             _ => 0,
         };
         self.push_frame(opcode, payload, mask);
-        let start = if self.chunks.len() == chunks { end } else { 0 };
-        if let Some(Chunk::Owned(v)) = self.chunks.back_mut() {
+        let chunks = &mut self.pending().chunks;
+        let start = if chunks.len() == count { end } else { 0 };
+        if let Some(Chunk::Owned(v)) = chunks.back_mut() {
             v[start] |= 0x40;
         }
     }
@@ -96,23 +111,42 @@ impl WriteQueue {
     pub fn push_frame_shared(&mut self, opcode: OpCode, payload: Arc<Vec<u8>>) {
         let mut header = [0u8; MAX_HEADER_LEN];
         let n = encode_header(&mut header, true, opcode, payload.len() as u64, None);
-        self.tail_with_room(n).extend_from_slice(&header[..n]);
-        self.len += n + payload.len();
-        self.chunks.push_back(Chunk::Gathered(payload));
+        let pending = self.pending();
+        pending.tail_with_room(n).extend_from_slice(&header[..n]);
+        pending.len += n + payload.len();
+        pending.chunks.push_back(Chunk::Gathered(payload));
     }
 
     /// Queues raw bytes (an HTTP message).
     pub fn push_bytes(&mut self, bytes: &[u8]) {
-        self.tail_with_room(bytes.len()).extend_from_slice(bytes);
-        self.len += bytes.len();
+        let pending = self.pending();
+        pending.tail_with_room(bytes.len()).extend_from_slice(bytes);
+        pending.len += bytes.len();
     }
 
     /// Queues an encoded frame shared with other queues (a published message).
     pub fn push_shared(&mut self, frame: Arc<[u8]>) {
-        self.len += frame.len();
-        self.chunks.push_back(Chunk::Shared(frame));
+        let pending = self.pending();
+        pending.len += frame.len();
+        pending.chunks.push_back(Chunk::Shared(frame));
     }
 
+    /// Writes as much as `sink` takes; returns bytes written. Stops at `WouldBlock` (not an
+    /// error) or when the queue is empty.
+    pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<usize> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Ok(0);
+        };
+        let written = pending.write_to(sink);
+        if pending.len == 0 {
+            // An idle connection keeps no queue memory.
+            self.pending = None;
+        }
+        written
+    }
+}
+
+impl Pending {
     /// The owned chunk to append `extra` bytes to: the last one if it is small, else a new one.
     fn tail_with_room(&mut self, extra: usize) -> &mut Vec<u8> {
         let reuse = matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() + extra <= COALESCE_LIMIT);
@@ -125,11 +159,10 @@ impl WriteQueue {
         }
     }
 
-    /// Writes as much as `sink` takes; returns bytes written. Stops at `WouldBlock` (not an
-    /// error) or when the queue is empty.
-    pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<usize> {
+    /// [`WriteQueue::write_to`].
+    fn write_to(&mut self, sink: &mut impl Write) -> io::Result<usize> {
         let mut total = 0;
-        while !self.is_empty() {
+        while self.len > 0 {
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut count = 0;
@@ -155,10 +188,6 @@ impl WriteQueue {
             };
             self.advance(written);
             total += written;
-        }
-        if self.is_empty() {
-            // An idle connection keeps no queue memory.
-            self.chunks = VecDeque::new();
         }
         Ok(total)
     }
@@ -271,7 +300,7 @@ mod tests {
         for _ in 0..100 {
             q.push_frame(OpCode::Text, b"0123456789", None);
         }
-        assert_eq!(q.chunks.len(), 1);
+        assert_eq!(q.pending().chunks.len(), 1);
         assert_eq!(q.len(), 1200);
     }
 }

@@ -17,11 +17,24 @@ use std::sync::Arc;
 
 use crate::handler::ConnectionId;
 
-/// Where a connection sits in its route's member list.
+/// Where a connection sits in its route's member list. Kept in every connection's slot, hence
+/// `u32`s: a loop has far fewer than 2^32 routes, or connections (each holds a descriptor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Membership {
-    pub(crate) route: usize,
-    index: usize,
+    route: u32,
+    index: u32,
+}
+
+impl Membership {
+    /// The route whose member list it is in.
+    pub(crate) fn route(self) -> usize {
+        self.route as usize
+    }
+}
+
+/// `n` as a [`Membership`] field.
+fn narrow(n: usize) -> u32 {
+    u32::try_from(n).expect("fewer than 2^32 routes and members")
 }
 
 /// One topic's subscribers, in a dense list for delivery, with each one's place in it.
@@ -49,19 +62,18 @@ impl Hub {
         let members = &mut self.routes[route];
         members.push(key);
         Membership {
-            route,
-            index: members.len() - 1,
+            route: narrow(route),
+            index: narrow(members.len() - 1),
         }
     }
 
     /// Removes a member in O(1). The last member takes the leaver's place: returns its key and
     /// its new membership, which the caller must store.
     pub(crate) fn leave(&mut self, membership: Membership) -> Option<(usize, Membership)> {
-        let members = &mut self.routes[membership.route];
-        members.swap_remove(membership.index);
-        members
-            .get(membership.index)
-            .map(|&moved| (moved, membership))
+        let members = &mut self.routes[membership.route()];
+        let index = membership.index as usize;
+        members.swap_remove(index);
+        members.get(index).map(|&moved| (moved, membership))
     }
 
     /// The slab keys of `route`'s members.

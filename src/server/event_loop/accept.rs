@@ -16,6 +16,7 @@ use super::{Entry, EventLoop, ACCEPT_RETRY};
 use crate::connection::Connection;
 use crate::handler::ConnectionId;
 use crate::protocol::handshake::{error_response, Refusal};
+use crate::server::timers::Tick;
 use crate::server::transport::Transport;
 
 /// Where new connections' TLS configuration comes from.
@@ -87,12 +88,12 @@ impl EventLoop {
                 }
             },
         };
-        let conn = Connection::new(id, peer, now, &self.config);
+        let conn = Connection::new(id, peer, now, &self.conn_config);
         slot.insert(Entry {
             transport,
             conn,
             interest: Interest::READABLE,
-            timer_at: None,
+            timer_at: Tick::NEVER,
             dirty: false,
             backpressured: false,
             dropping: false,

@@ -108,7 +108,7 @@ impl EventLoop {
                 }
             } else {
                 events.app.metrics.slow_consumers_closed += 1;
-                conn.on_slow_consumer(now, &self.config, policy.max_buffered, &mut events);
+                conn.on_slow_consumer(now, &self.conn_config, policy.max_buffered, &mut events);
             }
         }
         if !entry.dirty {

@@ -127,3 +127,35 @@ fn fragmented_text_with_a_ping_between_comes_back_whole_after_the_pong() {
     assert_eq!((echo.fin, echo.opcode), (true, TEXT));
     assert_eq!(echo.payload, text);
 }
+
+/// Echoes large enough to go out from the server's read buffer, sent much faster than they are
+/// read: the server's writes come up short, so what the socket did not take must be kept (and
+/// the buffer read into again meanwhile) without a byte changing or a message going missing.
+#[test]
+fn echoes_written_from_the_read_buffer_survive_a_slow_reader() {
+    const COUNT: usize = 2000;
+    const SIZE: usize = 9000;
+    let server = TestServer::start();
+    let mut client = RawClient::upgrade(server.addr(), "/");
+    let mut writer = client.try_clone();
+    let payload = |i: usize| -> Vec<u8> { (0..SIZE).map(|j| (i * 31 + j * 7) as u8).collect() };
+    let (half_sent, wait_half) = std::sync::mpsc::channel();
+    let sending = std::thread::spawn(move || {
+        for i in 0..COUNT {
+            writer.send(&client_frame(true, 0x2, &payload(i)));
+            if i == COUNT / 4 {
+                half_sent.send(()).unwrap();
+            }
+        }
+    });
+    // Nothing is read until 4.5 MB were sent: the server's echoes meet a full socket.
+    wait_half
+        .recv_timeout(TIMEOUT)
+        .expect("half of the messages sent");
+    for i in 0..COUNT {
+        let frame = client.read_frame();
+        assert_eq!(frame.opcode, 0x2);
+        assert!(frame.payload == payload(i), "echo {i} differs");
+    }
+    sending.join().unwrap();
+}

@@ -275,6 +275,21 @@ impl Outbound {
         self.frame(message.opcode(), message.as_bytes())
     }
 
+    /// Queues a message received in one piece whose payload is still at `offset` in the input
+    /// buffer being received: a server queues that range instead of a copy (see
+    /// [`WriteQueue::push_frame_from_input`]; whoever drives the endpoint writes it from that
+    /// buffer or has it copied before reusing the buffer). A client, or a message to be
+    /// compressed, is queued as [`Outbound::send`] does.
+    pub fn send_from_input(&mut self, message: Message<'_>, offset: usize) -> bool {
+        let len = message.as_bytes().len();
+        if self.role == Role::Client || !self.is_open() || self.compresses(len) {
+            return self.send(message);
+        }
+        self.queue
+            .push_frame_from_input(message.opcode(), offset, len);
+        true
+    }
+
     /// Queues a message whose payload the caller shares (one gathered from pieces): a server
     /// queues it by reference, a client copies it to mask it.
     pub fn send_shared(&mut self, opcode: OpCode, payload: &Arc<Vec<u8>>) -> bool {

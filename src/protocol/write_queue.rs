@@ -4,6 +4,11 @@
 //! allocation, not one per frame; a frame shared with other receivers (a broadcast) is queued
 //! by reference, never copied. The loop writes a queue with one vectored write per turn.
 //!
+//! An echo's payload may stay where it was read: [`WriteQueue::push_frame_from_input`] queues
+//! a range of the caller's input buffer instead of a copy, and the caller writes the queue with
+//! that buffer ([`WriteQueue::write_from_input`]) and has what is left copied
+//! ([`WriteQueue::own_input`]) before the buffer is read into again.
+//!
 //! The sink contract ([`WriteQueue::write_to`]): `Ok(n)` took the first `n` bytes;
 //! `WouldBlock` means "full for now, try again when writable"; `Ok(0)` for a non-empty write
 //! means the sink can never take more (a closed socket), and is reported as `WriteZero`.
@@ -27,14 +32,28 @@ enum Chunk {
     Shared(Arc<[u8]>),
     /// A message payload shared with the connection that received it (an echo).
     Gathered(Arc<Vec<u8>>),
+    /// A payload still in the input buffer it was read into: `len` bytes at `offset`.
+    Input {
+        offset: usize,
+        len: usize,
+    },
 }
 
 impl Chunk {
-    fn bytes(&self) -> &[u8] {
+    /// Its bytes; those of an [`Chunk::Input`] are in `input`.
+    fn bytes<'a>(&'a self, input: &'a [u8]) -> &'a [u8] {
         match self {
             Chunk::Owned(v) => v,
             Chunk::Shared(s) => s,
             Chunk::Gathered(v) => v,
+            Chunk::Input { offset, len } => &input[*offset..*offset + *len],
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Input { len, .. } => *len,
+            other => other.bytes(&[]).len(),
         }
     }
 }
@@ -117,6 +136,43 @@ impl WriteQueue {
         pending.chunks.push_back(Chunk::Gathered(payload));
     }
 
+    /// Queues one unmasked frame whose payload is `input[offset..offset + len]` of the input
+    /// buffer being received, not copied. Until [`WriteQueue::own_input`], the queue may only
+    /// be written with that buffer ([`WriteQueue::write_from_input`]).
+    pub fn push_frame_from_input(&mut self, opcode: OpCode, offset: usize, len: usize) {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut header, true, opcode, len as u64, None);
+        let pending = self.pending();
+        pending.tail_with_room(n).extend_from_slice(&header[..n]);
+        pending.len += n + len;
+        pending.chunks.push_back(Chunk::Input { offset, len });
+    }
+
+    /// Whether payloads of the input buffer wait in the queue.
+    pub fn holds_input(&self) -> bool {
+        self.pending.as_ref().is_some_and(|pending| {
+            pending
+                .chunks
+                .iter()
+                .any(|chunk| matches!(chunk, Chunk::Input { .. }))
+        })
+    }
+
+    /// Copies what is still unwritten of the input buffer's payloads into the queue, so the
+    /// buffer can be read into again.
+    pub fn own_input(&mut self, input: &[u8]) {
+        let Some(pending) = self.pending.as_mut() else {
+            return;
+        };
+        for chunk in pending.chunks.iter_mut() {
+            if let Chunk::Input { offset, len } = *chunk {
+                let mut owned = take_buffer(len);
+                owned.extend_from_slice(&input[offset..offset + len]);
+                *chunk = Chunk::Owned(owned);
+            }
+        }
+    }
+
     /// Queues raw bytes (an HTTP message).
     pub fn push_bytes(&mut self, bytes: &[u8]) {
         let pending = self.pending();
@@ -134,10 +190,20 @@ impl WriteQueue {
     /// Writes as much as `sink` takes; returns bytes written. Stops at `WouldBlock` (not an
     /// error) or when the queue is empty.
     pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<usize> {
+        debug_assert!(
+            !self.holds_input(),
+            "input payloads need their buffer to be written"
+        );
+        self.write_from_input(sink, &[])
+    }
+
+    /// Like [`WriteQueue::write_to`], with `input` the buffer the queued input payloads are in
+    /// ([`WriteQueue::push_frame_from_input`]).
+    pub fn write_from_input(&mut self, sink: &mut impl Write, input: &[u8]) -> io::Result<usize> {
         let Some(pending) = self.pending.as_mut() else {
             return Ok(0);
         };
-        let written = pending.write_to(sink);
+        let written = pending.write_to(sink, input);
         if pending.len == 0 {
             // An idle connection keeps no queue memory.
             self.pending = None;
@@ -159,8 +225,8 @@ impl Pending {
         }
     }
 
-    /// [`WriteQueue::write_to`].
-    fn write_to(&mut self, sink: &mut impl Write) -> io::Result<usize> {
+    /// [`WriteQueue::write_from_input`].
+    fn write_to(&mut self, sink: &mut impl Write, input: &[u8]) -> io::Result<usize> {
         let mut total = 0;
         while self.len > 0 {
             let written = {
@@ -168,7 +234,7 @@ impl Pending {
                 let mut count = 0;
                 for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
                     let skip = if i == 0 { self.front_written } else { 0 };
-                    slices[i] = IoSlice::new(&chunk.bytes()[skip..]);
+                    slices[i] = IoSlice::new(&chunk.bytes(input)[skip..]);
                     count += 1;
                 }
                 // One slice goes out with `send`, a shorter path through the kernel than
@@ -195,7 +261,7 @@ impl Pending {
     fn advance(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
-            let front_left = self.chunks[0].bytes().len() - self.front_written;
+            let front_left = self.chunks[0].len() - self.front_written;
             if n < front_left {
                 self.front_written += n;
                 return;
@@ -292,6 +358,29 @@ mod tests {
         q.write_to(&mut sink).unwrap();
         assert_eq!(&sink.got[..6], b"\x81\x01a\xc1\x01b");
         assert_eq!(sink.got[6], 0xc2);
+    }
+
+    #[test]
+    fn an_input_payload_goes_out_from_its_buffer_or_is_copied_before_the_buffer_is_reused() {
+        let mut input = b"xxxx0123456789yy".to_vec();
+        let mut q = WriteQueue::default();
+        q.push_frame(OpCode::Text, b"a", None);
+        q.push_frame_from_input(OpCode::Binary, 4, 10);
+        q.push_frame(OpCode::Text, b"b", None);
+        assert!(q.holds_input());
+        assert_eq!(q.len(), 3 + 12 + 3);
+        let mut sink = Trickle {
+            got: Vec::new(),
+            limit: usize::MAX,
+            capacity: 8,
+        };
+        assert_eq!(q.write_from_input(&mut sink, &input).unwrap(), 8);
+        q.own_input(&input);
+        assert!(!q.holds_input());
+        input.fill(b'!'); // the buffer is read into again
+        sink.capacity = usize::MAX;
+        q.write_to(&mut sink).unwrap();
+        assert_eq!(sink.got, b"\x81\x01a\x82\x0a0123456789\x81\x01b");
     }
 
     #[test]

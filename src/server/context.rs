@@ -12,6 +12,10 @@ use crate::protocol::close::CloseCode;
 use crate::protocol::frame::OpCode;
 use crate::protocol::outbound::{Message, Outbound, Prepared};
 
+/// Echoes from this size up are written from the loop's read buffer instead of copied into
+/// the queue: a copy of less is cheaper than another piece in the vectored write.
+const ECHO_IN_PLACE: usize = 2048;
+
 /// Who receives a message published to a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Publish {
@@ -52,8 +56,9 @@ pub(crate) struct Outbox {
 pub(crate) enum Current<'a> {
     /// Not a message callback.
     None,
-    /// A message that arrived in one piece, borrowed from the loop's read buffer.
-    Borrowed(Message<'a>),
+    /// A message that arrived in one piece, borrowed from what was read; with its offset when
+    /// that is the loop's read buffer.
+    Borrowed(Message<'a>, Option<usize>),
     /// A message gathered from pieces, shared so it can be queued without a copy.
     Gathered(OpCode, &'a Arc<Vec<u8>>),
 }
@@ -120,7 +125,18 @@ impl<'a> Context<'a> {
     pub fn echo(&mut self) -> SendStatus {
         match self.current {
             Current::None => SendStatus::Dropped,
-            Current::Borrowed(message) => self.send(message),
+            // A large payload goes out from the loop's read buffer, where it was unmasked.
+            Current::Borrowed(message, Some(offset))
+                if message.as_bytes().len() >= ECHO_IN_PLACE =>
+            {
+                let len = message.as_bytes().len();
+                if self.over_limit(len) || !self.out.send_from_input(message, offset) {
+                    return SendStatus::Dropped;
+                }
+                *self.sent += 1;
+                self.status()
+            }
+            Current::Borrowed(message, _) => self.send(message),
             Current::Gathered(opcode, payload) => {
                 if self.over_limit(payload.len()) || !self.out.send_shared(opcode, payload) {
                     return SendStatus::Dropped;

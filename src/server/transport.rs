@@ -96,12 +96,22 @@ impl Transport {
     /// Writes as much of `queue` as the socket takes (see [`WriteQueue::write_to`] for the
     /// contract), and whatever the transport itself has to send (TLS handshake records).
     pub(crate) fn flush(&mut self, queue: Option<&mut WriteQueue>) -> io::Result<usize> {
+        self.flush_from_input(queue, &[])
+    }
+
+    /// Like [`Transport::flush`] for a queue that holds payloads of `input`, the buffer they
+    /// were read into ([`WriteQueue::push_frame_from_input`]).
+    pub(crate) fn flush_from_input(
+        &mut self,
+        queue: Option<&mut WriteQueue>,
+        input: &[u8],
+    ) -> io::Result<usize> {
         match self {
             Transport::Plain { stream, .. } => match queue {
-                Some(queue) if !queue.is_empty() => queue.write_to(stream),
+                Some(queue) if !queue.is_empty() => queue.write_from_input(stream, input),
                 _ => Ok(0),
             },
-            Transport::Tls(tls) => tls.flush(queue),
+            Transport::Tls(tls) => tls.flush(queue, input),
         }
     }
 
@@ -154,7 +164,7 @@ impl Tls {
     }
 
     /// Moves queued plaintext into TLS records and writes the records out.
-    fn flush(&mut self, mut queue: Option<&mut WriteQueue>) -> io::Result<usize> {
+    fn flush(&mut self, mut queue: Option<&mut WriteQueue>, input: &[u8]) -> io::Result<usize> {
         let mut taken = 0;
         loop {
             tls::write_records(&mut self.tls, &mut self.stream)?;
@@ -167,7 +177,7 @@ impl Tls {
             if self.tls.is_handshaking() || self.closing {
                 return Ok(taken); // plaintext waits in the queue until it can go out
             }
-            taken += queue.write_to(&mut tls::Plaintext(&mut self.tls))?;
+            taken += queue.write_from_input(&mut tls::Plaintext(&mut self.tls), input)?;
             if !self.tls.wants_write() {
                 return Ok(taken);
             }
@@ -182,7 +192,7 @@ impl Tls {
                 self.tls.send_close_notify();
             }
         }
-        let _ = self.flush(None);
+        let _ = self.flush(None, &[]);
         if !self.write_shut && !self.tls.wants_write() {
             self.write_shut = true;
             let _ = self.stream.shutdown(Shutdown::Write);

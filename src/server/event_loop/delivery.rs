@@ -75,6 +75,7 @@ impl EventLoop {
         let mut events = Dispatch {
             app: &mut self.app,
             peer: conn.peer(),
+            input: None,
         };
         let len = prepared.frame_len();
         if conn.buffered() + len > policy.max_buffered {

@@ -65,6 +65,32 @@ impl App {
 pub(super) struct Dispatch<'a> {
     pub(super) app: &'a mut App,
     pub(super) peer: SocketAddr,
+    /// Where the loop's read buffer is, while the connection receives from it: a message
+    /// found there can be echoed from it (see [`Context::echo`]).
+    pub(super) input: Option<InputBuffer>,
+}
+
+/// The address range of the loop's read buffer. Only compared with a message's address, to
+/// tell whether the message lies in it and where; never turned back into a pointer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InputBuffer {
+    pub(super) start: usize,
+    pub(super) len: usize,
+}
+
+impl InputBuffer {
+    pub(super) fn of(buffer: &[u8]) -> InputBuffer {
+        InputBuffer {
+            start: buffer.as_ptr() as usize,
+            len: buffer.len(),
+        }
+    }
+
+    /// Where `bytes` start in the buffer, if they lie in it.
+    fn offset_of(self, bytes: &[u8]) -> Option<usize> {
+        let offset = (bytes.as_ptr() as usize).checked_sub(self.start)?;
+        (offset + bytes.len() <= self.len).then_some(offset)
+    }
 }
 
 impl Dispatch<'_> {
@@ -154,7 +180,12 @@ impl ConnectionEvents for Dispatch<'_> {
         self.app.metrics.messages_received += 1;
         let current = match gathered {
             Some(payload) => Current::Gathered(message.opcode(), payload),
-            None => Current::Borrowed(message),
+            None => {
+                let offset = self
+                    .input
+                    .and_then(|input| input.offset_of(message.as_bytes()));
+                Current::Borrowed(message, offset)
+            }
         };
         self.call(id, route, out, current, |handler, ctx| {
             handler.on_message(ctx, message)

@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::connection::{Connection, ConnectionConfig, RouteId};
 use crate::handler::ConnectionId;
 pub(crate) use accept::TlsSource;
-use dispatch::{App, Dispatch};
+use dispatch::{App, Dispatch, InputBuffer};
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
@@ -309,6 +309,7 @@ impl EventLoop {
         let mut events = Dispatch {
             app: &mut self.app,
             peer: entry.conn.peer(),
+            input: None,
         };
         let mut budget_spent = true;
         let mut bytes_read = 0;
@@ -332,7 +333,10 @@ impl EventLoop {
                     let result = transport.read(&mut self.read_buffer);
                     if let Ok(n @ 1..) = result {
                         let input = &mut self.read_buffer[..n];
+                        events.input = Some(InputBuffer::of(input));
                         conn.receive(input, now, config, &mut events);
+                        events.input = None;
+                        write_from_input(conn, transport, &self.read_buffer[..n], &mut events);
                     }
                     (result, self.read_buffer.len())
                 }
@@ -388,6 +392,7 @@ impl EventLoop {
             let mut events = Dispatch {
                 app: &mut self.app,
                 peer: entry.conn.peer(),
+                input: None,
             };
             entry.conn.on_timeout(now, &self.conn_config, &mut events);
             // A TLS handshake unfinished at the handshake deadline: no reply can reach the
@@ -422,6 +427,7 @@ impl EventLoop {
                         let mut events = Dispatch {
                             app: &mut self.app,
                             peer: entry.conn.peer(),
+                            input: None,
                         };
                         entry.conn.on_io_error(&e, &mut events);
                         self.deliver_outbox(now);
@@ -462,6 +468,7 @@ impl EventLoop {
             let mut events = Dispatch {
                 app: &mut self.app,
                 peer: entry.conn.peer(),
+                input: None,
             };
             entry.conn.on_drain(now, &self.conn_config, &mut events);
             self.deliver_outbox(now);
@@ -549,11 +556,32 @@ impl EventLoop {
             let mut events = Dispatch {
                 app: &mut self.app,
                 peer: entry.conn.peer(),
+                input: None,
             };
             entry.conn.on_shutdown(now, &self.conn_config, &mut events);
             self.deliver_outbox(now);
             self.mark_dirty(key);
         }
+    }
+}
+
+/// Writes what the connection queued from `input` (the shared read buffer, about to be read
+/// into again) while it is there: echoes go out from where they were read. What the socket
+/// does not take is copied into the queue.
+fn write_from_input(
+    conn: &mut Connection,
+    transport: &mut Transport,
+    input: &[u8],
+    events: &mut Dispatch<'_>,
+) {
+    let Some(queue) = conn.queue().filter(|queue| queue.holds_input()) else {
+        return;
+    };
+    let written = transport.flush_from_input(Some(&mut *queue), input);
+    queue.own_input(input);
+    match written {
+        Ok(sent) => events.app.metrics.bytes_sent += sent as u64,
+        Err(e) => conn.on_io_error(&e, events),
     }
 }
 

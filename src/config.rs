@@ -235,6 +235,12 @@ impl Config {
         if self.max_connections == 0 {
             return err("max-connections must be at least 1".into());
         }
+        if self.max_connections > crate::handler::ConnectionId::MAX_SLOTS {
+            return err(format!(
+                "max-connections is at most {} per event loop",
+                crate::handler::ConnectionId::MAX_SLOTS
+            ));
+        }
         for (name, value) in [
             ("handshake-timeout", self.handshake_timeout),
             ("close-timeout", self.close_timeout),

@@ -8,20 +8,52 @@ use crate::protocol::handshake::{HttpError, Request};
 pub use crate::protocol::outbound::Message;
 pub use crate::server::context::Context;
 
-/// Identifies one connection for as long as the server runs; never reused.
+/// Identifies one connection for as long as the server runs; never reused. It names the
+/// event loop that owns the connection, so a message to it can reach it from any loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub(crate) u64);
 
+/// Bits of an id: the slab slot, then the loop, then the loop's serial number.
+const SLOT_BITS: u32 = 24;
+const LOOP_BITS: u32 = 8;
+
 impl ConnectionId {
+    /// The most connections one loop holds at once (slots an id can name).
+    pub(crate) const MAX_SLOTS: usize = 1 << SLOT_BITS;
+    /// The most event loops a server runs.
+    pub(crate) const MAX_LOOPS: usize = 1 << LOOP_BITS;
+
+    /// The id of the `serial`th connection of loop `event_loop`, in slab slot `slot`.
+    pub(crate) fn new(serial: u64, event_loop: usize, slot: usize) -> ConnectionId {
+        debug_assert!(slot < Self::MAX_SLOTS && event_loop < Self::MAX_LOOPS);
+        ConnectionId(
+            serial << (SLOT_BITS + LOOP_BITS) | (event_loop as u64) << SLOT_BITS | slot as u64,
+        )
+    }
+
     /// The slab slot this connection occupies.
     pub(crate) fn slot(self) -> usize {
-        (self.0 & 0xFFFF_FFFF) as usize
+        (self.0 & ((1 << SLOT_BITS) - 1)) as usize
+    }
+
+    /// The event loop that owns this connection: 0 unless the server runs several
+    /// ([`ServerBuilder::threads`](crate::ServerBuilder::threads)).
+    pub fn loop_index(self) -> usize {
+        ((self.0 >> SLOT_BITS) & ((1 << LOOP_BITS) - 1)) as usize
+    }
+
+    fn serial(self) -> u64 {
+        self.0 >> (SLOT_BITS + LOOP_BITS)
     }
 }
 
 impl fmt::Display for ConnectionId {
+    /// `#7` on the first loop, `#2.7` on loop 2.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0 >> 32)
+        match self.loop_index() {
+            0 => write!(f, "#{}", self.serial()),
+            n => write!(f, "#{n}.{}", self.serial()),
+        }
     }
 }
 

@@ -46,6 +46,7 @@ fn starts(args: &[&str]) {
 fn a_smaller_message_limit_alone_is_accepted_and_sizes_take_decimals() {
     starts(&["--max-message-size", "64KiB"]);
     starts(&["--max-message-size", "1.5MiB", "--max-buffered", "0.5MiB"]);
+    starts(&["--threads", "2"]);
 }
 
 #[test]
@@ -66,6 +67,7 @@ fn mistakes_are_one_line_that_says_what_is_expected() {
     );
     refused(&["--tls-cert", "cert.pem"], "--tls-key");
     refused(&["--log-format", "xml"], "possible values: text, json");
+    refused(&["--threads", "0"], "0 is not in 1..=256");
 }
 
 /// `--log-format json`: every line one JSON object, and a connection's close carries its
@@ -146,6 +148,7 @@ fn help_lists_every_flag_and_one_short_line_per_subcommand() {
         "--close-timeout",
         "--log-format",
         "--metrics",
+        "--threads",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }

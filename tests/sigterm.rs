@@ -50,8 +50,20 @@ fn connect(addr: &str, path: &str) -> WebSocket<TcpStream> {
 
 #[test]
 fn sigterm_closes_every_client_with_1001_and_exits_0() {
+    sigterm_closes_clients(&[], 2);
+}
+
+/// With two loops the signal reaches one of them, which stops the other: clients on both get
+/// 1001 (eight clients: the kernel spreads them over the loops).
+#[test]
+fn sigterm_stops_every_loop() {
+    sigterm_closes_clients(&["--threads", "2"], 8);
+}
+
+fn sigterm_closes_clients(flags: &[&str], count: usize) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
         .args(["--bind", "127.0.0.1:0", "--log-level", "info"])
+        .args(flags)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -81,7 +93,8 @@ fn sigterm_closes_every_client_with_1001_and_exits_0() {
         .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
         .to_string();
 
-    let mut clients = [connect(&addr, "/"), connect(&addr, "/echo")];
+    let paths = ["/", "/echo"];
+    let mut clients: Vec<_> = (0..count).map(|i| connect(&addr, paths[i % 2])).collect();
 
     // Wait for the exit on a thread, so the wait is bounded by a channel timeout.
     let (exit_tx, exit_rx) = mpsc::channel::<ExitStatus>();

@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Event loops, each on its own thread with its own listening socket on --bind (the kernel
+    /// spreads connections); broadcast and chat span them all. One is the fastest per core.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
     /// Time a closing handshake may take before the TCP connection is dropped.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
     close_timeout: Duration,
@@ -146,13 +150,16 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
         builder = builder.tls_files(cert, key);
     }
+    // One chat, whichever loop a user lands on.
+    let chat = Chat::default();
     let server = builder
         .bind(cli.bind.clone())
         .config(cli.config())
-        .route("/", Echo)
-        .route("/echo", Echo)
-        .route("/broadcast", Broadcast)
-        .route("/chat", Chat::default())
+        .threads(cli.threads.into())
+        .route_each("/", || Echo)
+        .route_each("/echo", || Echo)
+        .route_each("/broadcast", || Broadcast)
+        .route_each("/chat", move || chat.clone())
         .index_page(wsloop::INDEX_HTML)
         .handle_signals(true)
         .build();

@@ -49,6 +49,8 @@ pub(crate) enum Target {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     pub(crate) deliveries: Vec<(Target, Prepared)>,
+    /// Other event loops exist, whose connections may subscribe to topics too.
+    pub(crate) spans_loops: bool,
 }
 
 /// The message a callback is handling, for [`Context::echo`].
@@ -232,10 +234,12 @@ impl<'a> Context<'a> {
     /// Publishes a message to `topic`'s subscribers, on this connection's own route or any
     /// other: encoded once and shared by every receiver's queue. A copy to this connection
     /// itself ([`Publish::ToAll`], if it subscribed) is queued at once, the others are
-    /// delivered when the callback returns. Returns how many subscribers it goes to.
+    /// delivered when the callback returns. Returns how many subscribers on this event loop
+    /// it goes to; with several loops ([`ServerBuilder::threads`](crate::ServerBuilder)), the
+    /// other loops' subscribers get it too.
     pub fn publish(&mut self, topic: &str, message: Message<'_>, to: Publish) -> usize {
         let subscribers = self.hub.subscriber_count(topic);
-        if subscribers == 0 {
+        if subscribers == 0 && !self.outbox.spans_loops {
             return 0;
         }
         let prepared = Prepared::new(message);
@@ -244,7 +248,7 @@ impl<'a> Context<'a> {
         if to_self {
             self.send_prepared(&prepared);
         }
-        if others > 0 {
+        if others > 0 || self.outbox.spans_loops {
             let target = Target::Topic {
                 topic: Arc::from(topic),
                 except: self.id,

@@ -5,8 +5,13 @@
 //! a field the loop already has in cache, no atomics, no locks. Gauges that would cost a walk
 //! over every connection (`wsloop_write_buffered_bytes`) are refreshed once a second while
 //! metrics are served, and rendering happens only when someone asks.
+//!
+//! With several event loops, each loop leaves a copy of its counters on a shared
+//! [`Board`] once a second; a scrape, answered by whichever loop accepted it, adds the other
+//! loops' copies to its own live counters (so the other loops' figures are up to a second old).
 
 use std::fmt::Write;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Upper bounds of the loop-turn histogram's buckets, in seconds (`+Inf` is implied).
@@ -14,8 +19,11 @@ const TURN_BUCKETS: [f64; 10] = [
     0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
 ];
 
+/// Every loop's latest copy of its counters, by loop index.
+pub(crate) type Board = Arc<Mutex<Vec<Metrics>>>;
+
 /// Every counter the loop keeps.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Metrics {
     /// TCP connections accepted (including those refused at the connection limit).
     pub(crate) accepted: u64,
@@ -40,6 +48,8 @@ pub(crate) struct Metrics {
     turns: [u64; TURN_BUCKETS.len() + 1],
     /// The sum of every turn's duration, in seconds.
     turns_seconds: f64,
+    /// Open WebSocket connections by route, as of the copy left on the [`Board`].
+    pub(crate) connections: Vec<usize>,
 }
 
 /// The figures the loop gives when rendering that it does not count itself.
@@ -60,6 +70,44 @@ impl Metrics {
     /// Counts one open connection that ended with `code`.
     pub(crate) fn closed(&mut self, code: u16) {
         bump(&mut self.closes, code);
+    }
+
+    /// Adds another loop's counters to these.
+    fn add(&mut self, other: &Metrics) {
+        self.accepted += other.accepted;
+        for &(status, count) in &other.refused {
+            bump_by(&mut self.refused, status, count);
+        }
+        self.messages_received += other.messages_received;
+        self.messages_sent += other.messages_sent;
+        self.bytes_received += other.bytes_received;
+        self.bytes_sent += other.bytes_sent;
+        for &(code, count) in &other.closes {
+            bump_by(&mut self.closes, code, count);
+        }
+        self.slow_consumers_closed += other.slow_consumers_closed;
+        self.write_buffered += other.write_buffered;
+        for (mine, theirs) in self.turns.iter_mut().zip(&other.turns) {
+            *mine += theirs;
+        }
+        self.turns_seconds += other.turns_seconds;
+    }
+
+    /// These counters plus those the other loops left on `board` (all but loop `me`'s), and
+    /// the open connections per route those loops reported.
+    pub(crate) fn with_board(&self, board: &Board, me: usize) -> (Metrics, Vec<usize>) {
+        let mut total = self.clone();
+        let mut connections = Vec::new();
+        let copies = board.lock().unwrap_or_else(PoisonError::into_inner);
+        let others = copies.iter().enumerate().filter(|(i, _)| *i != me);
+        for (_, copy) in others {
+            total.add(copy);
+            connections.resize(connections.len().max(copy.connections.len()), 0);
+            for (sum, open) in connections.iter_mut().zip(&copy.connections) {
+                *sum += open;
+            }
+        }
+        (total, connections)
     }
 
     /// Records how long one loop turn took.
@@ -176,9 +224,13 @@ impl Metrics {
 }
 
 fn bump(counts: &mut Vec<(u16, u64)>, key: u16) {
+    bump_by(counts, key, 1);
+}
+
+fn bump_by(counts: &mut Vec<(u16, u64)>, key: u16, by: u64) {
     match counts.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, count)) => *count += 1,
-        None => counts.push((key, 1)),
+        Some((_, count)) => *count += by,
+        None => counts.push((key, by)),
     }
 }
 

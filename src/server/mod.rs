@@ -3,6 +3,7 @@
 pub(crate) mod context;
 mod event_loop;
 mod hub;
+mod mailbox;
 mod metrics;
 mod timers;
 mod transport;
@@ -12,14 +13,15 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use mio::{Poll, Waker};
 
 use crate::app::{Backpressure, Route, RouteOptions, Router};
 use crate::config::{Config, ConfigError};
-use crate::handler::Handler;
-use event_loop::{EventLoop, TlsSource, WAKER};
+use crate::handler::{ConnectionId, Handler};
+use event_loop::{EventLoop, LoopSetup, TlsSource, WAKER};
+use mailbox::{Inbox, Postbox};
 
 /// Why a server could not start or stopped. Its `Debug` is its one-line `Display`, so a `main`
 /// that returns `Result<(), wsloop::Error>` prints a readable line, not a struct.
@@ -72,11 +74,20 @@ impl std::error::Error for Error {
 pub struct ServerBuilder {
     addr: String,
     config: Config,
-    /// Each route's path and handler, and the options it set for itself.
-    routes: Vec<(String, Box<dyn Handler + Send>, RouteOptions)>,
+    /// Each route's path and handler(s), and the options it set for itself.
+    routes: Vec<(String, Handlers, RouteOptions)>,
     index_page: Option<Vec<u8>>,
     handle_signals: bool,
     tls: Option<Tls>,
+    threads: usize,
+}
+
+/// Where a route's handler comes from.
+enum Handlers {
+    /// One handler (one event loop).
+    One(Box<dyn Handler + Send>),
+    /// A handler made for each event loop.
+    Each(Box<dyn Fn() -> Box<dyn Handler + Send> + Send>),
 }
 
 /// How the server gets its TLS configuration.
@@ -104,7 +115,41 @@ impl ServerBuilder {
     /// A plain HTTP request to the path is answered with 426. The handler moves with the
     /// server to the thread that runs it, hence `Send`.
     pub fn route(self, path: impl Into<String>, handler: impl Handler + Send + 'static) -> Self {
-        self.add_route(path.into(), Box::new(handler), RouteOptions::default())
+        let handler = Handlers::One(Box::new(handler));
+        self.add_route(path.into(), handler, RouteOptions::default())
+    }
+
+    /// Serves `path` with a handler `make` makes for each event loop: what a route needs when
+    /// the server runs several ([`ServerBuilder::threads`]). State the loops' handlers share
+    /// (a chat's names) must be shared by what `make` returns, e.g. behind an `Arc<Mutex<..>>`.
+    pub fn route_each<H: Handler + Send + 'static>(
+        self,
+        path: impl Into<String>,
+        make: impl Fn() -> H + Send + 'static,
+    ) -> Self {
+        self.route_each_with(path, make, RouteOptions::default())
+    }
+
+    /// [`ServerBuilder::route_each`] with the route's own options, as for
+    /// [`ServerBuilder::route_with`].
+    pub fn route_each_with<H: Handler + Send + 'static>(
+        self,
+        path: impl Into<String>,
+        make: impl Fn() -> H + Send + 'static,
+        options: impl Into<RouteOptions>,
+    ) -> Self {
+        let make = Box::new(move || Box::new(make()) as Box<dyn Handler + Send>);
+        self.add_route(path.into(), Handlers::Each(make), options.into())
+    }
+
+    /// Runs `n` event loops on `n` threads (default 1), each with its own listening socket on
+    /// the same address (`SO_REUSEPORT`: the kernel spreads new connections) and its own
+    /// connections. Messages to other connections (sends by id, broadcasts, topics) reach the
+    /// other loops' connections through each loop's mailbox. Every route needs a handler per
+    /// loop: [`ServerBuilder::route_each`].
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
     }
 
     /// Like [`ServerBuilder::route`], with the route's own options instead of the server's
@@ -116,15 +161,14 @@ impl ServerBuilder {
         handler: impl Handler + Send + 'static,
         options: impl Into<RouteOptions>,
     ) -> Self {
-        self.add_route(path.into(), Box::new(handler), options.into())
+        self.add_route(
+            path.into(),
+            Handlers::One(Box::new(handler)),
+            options.into(),
+        )
     }
 
-    fn add_route(
-        mut self,
-        path: String,
-        handler: Box<dyn Handler + Send>,
-        options: RouteOptions,
-    ) -> Self {
+    fn add_route(mut self, path: String, handler: Handlers, options: RouteOptions) -> Self {
         self.routes.push((path, handler, options));
         self
     }
@@ -158,17 +202,34 @@ impl ServerBuilder {
         self
     }
 
-    /// Validates the configuration and binds the listening socket.
+    /// Validates the configuration and binds the listening socket(s).
     pub fn build(self) -> Result<Server, Error> {
         self.config.validate().map_err(Error::Config)?;
+        let threads = self.threads;
+        if !(1..=ConnectionId::MAX_LOOPS).contains(&threads) {
+            let why = format!("threads must be 1 to {}", ConnectionId::MAX_LOOPS);
+            return Err(Error::Config(ConfigError(why)));
+        }
+        if threads > 1 {
+            if let Some((path, ..)) = (self.routes.iter()).find(|r| matches!(r.1, Handlers::One(_)))
+            {
+                let why = format!(
+                    "route {path} has one handler, and each of the {threads} loops needs its own \
+                     (ServerBuilder::route_each)"
+                );
+                return Err(Error::Config(ConfigError(why)));
+            }
+        }
         let tls = match self.tls {
             None => None,
             Some(Tls::Config(config)) => Some(TlsSource {
-                config,
+                config: Arc::new(Mutex::new(config)),
                 files: None,
             }),
             Some(Tls::Files(cert, key)) => Some(TlsSource {
-                config: crate::tls::server_config(&cert, &key).map_err(Error::Tls)?,
+                config: Arc::new(Mutex::new(
+                    crate::tls::server_config(&cert, &key).map_err(Error::Tls)?,
+                )),
                 files: Some((cert, key)),
             }),
         };
@@ -182,43 +243,105 @@ impl ServerBuilder {
             .map_err(bind_error)?
             .next()
             .ok_or_else(|| bind_error(io::Error::new(io::ErrorKind::InvalidInput, "no address")))?;
-        let listener = mio::net::TcpListener::bind(addr).map_err(bind_error)?;
-        let local_addr = listener.local_addr().map_err(Error::Io)?;
-        let poll = Poll::new().map_err(Error::Io)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Io)?);
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let default_policy = Backpressure::new(self.config.max_buffered);
-        let routes = self
-            .routes
-            .into_iter()
-            .map(|(path, handler, options)| Route {
-                path,
-                handler,
-                backpressure: options.backpressure.unwrap_or(default_policy),
-                compression: options.compression.unwrap_or(self.config.compression),
-            })
-            .collect();
-        let router = Router {
-            routes,
-            allowed_origins: self.config.allowed_origins.clone(),
-            index_page: self.index_page,
+        // The first listener picks the port when 0 is asked for; the others take the same one.
+        let mut listeners = vec![listen(addr, threads > 1).map_err(bind_error)?];
+        let local_addr = listeners[0].local_addr().map_err(Error::Io)?;
+        for _ in 1..threads {
+            listeners.push(listen(local_addr, true).map_err(bind_error)?);
+        }
+        let mut polls = Vec::with_capacity(threads);
+        let mut wakers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let poll = Poll::new().map_err(Error::Io)?;
+            wakers.push(Arc::new(
+                Waker::new(poll.registry(), WAKER).map_err(Error::Io)?,
+            ));
+            polls.push(poll);
+        }
+        let handle = ShutdownHandle {
+            wakers: wakers.clone().into(),
+            shutdown: Arc::new(AtomicBool::new(false)),
         };
-        let event_loop = EventLoop::new(
-            poll,
-            listener,
-            self.config,
-            router,
-            tls,
-            shutdown.clone(),
-            self.handle_signals,
-        )
-        .map_err(Error::Io)?;
+        let (inboxes, mut receivers): (Vec<Inbox>, Vec<_>) =
+            wakers.into_iter().map(Inbox::new).unzip();
+        let inboxes: Arc<[Inbox]> = inboxes.into();
+        let default_policy = Backpressure::new(self.config.max_buffered);
+        let mut routes: Vec<(String, Handlers, RouteOptions)> = self.routes;
+        let board = (threads > 1 && self.config.metrics)
+            .then(|| Arc::new(Mutex::new(vec![metrics::Metrics::default(); threads])));
+        let mut loops = Vec::with_capacity(threads);
+        for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate().rev() {
+            let routes = routes
+                .iter_mut()
+                .map(|(path, handlers, options)| Route {
+                    path: path.clone(),
+                    handler: match handlers {
+                        Handlers::Each(make) => make(),
+                        // Only with one loop (checked above): it takes the handler.
+                        Handlers::One(one) => std::mem::replace(one, Box::new(Taken)),
+                    },
+                    backpressure: options.backpressure.unwrap_or(default_policy),
+                    compression: options.compression.unwrap_or(self.config.compression),
+                })
+                .collect();
+            let router = Router {
+                routes,
+                allowed_origins: self.config.allowed_origins.clone(),
+                index_page: self.index_page.clone(),
+            };
+            let postbox = match threads {
+                1 => Postbox::alone(),
+                _ => Postbox::new(
+                    inboxes.clone(),
+                    index,
+                    receivers.pop().expect("one per loop"),
+                ),
+            };
+            let event_loop = EventLoop::new(LoopSetup {
+                index,
+                board: board.clone(),
+                poll,
+                listener,
+                config: self.config.clone(),
+                router,
+                tls: tls.clone(),
+                stop: handle.clone(),
+                handle_signals: self.handle_signals && index == 0,
+                postbox,
+            })
+            .map_err(Error::Io)?;
+            loops.push(event_loop);
+        }
+        loops.reverse();
         Ok(Server {
-            event_loop,
+            loops,
             local_addr,
-            handle: ShutdownHandle { waker, shutdown },
+            handle,
         })
     }
+}
+
+/// A listening socket on `addr`; with `shared`, one that other sockets may bind too
+/// (`SO_REUSEPORT`), each getting its share of new connections.
+fn listen(addr: SocketAddr, shared: bool) -> io::Result<mio::net::TcpListener> {
+    if !shared {
+        return mio::net::TcpListener::bind(addr);
+    }
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// What is left of a route's one handler once a loop took it; never called.
+struct Taken;
+
+impl Handler for Taken {
+    fn on_message(&mut self, _: &mut crate::Context<'_>, _: crate::Message<'_>) {}
 }
 
 /// A bound WebSocket server, ready to [`run`](Server::run).
@@ -240,7 +363,8 @@ impl ServerBuilder {
 /// # Ok::<(), wsloop::Error>(())
 /// ```
 pub struct Server {
-    event_loop: EventLoop,
+    /// One per thread; the first runs on the thread that calls [`Server::run`].
+    loops: Vec<EventLoop>,
     local_addr: SocketAddr,
     handle: ShutdownHandle,
 }
@@ -263,6 +387,7 @@ impl Server {
             index_page: None,
             handle_signals: false,
             tls: None,
+            threads: 1,
         }
     }
 
@@ -276,18 +401,41 @@ impl Server {
         self.handle.clone()
     }
 
-    /// Serves on the calling thread until shut down (by [`ShutdownHandle::shutdown`] or, if
-    /// enabled, a signal). Shutdown closes every connection with 1001 and waits up to the close
-    /// timeout for them to finish.
-    pub fn run(mut self) -> Result<(), Error> {
-        self.event_loop.run().map_err(Error::Io)
+    /// Serves on the calling thread (and, with [`ServerBuilder::threads`], on as many more
+    /// threads as there are other loops) until shut down (by [`ShutdownHandle::shutdown`] or,
+    /// if enabled, a signal). Shutdown closes every connection with 1001 and waits up to the
+    /// close timeout for them to finish; it stops every loop.
+    pub fn run(self) -> Result<(), Error> {
+        let mut loops = self.loops.into_iter();
+        let mut first = loops.next().expect("a server has a loop");
+        let others: Vec<_> = loops
+            .enumerate()
+            .map(|(i, mut event_loop)| {
+                std::thread::Builder::new()
+                    .name(format!("wsloop-{}", i + 1))
+                    .spawn(move || event_loop.run())
+            })
+            .collect::<Result<_, _>>()
+            .map_err(Error::Io)?;
+        let mut result = first.run();
+        if result.is_err() {
+            self.handle.shutdown(); // one loop failed: stop the others too
+        }
+        for thread in others {
+            let stopped = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("an event loop thread panicked")));
+            result = result.and(stopped);
+        }
+        result.map_err(Error::Io)
     }
 }
 
 /// Stops a running [`Server`]; cheap to clone and send to other threads.
 #[derive(Clone)]
 pub struct ShutdownHandle {
-    waker: Arc<Waker>,
+    /// Every loop's.
+    wakers: Arc<[Arc<Waker>]>,
     shutdown: Arc<AtomicBool>,
 }
 
@@ -301,7 +449,14 @@ impl ShutdownHandle {
     /// Asks the server to close every connection with 1001 and stop.
     pub fn shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
-        let _ = self.waker.wake();
+        for waker in self.wakers.iter() {
+            let _ = waker.wake();
+        }
+    }
+
+    /// Whether shutdown was asked for.
+    pub(crate) fn is_requested(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
     }
 }
 

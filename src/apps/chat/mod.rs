@@ -3,11 +3,14 @@
 //!
 //! A room is a topic (`<path>:<room>`): members subscribe to it, and room events are published
 //! to it, encoded once for every member. The chat keeps names and who is in which room, for
-//! uniqueness, private messages and member lists.
+//! uniqueness, private messages and member lists. Clones of a [`Chat`] share that state, so
+//! one chat spans every event loop of a server that runs several (`route_each`): names are
+//! unique across loops, and private messages, lists, joins and leaves reach users on any loop.
 
 pub mod wire;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::{CloseCode, ConnectionId, Context, Handler, Message, Publish};
@@ -22,9 +25,15 @@ struct User {
     room: String,
 }
 
-/// The chat server's state: who is connected under which name, in which room.
-#[derive(Debug, Default)]
+/// The chat endpoint. Its clones are one chat (see the module docs).
+#[derive(Debug, Default, Clone)]
 pub struct Chat {
+    state: Arc<Mutex<State>>,
+}
+
+/// Who is connected under which name, in which room.
+#[derive(Debug, Default)]
+struct State {
     users: HashMap<ConnectionId, User>,
     /// Lower-cased names, for case-insensitive uniqueness and PM lookup.
     by_name: HashMap<String, ConnectionId>,
@@ -61,7 +70,7 @@ fn refuse(ctx: &mut Context<'_>, code: ErrorCode, message: impl Into<String>) {
     ctx.send_text(&event.to_json());
 }
 
-impl Chat {
+impl State {
     fn members(&self, room: &str) -> Vec<ConnectionId> {
         self.rooms
             .get(room)
@@ -239,6 +248,14 @@ impl Chat {
     }
 }
 
+impl Chat {
+    /// The shared state. A handler panic while it was held (isolated by the server) may have
+    /// left one user half-joined; the chat goes on rather than fail every other user.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl Handler for Chat {
     fn on_message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
         let Message::Text(text) = message else {
@@ -249,17 +266,18 @@ impl Handler for Chat {
             );
         };
         match serde_json::from_str::<Request>(text) {
-            Ok(request) => self.handle(ctx, request),
+            Ok(request) => self.state().handle(ctx, request),
             Err(e) => refuse(ctx, ErrorCode::BadRequest, format!("bad request: {e}")),
         }
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>, _code: CloseCode, _reason: &str) {
         let id = ctx.id();
-        if self.users.contains_key(&id) {
-            self.leave_room(ctx, id, false);
-            let user = self.users.remove(&id).expect("checked above");
-            self.by_name.remove(&user.name.to_lowercase());
+        let mut state = self.state();
+        if state.users.contains_key(&id) {
+            state.leave_room(ctx, id, false);
+            let user = state.users.remove(&id).expect("checked above");
+            state.by_name.remove(&user.name.to_lowercase());
         }
     }
 }

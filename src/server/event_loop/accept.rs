@@ -4,7 +4,7 @@
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use log::{info, warn};
@@ -19,10 +19,11 @@ use crate::protocol::handshake::{error_response, Refusal};
 use crate::server::timers::Tick;
 use crate::server::transport::Transport;
 
-/// Where new connections' TLS configuration comes from.
-#[derive(Debug)]
+/// Where new connections' TLS configuration comes from; shared by a server's loops, so a
+/// reload on one reaches them all.
+#[derive(Debug, Clone)]
 pub(crate) struct TlsSource {
-    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) config: Arc<Mutex<Arc<ServerConfig>>>,
     /// The certificate and key files, to reload on SIGHUP.
     pub(crate) files: Option<(PathBuf, PathBuf)>,
 }
@@ -69,7 +70,7 @@ impl EventLoop {
         let slot = self.entries.vacant_entry();
         let key = slot.key();
         self.serial += 1;
-        let id = ConnectionId((self.serial << 32) | key as u64);
+        let id = ConnectionId::new(self.serial, self.index, key);
         if let Err(e) = self
             .poll
             .registry()
@@ -80,7 +81,7 @@ impl EventLoop {
         }
         let transport = match &self.tls {
             None => Transport::plain(socket),
-            Some(tls) => match Transport::tls(socket, tls.config.clone()) {
+            Some(tls) => match Transport::tls(socket, current(&tls.config)) {
                 Ok(transport) => transport,
                 Err(e) => {
                     warn!("{peer} TLS setup failed: {e}");
@@ -114,10 +115,16 @@ impl EventLoop {
         for signal in caught {
             match signal {
                 SIGHUP => self.reload_tls(),
-                SIGINT => self.begin_shutdown(now, "SIGINT"),
-                _ => self.begin_shutdown(now, "SIGTERM"),
+                SIGINT => self.stop_all(now, "SIGINT"),
+                _ => self.stop_all(now, "SIGTERM"),
             }
         }
+    }
+
+    /// Starts shutting down this loop, and asks every other loop to.
+    fn stop_all(&mut self, now: Instant, why: &str) {
+        self.stop.shutdown();
+        self.begin_shutdown(now, why);
     }
 
     /// Reads the certificate and key again; new connections use them. A pair that cannot be
@@ -132,7 +139,7 @@ impl EventLoop {
         };
         match crate::tls::server_config(cert, key) {
             Ok(reloaded) => {
-                *config = reloaded;
+                *config.lock().unwrap_or_else(PoisonError::into_inner) = reloaded;
                 info!(
                     "SIGHUP: reloaded the TLS certificate from {}",
                     cert.display()
@@ -141,4 +148,12 @@ impl EventLoop {
             Err(e) => warn!("SIGHUP: keeping the old TLS certificate: {e}"),
         }
     }
+}
+
+/// The configuration new connections get now.
+fn current(config: &Mutex<Arc<ServerConfig>>) -> Arc<ServerConfig> {
+    config
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }

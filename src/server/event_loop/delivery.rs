@@ -17,39 +17,87 @@ use crate::server::context::Target;
 
 impl EventLoop {
     /// Delivers everything in the outbox, and whatever the callbacks that delivery causes (a
-    /// slow consumer's `on_close`) add to it.
+    /// slow consumer's `on_close`) add to it. What is for other loops' connections is posted
+    /// to their inboxes.
     pub(super) fn deliver_outbox(&mut self, now: Instant) {
         while !self.app.outbox.deliveries.is_empty() {
             for (target, prepared) in std::mem::take(&mut self.app.outbox.deliveries) {
-                match target {
-                    Target::One(id) => self.deliver(id.slot(), Some(id), &prepared, now),
-                    Target::Many(ids) => {
-                        for id in ids {
-                            self.deliver(id.slot(), Some(id), &prepared, now);
-                        }
-                    }
-                    Target::RouteExcept { route, except } => {
-                        // Membership changes only in `flush`, never during delivery.
-                        for i in 0..self.app.hub.members(route).len() {
-                            let key = self.app.hub.members(route)[i];
-                            if key != except.slot() {
-                                self.deliver(key, None, &prepared, now);
-                            }
-                        }
-                    }
-                    Target::Topic { topic, except } => {
-                        // A slow consumer's on_close may change the topic while it is served.
-                        let mut receivers = std::mem::take(&mut self.scratch);
-                        receivers.extend_from_slice(self.app.hub.subscribers(&topic));
-                        for &id in &receivers {
-                            if id != except {
-                                self.deliver(id.slot(), Some(id), &prepared, now);
-                            }
-                        }
-                        receivers.clear();
-                        self.scratch = receivers;
+                if self.postbox.has_others() {
+                    self.forward(&target, &prepared);
+                }
+                self.deliver_here(target, &prepared, now);
+            }
+        }
+    }
+
+    /// Delivers what other loops posted to this one (see `mailbox`).
+    pub(super) fn deliver_mail(&mut self, now: Instant) {
+        for (target, prepared) in self.postbox.drain() {
+            self.deliver_here(target, &prepared, now);
+        }
+        // Callbacks the delivery caused (a slow consumer's close) may have sent more.
+        self.deliver_outbox(now);
+    }
+
+    /// Posts to every other loop the part of a delivery that may concern its connections.
+    fn forward(&mut self, target: &Target, prepared: &Prepared) {
+        let me = self.postbox.me();
+        match target {
+            Target::One(id) if id.loop_index() != me => {
+                self.postbox
+                    .post(id.loop_index(), (target.clone(), prepared.clone()));
+            }
+            Target::One(_) => {}
+            Target::Many(ids) => {
+                for other in self.postbox.others() {
+                    let theirs: Vec<ConnectionId> = ids
+                        .iter()
+                        .copied()
+                        .filter(|id| id.loop_index() == other)
+                        .collect();
+                    if !theirs.is_empty() {
+                        self.postbox
+                            .post(other, (Target::Many(theirs), prepared.clone()));
                     }
                 }
+            }
+            Target::RouteExcept { .. } | Target::Topic { .. } => {
+                for other in self.postbox.others() {
+                    self.postbox.post(other, (target.clone(), prepared.clone()));
+                }
+            }
+        }
+    }
+
+    /// Delivers to this loop's connections among `target`.
+    fn deliver_here(&mut self, target: Target, prepared: &Prepared, now: Instant) {
+        match target {
+            Target::One(id) => self.deliver(id.slot(), Some(id), prepared, now),
+            Target::Many(ids) => {
+                for id in ids {
+                    self.deliver(id.slot(), Some(id), prepared, now);
+                }
+            }
+            Target::RouteExcept { route, except } => {
+                // Membership changes only in `flush`, never during delivery.
+                for i in 0..self.app.hub.members(route).len() {
+                    let key = self.app.hub.members(route)[i];
+                    if key != except.slot() || except.loop_index() != self.postbox.me() {
+                        self.deliver(key, None, prepared, now);
+                    }
+                }
+            }
+            Target::Topic { topic, except } => {
+                // A slow consumer's on_close may change the topic while it is served.
+                let mut receivers = std::mem::take(&mut self.scratch);
+                receivers.extend_from_slice(self.app.hub.subscribers(&topic));
+                for &id in &receivers {
+                    if id != except {
+                        self.deliver(id.slot(), Some(id), prepared, now);
+                    }
+                }
+                receivers.clear();
+                self.scratch = receivers;
             }
         }
     }

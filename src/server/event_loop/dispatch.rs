@@ -17,7 +17,7 @@ use crate::protocol::handshake::{http_response, without_body, Request};
 use crate::protocol::outbound::{Message, Outbound};
 use crate::server::context::{Context, Current, Outbox};
 use crate::server::hub::Hub;
-use crate::server::metrics::{Gauges, Metrics};
+use crate::server::metrics::{Board, Gauges, Metrics};
 
 /// What connections' events are dispatched to: the router with its handlers, the topic hub,
 /// the outbox for messages to other connections, and the loop's counters.
@@ -28,6 +28,8 @@ pub(crate) struct App {
     pub(crate) metrics: Metrics,
     /// `GET /metrics` is served ([`Config::metrics`](crate::Config)).
     pub(crate) serve_metrics: bool,
+    /// With several loops: where they leave copies of their counters, and this loop's index.
+    pub(crate) board: Option<(Board, usize)>,
 }
 
 impl App {
@@ -35,10 +37,17 @@ impl App {
     /// another origin (the test page as a file) may read it when that origin may open
     /// WebSockets here (`--allow-origin`, or any when none is set).
     fn metrics_reply(&self, request: &Request) -> Answer {
+        let (metrics, elsewhere) = match &self.board {
+            Some((board, me)) => self.metrics.with_board(board, *me),
+            None => (self.metrics.clone(), Vec::new()),
+        };
         let connections: Vec<(&str, usize)> = (self.router.routes.iter().enumerate())
-            .map(|(route, r)| (r.path.as_str(), self.hub.members(route).len()))
+            .map(|(route, r)| {
+                let open = self.hub.members(route).len() + elsewhere.get(route).unwrap_or(&0);
+                (r.path.as_str(), open)
+            })
             .collect();
-        let body = self.metrics.render(&Gauges {
+        let body = metrics.render(&Gauges {
             connections: &connections,
         });
         let allowed = &self.router.allowed_origins;

@@ -10,8 +10,7 @@
 //! write, and derive its interest and next deadline from its state.
 
 use std::io::{self, ErrorKind};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -25,9 +24,11 @@ mod dispatch;
 
 use super::context::Outbox;
 use super::hub::{Hub, Membership};
-use super::metrics::Metrics;
+use super::mailbox::Postbox;
+use super::metrics::{Board, Metrics};
 use super::timers::{Deadline, Tick, Timers};
 use super::transport::Transport;
+use super::ShutdownHandle;
 use crate::app::Router;
 use crate::buffer_pool;
 use crate::config::Config;
@@ -91,6 +92,22 @@ struct Entry {
     read_pending: bool,
 }
 
+/// What one event loop is made of (see [`EventLoop::new`]).
+pub(crate) struct LoopSetup {
+    pub(crate) index: usize,
+    /// With several loops and metrics served: where the loops leave copies of their counters.
+    pub(crate) board: Option<Board>,
+    pub(crate) poll: Poll,
+    pub(crate) listener: TcpListener,
+    pub(crate) config: Config,
+    pub(crate) router: Router,
+    pub(crate) tls: Option<TlsSource>,
+    pub(crate) stop: ShutdownHandle,
+    /// Only one loop of a server takes SIGINT, SIGTERM and SIGHUP.
+    pub(crate) handle_signals: bool,
+    pub(crate) postbox: Postbox,
+}
+
 /// The server's event loop.
 pub(crate) struct EventLoop {
     pub(crate) poll: Poll,
@@ -112,7 +129,12 @@ pub(crate) struct EventLoop {
     /// A topic's subscribers while a message is delivered to them (kept to reuse its memory).
     scratch: Vec<ConnectionId>,
     read_buffer: Box<[u8]>,
-    shutdown_requested: Arc<AtomicBool>,
+    /// Which of the server's loops this is (0 unless `threads(n)`); part of every id.
+    index: usize,
+    /// Stops every loop of the server.
+    stop: ShutdownHandle,
+    /// The other loops' inboxes, and this one's.
+    postbox: Postbox,
     /// Set once shutdown began: the time by which the loop exits regardless.
     shutdown_deadline: Option<Instant>,
     /// Accepting failed (out of file descriptors): try again at this time, since the
@@ -128,15 +150,19 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    pub(crate) fn new(
-        poll: Poll,
-        mut listener: TcpListener,
-        config: Config,
-        router: Router,
-        tls: Option<TlsSource>,
-        shutdown_requested: Arc<AtomicBool>,
-        handle_signals: bool,
-    ) -> io::Result<EventLoop> {
+    pub(crate) fn new(setup: LoopSetup) -> io::Result<EventLoop> {
+        let LoopSetup {
+            index,
+            board,
+            poll,
+            mut listener,
+            config,
+            router,
+            tls,
+            stop,
+            handle_signals,
+            postbox,
+        } = setup;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = if handle_signals {
@@ -170,16 +196,22 @@ impl EventLoop {
             app: App {
                 router,
                 hub: Hub::default(),
-                outbox: Outbox::default(),
+                outbox: Outbox {
+                    spans_loops: postbox.has_others(),
+                    ..Outbox::default()
+                },
                 metrics: Metrics::default(),
                 serve_metrics,
+                board: board.map(|board| (board, index)),
             },
             timers: Timers::new(Instant::now()),
             dirty: Vec::new(),
             pending_reads: Vec::new(),
             scratch: Vec::new(),
             read_buffer: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
-            shutdown_requested,
+            index,
+            stop,
+            postbox,
             shutdown_deadline: None,
             accept_retry_at: None,
             trim_at: None,
@@ -203,9 +235,10 @@ impl EventLoop {
                 match event.token() {
                     LISTENER => self.accept(now),
                     WAKER => {
-                        if self.shutdown_requested.load(Ordering::Acquire) {
+                        if self.stop.is_requested() {
                             self.begin_shutdown(now, "shutdown requested");
                         }
+                        self.deliver_mail(now);
                     }
                     SIGNALS => self.on_signals(now),
                     Token(key) => {
@@ -275,6 +308,13 @@ impl EventLoop {
             self.metrics_refresh_at = Some(end + Metrics::REFRESH);
             let buffered = self.entries.iter().map(|(_, e)| e.conn.buffered() as u64);
             self.app.metrics.write_buffered = buffered.sum();
+            if let Some((board, me)) = &self.app.board {
+                let routes = self.app.router.routes.len();
+                let mut copy = self.app.metrics.clone();
+                copy.connections = (0..routes).map(|r| self.app.hub.members(r).len()).collect();
+                let mut copies = board.lock().unwrap_or_else(PoisonError::into_inner);
+                copies[*me] = copy;
+            }
         }
     }
 

@@ -22,6 +22,9 @@ impl ConnectionId {
     pub(crate) const MAX_SLOTS: usize = 1 << SLOT_BITS;
     /// The most event loops a server runs.
     pub(crate) const MAX_LOOPS: usize = 1 << LOOP_BITS;
+    /// No connection: the `except` of a delivery that spares nobody (one from another
+    /// instance). Its slot is past any a loop uses (`max_connections` is below it).
+    pub(crate) const NOBODY: ConnectionId = ConnectionId(u64::MAX);
 
     /// The id of the `serial`th connection of loop `event_loop`, in slab slot `slot`.
     pub(crate) fn new(serial: u64, event_loop: usize, slot: usize) -> ConnectionId {

@@ -10,7 +10,7 @@ use clap::Args;
 use log::LevelFilter;
 use wsloop::apps::{Broadcast, Chat, Echo};
 use wsloop::protocol::deflate::CompressionMode;
-use wsloop::{Config, Server};
+use wsloop::{ClusterUrl, Config, Server};
 
 use super::units;
 
@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// spreads connections); broadcast and chat span them all. One is the fastest per core.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
+    /// Join other instances through Redis pub/sub (redis://HOST:PORT[/DB]): broadcast and
+    /// topics reach their clients too; local delivery goes on while Redis is down.
+    #[arg(long, value_name = "URL", value_parser = ClusterUrl::parse)]
+    cluster: Option<ClusterUrl>,
     /// Time a closing handshake may take before the TCP connection is dropped.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
     close_timeout: Duration,
@@ -149,6 +153,9 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
     let mut builder = Server::builder();
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
         builder = builder.tls_files(cert, key);
+    }
+    if let Some(redis) = &cli.cluster {
+        builder = builder.cluster(redis.clone());
     }
     // One chat, whichever loop a user lands on.
     let chat = Chat::default();

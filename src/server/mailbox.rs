@@ -69,6 +69,16 @@ impl Postbox {
         }
     }
 
+    /// Posting from outside the loops (the cluster bridge): every loop is another.
+    pub(crate) fn outside(inboxes: Arc<[Inbox]>) -> Postbox {
+        Postbox {
+            me: inboxes.len(),
+            inboxes,
+            mine: None,
+            lost: 0,
+        }
+    }
+
     /// A single loop's: nobody to post to.
     pub(crate) fn alone() -> Postbox {
         Postbox {

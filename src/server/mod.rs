@@ -1,5 +1,6 @@
 //! The server: a builder for its routes and limits, and the loop that runs them.
 
+mod cluster;
 pub(crate) mod context;
 mod event_loop;
 mod hub;
@@ -20,6 +21,8 @@ use mio::{Poll, Waker};
 use crate::app::{Backpressure, Route, RouteOptions, Router};
 use crate::config::{Config, ConfigError};
 use crate::handler::{ConnectionId, Handler};
+use cluster::Bridge;
+pub use cluster::ClusterUrl;
 use event_loop::{EventLoop, LoopSetup, TlsSource, WAKER};
 use mailbox::{Inbox, Postbox};
 
@@ -80,6 +83,7 @@ pub struct ServerBuilder {
     handle_signals: bool,
     tls: Option<Tls>,
     threads: usize,
+    cluster: Option<ClusterUrl>,
 }
 
 /// Where a route's handler comes from.
@@ -149,6 +153,15 @@ impl ServerBuilder {
     /// loop: [`ServerBuilder::route_each`].
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
+        self
+    }
+
+    /// Joins other instances through Redis pub/sub: topics and route broadcasts reach their
+    /// clients too (see the README's Scaling section for what is guaranteed). The server
+    /// connects on its own threads, serves its own clients whether or not Redis is up, and
+    /// reconnects when it comes back.
+    pub fn cluster(mut self, redis: ClusterUrl) -> Self {
+        self.cluster = Some(redis);
         self
     }
 
@@ -267,6 +280,13 @@ impl ServerBuilder {
         let inboxes: Arc<[Inbox]> = inboxes.into();
         let default_policy = Backpressure::new(self.config.max_buffered);
         let mut routes: Vec<(String, Handlers, RouteOptions)> = self.routes;
+        let paths: Vec<String> = routes.iter().map(|(path, ..)| path.clone()).collect();
+        let bridge = match self.cluster {
+            Some(url) => Some(
+                Bridge::start(url, inboxes.clone(), paths, handle.clone()).map_err(Error::Io)?,
+            ),
+            None => None,
+        };
         let board = (threads > 1 && self.config.metrics)
             .then(|| Arc::new(Mutex::new(vec![metrics::Metrics::default(); threads])));
         let mut loops = Vec::with_capacity(threads);
@@ -289,8 +309,8 @@ impl ServerBuilder {
                 allowed_origins: self.config.allowed_origins.clone(),
                 index_page: self.index_page.clone(),
             };
-            let postbox = match threads {
-                1 => Postbox::alone(),
+            let postbox = match (threads, &bridge) {
+                (1, None) => Postbox::alone(),
                 _ => Postbox::new(
                     inboxes.clone(),
                     index,
@@ -299,6 +319,7 @@ impl ServerBuilder {
             };
             let event_loop = EventLoop::new(LoopSetup {
                 index,
+                cluster: bridge.as_ref().map(Bridge::link),
                 board: board.clone(),
                 poll,
                 listener,
@@ -317,6 +338,7 @@ impl ServerBuilder {
             loops,
             local_addr,
             handle,
+            bridge,
         })
     }
 }
@@ -367,6 +389,8 @@ pub struct Server {
     loops: Vec<EventLoop>,
     local_addr: SocketAddr,
     handle: ShutdownHandle,
+    /// With a cluster: the Redis bridge's threads.
+    bridge: Option<Bridge>,
 }
 
 impl fmt::Debug for Server {
@@ -388,6 +412,7 @@ impl Server {
             handle_signals: false,
             tls: None,
             threads: 1,
+            cluster: None,
         }
     }
 
@@ -426,6 +451,10 @@ impl Server {
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("an event loop thread panicked")));
             result = result.and(stopped);
+        }
+        if let Some(bridge) = self.bridge {
+            self.handle.shutdown(); // every loop is done: so is the bridge
+            bridge.join();
         }
         result.map_err(Error::Io)
     }

@@ -25,6 +25,9 @@ impl EventLoop {
                 if self.postbox.has_others() {
                     self.forward(&target, &prepared);
                 }
+                if let Some(cluster) = &self.cluster {
+                    cluster.forward(&target, &prepared, &self.app.router);
+                }
                 self.deliver_here(target, &prepared, now);
             }
         }

@@ -22,6 +22,7 @@ mod accept;
 mod delivery;
 mod dispatch;
 
+use super::cluster::ClusterLink;
 use super::context::Outbox;
 use super::hub::{Hub, Membership};
 use super::mailbox::Postbox;
@@ -95,6 +96,8 @@ struct Entry {
 /// What one event loop is made of (see [`EventLoop::new`]).
 pub(crate) struct LoopSetup {
     pub(crate) index: usize,
+    /// With a cluster: the way to other instances.
+    pub(crate) cluster: Option<ClusterLink>,
     /// With several loops and metrics served: where the loops leave copies of their counters.
     pub(crate) board: Option<Board>,
     pub(crate) poll: Poll,
@@ -135,6 +138,8 @@ pub(crate) struct EventLoop {
     stop: ShutdownHandle,
     /// The other loops' inboxes, and this one's.
     postbox: Postbox,
+    /// With a cluster: the bridge to other instances.
+    cluster: Option<ClusterLink>,
     /// Set once shutdown began: the time by which the loop exits regardless.
     shutdown_deadline: Option<Instant>,
     /// Accepting failed (out of file descriptors): try again at this time, since the
@@ -153,6 +158,7 @@ impl EventLoop {
     pub(crate) fn new(setup: LoopSetup) -> io::Result<EventLoop> {
         let LoopSetup {
             index,
+            cluster,
             board,
             poll,
             mut listener,
@@ -197,7 +203,7 @@ impl EventLoop {
                 router,
                 hub: Hub::default(),
                 outbox: Outbox {
-                    spans_loops: postbox.has_others(),
+                    spans_loops: postbox.has_others() || cluster.is_some(),
                     ..Outbox::default()
                 },
                 metrics: Metrics::default(),
@@ -212,6 +218,7 @@ impl EventLoop {
             index,
             stop,
             postbox,
+            cluster,
             shutdown_deadline: None,
             accept_retry_at: None,
             trim_at: None,

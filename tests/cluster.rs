@@ -1,0 +1,178 @@
+//! Two instances joined through a real redis-server (`ServerBuilder::cluster`): broadcasts
+//! cross both ways, once each and in order, and Redis going away stops only what crosses.
+//!
+//! Needs `redis-server` on the PATH (Debian's package; `.ci/run` installs it).
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{client_frame, RawClient, TestServer, TEXT, TIMEOUT};
+use wsloop::apps::Broadcast;
+use wsloop::{ClusterUrl, Config};
+
+/// A redis-server on a free port of 127.0.0.1, killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is needed for the cluster tests (apt-get install redis-server)");
+        let deadline = Instant::now() + TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis::start_on(port)
+    }
+
+    fn url(&self) -> ClusterUrl {
+        ClusterUrl::parse(&format!("redis://127.0.0.1:{}", self.port)).unwrap()
+    }
+
+    fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn instance(redis: &Redis) -> TestServer {
+    let url = redis.url();
+    TestServer::with_routes(Config::default(), move |builder| {
+        builder.cluster(url).route("/broadcast", Broadcast)
+    })
+}
+
+fn send(client: &mut RawClient, text: &str) {
+    client.send(&client_frame(true, TEXT, text.as_bytes()));
+}
+
+fn text(client: &mut RawClient) -> String {
+    let frame = client.read_frame();
+    assert_eq!(frame.opcode, TEXT, "{frame:?}");
+    String::from_utf8(frame.payload).unwrap()
+}
+
+/// Sends probes from `from` until one reaches `to` through Redis (the bridge connects and
+/// subscribes on its own time), then a marker, and reads `to` and every `local` client up to
+/// the marker: afterwards all of them have nothing pending.
+fn until_crossing(from: &mut RawClient, to: &mut RawClient, local: &mut [&mut RawClient]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut sent = 0;
+    loop {
+        send(from, &format!("probe {sent}"));
+        sent += 1;
+        if to
+            .read_frame_by(Instant::now() + Duration::from_millis(100))
+            .is_some()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing crossed through Redis in 15 s"
+        );
+    }
+    send(from, "synced");
+    while text(to) != "synced" {}
+    for client in local {
+        while text(client) != "synced" {}
+    }
+}
+
+#[test]
+fn broadcasts_cross_instances_both_ways_once_and_in_order() {
+    let redis = Redis::start();
+    let (one, two) = (instance(&redis), instance(&redis));
+    let mut a = RawClient::upgrade(one.addr(), "/broadcast");
+    let mut c = RawClient::upgrade(one.addr(), "/broadcast");
+    let mut b = RawClient::upgrade(two.addr(), "/broadcast");
+    until_crossing(&mut a, &mut b, &mut [&mut c]);
+
+    for i in 0..300 {
+        send(&mut a, &format!("a{i}"));
+    }
+    send(&mut a, "end");
+    // Across Redis and on the publisher's own instance: each message once, in order.
+    for client in [&mut b, &mut c] {
+        for i in 0..300 {
+            assert_eq!(text(client), format!("a{i}"));
+        }
+        assert_eq!(text(client), "end");
+    }
+    send(&mut b, "from two");
+    assert_eq!(text(&mut a), "from two");
+    assert_eq!(text(&mut c), "from two");
+}
+
+#[test]
+fn without_redis_local_delivery_goes_on_and_crossing_resumes_when_it_returns() {
+    let redis = Redis::start();
+    let (one, two) = (instance(&redis), instance(&redis));
+    let mut a = RawClient::upgrade(one.addr(), "/broadcast");
+    let mut c = RawClient::upgrade(one.addr(), "/broadcast");
+    let mut b = RawClient::upgrade(two.addr(), "/broadcast");
+    until_crossing(&mut a, &mut b, &mut [&mut c]);
+
+    let port = redis.stop();
+    for i in 0..20 {
+        send(&mut a, &format!("while down {i}"));
+        assert_eq!(text(&mut c), format!("while down {i}"));
+    }
+    // Nothing of that reaches the other instance while Redis is down (it waits in the bounded
+    // queue to Redis, and goes out when Redis is back).
+    assert_eq!(
+        b.read_frame_by(Instant::now() + Duration::from_millis(300)),
+        None
+    );
+
+    let _redis = Redis::start_on(port);
+    until_crossing(&mut a, &mut b, &mut [&mut c]);
+    send(&mut b, "back");
+    assert_eq!(text(&mut a), "back");
+}
+
+#[test]
+fn an_unreachable_redis_does_not_stop_the_server() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = ClusterUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let server = TestServer::with_routes(Config::default(), move |builder| {
+        builder.cluster(url).route("/broadcast", Broadcast)
+    });
+    let addr: SocketAddr = server.addr();
+    let mut a = RawClient::upgrade(addr, "/broadcast");
+    let mut b = RawClient::upgrade(addr, "/broadcast");
+    send(&mut a, "local");
+    assert_eq!(text(&mut b), "local");
+}

@@ -306,6 +306,13 @@ impl Deflater {
         if out[start..].ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
         }
+        // zlib skips a second sync flush with no input between: an empty message right after
+        // another comes out empty. §7.2.3.6: it is the one octet 0x00 (an empty stored block
+        // without its tail); without it, the receiver's appended tail opens a stored block
+        // that swallows the next message.
+        if out.len() == start {
+            out.push(0x00);
+        }
         if self.no_context_takeover {
             self.inner.reset();
         }

@@ -181,3 +181,18 @@ fn inflating_never_holds_much_more_than_the_limit() {
         b"ok"
     );
 }
+
+/// Found by fuzzing (fuzz/artifacts-found/): with context takeover, an empty message right
+/// after another must still be the empty stored block 0x00 (§7.2.3.6), or the receiver's tail
+/// opens a stored block and the next message does not inflate.
+#[test]
+fn an_empty_message_between_others_keeps_the_stream_in_step() {
+    let mut deflater = Deflater::new(15, false);
+    let mut inflater = Inflater::new(15, false);
+    for message in [&b"Hello"[..], b"", b"", b"Hello", b""] {
+        let mut compressed = Vec::new();
+        deflater.compress(message, &mut compressed);
+        assert!(!compressed.is_empty(), "{message:?} compressed to nothing");
+        assert_eq!(inflater.inflate(&compressed, 1 << 20).unwrap(), message);
+    }
+}

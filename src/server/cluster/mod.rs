@@ -229,7 +229,7 @@ fn bridge(
         std::thread::Builder::new()
             .name("wsloop-cluster-sub".into())
             .spawn(move || {
-                let _ = receive(&shared, subscriber);
+                let _ = receive(&shared, subscriber, &failed);
                 failed.store(true, Ordering::Release);
             })?
     };
@@ -241,7 +241,21 @@ fn bridge(
             .name("wsloop-cluster-pub".into())
             .spawn(move || {
                 let mut sink = [0u8; 16 * 1024];
-                while !matches!(stream.read(&mut sink), Ok(0) | Err(_)) {}
+                while !failed.load(Ordering::Acquire) {
+                    match stream.read(&mut sink) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        // The read timeout (TICK): no reply for a while is not a failure.
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock
+                                    | io::ErrorKind::TimedOut
+                                    | io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
                 failed.store(true, Ordering::Release);
             })?
     };
@@ -261,6 +275,8 @@ fn connect(url: &ClusterUrl) -> io::Result<TcpStream> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     stream.set_nodelay(true)?;
+    // A Redis that stops reading must not hold the bridge (and shutdown) forever.
+    stream.set_write_timeout(Some(Duration::from_secs(1)))?;
     stream.set_read_timeout(Some(TICK))?;
     if url.db != 0 {
         let mut command = Vec::new();
@@ -325,13 +341,16 @@ fn envelope(id: &[u8; INSTANCE_ID_LEN], prepared: &Prepared) -> Vec<u8> {
 
 /// Reads pushes from the subscriber connection and posts other instances' messages to every
 /// loop, until the connection fails or the server stops.
-fn receive(shared: &Shared, mut stream: TcpStream) -> io::Result<()> {
+fn receive(shared: &Shared, mut stream: TcpStream, failed: &AtomicBool) -> io::Result<()> {
     let mut postbox = Postbox::outside(shared.inboxes.clone());
     let mut buffer = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         if shared.stop.is_requested() {
             return Ok(());
+        }
+        if failed.load(Ordering::Acquire) {
+            return Err(io::Error::other("the publisher connection ended"));
         }
         let n = match stream.read(&mut chunk) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),

@@ -275,8 +275,12 @@ impl ServerBuilder {
             wakers: wakers.clone().into(),
             shutdown: Arc::new(AtomicBool::new(false)),
         };
-        let (inboxes, mut receivers): (Vec<Inbox>, Vec<_>) =
-            wakers.into_iter().map(Inbox::new).unzip();
+        // A channel's slots are allocated up front (megabytes): only when there is mail.
+        let mail = threads > 1 || self.cluster.is_some();
+        let (inboxes, mut receivers): (Vec<Inbox>, Vec<_>) = match mail {
+            true => wakers.into_iter().map(Inbox::new).unzip(),
+            false => (Vec::new(), Vec::new()),
+        };
         let inboxes: Arc<[Inbox]> = inboxes.into();
         let default_policy = Backpressure::new(self.config.max_buffered);
         let mut routes: Vec<(String, Handlers, RouteOptions)> = self.routes;

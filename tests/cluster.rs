@@ -107,14 +107,21 @@ fn until_crossing(from: &mut RawClient, to: &mut RawClient, local: &mut [&mut Ra
     }
 }
 
-#[test]
-fn broadcasts_cross_instances_both_ways_once_and_in_order() {
-    let redis = Redis::start();
-    let (one, two) = (instance(&redis), instance(&redis));
+/// Two instances on `redis`, and clients on /broadcast: `a` and `c` on the first, `b` on the
+/// second, with messages already crossing and nothing pending.
+fn joined(redis: &Redis) -> ((TestServer, TestServer), RawClient, RawClient, RawClient) {
+    let (one, two) = (instance(redis), instance(redis));
     let mut a = RawClient::upgrade(one.addr(), "/broadcast");
     let mut c = RawClient::upgrade(one.addr(), "/broadcast");
     let mut b = RawClient::upgrade(two.addr(), "/broadcast");
     until_crossing(&mut a, &mut b, &mut [&mut c]);
+    ((one, two), a, b, c)
+}
+
+#[test]
+fn broadcasts_cross_instances_both_ways_once_and_in_order() {
+    let redis = Redis::start();
+    let (_instances, mut a, mut b, mut c) = joined(&redis);
 
     for i in 0..300 {
         send(&mut a, &format!("a{i}"));
@@ -137,11 +144,7 @@ fn broadcasts_cross_instances_both_ways_once_and_in_order() {
 #[test]
 fn without_redis_local_delivery_goes_on_and_crossing_resumes_when_it_returns() {
     let redis = Redis::start();
-    let (one, two) = (instance(&redis), instance(&redis));
-    let mut a = RawClient::upgrade(one.addr(), "/broadcast");
-    let mut c = RawClient::upgrade(one.addr(), "/broadcast");
-    let mut b = RawClient::upgrade(two.addr(), "/broadcast");
-    until_crossing(&mut a, &mut b, &mut [&mut c]);
+    let (_instances, mut a, mut b, mut c) = joined(&redis);
 
     let port = redis.stop();
     for i in 0..20 {

@@ -101,8 +101,16 @@ pub trait Handler {
 
     /// The connection left the open state: `code` is the peer's close code, the one the server
     /// sent, or 1006 when the connection dropped without a close. Sends to this connection are
-    /// dropped from here on; messages to others still go out. Its topics are left for it.
+    /// dropped from here on; messages to others still go out. Its topics are left for it, and
+    /// the keys it claimed are released after this returns.
     fn on_close(&mut self, ctx: &mut Context<'_>, code: CloseCode, reason: &str) {
         let _ = (ctx, code, reason);
+    }
+
+    /// Redis decided a claim this connection made ([`Context::claim`] answered
+    /// [`Claim::Pending`](crate::Claim::Pending)): `granted` says whether `key` is its own now.
+    /// Only with a cluster; not called if the connection closed meanwhile.
+    fn on_claim(&mut self, ctx: &mut Context<'_>, key: &str, granted: bool) {
+        let _ = (ctx, key, granted);
     }
 }

@@ -69,6 +69,7 @@ pub use protocol::handshake::{HttpError, Request};
 /// The TLS library whose configurations [`ServerBuilder::tls`] and the client take.
 pub use rustls;
 pub use server::context::Publish;
+pub use server::directory::Claim;
 pub use server::{ClusterUrl, Error, Server, ServerBuilder, ShutdownHandle};
 
 /// The browser test client, embedded so `GET /` works from any directory.

@@ -5,63 +5,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use common::{client_frame, RawClient, TestServer, TEXT, TIMEOUT};
+use common::redis::Redis;
+use common::{client_frame, RawClient, TestServer, TEXT};
 use wsloop::apps::Broadcast;
 use wsloop::{ClusterUrl, Config};
-
-/// A redis-server on a free port of 127.0.0.1, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is needed for the cluster tests (apt-get install redis-server)");
-        let deadline = Instant::now() + TIMEOUT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port }
-    }
-
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis::start_on(port)
-    }
-
-    fn url(&self) -> ClusterUrl {
-        ClusterUrl::parse(&format!("redis://127.0.0.1:{}", self.port)).unwrap()
-    }
-
-    fn stop(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn instance(redis: &Redis) -> TestServer {
     let url = redis.url();

@@ -180,6 +180,19 @@ fn metrics_sum_every_loop() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // Whichever loop answers, a counter never goes back from one scrape to the next.
+    let mut last = 0;
+    for _ in 0..40 {
+        let mut scrape = RawClient::connect(server.addr());
+        scrape.send(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
+        let body = String::from_utf8(scrape.read_response().body).unwrap();
+        let accepted: u64 = (body.lines())
+            .find_map(|l| l.strip_prefix("wsloop_connections_accepted_total "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no accepted count in\n{body}"));
+        assert!(accepted >= last, "accepted went from {last} to {accepted}");
+        last = accepted;
+    }
     drop(clients);
 }
 

@@ -82,10 +82,15 @@ pub struct ServeArgs {
     /// spreads connections); broadcast and chat span them all. One is the fastest per core.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
-    /// Join other instances through Redis pub/sub (redis://HOST:PORT[/DB]): broadcast and
-    /// topics reach their clients too; local delivery goes on while Redis is down.
+    /// Join other instances through Redis pub/sub (redis://HOST:PORT[/DB]): broadcast, topics
+    /// and chat (names, pm, list) reach their clients too; local delivery goes on while Redis
+    /// is down.
     #[arg(long, value_name = "URL", value_parser = ClusterUrl::parse)]
     cluster: Option<ClusterUrl>,
+    /// With --cluster: how long a vanished instance's chat names stay taken (it renews them
+    /// every third of this while it runs).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = units::parse_duration, requires = "cluster")]
+    cluster_ttl: Duration,
     /// Time a closing handshake may take before the TCP connection is dropped.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
     close_timeout: Duration,
@@ -155,10 +160,8 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
         builder = builder.tls_files(cert, key);
     }
     if let Some(redis) = &cli.cluster {
-        builder = builder.cluster(redis.clone());
+        builder = builder.cluster(redis.clone()).cluster_ttl(cli.cluster_ttl);
     }
-    // One chat, whichever loop a user lands on.
-    let chat = Chat::default();
     let server = builder
         .bind(cli.bind.clone())
         .config(cli.config())
@@ -166,7 +169,7 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
         .route_each("/", || Echo)
         .route_each("/echo", || Echo)
         .route_each("/broadcast", || Broadcast)
-        .route_each("/chat", move || chat.clone())
+        .route_each("/chat", Chat::default)
         .index_page(wsloop::INDEX_HTML)
         .handle_signals(true)
         .build();

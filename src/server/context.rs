@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::directory::{Claim, Directory};
 use super::hub::Hub;
 use crate::app::{Backpressure, SlowConsumer};
 use crate::connection::RouteId;
@@ -75,6 +76,7 @@ pub struct Context<'a> {
     pub(crate) backpressure: &'a Backpressure,
     pub(crate) hub: &'a mut Hub,
     pub(crate) outbox: &'a mut Outbox,
+    pub(crate) directory: &'a Directory,
     pub(crate) current: Current<'a>,
     /// The loop's count of messages sent, for `/metrics`.
     pub(crate) sent: &'a mut u64,
@@ -256,6 +258,38 @@ impl<'a> Context<'a> {
             self.outbox.deliveries.push((target, prepared));
         }
         others + usize::from(to_self)
+    }
+
+    /// Claims `key` for this connection, with `value` for anyone to [`lookup`](Self::lookup):
+    /// a key is held by one connection at a time across every loop of the server and, with a
+    /// cluster ([`ServerBuilder::cluster`](crate::ServerBuilder::cluster)), every instance.
+    /// [`Claim::Pending`] (only with a cluster) means Redis decides, and the answer comes as
+    /// [`Handler::on_claim`](crate::Handler::on_claim). The connection holds the key until it
+    /// [releases](Self::release) it or closes; an instance that dies loses its keys after the
+    /// cluster TTL.
+    pub fn claim(&mut self, key: &str, value: &str) -> Claim {
+        self.directory.claim(self.id, key, value)
+    }
+
+    /// Changes the value of a key this connection holds (or asked for). Returns false if it
+    /// does not.
+    pub fn set_claim_value(&mut self, key: &str, value: &str) -> bool {
+        self.directory.set_value(self.id, key, value)
+    }
+
+    /// Lets go of a key this connection holds (or asked for). Returns false if it did not.
+    pub fn release(&mut self, key: &str) -> bool {
+        self.directory.release(self.id, key)
+    }
+
+    /// The value of `key`, if a connection holds it, here or on another instance.
+    pub fn lookup(&self, key: &str) -> Option<String> {
+        self.directory.lookup(key)
+    }
+
+    /// Every held key that starts with `prefix`, with its value, in no particular order.
+    pub fn claimed_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        self.directory.with_prefix(prefix)
     }
 
     /// Starts the closing handshake (§7.1.2) with `code` and `reason`: nothing sent to this

@@ -19,13 +19,24 @@ use log::warn;
 use mio::Waker;
 
 use super::context::Target;
+use crate::handler::ConnectionId;
 use crate::protocol::outbound::Prepared;
 
 /// Deliveries waiting in one loop's inbox at most.
 pub(crate) const INBOX_CAPACITY: usize = 64 * 1024;
 
-/// One delivery for another loop's connections.
-pub(crate) type Mail = (Target, Prepared);
+/// What a loop finds in its inbox.
+#[derive(Debug, Clone)]
+pub(crate) enum Mail {
+    /// A message for some of its connections.
+    Deliver(Target, Prepared),
+    /// Redis decided a claim one of its connections made (see `directory`).
+    Decided {
+        id: ConnectionId,
+        key: String,
+        granted: bool,
+    },
+}
 
 /// One loop's inbox, as every loop sees it.
 pub(crate) struct Inbox {

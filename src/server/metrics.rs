@@ -7,8 +7,9 @@
 //! metrics are served, and rendering happens only when someone asks.
 //!
 //! With several event loops, each loop leaves a copy of its counters on a shared
-//! [`Board`] once a second; a scrape, answered by whichever loop accepted it, adds the other
-//! loops' copies to its own live counters (so the other loops' figures are up to a second old).
+//! [`Board`] once a second; a scrape, answered by whichever loop accepted it, first leaves its
+//! own live copy there, then sums every copy (so the other loops' figures are up to a second
+//! old, and no counter goes back from one scrape to the next, whichever loop answers).
 
 use std::fmt::Write;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -56,6 +57,8 @@ pub(crate) struct Metrics {
 pub(crate) struct Gauges<'a> {
     /// Open WebSocket connections per route path.
     pub(crate) connections: &'a [(&'a str, usize)],
+    /// With a cluster: messages for other instances dropped at the full queue to Redis.
+    pub(crate) cluster_dropped: Option<u64>,
 }
 
 impl Metrics {
@@ -93,14 +96,14 @@ impl Metrics {
         self.turns_seconds += other.turns_seconds;
     }
 
-    /// These counters plus those the other loops left on `board` (all but loop `me`'s), and
-    /// the open connections per route those loops reported.
-    pub(crate) fn with_board(&self, board: &Board, me: usize) -> (Metrics, Vec<usize>) {
-        let mut total = self.clone();
+    /// Leaves `mine` (loop `me`'s live counters) on `board`, and returns the sum of every
+    /// loop's copy there, with the open connections per route they reported.
+    pub(crate) fn summed_on(mine: Metrics, board: &Board, me: usize) -> (Metrics, Vec<usize>) {
+        let mut total = Metrics::default();
         let mut connections = Vec::new();
-        let copies = board.lock().unwrap_or_else(PoisonError::into_inner);
-        let others = copies.iter().enumerate().filter(|(i, _)| *i != me);
-        for (_, copy) in others {
+        let mut copies = board.lock().unwrap_or_else(PoisonError::into_inner);
+        copies[me] = mine;
+        for copy in copies.iter() {
             total.add(copy);
             connections.resize(connections.len().max(copy.connections.len()), 0);
             for (sum, open) in connections.iter_mut().zip(&copy.connections) {
@@ -198,6 +201,14 @@ impl Metrics {
             "Bytes queued for peers, not yet written (refreshed every second).",
         );
         let _ = writeln!(out, "wsloop_write_buffered_bytes {}", self.write_buffered);
+        if let Some(dropped) = gauges.cluster_dropped {
+            counter(
+                &mut out,
+                "wsloop_cluster_dropped_total",
+                "Messages for other instances dropped because the queue to Redis was full.",
+                dropped,
+            );
+        }
         family(
             &mut out,
             "wsloop_loop_turn_seconds",
@@ -277,6 +288,7 @@ mod tests {
         metrics.turn(Duration::from_secs(2));
         let text = metrics.render(&Gauges {
             connections: &[("/", 2), ("/a\"b", 0)],
+            cluster_dropped: Some(7),
         });
         for line in [
             "wsloop_connections{path=\"/\"} 2",
@@ -290,6 +302,7 @@ mod tests {
             "wsloop_loop_turn_seconds_bucket{le=\"0.5\"} 2",
             "wsloop_loop_turn_seconds_bucket{le=\"+Inf\"} 3",
             "wsloop_loop_turn_seconds_count 3",
+            "wsloop_cluster_dropped_total 7",
             "# TYPE wsloop_loop_turn_seconds histogram",
         ] {
             assert!(

@@ -2,6 +2,7 @@
 
 mod cluster;
 pub(crate) mod context;
+pub(crate) mod directory;
 mod event_loop;
 mod hub;
 mod mailbox;
@@ -15,6 +16,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use mio::{Poll, Waker};
 
@@ -23,6 +25,7 @@ use crate::config::{Config, ConfigError};
 use crate::handler::{ConnectionId, Handler};
 use cluster::Bridge;
 pub use cluster::ClusterUrl;
+use directory::Directory;
 use event_loop::{EventLoop, LoopSetup, TlsSource, WAKER};
 use mailbox::{Inbox, Postbox};
 
@@ -84,12 +87,13 @@ pub struct ServerBuilder {
     tls: Option<Tls>,
     threads: usize,
     cluster: Option<ClusterUrl>,
+    cluster_ttl: Duration,
 }
 
 /// Where a route's handler comes from.
 enum Handlers {
-    /// One handler (one event loop).
-    One(Box<dyn Handler + Send>),
+    /// One handler (one event loop), until that loop takes it.
+    One(Option<Box<dyn Handler + Send>>),
     /// A handler made for each event loop.
     Each(Box<dyn Fn() -> Box<dyn Handler + Send> + Send>),
 }
@@ -119,7 +123,7 @@ impl ServerBuilder {
     /// A plain HTTP request to the path is answered with 426. The handler moves with the
     /// server to the thread that runs it, hence `Send`.
     pub fn route(self, path: impl Into<String>, handler: impl Handler + Send + 'static) -> Self {
-        let handler = Handlers::One(Box::new(handler));
+        let handler = Handlers::One(Some(Box::new(handler)));
         self.add_route(path.into(), handler, RouteOptions::default())
     }
 
@@ -165,6 +169,14 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a dead instance's claims ([`Context::claim`](crate::Context::claim): chat
+    /// names) outlive it in a cluster, and how long other instances go on trusting what it
+    /// last said it holds; it renews them every third of that. Default 15 s, at least 300 ms.
+    pub fn cluster_ttl(mut self, ttl: Duration) -> Self {
+        self.cluster_ttl = ttl;
+        self
+    }
+
     /// Like [`ServerBuilder::route`], with the route's own options instead of the server's
     /// defaults: its [`Backpressure`] policy (a `Backpressure` converts into options), its
     /// compression mode.
@@ -176,7 +188,7 @@ impl ServerBuilder {
     ) -> Self {
         self.add_route(
             path.into(),
-            Handlers::One(Box::new(handler)),
+            Handlers::One(Some(Box::new(handler))),
             options.into(),
         )
     }
@@ -221,6 +233,13 @@ impl ServerBuilder {
         let threads = self.threads;
         if !(1..=ConnectionId::MAX_LOOPS).contains(&threads) {
             let why = format!("threads must be 1 to {}", ConnectionId::MAX_LOOPS);
+            return Err(Error::Config(ConfigError(why)));
+        }
+        if self.cluster_ttl < Duration::from_millis(300) {
+            let why = format!(
+                "the cluster TTL ({:?}) must be at least 300 ms",
+                self.cluster_ttl
+            );
             return Err(Error::Config(ConfigError(why)));
         }
         if threads > 1 {
@@ -285,9 +304,17 @@ impl ServerBuilder {
         let default_policy = Backpressure::new(self.config.max_buffered);
         let mut routes: Vec<(String, Handlers, RouteOptions)> = self.routes;
         let paths: Vec<String> = routes.iter().map(|(path, ..)| path.clone()).collect();
+        let directory = Arc::new(Directory::new());
         let bridge = match self.cluster {
             Some(url) => Some(
-                Bridge::start(url, inboxes.clone(), paths, handle.clone()).map_err(Error::Io)?,
+                Bridge::start(
+                    url,
+                    self.cluster_ttl,
+                    inboxes.clone(),
+                    paths,
+                    directory.clone(),
+                )
+                .map_err(Error::Io)?,
             ),
             None => None,
         };
@@ -302,7 +329,7 @@ impl ServerBuilder {
                     handler: match handlers {
                         Handlers::Each(make) => make(),
                         // Only with one loop (checked above): it takes the handler.
-                        Handlers::One(one) => std::mem::replace(one, Box::new(Taken)),
+                        Handlers::One(one) => one.take().expect("one loop takes it"),
                     },
                     backpressure: options.backpressure.unwrap_or(default_policy),
                     compression: options.compression.unwrap_or(self.config.compression),
@@ -333,6 +360,7 @@ impl ServerBuilder {
                 stop: handle.clone(),
                 handle_signals: self.handle_signals && index == 0,
                 postbox,
+                directory: directory.clone(),
             })
             .map_err(Error::Io)?;
             loops.push(event_loop);
@@ -361,13 +389,6 @@ fn listen(addr: SocketAddr, shared: bool) -> io::Result<mio::net::TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
-}
-
-/// What is left of a route's one handler once a loop took it; never called.
-struct Taken;
-
-impl Handler for Taken {
-    fn on_message(&mut self, _: &mut crate::Context<'_>, _: crate::Message<'_>) {}
 }
 
 /// A bound WebSocket server, ready to [`run`](Server::run).
@@ -417,6 +438,7 @@ impl Server {
             tls: None,
             threads: 1,
             cluster: None,
+            cluster_ttl: cluster::DEFAULT_TTL,
         }
     }
 
@@ -440,9 +462,16 @@ impl Server {
         let others: Vec<_> = loops
             .enumerate()
             .map(|(i, mut event_loop)| {
+                let handle = self.handle.clone();
                 std::thread::Builder::new()
                     .name(format!("wsloop-{}", i + 1))
-                    .spawn(move || event_loop.run())
+                    .spawn(move || {
+                        let result = event_loop.run();
+                        if result.is_err() {
+                            handle.shutdown(); // one loop failed: stop the others too
+                        }
+                        result
+                    })
             })
             .collect::<Result<_, _>>()
             .map_err(Error::Io)?;
@@ -457,8 +486,7 @@ impl Server {
             result = result.and(stopped);
         }
         if let Some(bridge) = self.bridge {
-            self.handle.shutdown(); // every loop is done: so is the bridge
-            bridge.join();
+            bridge.stop(); // every loop is done: so is the bridge, once it sent what waits
         }
         result.map_err(Error::Io)
     }

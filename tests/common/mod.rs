@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use wsloop::{Config, Server, ServerBuilder, ShutdownHandle};
 
 pub mod chat;
+pub mod redis;
 
 /// How long any single blocking step may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);

@@ -2,42 +2,41 @@
 //! indicators and member lists, as JSON text messages (see README.md and [`wire`]).
 //!
 //! A room is a topic (`<path>:<room>`): members subscribe to it, and room events are published
-//! to it, encoded once for every member. The chat keeps names and who is in which room, for
-//! uniqueness, private messages and member lists. Clones of a [`Chat`] share that state, so
-//! one chat spans every event loop of a server that runs several (`route_each`): names are
-//! unique across loops, and private messages, lists, joins and leaves reach users on any loop.
+//! to it, encoded once for every member. A user's name is a key in the server's directory
+//! ([`Context::claim`]: `<path>:<name in lower case>`, valued `<room>\n<name>`), which makes
+//! names unique and lists complete across every loop and, with a cluster, every instance; a
+//! private message goes to the recipient's own topic (`<path>@<name in lower case>`), wherever
+//! it is connected. Each loop's chat keeps only its own connections' users.
 
 pub mod wire;
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::{CloseCode, ConnectionId, Context, Handler, Message, Publish};
+use crate::{Claim, CloseCode, ConnectionId, Context, Handler, Message, Publish};
 use wire::{valid_name, ErrorCode, Event, Request, MAX_TEXT_BYTES};
 
 /// The room a `join` without one enters.
 pub const DEFAULT_ROOM: &str = "lobby";
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct User {
     name: String,
     room: String,
+    /// The name is claimed (and not still being decided by Redis).
+    joined: bool,
 }
 
-/// The chat endpoint. Its clones are one chat (see the module docs).
-#[derive(Debug, Default, Clone)]
-pub struct Chat {
-    state: Arc<Mutex<State>>,
-}
-
-/// Who is connected under which name, in which room.
+/// The chat endpoint (see the module docs). A clone starts with no users of its own.
 #[derive(Debug, Default)]
-struct State {
+pub struct Chat {
     users: HashMap<ConnectionId, User>,
-    /// Lower-cased names, for case-insensitive uniqueness and PM lookup.
-    by_name: HashMap<String, ConnectionId>,
-    rooms: HashMap<String, BTreeSet<ConnectionId>>,
+}
+
+impl Clone for Chat {
+    fn clone(&self) -> Chat {
+        Chat::default()
+    }
 }
 
 fn now_ms() -> u64 {
@@ -46,13 +45,24 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn send(ctx: &mut Context<'_>, to: impl IntoIterator<Item = ConnectionId>, event: &Event<'_>) {
-    ctx.send_to_many(to, Message::Text(&event.to_json()));
+/// The directory key of `name` on this route.
+fn name_key(ctx: &Context<'_>, name: &str) -> String {
+    format!("{}:{}", ctx.path(), name.to_lowercase())
+}
+
+/// What the directory holds for a user: the room, then the name as they spelled it.
+fn name_value(room: &str, name: &str) -> String {
+    format!("{room}\n{name}")
 }
 
 /// The topic of `room` on this route.
 fn topic(ctx: &Context<'_>, room: &str) -> String {
     format!("{}:{room}", ctx.path())
+}
+
+/// The topic only the user named `name` listens to, for private messages.
+fn inbox(ctx: &Context<'_>, name: &str) -> String {
+    format!("{}@{}", ctx.path(), name.to_lowercase())
 }
 
 /// Sends `event` to everyone in `room` (`to` says whether the sender too).
@@ -70,60 +80,59 @@ fn refuse(ctx: &mut Context<'_>, code: ErrorCode, message: impl Into<String>) {
     ctx.send_text(&event.to_json());
 }
 
-impl State {
-    fn members(&self, room: &str) -> Vec<ConnectionId> {
-        self.rooms
-            .get(room)
-            .map(|m| m.iter().copied().collect())
-            .unwrap_or_default()
-    }
+/// Tells this connection who is in `room`, wherever they are connected.
+fn send_users(ctx: &mut Context<'_>, room: &str) {
+    let prefix = format!("{}:", ctx.path());
+    let claimed = ctx.claimed_with_prefix(&prefix);
+    let mut names: Vec<&str> = (claimed.iter())
+        .filter_map(|(_, value)| value.split_once('\n'))
+        .filter(|(in_room, _)| *in_room == room)
+        .map(|(_, name)| name)
+        .collect();
+    names.sort_by_key(|name| name.to_lowercase());
+    let event = Event::Users {
+        room,
+        names,
+        ts: now_ms(),
+    };
+    ctx.send_text(&event.to_json());
+}
 
-    fn send_users(&self, ctx: &mut Context<'_>, room: &str) {
-        let mut names: Vec<&str> = self
-            .members(room)
-            .iter()
-            .filter_map(|id| self.users.get(id))
-            .map(|u| u.name.as_str())
-            .collect();
-        names.sort_by_key(|name| name.to_lowercase());
+impl Chat {
+    /// The user's name is theirs: they enter their room.
+    fn joined(&mut self, ctx: &mut Context<'_>) {
         let id = ctx.id();
-        send(
-            ctx,
-            [id],
-            &Event::Users {
-                room,
-                names,
-                ts: now_ms(),
-            },
-        );
+        let user = self.users.get_mut(&id).expect("a joining user");
+        user.joined = true;
+        let (name, room) = (user.name.clone(), user.room.clone());
+        let inbox = inbox(ctx, &name);
+        ctx.subscribe(&inbox);
+        self.enter(ctx, room);
     }
 
     fn enter(&mut self, ctx: &mut Context<'_>, room: String) {
         let id = ctx.id();
-        self.rooms.entry(room.clone()).or_default().insert(id);
         let topic = topic(ctx, &room);
         ctx.subscribe(&topic);
-        let name = self.users[&id].name.clone();
+        let user = self.users.get_mut(&id).expect("a joined user");
+        user.room = room.clone();
+        let name = user.name.clone();
+        let key = name_key(ctx, &name);
+        ctx.set_claim_value(&key, &name_value(&room, &name));
         let joined = Event::Joined {
             name: &name,
             room: &room,
             ts: now_ms(),
         };
         publish(ctx, &room, &joined, Publish::ToAll);
-        self.users.get_mut(&id).expect("joined user").room = room.clone();
-        self.send_users(ctx, &room);
+        send_users(ctx, &room);
     }
 
-    /// Takes `id` out of its room and tells those who are left (and `id`, when `tell_self`).
-    fn leave_room(&mut self, ctx: &mut Context<'_>, id: ConnectionId, tell_self: bool) {
-        let user = &self.users[&id];
+    /// Takes the user out of their room and tells those who are left (and the user, when
+    /// `tell_self`).
+    fn leave_room(&mut self, ctx: &mut Context<'_>, tell_self: bool) {
+        let user = &self.users[&ctx.id()];
         let (name, room) = (user.name.clone(), user.room.clone());
-        if let Some(members) = self.rooms.get_mut(&room) {
-            members.remove(&id);
-            if members.is_empty() {
-                self.rooms.remove(&room);
-            }
-        }
         let left = Event::Left {
             name: &name,
             room: &room,
@@ -142,10 +151,11 @@ impl State {
     fn join(&mut self, ctx: &mut Context<'_>, name: String, room: Option<String>) {
         let id = ctx.id();
         if let Some(user) = self.users.get(&id) {
+            let how = if user.joined { "joined" } else { "joining" };
             return refuse(
                 ctx,
                 ErrorCode::AlreadyJoined,
-                format!("already joined as {}", user.name),
+                format!("already {how} as {}", user.name),
             );
         }
         if !valid_name(&name) {
@@ -163,28 +173,26 @@ impl State {
                 "a room name is 1-32 characters, no control characters or surrounding spaces",
             );
         }
-        let key = name.to_lowercase();
-        if self.by_name.contains_key(&key) {
-            return refuse(
-                ctx,
-                ErrorCode::NameTaken,
-                format!("{name} is taken (names ignore case)"),
-            );
+        let key = name_key(ctx, &name);
+        let claim = ctx.claim(&key, &name_value(&room, &name));
+        if claim == Claim::Taken {
+            return name_taken(ctx, &name);
         }
-        self.by_name.insert(key, id);
-        self.users.insert(
-            id,
-            User {
-                name,
-                room: String::new(),
-            },
-        );
-        self.enter(ctx, room);
+        let user = User {
+            name,
+            room,
+            joined: false,
+        };
+        self.users.insert(id, user);
+        if claim == Claim::Granted {
+            self.joined(ctx);
+        }
     }
 
     fn handle(&mut self, ctx: &mut Context<'_>, request: Request) {
         let id = ctx.id();
-        let Some(user) = self.users.get(&id) else {
+        let user = self.users.get(&id).filter(|user| user.joined);
+        let Some(user) = user else {
             return match request {
                 Request::Join { name, room } => self.join(ctx, name, room),
                 _ => refuse(ctx, ErrorCode::NotJoined, "send join first"),
@@ -209,20 +217,26 @@ impl State {
                 };
                 publish(ctx, &room, &event, Publish::ToAll);
             }
-            Request::Pm { to, text } => match self.by_name.get(&to.to_lowercase()) {
-                None => refuse(ctx, ErrorCode::UnknownUser, format!("no user named {to}")),
-                Some(&recipient) => {
-                    let to = &self.users[&recipient].name;
-                    let event = Event::Pm {
-                        from: &name,
-                        to,
-                        text: &text,
-                        ts: now_ms(),
-                    };
-                    let receivers: BTreeSet<ConnectionId> = [recipient, id].into();
-                    send(ctx, receivers, &event);
+            Request::Pm { to, text } => {
+                let recipient = ctx.lookup(&name_key(ctx, &to));
+                let Some((_, to_name)) = recipient.as_deref().and_then(|v| v.split_once('\n'))
+                else {
+                    return refuse(ctx, ErrorCode::UnknownUser, format!("no user named {to}"));
+                };
+                let event = Event::Pm {
+                    from: &name,
+                    to: to_name,
+                    text: &text,
+                    ts: now_ms(),
+                };
+                let json = event.to_json();
+                let inbox = inbox(ctx, to_name);
+                // The recipient's copy; the sender's own when writing to themselves.
+                ctx.publish(&inbox, Message::Text(&json), Publish::ToAll);
+                if to_name.to_lowercase() != name.to_lowercase() {
+                    ctx.send_text(&json);
                 }
-            },
+            }
             Request::Typing { active } => {
                 let event = Event::Typing {
                     name: &name,
@@ -238,22 +252,22 @@ impl State {
                     "a room name is 1-32 characters, no control characters or surrounding spaces",
                 );
             }
-            Request::Room { room: next } if next == room => self.send_users(ctx, &room),
+            Request::Room { room: next } if next == room => send_users(ctx, &room),
             Request::Room { room: next } => {
-                self.leave_room(ctx, id, true);
+                self.leave_room(ctx, true);
                 self.enter(ctx, next);
             }
-            Request::List => self.send_users(ctx, &room),
+            Request::List => send_users(ctx, &room),
         }
     }
 }
 
-impl Chat {
-    /// The shared state. A handler panic while it was held (isolated by the server) may have
-    /// left one user half-joined; the chat goes on rather than fail every other user.
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn name_taken(ctx: &mut Context<'_>, name: &str) {
+    refuse(
+        ctx,
+        ErrorCode::NameTaken,
+        format!("{name} is taken (names ignore case)"),
+    );
 }
 
 impl Handler for Chat {
@@ -266,18 +280,31 @@ impl Handler for Chat {
             );
         };
         match serde_json::from_str::<Request>(text) {
-            Ok(request) => self.state().handle(ctx, request),
+            Ok(request) => self.handle(ctx, request),
             Err(e) => refuse(ctx, ErrorCode::BadRequest, format!("bad request: {e}")),
+        }
+    }
+
+    fn on_claim(&mut self, ctx: &mut Context<'_>, _key: &str, granted: bool) {
+        let id = ctx.id();
+        let Some(user) = self.users.get(&id).filter(|user| !user.joined) else {
+            return;
+        };
+        if granted {
+            self.joined(ctx);
+        } else {
+            let name = user.name.clone();
+            self.users.remove(&id);
+            name_taken(ctx, &name);
         }
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>, _code: CloseCode, _reason: &str) {
         let id = ctx.id();
-        let mut state = self.state();
-        if state.users.contains_key(&id) {
-            state.leave_room(ctx, id, false);
-            let user = state.users.remove(&id).expect("checked above");
-            state.by_name.remove(&user.name.to_lowercase());
+        if self.users.get(&id).is_some_and(|user| user.joined) {
+            self.leave_room(ctx, false);
         }
+        // The name is released with the connection.
+        self.users.remove(&id);
     }
 }

@@ -1,55 +1,66 @@
 //! The cluster bridge (`ServerBuilder::cluster`, `--cluster redis://HOST:PORT[/DB]`): several
-//! wsloop instances behind a load balancer share topics and route broadcasts through Redis
-//! pub/sub.
+//! wsloop instances behind a load balancer share topics, route broadcasts and the directory
+//! of claimed names through Redis.
 //!
 //! The bridge runs on its own threads with blocking sockets, so no event loop ever waits on
-//! Redis: loops hand it what their handlers published (a bounded channel: past
+//! Redis: loops hand it what their handlers published and claimed (a bounded channel: past
 //! [`OUTBOX_CAPACITY`] waiting messages, messages for other instances are dropped and counted,
-//! never the server's memory), and it posts what other instances published to every loop's
-//! mailbox, to be delivered like a publish from another loop.
+//! never the server's memory), and it posts what other instances published, and Redis's
+//! answers to claims, to the loops' mailboxes.
 //!
 //! - Channels: a topic `T` is the Redis channel `wsloop:t:T`; a broadcast to a route's path `P`
-//!   is `wsloop:r:P`. The bridge subscribes with one `PSUBSCRIBE wsloop:*` and drops what no
-//!   local client listens to.
-//! - Each message on Redis starts with the publishing instance's random id and its kind (text
-//!   or binary); an instance skips its own, which its loops have already delivered: every
-//!   receiver gets a message once.
+//!   is `wsloop:r:P`; the directory's news is `wsloop:d`. The bridge subscribes with one
+//!   `PSUBSCRIBE wsloop:*` and drops what no local client listens to. With a database other
+//!   than 0, `wsloop/DB:` replaces `wsloop:` (pub/sub ignores databases; instances on
+//!   different databases stay apart).
+//! - Each message on Redis starts with the publishing instance's random id and its kind (text,
+//!   binary, or directory news); an instance skips its own, which its loops have already
+//!   delivered: every receiver gets a message once.
 //! - One publisher connection, so one instance's messages reach the others in the order it
-//!   published them; PUBLISH commands are pipelined, as many as wait, in one write.
+//!   published them; commands are pipelined, as many as wait, in one write.
+//! - Claims (`directory`): a key `K` is the Redis key `wsloop:n:K`, set with `NX` and the
+//!   cluster TTL to the claiming instance's id. Every TTL/3 the bridge renews its keys (or
+//!   claims them again after an outage) and tells the other instances everything it holds;
+//!   a new instance says hello and hears from all the others at once.
 //! - Redis down or unreachable: local delivery goes on untouched; the bridge logs the loss once,
 //!   reconnects with backoff (100 ms doubling to 2 s), subscribes again, and cross-instance
 //!   delivery resumes. Delivery across instances is at most once.
 
+mod publish;
+mod receive;
+mod record;
 mod resp;
 
-use std::io::{self, BufWriter, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use log::{info, warn};
 
 use super::context::Target;
-use super::mailbox::{Inbox, Postbox};
-use super::ShutdownHandle;
+use super::directory::Directory;
+use super::mailbox::Inbox;
 use crate::app::Router;
 use crate::handler::ConnectionId;
-use crate::protocol::frame::OpCode;
-use crate::protocol::outbound::{Message, Prepared};
-use resp::{encode_command, parse, Value};
+use crate::protocol::outbound::Prepared;
+use resp::encode_command;
 
 /// Messages waiting for Redis at most; more are dropped (and counted).
 pub(crate) const OUTBOX_CAPACITY: usize = 64 * 1024;
-/// Every channel the bridge uses starts with this.
-const PREFIX: &str = "wsloop:";
+/// How long an instance's claims outlive it by default (`--cluster-ttl`).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// How often blocked threads look up to see whether the server is stopping.
 const TICK: Duration = Duration::from_millis(200);
-const INSTANCE_ID_LEN: usize = 16;
+
+/// An instance's random id, in front of everything it publishes and in every key it claims.
+pub(crate) type InstanceId = [u8; 16];
 
 /// Where Redis is: `redis://HOST:PORT[/DB]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,64 +92,103 @@ impl ClusterUrl {
         };
         Ok(ClusterUrl { addr, db })
     }
+
+    /// What every channel and key of this cluster starts with.
+    fn prefix(&self) -> String {
+        match self.db {
+            0 => "wsloop:".into(),
+            db => format!("wsloop/{db}:"),
+        }
+    }
 }
 
-/// What a loop hands the bridge: the Redis channel and the message.
-pub(crate) type Outgoing = (String, Prepared);
+/// What loops (and the bridge's own threads) hand the publisher.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A message for other instances' subscribers.
+    Publish { channel: String, message: Prepared },
+    /// Ask Redis whether connection `id` may hold `key`.
+    Claim { key: String, id: ConnectionId },
+    /// Tell other instances the value of a key this instance holds.
+    Announce { key: String },
+    /// This instance let go of `key`.
+    Release { key: String },
+    /// Another instance said hello: tell everyone what this instance holds.
+    Snapshot,
+}
 
 /// A loop's end of the bridge.
 pub(crate) struct ClusterLink {
     sender: SyncSender<Outgoing>,
     dropped: Arc<AtomicU64>,
+    prefix: Arc<str>,
 }
 
 impl ClusterLink {
     /// Hands other instances the part of a delivery that concerns them (topics and route
     /// broadcasts); `router` names the routes.
     pub(crate) fn forward(&self, target: &Target, prepared: &Prepared, router: &Router) {
+        let prefix = &self.prefix;
         let channel = match target {
-            Target::Topic { topic, .. } => format!("{PREFIX}t:{topic}"),
+            Target::Topic { topic, .. } => format!("{prefix}t:{topic}"),
             Target::RouteExcept { route, .. } => {
-                format!("{PREFIX}r:{}", router.routes[*route].path)
+                format!("{prefix}r:{}", router.routes[*route].path)
             }
             Target::One(_) | Target::Many(_) => return,
         };
-        match self.sender.try_send((channel, prepared.clone())) {
+        let message = prepared.clone();
+        match self.sender.try_send(Outgoing::Publish { channel, message }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(_)) => {
                 if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
                     warn!("cluster: the queue to Redis is full; messages for other instances are dropped");
                 }
             }
+            Err(TrySendError::Disconnected(_)) => {} // the bridge has stopped: so is the server
         }
+    }
+
+    /// The count of messages for other instances dropped, for `/metrics`.
+    pub(crate) fn dropped(&self) -> Arc<AtomicU64> {
+        self.dropped.clone()
     }
 }
 
-/// The bridge: its threads stop when the server does.
+/// The bridge: its threads stop when it is stopped or dropped.
 pub(crate) struct Bridge {
     sender: SyncSender<Outgoing>,
     dropped: Arc<AtomicU64>,
+    prefix: Arc<str>,
+    stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Bridge {
-    /// Starts the bridge to `url` for a server whose loops' inboxes are `inboxes` and whose
-    /// routes are `paths`.
+    /// Starts the bridge to `url` for a server whose loops' inboxes are `inboxes`, whose
+    /// routes are `paths`, and whose claims live `ttl` past their instance.
     pub(crate) fn start(
         url: ClusterUrl,
+        ttl: Duration,
         inboxes: Arc<[Inbox]>,
         paths: Vec<String>,
-        stop: ShutdownHandle,
+        directory: Arc<Directory>,
     ) -> io::Result<Bridge> {
         let (sender, outgoing) = std::sync::mpsc::sync_channel(OUTBOX_CAPACITY);
-        let mut id = [0u8; INSTANCE_ID_LEN];
+        let mut id = InstanceId::default();
         getrandom::fill(&mut id).map_err(|e| io::Error::other(e.to_string()))?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let prefix: Arc<str> = url.prefix().into();
+        directory.join_cluster(sender.clone(), ttl);
         let shared = Arc::new(Shared {
             url,
+            prefix: prefix.clone(),
             id,
+            ttl,
             paths,
-            stop,
+            stopping: stopping.clone(),
             inboxes,
+            directory,
+            sender: sender.clone(),
         });
         let thread = std::thread::Builder::new()
             .name("wsloop-cluster".into())
@@ -146,6 +196,8 @@ impl Bridge {
         Ok(Bridge {
             sender,
             dropped: Arc::new(AtomicU64::new(0)),
+            prefix,
+            stopping,
             thread: Some(thread),
         })
     }
@@ -155,25 +207,50 @@ impl Bridge {
         ClusterLink {
             sender: self.sender.clone(),
             dropped: self.dropped.clone(),
+            prefix: self.prefix.clone(),
         }
     }
 
-    /// Waits for the bridge's threads once the server is stopping.
-    pub(crate) fn join(mut self) {
+    /// Once every loop is done: sends what is still queued (the releases of the names the
+    /// closing connections held), and waits for the bridge's threads.
+    pub(crate) fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stopping.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
+impl Drop for Bridge {
+    /// A server built and never run stops its bridge too.
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
 /// What the bridge's threads share.
 struct Shared {
     url: ClusterUrl,
+    prefix: Arc<str>,
     /// This instance's id, in front of everything it publishes.
-    id: [u8; INSTANCE_ID_LEN],
+    id: InstanceId,
+    ttl: Duration,
     paths: Vec<String>,
-    stop: ShutdownHandle,
+    stopping: Arc<AtomicBool>,
     inboxes: Arc<[Inbox]>,
+    directory: Arc<Directory>,
+    /// For the reading threads to queue what they make the publisher say.
+    sender: SyncSender<Outgoing>,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
 }
 
 /// Connects, bridges until the connection fails, and again with backoff, until the server
@@ -182,7 +259,7 @@ fn run(shared: &Arc<Shared>, outgoing: &Receiver<Outgoing>) {
     let mut backoff = FIRST_BACKOFF;
     let mut was_up = false;
     let mut failures = 0u32;
-    while !shared.stop.is_requested() {
+    while !shared.stopping() {
         match bridge(shared, outgoing, &mut was_up) {
             Ok(()) => return, // stopping
             Err(e) => {
@@ -200,7 +277,7 @@ fn run(shared: &Arc<Shared>, outgoing: &Receiver<Outgoing>) {
             }
         }
         let mut slept = Duration::ZERO;
-        while slept < backoff && !shared.stop.is_requested() {
+        while slept < backoff && !shared.stopping() {
             std::thread::sleep(TICK.min(backoff - slept));
             slept += TICK;
         }
@@ -208,8 +285,12 @@ fn run(shared: &Arc<Shared>, outgoing: &Receiver<Outgoing>) {
     }
 }
 
+/// What the publisher expects Redis to answer, in the order it sent the commands.
+type Expected = Arc<Mutex<VecDeque<publish::Expect>>>;
+
 /// One connected stretch: a subscriber connection read on its own thread, and a publisher
-/// connection written here. Returns `Ok` when the server stops, `Err` when Redis goes away.
+/// connection written here whose replies another thread reads. Returns `Ok` when the server
+/// stops, `Err` when Redis goes away.
 fn bridge(
     shared: &Arc<Shared>,
     outgoing: &Receiver<Outgoing>,
@@ -218,50 +299,41 @@ fn bridge(
     let mut publisher = connect(&shared.url)?;
     let mut subscriber = connect(&shared.url)?;
     let mut command = Vec::new();
-    encode_command(
-        &mut command,
-        &[b"PSUBSCRIBE", format!("{PREFIX}*").as_bytes()],
-    );
+    let pattern = format!("{}*", shared.prefix);
+    encode_command(&mut command, &[b"PSUBSCRIBE", pattern.as_bytes()]);
     subscriber.write_all(&command)?;
     let failed = Arc::new(AtomicBool::new(false));
+    let expected = Expected::default();
     let reader = {
         let (shared, failed) = (shared.clone(), failed.clone());
         std::thread::Builder::new()
             .name("wsloop-cluster-sub".into())
             .spawn(move || {
-                let _ = receive(&shared, subscriber, &failed);
-                failed.store(true, Ordering::Release);
-            })?
-    };
-    // Replies to PUBLISH only say how many received it: read and dropped on their own thread,
-    // which also notices when the connection ends.
-    let replies = {
-        let (mut stream, failed) = (publisher.try_clone()?, failed.clone());
-        std::thread::Builder::new()
-            .name("wsloop-cluster-pub".into())
-            .spawn(move || {
-                let mut sink = [0u8; 16 * 1024];
-                while !failed.load(Ordering::Acquire) {
-                    match stream.read(&mut sink) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        // The read timeout (TICK): no reply for a while is not a failure.
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::WouldBlock
-                                    | io::ErrorKind::TimedOut
-                                    | io::ErrorKind::Interrupted
-                            ) => {}
-                        Err(_) => break,
+                if let Err(e) = receive::pushes(&shared, subscriber, &failed) {
+                    if !failed.load(Ordering::Acquire) {
+                        warn!("cluster: subscriber connection: {e}");
                     }
                 }
                 failed.store(true, Ordering::Release);
             })?
     };
+    let replies = {
+        let stream = publisher.try_clone()?;
+        let (shared, failed, expected) = (shared.clone(), failed.clone(), expected.clone());
+        std::thread::Builder::new()
+            .name("wsloop-cluster-pub".into())
+            .spawn(move || {
+                receive::replies(&shared, stream, &failed, &expected);
+                failed.store(true, Ordering::Release);
+                // What Redis will never answer now is decided here.
+                receive::unanswered(&shared, &expected);
+            })?
+    };
     info!("cluster: connected to Redis at {}", shared.url.addr);
     *was_up = true;
-    let result = publish(shared, outgoing, &mut publisher, &failed);
+    shared.directory.set_connected(true);
+    let result = publish::commands(shared, outgoing, &mut publisher, &failed, &expected);
+    shared.directory.set_connected(false);
     let _ = publisher.shutdown(std::net::Shutdown::Both);
     failed.store(true, Ordering::Release);
     let _ = reader.join();
@@ -290,129 +362,6 @@ fn connect(url: &ClusterUrl) -> io::Result<TcpStream> {
         }
     }
     Ok(stream)
-}
-
-/// Writes every waiting message as a pipelined PUBLISH until the server stops (`Ok`) or the
-/// connection fails.
-fn publish(
-    shared: &Shared,
-    outgoing: &Receiver<Outgoing>,
-    publisher: &mut TcpStream,
-    failed: &AtomicBool,
-) -> io::Result<()> {
-    let mut out = BufWriter::with_capacity(64 * 1024, publisher);
-    let mut command = Vec::new();
-    loop {
-        if shared.stop.is_requested() {
-            return Ok(());
-        }
-        if failed.load(Ordering::Acquire) {
-            return Err(io::Error::other("the connection ended"));
-        }
-        let first = match outgoing.recv_timeout(TICK) {
-            Ok(first) => first,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        };
-        for (channel, prepared) in std::iter::once(first).chain(outgoing.try_iter()) {
-            command.clear();
-            let message = envelope(&shared.id, &prepared);
-            encode_command(&mut command, &[b"PUBLISH", channel.as_bytes(), &message]);
-            out.write_all(&command)?;
-        }
-        out.flush()?;
-    }
-}
-
-/// What goes on Redis: this instance's id, the kind (`t` text, `b` binary), the payload.
-fn envelope(id: &[u8; INSTANCE_ID_LEN], prepared: &Prepared) -> Vec<u8> {
-    let message = prepared.message();
-    let kind = if message.opcode() == OpCode::Text {
-        b't'
-    } else {
-        b'b'
-    };
-    let mut bytes = Vec::with_capacity(INSTANCE_ID_LEN + 1 + message.as_bytes().len());
-    bytes.extend_from_slice(id);
-    bytes.push(kind);
-    bytes.extend_from_slice(message.as_bytes());
-    bytes
-}
-
-/// Reads pushes from the subscriber connection and posts other instances' messages to every
-/// loop, until the connection fails or the server stops.
-fn receive(shared: &Shared, mut stream: TcpStream, failed: &AtomicBool) -> io::Result<()> {
-    let mut postbox = Postbox::outside(shared.inboxes.clone());
-    let mut buffer = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        if shared.stop.is_requested() {
-            return Ok(());
-        }
-        if failed.load(Ordering::Acquire) {
-            return Err(io::Error::other("the publisher connection ended"));
-        }
-        let n = match stream.read(&mut chunk) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        buffer.extend_from_slice(&chunk[..n]);
-        let mut used = 0;
-        while let Some((value, n)) = parse(&buffer[used..]).map_err(io::Error::other)? {
-            used += n;
-            if let Some(mail) = mail_of(shared, value) {
-                for other in postbox.others() {
-                    postbox.post(other, mail.clone());
-                }
-            }
-        }
-        buffer.drain(..used);
-    }
-}
-
-/// The delivery a push from Redis asks for: another instance's message on one of our channels.
-fn mail_of(shared: &Shared, value: Value) -> Option<(Target, Prepared)> {
-    let Value::Array(Some(parts)) = value else {
-        return None;
-    };
-    let [Value::Bulk(Some(kind)), _pattern, Value::Bulk(Some(channel)), Value::Bulk(Some(body))] =
-        <[Value; 4]>::try_from(parts).ok()?
-    else {
-        return None; // the subscription's confirmation, or not a pattern message
-    };
-    if kind != b"pmessage" || body.len() <= INSTANCE_ID_LEN || body[..INSTANCE_ID_LEN] == shared.id
-    {
-        return None;
-    }
-    let payload = &body[INSTANCE_ID_LEN + 1..];
-    let message = match body[INSTANCE_ID_LEN] {
-        b't' => Message::Text(std::str::from_utf8(payload).ok()?),
-        b'b' => Message::Binary(payload),
-        _ => return None,
-    };
-    let channel = std::str::from_utf8(&channel).ok()?.strip_prefix(PREFIX)?;
-    let except = ConnectionId::NOBODY;
-    let target = if let Some(topic) = channel.strip_prefix("t:") {
-        Target::Topic {
-            topic: Arc::from(topic),
-            except,
-        }
-    } else {
-        let path = channel.strip_prefix("r:")?;
-        let route = shared.paths.iter().position(|p| p == path)?;
-        Target::RouteExcept { route, except }
-    };
-    Some((target, Prepared::new(message)))
 }
 
 #[cfg(test)]

@@ -44,8 +44,16 @@ pub(crate) fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// Arrays inside arrays at most: nothing the bridge reads nests deeper, and a bound keeps a
+/// bad peer from exhausting the stack.
+const MAX_DEPTH: usize = 2;
+
 /// The first value in `input` and the bytes it took, or `None` if it is not complete yet.
 pub(crate) fn parse(input: &[u8]) -> Result<Option<(Value, usize)>, RespError> {
+    parse_nested(input, 0)
+}
+
+fn parse_nested(input: &[u8], depth: usize) -> Result<Option<(Value, usize)>, RespError> {
     let Some(line_end) = input.windows(2).position(|w| w == b"\r\n") else {
         return Ok(None);
     };
@@ -90,10 +98,13 @@ pub(crate) fn parse(input: &[u8]) -> Result<Option<(Value, usize)>, RespError> {
             if count > MAX_ARRAY {
                 return Err(RespError(format!("an array of {count} values")));
             }
+            if depth == MAX_DEPTH {
+                return Err(RespError("arrays nested too deep".into()));
+            }
             let mut values = Vec::with_capacity(count);
             let mut used = after;
             for _ in 0..count {
-                match parse(&input[used..])? {
+                match parse_nested(&input[used..], depth + 1)? {
                     Some((value, n)) => {
                         values.push(value);
                         used += n;
@@ -149,5 +160,10 @@ mod tests {
         assert!(parse(b":x\r\n").is_err());
         assert!(parse(b"$3\r\nabcXY").is_err());
         assert!(parse(b"$999999999999\r\n").is_err());
+        assert!(parse(b"*1\r\n*1\r\n*1\r\n:1\r\n").is_err(), "too deep");
+        assert!(
+            parse(&b"*1\r\n".repeat(100_000)).is_err(),
+            "no stack overflow"
+        );
     }
 }

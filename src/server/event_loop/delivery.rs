@@ -13,7 +13,8 @@ use super::EventLoop;
 use crate::app::SlowConsumer;
 use crate::handler::ConnectionId;
 use crate::protocol::outbound::Prepared;
-use crate::server::context::Target;
+use crate::server::context::{Current, Target};
+use crate::server::mailbox::Mail;
 
 impl EventLoop {
     /// Delivers everything in the outbox, and whatever the callbacks that delivery causes (a
@@ -33,10 +34,13 @@ impl EventLoop {
         }
     }
 
-    /// Delivers what other loops posted to this one (see `mailbox`).
+    /// Delivers what other loops (and the cluster bridge) posted to this one (see `mailbox`).
     pub(super) fn deliver_mail(&mut self, now: Instant) {
-        for (target, prepared) in self.postbox.drain() {
-            self.deliver_here(target, &prepared, now);
+        for mail in self.postbox.drain() {
+            match mail {
+                Mail::Deliver(target, prepared) => self.deliver_here(target, &prepared, now),
+                Mail::Decided { id, key, granted } => self.claim_decided(id, &key, granted),
+            }
         }
         // Callbacks the delivery caused (a slow consumer's close) may have sent more.
         self.deliver_outbox(now);
@@ -47,8 +51,8 @@ impl EventLoop {
         let me = self.postbox.me();
         match target {
             Target::One(id) if id.loop_index() != me => {
-                self.postbox
-                    .post(id.loop_index(), (target.clone(), prepared.clone()));
+                let mail = Mail::Deliver(target.clone(), prepared.clone());
+                self.postbox.post(id.loop_index(), mail);
             }
             Target::One(_) => {}
             Target::Many(ids) => {
@@ -59,16 +63,44 @@ impl EventLoop {
                         .filter(|id| id.loop_index() == other)
                         .collect();
                     if !theirs.is_empty() {
-                        self.postbox
-                            .post(other, (Target::Many(theirs), prepared.clone()));
+                        let mail = Mail::Deliver(Target::Many(theirs), prepared.clone());
+                        self.postbox.post(other, mail);
                     }
                 }
             }
             Target::RouteExcept { .. } | Target::Topic { .. } => {
                 for other in self.postbox.others() {
-                    self.postbox.post(other, (target.clone(), prepared.clone()));
+                    let mail = Mail::Deliver(target.clone(), prepared.clone());
+                    self.postbox.post(other, mail);
                 }
             }
+        }
+    }
+
+    /// Tells the handler of connection `id` what Redis decided about its claim of `key`; lets
+    /// go of the key if the connection has closed meanwhile.
+    fn claim_decided(&mut self, id: ConnectionId, key: &str, granted: bool) {
+        let entry = (self.entries.get_mut(id.slot())).filter(|entry| entry.conn.id() == id);
+        let Some(entry) = entry else {
+            self.app.directory.release(id, key);
+            return;
+        };
+        let (route, peer) = (entry.conn.route(), entry.conn.peer());
+        let (Some(route), Some(out)) = (route, entry.conn.outbound()) else {
+            self.app.directory.release(id, key); // closing
+            return;
+        };
+        let mut events = Dispatch {
+            app: &mut self.app,
+            peer,
+            input: None,
+        };
+        events.call(id, route, out, Current::None, |handler, ctx| {
+            handler.on_claim(ctx, key, granted)
+        });
+        if !entry.dirty {
+            entry.dirty = true;
+            self.dirty.push(id.slot());
         }
     }
 

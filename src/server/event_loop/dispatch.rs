@@ -3,6 +3,7 @@
 //! a [`Context`] for every open, message and close, logging each open and close once.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use std::panic::AssertUnwindSafe;
@@ -16,6 +17,7 @@ use crate::protocol::close::CloseCode;
 use crate::protocol::handshake::{http_response, without_body, Request};
 use crate::protocol::outbound::{Message, Outbound};
 use crate::server::context::{Context, Current, Outbox};
+use crate::server::directory::Directory;
 use crate::server::hub::Hub;
 use crate::server::metrics::{Board, Gauges, Metrics};
 
@@ -30,6 +32,10 @@ pub(crate) struct App {
     pub(crate) serve_metrics: bool,
     /// With several loops: where they leave copies of their counters, and this loop's index.
     pub(crate) board: Option<(Board, usize)>,
+    /// The server's directory of claimed keys.
+    pub(crate) directory: Arc<Directory>,
+    /// With a cluster: the count of messages for other instances dropped.
+    pub(crate) cluster_dropped: Option<Arc<AtomicU64>>,
 }
 
 impl App {
@@ -37,18 +43,24 @@ impl App {
     /// another origin (the test page as a file) may read it when that origin may open
     /// WebSockets here (`--allow-origin`, or any when none is set).
     fn metrics_reply(&self, request: &Request) -> Answer {
-        let (metrics, elsewhere) = match &self.board {
-            Some((board, me)) => self.metrics.with_board(board, *me),
-            None => (self.metrics.clone(), Vec::new()),
+        let open_here: Vec<usize> = (0..self.router.routes.len())
+            .map(|route| self.hub.members(route).len())
+            .collect();
+        let (metrics, open) = match &self.board {
+            Some((board, me)) => {
+                let mut mine = self.metrics.clone();
+                mine.connections = open_here;
+                Metrics::summed_on(mine, board, *me)
+            }
+            None => (self.metrics.clone(), open_here),
         };
-        let connections: Vec<(&str, usize)> = (self.router.routes.iter().enumerate())
-            .map(|(route, r)| {
-                let open = self.hub.members(route).len() + elsewhere.get(route).unwrap_or(&0);
-                (r.path.as_str(), open)
-            })
+        let connections: Vec<(&str, usize)> = (self.router.routes.iter())
+            .zip(open.iter().chain(std::iter::repeat(&0)))
+            .map(|(r, &open)| (r.path.as_str(), open))
             .collect();
         let body = metrics.render(&Gauges {
             connections: &connections,
+            cluster_dropped: (self.cluster_dropped.as_ref()).map(|n| n.load(Ordering::Relaxed)),
         });
         let allowed = &self.router.allowed_origins;
         let cors = match request.origin() {
@@ -125,7 +137,8 @@ impl Dispatch<'_> {
             backpressure,
             ..
         } = &mut self.app.router.routes[route];
-        let (hub, outbox) = (&mut self.app.hub, &mut self.app.outbox);
+        let (hub, outbox, directory) =
+            (&mut self.app.hub, &mut self.app.outbox, &self.app.directory);
         let sent = &mut self.app.metrics.messages_sent;
         let run = AssertUnwindSafe(|| {
             let mut ctx = Context {
@@ -136,6 +149,7 @@ impl Dispatch<'_> {
                 backpressure,
                 hub,
                 outbox,
+                directory,
                 current,
                 sent,
             };
@@ -219,6 +233,7 @@ impl ConnectionEvents for Dispatch<'_> {
             handler.on_close(ctx, code, reason)
         });
         self.app.hub.unsubscribe_all(id);
+        self.app.directory.release_all(id);
     }
 
     fn on_drain(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound) {

@@ -10,7 +10,7 @@
 //! write, and derive its interest and next deadline from its state.
 
 use std::io::{self, ErrorKind};
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -24,6 +24,7 @@ mod dispatch;
 
 use super::cluster::ClusterLink;
 use super::context::Outbox;
+use super::directory::Directory;
 use super::hub::{Hub, Membership};
 use super::mailbox::Postbox;
 use super::metrics::{Board, Metrics};
@@ -109,6 +110,8 @@ pub(crate) struct LoopSetup {
     /// Only one loop of a server takes SIGINT, SIGTERM and SIGHUP.
     pub(crate) handle_signals: bool,
     pub(crate) postbox: Postbox,
+    /// The server's directory of claimed keys, shared by its loops.
+    pub(crate) directory: Arc<Directory>,
 }
 
 /// The server's event loop.
@@ -168,6 +171,7 @@ impl EventLoop {
             stop,
             handle_signals,
             postbox,
+            directory,
         } = setup;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -209,6 +213,8 @@ impl EventLoop {
                 metrics: Metrics::default(),
                 serve_metrics,
                 board: board.map(|board| (board, index)),
+                directory,
+                cluster_dropped: cluster.as_ref().map(ClusterLink::dropped),
             },
             timers: Timers::new(Instant::now()),
             dirty: Vec::new(),

@@ -1,0 +1,173 @@
+//! The publisher connection: every command the bridge sends, pipelined, and the heartbeat that
+//! keeps this instance's claims alive.
+
+use std::io::{self, BufWriter, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
+
+use super::record::{self, News};
+use super::resp::encode_command;
+use super::{Expected, Outgoing, Shared, TICK};
+use crate::handler::ConnectionId;
+
+/// Renews a key this instance holds, or claims it again when it expired (Redis was away
+/// longer than the TTL); answers nil when another instance took it meanwhile.
+const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
+    return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])";
+/// Deletes a key only if this instance holds it.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('DEL', KEYS[1]) end return 0";
+
+/// What a reply answers.
+#[derive(Debug)]
+pub(super) enum Expect {
+    /// Nothing anyone waits for (a PUBLISH's receiver count, a release).
+    Nothing,
+    /// Whether `id` may hold `key`.
+    Claim { key: String, id: ConnectionId },
+    /// Whether this instance still holds `key`.
+    Renew { key: String },
+}
+
+/// Writes every command as it comes, and a heartbeat every TTL/3, until the server stops
+/// (`Ok`, once what is queued went out) or the connection fails.
+pub(super) fn commands(
+    shared: &Shared,
+    outgoing: &Receiver<Outgoing>,
+    publisher: &mut TcpStream,
+    failed: &AtomicBool,
+    expected: &Expected,
+) -> io::Result<()> {
+    let mut out = Commands {
+        shared,
+        expected,
+        stream: BufWriter::with_capacity(64 * 1024, publisher),
+        command: Vec::new(),
+    };
+    let every = shared.ttl / 3;
+    // Back or new: ask the others what they hold, and tell them what we do.
+    out.news(&News::Hello)?;
+    let mut next_beat = Instant::now();
+    loop {
+        if failed.load(Ordering::Acquire) {
+            return Err(io::Error::other("the connection ended"));
+        }
+        let now = Instant::now();
+        if now >= next_beat {
+            out.heartbeat()?;
+            out.stream.flush()?;
+            next_beat = now + every;
+        }
+        let first = if shared.stopping() {
+            match outgoing.try_recv() {
+                Ok(first) => first,
+                Err(_) => return Ok(()), // all sent
+            }
+        } else {
+            match outgoing.recv_timeout(TICK.min(next_beat.saturating_duration_since(now))) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        };
+        for next in std::iter::once(first).chain(outgoing.try_iter()) {
+            out.send(next)?;
+        }
+        out.stream.flush()?;
+    }
+}
+
+/// The publisher's writing end.
+struct Commands<'a> {
+    shared: &'a Shared,
+    expected: &'a Expected,
+    stream: BufWriter<&'a mut TcpStream>,
+    command: Vec<u8>,
+}
+
+impl Commands<'_> {
+    /// Writes one command whose reply answers `expect`: noted first, since a full buffer may
+    /// go out (and be answered) before the rest of the batch.
+    fn write(&mut self, args: &[&[u8]], expect: Expect) -> io::Result<()> {
+        self.command.clear();
+        encode_command(&mut self.command, args);
+        let mut expected = self.expected.lock().unwrap_or_else(|e| e.into_inner());
+        expected.push_back(expect);
+        drop(expected);
+        self.stream.write_all(&self.command)
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}n:{key}", self.shared.prefix)
+    }
+
+    fn news(&mut self, news: &News) -> io::Result<()> {
+        let channel = format!("{}d", self.shared.prefix);
+        let body = record::news(&self.shared.id, news);
+        self.write(&[b"PUBLISH", channel.as_bytes(), &body], Expect::Nothing)
+    }
+
+    fn send(&mut self, what: Outgoing) -> io::Result<()> {
+        let id = &self.shared.id;
+        match what {
+            Outgoing::Publish { channel, message } => {
+                let body = record::message(id, &message);
+                self.write(&[b"PUBLISH", channel.as_bytes(), &body], Expect::Nothing)
+            }
+            Outgoing::Claim { key, id: holder } => {
+                let ttl = self.shared.ttl.as_millis().to_string();
+                let name = self.key(&key);
+                let args: [&[u8]; 6] = [b"SET", name.as_bytes(), id, b"NX", b"PX", ttl.as_bytes()];
+                self.write(&args, Expect::Claim { key, id: holder })
+            }
+            Outgoing::Announce { key } => match self.shared.directory.our_value(&key) {
+                Some(value) => self.news(&News::Hold {
+                    entries: vec![(key, value)],
+                    whole: false,
+                }),
+                None => Ok(()), // let go of since
+            },
+            Outgoing::Release { key } => {
+                let name = self.key(&key);
+                let args: [&[u8]; 5] = [b"EVAL", RELEASE.as_bytes(), b"1", name.as_bytes(), id];
+                self.write(&args, Expect::Nothing)?;
+                self.news(&News::Release { keys: vec![key] })
+            }
+            Outgoing::Snapshot => {
+                let entries = self.shared.directory.ours();
+                self.news(&News::Hold {
+                    entries,
+                    whole: true,
+                })
+            }
+        }
+    }
+
+    /// Renews every key this instance holds and tells the others all of them; forgets other
+    /// instances not heard of within the TTL.
+    fn heartbeat(&mut self) -> io::Result<()> {
+        let entries = self.shared.directory.ours();
+        let ttl = self.shared.ttl.as_millis().to_string();
+        for (key, _) in &entries {
+            let name = self.key(key);
+            let args: [&[u8]; 6] = [
+                b"EVAL",
+                RENEW.as_bytes(),
+                b"1",
+                name.as_bytes(),
+                &self.shared.id,
+                ttl.as_bytes(),
+            ];
+            self.write(&args, Expect::Renew { key: key.clone() })?;
+        }
+        self.news(&News::Hold {
+            entries,
+            whole: true,
+        })?;
+        self.shared.directory.expire();
+        Ok(())
+    }
+}

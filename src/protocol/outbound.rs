@@ -280,7 +280,7 @@ impl Outbound {
     /// [`WriteQueue::push_frame_from_input`]; whoever drives the endpoint writes it from that
     /// buffer or has it copied before reusing the buffer). A client, or a message to be
     /// compressed, is queued as [`Outbound::send`] does.
-    pub fn send_from_input(&mut self, message: Message<'_>, offset: usize) -> bool {
+    pub(crate) fn send_from_input(&mut self, message: Message<'_>, offset: usize) -> bool {
         let len = message.as_bytes().len();
         if self.role == Role::Client || !self.is_open() || self.compresses(len) {
             return self.send(message);

@@ -139,7 +139,7 @@ impl WriteQueue {
     /// Queues one unmasked frame whose payload is `input[offset..offset + len]` of the input
     /// buffer being received, not copied. Until [`WriteQueue::own_input`], the queue may only
     /// be written with that buffer ([`WriteQueue::write_from_input`]).
-    pub fn push_frame_from_input(&mut self, opcode: OpCode, offset: usize, len: usize) {
+    pub(crate) fn push_frame_from_input(&mut self, opcode: OpCode, offset: usize, len: usize) {
         let mut header = [0u8; MAX_HEADER_LEN];
         let n = encode_header(&mut header, true, opcode, len as u64, None);
         let pending = self.pending();
@@ -160,7 +160,7 @@ impl WriteQueue {
 
     /// Copies what is still unwritten of the input buffer's payloads into the queue, so the
     /// buffer can be read into again.
-    pub fn own_input(&mut self, input: &[u8]) {
+    pub(crate) fn own_input(&mut self, input: &[u8]) {
         let Some(pending) = self.pending.as_mut() else {
             return;
         };
@@ -199,7 +199,11 @@ impl WriteQueue {
 
     /// Like [`WriteQueue::write_to`], with `input` the buffer the queued input payloads are in
     /// ([`WriteQueue::push_frame_from_input`]).
-    pub fn write_from_input(&mut self, sink: &mut impl Write, input: &[u8]) -> io::Result<usize> {
+    pub(crate) fn write_from_input(
+        &mut self,
+        sink: &mut impl Write,
+        input: &[u8],
+    ) -> io::Result<usize> {
         let Some(pending) = self.pending.as_mut() else {
             return Ok(0);
         };

@@ -50,7 +50,8 @@ pub(crate) enum Target {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     pub(crate) deliveries: Vec<(Target, Prepared)>,
-    /// Other event loops exist, whose connections may subscribe to topics too.
+    /// Other event loops or (with a cluster) other instances exist, whose connections may
+    /// subscribe to topics too: a publish goes out even with no subscriber here.
     pub(crate) spans_loops: bool,
 }
 

@@ -187,12 +187,18 @@ fn endpoint_echo(c: &mut Criterion) {
     };
     let now = Instant::now();
     let mut group = c.benchmark_group("endpoint_echo");
-    for (name, len, pieces) in [("20B", 20, 1), ("64KiB_4_pieces", 64 * KIB, 4)] {
-        let frame = masked_frame(len);
+    // A read of 16 pipelined 20-byte frames is what `echo 100 x 20 B pipelined 16` hands it.
+    let cases = [
+        ("20B", 20, 1, 1),
+        ("20B_x16_one_read", 20, 16, 1),
+        ("64KiB_4_pieces", 64 * KIB, 1, 4),
+    ];
+    for (name, len, count, pieces) in cases {
+        let frame = masked_frame(len).repeat(count);
         let mut input = frame.clone();
         let mut ws = Endpoint::new(Role::Server, &config, now);
-        let mut sink = Vec::with_capacity(len + MAX_HEADER_LEN);
-        group.throughput(Throughput::Bytes(len as u64));
+        let mut sink = Vec::with_capacity(count * (len + MAX_HEADER_LEN));
+        group.throughput(Throughput::Elements(count as u64));
         group.bench_function(name, |b| {
             b.iter(|| {
                 input.copy_from_slice(&frame);

@@ -192,3 +192,43 @@ fn a_killed_instance_frees_its_names_within_the_ttl() {
     dave.expect_joined("Carol", "room");
     until_listed(&mut dave, &["Carol", "dave"]);
 }
+
+/// Whether `key` exists in the Redis on `port` (one RESP command over a plain socket).
+fn redis_has(port: u16, key: &str) -> bool {
+    use std::io::{Read, Write};
+    let mut redis = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
+    redis.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let command = format!("*2\r\n$6\r\nEXISTS\r\n${}\r\n{key}\r\n", key.len());
+    redis.write_all(command.as_bytes()).unwrap();
+    let mut reply = [0u8; 16];
+    let n = redis.read(&mut reply).expect("a reply from redis");
+    match &reply[..n] {
+        b":1\r\n" => true,
+        b":0\r\n" => false,
+        other => panic!("unexpected reply {:?}", String::from_utf8_lossy(other)),
+    }
+}
+
+#[test]
+fn names_are_claimed_again_after_redis_restarts_empty() {
+    let redis = Redis::start();
+    let ttl = Duration::from_secs(1);
+    let (one, two) = (instance(&redis, ttl), instance(&redis, ttl));
+    until_connected(one.addr(), two.addr());
+    let _alice = ChatClient::join(one.addr(), "Alice", "room");
+    let key = "wsloop:n:/chat:alice";
+    assert!(redis_has(redis.port, key), "the name is claimed in Redis");
+
+    // A Redis without persistence comes back empty: the instance claims its names again.
+    let port = redis.stop();
+    let redis = Redis::start_on(port);
+    let deadline = Instant::now() + TIMEOUT;
+    while !redis_has(redis.port, key) {
+        assert!(Instant::now() < deadline, "{key} was not claimed again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    until_connected(two.addr(), one.addr());
+    let mut bob = ChatClient::connect(two.addr());
+    bob.request(json!({"type": "join", "name": "alice", "room": "room"}));
+    bob.expect_error("name_taken");
+}

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::close::{close_body, CloseCode};
 use super::deflate::DeflateParams;
 use super::error::ProtocolError;
-use super::frame::{Decoded, FrameDecoder, Role};
+use super::frame::{Decoded, FrameDecoder, Role, Step};
 use super::message::{DataKind, MessageAssembler, Received};
 use super::outbound::{Message, Outbound};
 use super::write_queue::WriteQueue;
@@ -254,7 +254,7 @@ impl Endpoint {
             let reader = self.reader.get_or_insert_with(|| {
                 Reader::new(self.out.role(), &self.config, self.out.deflates())
             });
-            let (used, decoded) = match reader.decoder.decode(&mut input[pos..]) {
+            let (used, step) = match reader.decoder.decode_whole(&mut input[pos..]) {
                 Ok(Some(step)) => step,
                 Ok(None) => return input.len(),
                 Err(error) => {
@@ -263,10 +263,15 @@ impl Endpoint {
                 }
             };
             pos += used;
-            let received = match decoded {
-                Decoded::Header(header) => reader.assembler.on_header(&header).map(|()| None),
-                Decoded::Payload { data, end_of_frame } => {
-                    reader.assembler.on_payload(data, end_of_frame)
+            let assembler = &mut reader.assembler;
+            let received = match step {
+                Step::Frame { header, payload } => match assembler.on_header(&header) {
+                    Ok(()) => assembler.on_payload(payload, true),
+                    Err(error) => Err(error),
+                },
+                Step::Piece(Decoded::Header(header)) => assembler.on_header(&header).map(|()| None),
+                Step::Piece(Decoded::Payload { data, end_of_frame }) => {
+                    assembler.on_payload(data, end_of_frame)
                 }
             };
             let next = react(received, &mut self.out, &mut self.phase, &mut on_event);

@@ -104,6 +104,20 @@ pub enum Decoded<'a> {
     },
 }
 
+/// What [`FrameDecoder::decode_whole`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// A whole frame, its payload unmasked: what a header and its payload pieces would say.
+    Frame {
+        /// The frame's header.
+        header: FrameHeader,
+        /// Its whole payload.
+        payload: &'a [u8],
+    },
+    /// A piece, as [`FrameDecoder::decode`] gives it.
+    Piece(Decoded<'a>),
+}
+
 #[derive(Debug)]
 enum DecodeState {
     /// Collecting header bytes; `len` of them are in `buf`.
@@ -192,6 +206,33 @@ impl FrameDecoder {
                 Ok(Some((take, Decoded::Payload { data, end_of_frame })))
             }
         }
+    }
+
+    /// Like [`FrameDecoder::decode`], but a frame that lies whole at the front of `input` (the
+    /// common case for small messages) comes in one step, its payload unmasked in place:
+    /// half the steps, and no copy of its header.
+    pub fn decode_whole<'a>(
+        &mut self,
+        input: &'a mut [u8],
+    ) -> Result<Option<(usize, Step<'a>)>, ProtocolError> {
+        if self.is_between_frames() {
+            let limits = (self.role, self.max_frame_size, self.rsv1_allowed);
+            let head = &input[..input.len().min(MAX_HEADER_LEN)];
+            if let Some((header, header_len)) = parse_header(head, limits)? {
+                let available = (input.len() - header_len) as u64;
+                if header.payload_len <= available {
+                    let end = header_len + header.payload_len as usize;
+                    let payload = &mut input[header_len..end];
+                    if let Some(key) = header.mask {
+                        apply_mask(payload, key, 0);
+                    }
+                    return Ok(Some((end, Step::Frame { header, payload })));
+                }
+            }
+        }
+        Ok(self
+            .decode(input)?
+            .map(|(used, piece)| (used, Step::Piece(piece))))
     }
 
     /// Whether the decoder is between frames, holding no byte of the next header.

@@ -165,3 +165,51 @@ fn encode_frame_round_trips() {
     encode_frame(&mut plain, OpCode::Text, b"Hello", None);
     assert_eq!(plain, [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
 }
+
+/// `decode_whole` gives what `decode` gives, in one step when a frame lies whole in the input,
+/// and piece by piece when it does not.
+#[test]
+fn whole_frames_in_one_step_and_split_ones_in_pieces() {
+    let mut stream = Vec::new();
+    encode_frame(&mut stream, OpCode::Text, b"hello", Some(KEY));
+    encode_frame(&mut stream, OpCode::Ping, b"", Some(KEY));
+    encode_frame(&mut stream, OpCode::Binary, &[7; 300], Some(KEY));
+    let expected = decode_split(&stream, stream.len(), Role::Server).unwrap();
+    for split in [1, 3, 7, 13, stream.len()] {
+        let mut decoder = FrameDecoder::new(Role::Server, 1 << 20);
+        let mut frames: Vec<(FrameHeader, Vec<u8>)> = Vec::new();
+        let mut whole = 0;
+        for piece in stream.chunks(split) {
+            let mut piece = piece.to_vec();
+            let mut pos = 0;
+            while pos < piece.len() {
+                let Some((n, step)) = decoder.decode_whole(&mut piece[pos..]).unwrap() else {
+                    break;
+                };
+                pos += n;
+                match step {
+                    Step::Frame { header, payload } => {
+                        whole += 1;
+                        frames.push((header, payload.to_vec()));
+                    }
+                    Step::Piece(Decoded::Header(header)) => frames.push((header, Vec::new())),
+                    Step::Piece(Decoded::Payload { data, .. }) => {
+                        frames.last_mut().unwrap().1.extend_from_slice(data);
+                    }
+                }
+            }
+        }
+        assert_eq!(frames, expected, "split {split}");
+        if split == stream.len() {
+            assert_eq!(whole, 3, "every frame in one step");
+        }
+    }
+    // A bad header fails the same way.
+    let mut bad = [0x81u8, 0x05, 1, 2, 3, 4, 5]; // unmasked, to a server
+    assert_eq!(
+        FrameDecoder::new(Role::Server, 1 << 20).decode_whole(&mut bad),
+        Err(FrameDecoder::new(Role::Server, 1 << 20)
+            .decode(&mut [0x81, 0x05, 1, 2, 3, 4, 5])
+            .unwrap_err())
+    );
+}

@@ -215,6 +215,9 @@ impl FrameDecoder {
         &mut self,
         input: &'a mut [u8],
     ) -> Result<Option<(usize, Step<'a>)>, ProtocolError> {
+        if input.is_empty() && self.is_between_frames() {
+            return Ok(None); // the end of a read: nothing to decode
+        }
         if self.is_between_frames() {
             let limits = (self.role, self.max_frame_size, self.rsv1_allowed);
             let head = &input[..input.len().min(MAX_HEADER_LEN)];

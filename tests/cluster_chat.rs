@@ -6,15 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::chat::ChatClient;
 use common::redis::Redis;
-use common::{client_frame, RawClient, TestServer, TEXT, TIMEOUT};
+use common::{client_frame, spawn_wsloop, RawClient, TestServer, TEXT, TIMEOUT};
 use serde_json::json;
 use wsloop::apps::{Broadcast, Chat};
 use wsloop::Config;
@@ -138,36 +135,9 @@ fn a_killed_instance_frees_its_names_within_the_ttl() {
     let survivor = instance(&redis, ttl);
 
     // The other instance is a process, to be killed without a goodbye.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--cluster",
-            &format!("redis://127.0.0.1:{}", redis.port),
-        ])
-        .args(["--cluster-ttl", "1s"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start wsloop");
-    let stdout = child.stdout.take().unwrap();
-    let (line_tx, line_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = line_tx.send(first);
-        }
-        for _ in lines.by_ref() {}
-    });
-    let first = line_rx
-        .recv_timeout(TIMEOUT)
-        .expect("wsloop printed no first line");
-    let doomed: SocketAddr = first
-        .strip_prefix("listening on ws://")
-        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-        .parse()
-        .unwrap();
+    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
+    let (mut child, addr) = spawn_wsloop(&["--cluster", &redis_url, "--cluster-ttl", "1s"]);
+    let doomed: SocketAddr = addr.parse().unwrap();
     until_connected(doomed, survivor.addr());
     until_connected(survivor.addr(), doomed);
 

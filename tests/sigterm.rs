@@ -2,13 +2,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::TIMEOUT;
+use common::{spawn_wsloop, TIMEOUT};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
@@ -61,37 +60,16 @@ fn sigterm_stops_every_loop() {
 }
 
 fn sigterm_closes_clients(flags: &[&str], count: usize) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(["--bind", "127.0.0.1:0", "--log-level", "info"])
-        .args(flags)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start wsloop");
+    let args: Vec<&str> = ["--log-level", "info"]
+        .iter()
+        .chain(flags)
+        .copied()
+        .collect();
+    let (mut child, addr) = spawn_wsloop(&args);
     let mut guard = KillOnDrop {
         pid: child.id(),
         exited: false,
     };
-
-    // Read stdout on a thread (logs go there too, and it must be drained), handing over the
-    // first line.
-    let stdout = child.stdout.take().unwrap();
-    let (line_tx, line_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = line_tx.send(first);
-        }
-        for _ in lines.by_ref() {}
-    });
-    let first = line_rx
-        .recv_timeout(TIMEOUT)
-        .expect("wsloop printed no first line");
-    let addr = first
-        .strip_prefix("listening on ws://")
-        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-        .to_string();
 
     let paths = ["/", "/echo"];
     let mut clients: Vec<_> = (0..count).map(|i| connect(&addr, paths[i % 2])).collect();

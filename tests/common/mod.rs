@@ -15,6 +15,38 @@ use wsloop::{Config, Server, ServerBuilder, ShutdownHandle};
 pub mod chat;
 pub mod redis;
 
+/// Starts the `wsloop` binary on a free port of 127.0.0.1 with `args`; returns it and the
+/// address its first line announces. Its stdout (logs go there too) is drained on a thread.
+pub fn spawn_wsloop(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wsloop");
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = line_tx.send(first);
+        }
+        for _ in lines.by_ref() {}
+    });
+    let first = line_rx
+        .recv_timeout(TIMEOUT)
+        .expect("wsloop printed no first line");
+    let addr = first
+        .strip_prefix("listening on ws://")
+        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+        .to_string();
+    (child, addr)
+}
+
 /// How long any single blocking step may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -129,7 +129,8 @@ impl ServerBuilder {
 
     /// Serves `path` with a handler `make` makes for each event loop: what a route needs when
     /// the server runs several ([`ServerBuilder::threads`]). State the loops' handlers share
-    /// (a chat's names) must be shared by what `make` returns, e.g. behind an `Arc<Mutex<..>>`.
+    /// must be shared by what `make` returns, e.g. behind an `Arc<Mutex<..>>`; unique names
+    /// need none: [`Context::claim`](crate::Context::claim) spans loops (and instances).
     pub fn route_each<H: Handler + Send + 'static>(
         self,
         path: impl Into<String>,

@@ -157,7 +157,7 @@ pub fn read_plaintext(
 }
 
 /// Writes the records rustls has ready (handshake, encrypted data, alerts) until the
-/// non-blocking `socket` is full (`Ok`, with [`Connection::wants_write`] still true) or they
+/// non-blocking `socket` is full (`Ok`, with [`Connection::wants_write`](rustls::Connection::wants_write) still true) or they
 /// are all out.
 pub fn write_records(conn: &mut Connection, socket: &mut impl Write) -> io::Result<()> {
     while conn.wants_write() {

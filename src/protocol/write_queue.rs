@@ -4,10 +4,10 @@
 //! allocation, not one per frame; a frame shared with other receivers (a broadcast) is queued
 //! by reference, never copied. The loop writes a queue with one vectored write per turn.
 //!
-//! An echo's payload may stay where it was read: [`WriteQueue::push_frame_from_input`] queues
+//! An echo's payload may stay where it was read: `WriteQueue::push_frame_from_input` queues
 //! a range of the caller's input buffer instead of a copy, and the caller writes the queue with
-//! that buffer ([`WriteQueue::write_from_input`]) and has what is left copied
-//! ([`WriteQueue::own_input`]) before the buffer is read into again.
+//! that buffer (`WriteQueue::write_from_input`) and has what is left copied
+//! (`WriteQueue::own_input`) before the buffer is read into again.
 //!
 //! The sink contract ([`WriteQueue::write_to`]): `Ok(n)` took the first `n` bytes;
 //! `WouldBlock` means "full for now, try again when writable"; `Ok(0)` for a non-empty write

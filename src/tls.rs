@@ -157,8 +157,8 @@ pub fn read_plaintext(
 }
 
 /// Writes the records rustls has ready (handshake, encrypted data, alerts) until the
-/// non-blocking `socket` is full (`Ok`, with [`Connection::wants_write`](rustls::Connection::wants_write) still true) or they
-/// are all out.
+/// non-blocking `socket` is full (`Ok`, with `conn.wants_write()` still true) or they are all
+/// out.
 pub fn write_records(conn: &mut Connection, socket: &mut impl Write) -> io::Result<()> {
     while conn.wants_write() {
         match conn.write_tls(socket) {

@@ -1,7 +1,6 @@
 //! What instances say to each other on Redis: every message starts with the sender's id and
-//! a kind byte; directory news is JSON.
-
-use serde::{Deserialize, Serialize};
+//! a kind byte. Directory news follows as a kind of news and length-prefixed strings (a
+//! `u32` big-endian length, then UTF-8 bytes).
 
 use super::InstanceId;
 use crate::protocol::frame::OpCode;
@@ -13,8 +12,7 @@ const BINARY: u8 = b'b';
 const DIRECTORY: u8 = b'd';
 
 /// News about the directory (see `directory`).
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum News {
     /// The sender is new, or back after an outage: everyone, say what you hold.
     Hello,
@@ -41,12 +39,65 @@ pub(super) fn message(id: &InstanceId, prepared: &Prepared) -> Vec<u8> {
     bytes
 }
 
+const HELLO: u8 = b'h';
+const HOLD: u8 = b'H';
+const HOLD_WHOLE: u8 = b'W';
+const RELEASE: u8 = b'r';
+
 /// Directory news as it goes on Redis.
 pub(super) fn news(id: &InstanceId, news: &News) -> Vec<u8> {
     let mut bytes = id.to_vec();
     bytes.push(DIRECTORY);
-    serde_json::to_writer(&mut bytes, news).expect("writing to a Vec does not fail");
+    let put = |bytes: &mut Vec<u8>, text: &str| {
+        let len = u32::try_from(text.len()).expect("a key or value under 4 GiB");
+        bytes.extend_from_slice(&len.to_be_bytes());
+        bytes.extend_from_slice(text.as_bytes());
+    };
+    match news {
+        News::Hello => bytes.push(HELLO),
+        News::Hold { entries, whole } => {
+            bytes.push(if *whole { HOLD_WHOLE } else { HOLD });
+            for (key, value) in entries {
+                put(&mut bytes, key);
+                put(&mut bytes, value);
+            }
+        }
+        News::Release { keys } => {
+            bytes.push(RELEASE);
+            for key in keys {
+                put(&mut bytes, key);
+            }
+        }
+    }
     bytes
+}
+
+/// Reads news written by [`news`] (after the id and kind); `None` if it is not that.
+fn read_news(bytes: &[u8]) -> Option<News> {
+    let (&kind, mut rest) = bytes.split_first()?;
+    let mut strings = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let text = std::str::from_utf8(rest.get(4..4 + len)?).ok()?;
+        strings.push(text.to_string());
+        rest = &rest[4 + len..];
+    }
+    let pairs = |strings: Vec<String>| -> Option<Vec<(String, String)>> {
+        if !strings.len().is_multiple_of(2) {
+            return None;
+        }
+        let mut strings = strings.into_iter();
+        Some(std::iter::from_fn(|| Some((strings.next()?, strings.next()?))).collect())
+    };
+    match kind {
+        HELLO if strings.is_empty() => Some(News::Hello),
+        HOLD | HOLD_WHOLE => Some(News::Hold {
+            entries: pairs(strings)?,
+            whole: kind == HOLD_WHOLE,
+        }),
+        RELEASE => Some(News::Release { keys: strings }),
+        _ => None,
+    }
 }
 
 /// What came from another instance.
@@ -63,7 +114,7 @@ pub(super) fn read(body: &[u8]) -> Option<(InstanceId, Heard<'_>)> {
     let heard = match kind {
         TEXT => Heard::Message(Message::Text(std::str::from_utf8(payload).ok()?)),
         BINARY => Heard::Message(Message::Binary(payload)),
-        DIRECTORY => Heard::News(serde_json::from_slice(payload).ok()?),
+        DIRECTORY => Heard::News(read_news(payload)?),
         _ => return None,
     };
     Some((id, heard))
@@ -91,6 +142,19 @@ mod tests {
             whole: true,
         };
         assert_eq!(read(&news(&id, &hold)), Some((id, Heard::News(hold))));
+        for news_item in [
+            News::Hello,
+            News::Hold {
+                entries: Vec::new(),
+                whole: false,
+            },
+            News::Release {
+                keys: vec!["a".into(), "".into()],
+            },
+        ] {
+            let bytes = news(&id, &news_item);
+            assert_eq!(read(&bytes), Some((id, Heard::News(news_item))));
+        }
     }
 
     #[test]
@@ -100,8 +164,16 @@ mod tests {
         let mut bad_text = vec![0; ID_LEN];
         bad_text.extend_from_slice(b"t\xff");
         assert_eq!(read(&bad_text), None);
-        let mut bad_news = vec![0; ID_LEN];
-        bad_news.extend_from_slice(b"d{\"op\":\"nope\"}");
-        assert_eq!(read(&bad_news), None);
+        for bad in [
+            &b"dx"[..],
+            b"dH\0\0\0\x05ab",
+            b"dH\0\0\0\x01a",
+            b"dr\0\0\0\x01\xff",
+            b"dh\0",
+        ] {
+            let mut bad_news = vec![0; ID_LEN];
+            bad_news.extend_from_slice(bad);
+            assert_eq!(read(&bad_news), None, "{bad:?}");
+        }
     }
 }

@@ -428,8 +428,17 @@ impl EventLoop {
         if budget_spent {
             self.read_again(key);
         }
+        // What it sent only to itself (an echo) goes out now, while its state is still in the
+        // cache: with a thousand connections a turn, waiting for the turn's end means loading
+        // it all again. What it sent to others, or what waits for it already, waits for the
+        // turn's flush, so that one write carries everything this turn queued.
+        let only_itself = self.app.outbox.deliveries.is_empty();
         self.deliver_outbox(now);
-        self.mark_dirty(key);
+        if only_itself && self.entries.get(key).is_some_and(|entry| !entry.dirty) {
+            self.flush_one(key, now);
+        } else {
+            self.mark_dirty(key);
+        }
     }
 
     fn fire_timers(&mut self, now: Instant) {
@@ -462,50 +471,56 @@ impl EventLoop {
     /// membership and deadline up to date; drops the closed ones.
     fn flush(&mut self, now: Instant) {
         while let Some(key) = self.dirty.pop() {
-            let Some(entry) = self.entries.get_mut(key) else {
-                continue;
-            };
-            entry.dirty = false;
-            // Above the high watermark before the write: sends reported Backpressured.
-            if entry.conn.buffered() > high_watermark(&self.app.router, entry.conn.route()) {
-                entry.backpressured = true;
-            }
-            let Entry {
-                conn, transport, ..
-            } = &mut *entry;
-            if transport.wants_write(conn.buffered()) {
-                match transport.flush(conn.queue()) {
-                    Ok(sent) => self.app.metrics.bytes_sent += sent as u64,
-                    Err(e) => {
-                        let mut events = Dispatch {
-                            app: &mut self.app,
-                            peer: entry.conn.peer(),
-                            input: None,
-                        };
-                        entry.conn.on_io_error(&e, &mut events);
-                        self.deliver_outbox(now);
-                    }
+            self.flush_one(key, now);
+        }
+    }
+
+    /// Writes out one connection and brings its registration, hub membership and deadline up
+    /// to date; drops it if it is closed.
+    fn flush_one(&mut self, key: usize, now: Instant) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        entry.dirty = false;
+        // Above the high watermark before the write: sends reported Backpressured.
+        if entry.conn.buffered() > high_watermark(&self.app.router, entry.conn.route()) {
+            entry.backpressured = true;
+        }
+        let Entry {
+            conn, transport, ..
+        } = &mut *entry;
+        if transport.wants_write(conn.buffered()) {
+            match transport.flush(conn.queue()) {
+                Ok(sent) => self.app.metrics.bytes_sent += sent as u64,
+                Err(e) => {
+                    let mut events = Dispatch {
+                        app: &mut self.app,
+                        peer: entry.conn.peer(),
+                        input: None,
+                    };
+                    entry.conn.on_io_error(&e, &mut events);
+                    self.deliver_outbox(now);
                 }
             }
-            let Some(entry) = self.entries.get_mut(key) else {
-                continue;
-            };
-            entry.conn.after_flush();
-            if entry.conn.wants_write_shutdown() {
-                entry.transport.shutdown();
-            }
-            self.after_drain(key, now);
-            self.update_membership(key);
-            if self.entries[key].conn.is_closed() {
-                let mut entry = self.entries.remove(key);
-                // Last chance for what waits inside the transport (TLS records, close_notify).
-                entry.transport.shutdown();
-                let _ = self.poll.registry().deregister(entry.transport.socket());
-                continue;
-            }
-            self.update_interest(key);
-            self.schedule(key);
         }
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        entry.conn.after_flush();
+        if entry.conn.wants_write_shutdown() {
+            entry.transport.shutdown();
+        }
+        self.after_drain(key, now);
+        self.update_membership(key);
+        if self.entries[key].conn.is_closed() {
+            let mut entry = self.entries.remove(key);
+            // Last chance for what waits inside the transport (TLS records, close_notify).
+            entry.transport.shutdown();
+            let _ = self.poll.registry().deregister(entry.transport.socket());
+            return;
+        }
+        self.update_interest(key);
+        self.schedule(key);
     }
 
     /// Tells the handler of a connection that went above its high watermark (see `flush`) once

@@ -154,22 +154,25 @@ impl Directory {
         true
     }
 
-    /// Changes the value of a key `id` holds. Returns false when it does not hold it.
+    /// Changes the value of a key `id` holds or asked for. Returns false when it does neither.
     pub(crate) fn set_value(&self, id: ConnectionId, key: &str, value: &str) -> bool {
         let mut state = self.state();
         let Some(entry) = state.entries.get_mut(key) else {
             return false;
         };
-        let granted = entry.holder == Holder::Here(id);
-        if granted || entry.holder == Holder::Asking(id) {
-            entry.value = value.to_string();
+        match entry.holder {
+            Holder::Here(holder) | Holder::Asking(holder) if holder == id => {
+                entry.value = value.to_string();
+            }
+            _ => return false,
         }
-        if granted {
+        // Once Redis grants a key asked for, the grant's news carries the value then current.
+        if entry.holder == Holder::Here(id) {
             self.tell(Outgoing::Announce {
                 key: key.to_string(),
             });
         }
-        granted || entry.holder == Holder::Asking(id)
+        true
     }
 
     /// `id` lets go of `key`. Returns false when it did not hold it.

@@ -7,7 +7,9 @@
 //! buffer instead, see [`Connection::receive_in_place`]); the connection reports its events
 //! to a [`Dispatch`], which calls the route's handler; deliver what handlers sent to other
 //! connections; fire due deadlines; then flush every connection touched this turn with one
-//! write, and derive its interest and next deadline from its state.
+//! write, and derive its interest and next deadline from its state. A connection whose read
+//! sent only to itself (an echo) is flushed right after that read instead, while its state is
+//! still in the cache.
 
 use std::io::{self, ErrorKind};
 use std::sync::{Arc, PoisonError};

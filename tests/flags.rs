@@ -1,8 +1,12 @@
 //! The `wsloop` command line as a new user meets it: defaults that work together, and one clear
 //! line (exit 2) for each kind of mistake.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
+
+use common::spawn_wsloop;
 
 fn wsloop(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wsloop"))
@@ -22,24 +26,10 @@ fn refused(args: &[&str], says: &str) {
 
 /// The server starts with `args` (and a free port), then is stopped.
 fn starts(args: &[&str]) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(["--bind", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start wsloop");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, addr) = spawn_wsloop(args);
     let _ = child.kill();
     let _ = child.wait();
-    assert!(
-        line.starts_with("listening on ws://127.0.0.1:"),
-        "{args:?}: {line:?}"
-    );
+    assert!(addr.starts_with("127.0.0.1:"), "{args:?}: {addr:?}");
 }
 
 #[test]

@@ -8,6 +8,24 @@ use wsloop::ClusterUrl;
 
 use super::TIMEOUT;
 
+/// Whether `redis-server` can run here. Where it cannot, a cluster test skips with a message
+/// (a newcomer's `cargo test` works without it), unless `WSLOOP_REQUIRE_REDIS` is set, as CI
+/// sets it: there a missing redis-server fails the test.
+pub fn available() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("WSLOOP_REQUIRE_REDIS").is_none(),
+            "WSLOOP_REQUIRE_REDIS is set and redis-server is missing"
+        );
+        eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+    }
+    found
+}
+
 /// A redis-server on a free port of 127.0.0.1, killed when dropped.
 pub struct Redis {
     child: Child,

@@ -98,10 +98,7 @@ impl EventLoop {
         events.call(id, route, out, Current::None, |handler, ctx| {
             handler.on_claim(ctx, key, granted)
         });
-        if !entry.dirty {
-            entry.dirty = true;
-            self.dirty.push(id.slot());
-        }
+        self.mark_dirty(id.slot());
     }
 
     /// Delivers to this loop's connections among `target`.

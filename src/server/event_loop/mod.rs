@@ -343,7 +343,7 @@ impl EventLoop {
         }
     }
 
-    fn mark_dirty(&mut self, key: usize) {
+    pub(super) fn mark_dirty(&mut self, key: usize) {
         if let Some(entry) = self.entries.get_mut(key) {
             if !entry.dirty {
                 entry.dirty = true;

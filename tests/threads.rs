@@ -211,3 +211,43 @@ fn shutdown_closes_connections_on_every_loop() {
     drop((a, b));
     server.wait().expect("run returns Ok");
 }
+
+/// Refuses by panicking: an upgrade whose query says `panic` makes `on_upgrade` panic.
+struct PanicsOnUpgrade;
+
+impl Handler for PanicsOnUpgrade {
+    fn on_upgrade(&mut self, request: &Request) -> Result<Option<String>, HttpError> {
+        if request.target().ends_with("?panic") {
+            panic!("on_upgrade was asked to panic");
+        }
+        Ok(None)
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, _message: Message<'_>) {
+        ctx.echo();
+    }
+}
+
+/// A panic in `on_upgrade` is isolated like one in any callback: that request gets 500, and
+/// both loops go on serving (a loop the panic had ended would take no more connections, so
+/// no client would land on it). Twenty requests: the kernel spreads them over both loops.
+#[test]
+fn a_panic_in_on_upgrade_answers_500_and_every_loop_serves_on() {
+    let server = TestServer::with_routes(Config::default(), |builder| {
+        builder
+            .threads(2)
+            .route_each("/broadcast", || Tagged(Broadcast))
+            .route_each("/echo", || Tagged(PanicsOnUpgrade))
+    });
+    for _ in 0..20 {
+        let mut client = RawClient::connect(server.addr());
+        client.send(common::upgrade_request("/echo?panic", "").as_bytes());
+        let response = client.read_response();
+        assert_eq!(response.head.status, 500, "{response:?}");
+    }
+    for wanted in [0, 1] {
+        let mut client = on_loop(server.addr(), "/echo", wanted);
+        client.send(&client_frame(true, common::TEXT, b"still here"));
+        assert_eq!(text(&mut client), "still here");
+    }
+}

@@ -459,27 +459,18 @@ impl Server {
     /// close timeout for them to finish; it stops every loop.
     pub fn run(self) -> Result<(), Error> {
         let mut loops = self.loops.into_iter();
-        let mut first = loops.next().expect("a server has a loop");
+        let first = loops.next().expect("a server has a loop");
         let others: Vec<_> = loops
             .enumerate()
-            .map(|(i, mut event_loop)| {
+            .map(|(i, event_loop)| {
                 let handle = self.handle.clone();
                 std::thread::Builder::new()
                     .name(format!("wsloop-{}", i + 1))
-                    .spawn(move || {
-                        let result = event_loop.run();
-                        if result.is_err() {
-                            handle.shutdown(); // one loop failed: stop the others too
-                        }
-                        result
-                    })
+                    .spawn(move || run_loop(i + 1, event_loop, &handle))
             })
             .collect::<Result<_, _>>()
             .map_err(Error::Io)?;
-        let mut result = first.run();
-        if result.is_err() {
-            self.handle.shutdown(); // one loop failed: stop the others too
-        }
+        let mut result = run_loop(0, first, &self.handle);
         for thread in others {
             let stopped = thread
                 .join()
@@ -491,6 +482,17 @@ impl Server {
         }
         result.map_err(Error::Io)
     }
+}
+
+/// Runs one loop to its end. A loop that fails, by an error or by a panic that escaped every
+/// callback's isolation, stops the others: a server never goes on with a loop missing.
+fn run_loop(index: usize, mut event_loop: EventLoop, handle: &ShutdownHandle) -> io::Result<()> {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| event_loop.run()))
+        .unwrap_or_else(|_| Err(io::Error::other(format!("event loop {index} panicked"))));
+    if result.is_err() {
+        handle.shutdown();
+    }
+    result
 }
 
 /// Stops a running [`Server`]; cheap to clone and send to other threads.

@@ -14,7 +14,7 @@ use crate::app::{Route, Router};
 use crate::connection::{Answer, Closed, ConnectionEvents, RouteId};
 use crate::handler::{ConnectionId, Handler};
 use crate::protocol::close::CloseCode;
-use crate::protocol::handshake::{http_response, without_body, Request};
+use crate::protocol::handshake::{http_response, without_body, HttpError, Request};
 use crate::protocol::outbound::{Message, Outbound};
 use crate::server::context::{Context, Current, Outbox};
 use crate::server::directory::Directory;
@@ -156,11 +156,7 @@ impl Dispatch<'_> {
             callback(handler.as_mut(), &mut ctx);
         });
         if let Err(panic) = std::panic::catch_unwind(run) {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(no message)".into());
+            let what = panic_message(&*panic);
             error!(
                 peer:% = self.peer, path = path.as_str(), id:% = id, code = 1011;
                 "{} {path} handler panicked: {what}; closing {id} with 1011",
@@ -171,13 +167,36 @@ impl Dispatch<'_> {
     }
 }
 
+/// What a caught panic says: its message when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    (panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 impl ConnectionEvents for Dispatch<'_> {
     fn on_request(&mut self, _id: ConnectionId, request: &Request, upgrade: bool) -> Answer {
         let get = matches!(request.method(), "GET" | "HEAD");
         if self.app.serve_metrics && !upgrade && get && request.path() == "/metrics" {
             return self.app.metrics_reply(request);
         }
-        self.app.router.answer(request, upgrade)
+        // The router calls the route's `Handler::on_upgrade`: a panic there is isolated like
+        // one in any other callback, and the request answered 500.
+        let router = &mut self.app.router;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| router.answer(request, upgrade))) {
+            Ok(answer) => answer,
+            Err(panic) => {
+                let (peer, path) = (self.peer, request.path());
+                error!(
+                    peer:% = peer, path = path, status = 500;
+                    "{peer} {path} on_upgrade panicked: {}; answering 500", panic_message(&*panic)
+                );
+                Answer::Refuse(HttpError {
+                    status: 500,
+                    reason: "internal error",
+                })
+            }
+        }
     }
 
     fn on_refused(&mut self, status: u16) {

@@ -7,7 +7,7 @@ use std::process::{Command, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{spawn_wsloop, TIMEOUT};
+use common::{spawn_wsloop_logged, TIMEOUT};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
@@ -49,30 +49,55 @@ fn connect(addr: &str, path: &str) -> WebSocket<TcpStream> {
 
 #[test]
 fn sigterm_closes_every_client_with_1001_and_exits_0() {
-    sigterm_closes_clients(&[], 2);
+    sigterm_closes_clients(&[], 1);
 }
 
 /// With two loops the signal reaches one of them, which stops the other: clients on both get
-/// 1001 (eight clients: the kernel spreads them over the loops).
+/// 1001. The kernel spreads clients over the loops; the server's log says which loop each
+/// landed on (`open #N` on loop 0, `open #1.N` on loop 1), and clients are added until both
+/// loops hold some.
 #[test]
 fn sigterm_stops_every_loop() {
-    sigterm_closes_clients(&["--threads", "2"], 8);
+    sigterm_closes_clients(&["--threads", "2"], 2);
 }
 
-fn sigterm_closes_clients(flags: &[&str], count: usize) {
+/// The loop a new connection landed on, from the server's `open` log line.
+fn loop_of_next_open(log: &mpsc::Receiver<String>) -> usize {
+    loop {
+        let line = log
+            .recv_timeout(TIMEOUT)
+            .expect("the server logged no open line");
+        if let Some((_, id)) = line.split_once(" open #") {
+            return match id.split_once('.') {
+                Some((index, _)) => index.parse().expect("a loop index"),
+                None => 0,
+            };
+        }
+    }
+}
+
+/// Connects clients until every one of `loops` holds at least one (bounded), then sends
+/// SIGTERM and checks that each gets 1001 and that the server exits 0.
+fn sigterm_closes_clients(flags: &[&str], loops: usize) {
     let args: Vec<&str> = ["--log-level", "info"]
         .iter()
         .chain(flags)
         .copied()
         .collect();
-    let (mut child, addr) = spawn_wsloop(&args);
+    let (mut child, addr, log) = spawn_wsloop_logged(&args);
     let mut guard = KillOnDrop {
         pid: child.id(),
         exited: false,
     };
 
     let paths = ["/", "/echo"];
-    let mut clients: Vec<_> = (0..count).map(|i| connect(&addr, paths[i % 2])).collect();
+    let mut clients = Vec::new();
+    let mut per_loop = vec![0; loops];
+    while per_loop.contains(&0) {
+        assert!(clients.len() < 200, "200 clients, per loop: {per_loop:?}");
+        clients.push(connect(&addr, paths[clients.len() % 2]));
+        per_loop[loop_of_next_open(&log)] += 1;
+    }
 
     // Wait for the exit on a thread, so the wait is bounded by a channel timeout.
     let (exit_tx, exit_rx) = mpsc::channel::<ExitStatus>();

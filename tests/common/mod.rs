@@ -16,8 +16,19 @@ pub mod chat;
 pub mod redis;
 
 /// Starts the `wsloop` binary on a free port of 127.0.0.1 with `args`; returns it and the
-/// address its first line announces. Its stdout (logs go there too) is drained on a thread.
+/// address its first line announces. Its stdout is drained on a thread; its log (stderr) is
+/// dropped.
 pub fn spawn_wsloop(args: &[&str]) -> (std::process::Child, String) {
+    let (child, addr, _log) = spawn(args, false);
+    (child, addr)
+}
+
+/// [`spawn_wsloop`], with every line it logs (stderr) sent to the receiver as it comes.
+pub fn spawn_wsloop_logged(args: &[&str]) -> (std::process::Child, String, mpsc::Receiver<String>) {
+    spawn(args, true)
+}
+
+fn spawn(args: &[&str], logged: bool) -> (std::process::Child, String, mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
@@ -25,7 +36,11 @@ pub fn spawn_wsloop(args: &[&str]) -> (std::process::Child, String) {
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if logged {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("start wsloop");
     let stdout = child.stdout.take().unwrap();
@@ -37,6 +52,14 @@ pub fn spawn_wsloop(args: &[&str]) -> (std::process::Child, String) {
         }
         for _ in lines.by_ref() {}
     });
+    let (log_tx, log_rx) = mpsc::channel();
+    if let Some(stderr) = child.stderr.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = log_tx.send(line);
+            }
+        });
+    }
     let first = line_rx
         .recv_timeout(TIMEOUT)
         .expect("wsloop printed no first line");
@@ -44,7 +67,7 @@ pub fn spawn_wsloop(args: &[&str]) -> (std::process::Child, String) {
         .strip_prefix("listening on ws://")
         .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
         .to_string();
-    (child, addr)
+    (child, addr, log_rx)
 }
 
 /// How long any single blocking step may take before the test fails.

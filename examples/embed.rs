@@ -18,12 +18,10 @@ struct Counter {
 impl Handler for Counter {
     fn on_upgrade(&mut self, request: &Request) -> Result<Option<String>, HttpError> {
         match request.origin() {
-            Some(origin) if !origin.starts_with("http://127.0.0.1") && origin != "null" => {
-                Err(HttpError {
-                    status: 403,
-                    reason: "origin not allowed",
-                })
-            }
+            Some(origin) if !is_local_origin(origin) && origin != "null" => Err(HttpError {
+                status: 403,
+                reason: "origin not allowed",
+            }),
             _ => Ok(request
                 .protocols()
                 .find(|p| *p == "count.v1")
@@ -53,6 +51,22 @@ impl Handler for Counter {
     }
 }
 
+/// Whether a browser's `Origin` (RFC 6454: `scheme://host[:port]`, nothing after) names a page
+/// served from this machine. The host is compared whole: a prefix check would let
+/// `http://127.0.0.1.evil.example` in.
+fn is_local_origin(origin: &str) -> bool {
+    let Some(authority) =
+        (origin.strip_prefix("http://")).or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
 fn main() -> Result<(), wsloop::Error> {
     let server = Server::builder()
         .bind("127.0.0.1:9002")
@@ -62,4 +76,31 @@ fn main() -> Result<(), wsloop::Error> {
         .build()?;
     println!("listening on ws://{}", server.local_addr());
     server.run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_origin;
+
+    #[test]
+    fn only_this_machines_pages_are_local() {
+        for local in [
+            "http://127.0.0.1",
+            "http://127.0.0.1:8080",
+            "https://localhost:9002",
+            "http://[::1]:1",
+        ] {
+            assert!(is_local_origin(local), "{local}");
+        }
+        for foreign in [
+            "http://127.0.0.1.evil.example",
+            "http://127.0.0.1:80@evil.example",
+            "http://localhost.evil.example:80",
+            "http://evil.example/127.0.0.1",
+            "ftp://127.0.0.1",
+            "127.0.0.1",
+        ] {
+            assert!(!is_local_origin(foreign), "{foreign}");
+        }
+    }
 }

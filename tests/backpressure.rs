@@ -4,6 +4,9 @@
 //! with the echo written in one go, the case no re-registration rescues, depends on the
 //! kernel's socket buffers; the test checks that every echo arrives either way.)
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::{client_frame, RawClient, TestServer, BINARY};

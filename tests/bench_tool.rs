@@ -1,5 +1,8 @@
 //! `wsloop bench` against a running server: its counts must be right and its errors counted.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::process::{Command, Output};

@@ -6,6 +6,9 @@
 //! has read its 101 are read in a later turn, when that receiver is already a member. So:
 //! upgrade every receiver (reading its 101) first, then send.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -4,6 +4,9 @@
 //! "X got nothing" is checked with [`ChatClient::assert_nothing_pending`], after a client that
 //! did receive the event proved the request was handled.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::chat::{chat_server, ChatClient};

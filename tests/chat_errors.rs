@@ -1,6 +1,9 @@
 //! Refused `/chat` requests: each is an `error` event with a code, and the connection stays
 //! open (a valid request afterwards is answered).
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::chat::{chat_server, ChatClient};

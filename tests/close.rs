@@ -1,5 +1,8 @@
 //! The closing handshake, and close frames the server must refuse.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::{client_frame, close_frame, RawClient, TestServer, CLOSE};

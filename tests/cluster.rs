@@ -4,6 +4,9 @@
 //! Needs `redis-server` on the PATH (Debian's package; `.ci/run` installs it); skipped with a
 //! message where it is missing, unless `WSLOOP_REQUIRE_REDIS` is set (as in CI).
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::net::{SocketAddr, TcpListener};

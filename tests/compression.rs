@@ -1,6 +1,9 @@
 //! permessage-deflate (RFC 7692) over a real socket: negotiation, compressed echo in both
 //! modes and window sizes, the threshold, fragments, the inflate bomb, and RSV1 misuse.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::{

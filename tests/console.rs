@@ -1,6 +1,9 @@
 //! The console client (`wsloop client URL`) against a running server: what a person typing
 //! into it would see.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

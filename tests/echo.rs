@@ -1,5 +1,8 @@
 //! The echo endpoint with an independent client (tungstenite) and with raw frames.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::net::{SocketAddr, TcpStream};

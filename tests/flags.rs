@@ -1,6 +1,9 @@
 //! The `wsloop` command line as a new user meets it: defaults that work together, and one clear
 //! line (exit 2) for each kind of mistake.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -1,5 +1,8 @@
 //! Frames that break RFC 6455 §5 fail the connection with 1002, and nothing follows the close.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::{

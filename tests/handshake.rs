@@ -1,6 +1,9 @@
 //! The opening handshake over a real socket: the 101 reply, and the status and one-line body of
 //! every refusal.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::time::{Duration, Instant};

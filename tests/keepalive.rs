@@ -1,5 +1,8 @@
 //! Keepalive: a quiet connection is pinged, and closed with 1001 if it stays silent.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::time::{Duration, Instant};

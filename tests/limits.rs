@@ -1,5 +1,8 @@
 //! Messages over `max_message_size` fail with 1009 as soon as the header announces them.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::{client_frame, frame_header, RawClient, TestServer, BINARY, CONTINUATION, MASK, TEXT};

@@ -1,6 +1,9 @@
 //! `GET /metrics` as an operator's Prometheus sees it: served only when asked for, in the text
 //! format, with counts that follow what clients did.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::{client_frame, close_frame, RawClient, TestServer, TEXT};

@@ -1,5 +1,8 @@
 //! A handler's `on_upgrade` decides the handshake: it selects a subprotocol or refuses.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::{client_frame, upgrade_request, RawClient, TestServer, TEXT};

@@ -1,6 +1,9 @@
 //! A panicking handler: the connection it was serving is closed with 1011, and the loop, the
 //! other connections and the handler itself go on.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::{client_frame, close_frame, RawClient, TestServer, TEXT};

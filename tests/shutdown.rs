@@ -1,5 +1,8 @@
 //! In-process shutdown through `ShutdownHandle`: open clients get 1001 and `run` returns `Ok`.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! The `wsloop` binary on SIGTERM: every client gets close 1001 and the process exits with 0.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::net::TcpStream;

@@ -5,6 +5,9 @@
 //! wrapper), so a test can hold one client on each loop; which loop the kernel picks is not
 //! up to the test, so it connects until it has the one it wants (bounded).
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::net::SocketAddr;

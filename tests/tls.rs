@@ -3,6 +3,9 @@
 //! or half-spoken TLS client closed at the handshake timeout; plain HTTP on the TLS port;
 //! certificate files that cannot be used; and SIGHUP reloading the certificate.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -6,6 +6,9 @@
 //! `all T text` (publish to T's other subscribers, or to all of them), each answered with
 //! `ok N` (N: whether it changed anything, or how many receivers the publish went to).
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! Text that is not UTF-8 fails the connection with 1007, as soon as the bad byte arrives.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::{client_frame, frame_header, masked, RawClient, TestServer, CONTINUATION, MASK, TEXT};

@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::app::{Backpressure, Route, Router};
-use crate::apps::Echo;
 use crate::buffer_pool::spare_bytes;
 use crate::protocol::frame::{encode_frame, OpCode};
 
@@ -27,6 +26,16 @@ fn config() -> Config {
 /// a real [`Router`] (404 for other paths), every message comes back as
 /// [`Context::echo`](crate::Context::echo) sends it (a gathered message shared, a borrowed one
 /// copied), and every close is recorded.
+/// The route's handler: only its `on_upgrade` (the default, accept) is ever called here, since
+/// [`TestEvents`] answers messages itself.
+struct Accepting;
+
+impl crate::Handler for Accepting {
+    fn on_message(&mut self, _ctx: &mut crate::Context<'_>, _message: Message<'_>) {
+        unreachable!("TestEvents answers messages itself")
+    }
+}
+
 struct TestEvents {
     router: Router,
     opened: usize,
@@ -39,7 +48,7 @@ impl TestEvents {
             router: Router {
                 routes: vec![Route {
                     path: "/echo".into(),
-                    handler: Box::new(Echo),
+                    handler: Box::new(Accepting),
                     backpressure: Backpressure::new(config.max_buffered),
                     compression: config.compression,
                 }],

@@ -396,7 +396,15 @@ fn listen(addr: SocketAddr, shared: bool) -> io::Result<mio::net::TcpListener> {
 ///
 /// ```
 /// use std::net::TcpStream;
-/// use wsloop::{apps::Echo, Server};
+/// use wsloop::{Context, Handler, Message, Server};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     fn on_message(&mut self, ctx: &mut Context<'_>, _message: Message<'_>) {
+///         ctx.echo();
+///     }
+/// }
 ///
 /// let server = Server::builder().bind("127.0.0.1:0").route("/echo", Echo).build()?;
 /// let addr = server.local_addr();

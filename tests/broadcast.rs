@@ -289,3 +289,67 @@ fn message_larger_than_the_limit_reaches_a_receiver_that_keeps_up() {
     assert_eq!(frame.opcode, BINARY, "got {frame:?}");
     assert_eq!(frame.payload, big);
 }
+
+/// A slow receiver that never reads again is dropped at the close timeout with a reset: the
+/// server discards what it could not send instead of leaving its socket in the kernel, full
+/// of unsent data, for minutes (a FIN would wait behind that data for a window that never
+/// opens). The receiver's socket has a 4 KiB receive buffer and is watched, unread, with mio
+/// until the connection ends.
+#[test]
+fn a_slow_receiver_dropped_at_the_close_timeout_is_reset_at_once() {
+    use mio::{Events, Interest, Poll, Token};
+    use std::io::ErrorKind;
+    use std::time::Duration;
+
+    let close_timeout = Duration::from_millis(300);
+    let server = server(
+        Config::default()
+            .max_buffered(MAX_BUFFERED)
+            .close_timeout(close_timeout),
+    );
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr().into()).unwrap();
+    let mut slow = RawClient::from_stream(socket.into());
+    slow.send(common::upgrade_request("/broadcast", "").as_bytes());
+    assert_eq!(slow.read_head().status, 101);
+    let mut sender = join(server.addr());
+    for seq in 0..BIG_COUNT {
+        sender.send(&client_frame(true, BINARY, &big_message(seq)));
+    }
+    // The sender's own echo of nothing: a round trip proves every message was taken in.
+    sender.send(&client_frame(true, common::PING, b"done?"));
+    assert_eq!(sender.read_frame().payload, b"done?");
+
+    let mut stream = mio::net::TcpStream::from_std(slow.stream.try_clone().unwrap());
+    stream.set_nodelay(true).unwrap();
+    slow.stream.set_nonblocking(true).unwrap();
+    let mut poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&mut stream, Token(0), Interest::READABLE)
+        .unwrap();
+    let mut events = Events::with_capacity(8);
+    let deadline = Instant::now() + close_timeout + TIMEOUT;
+    let ended = 'wait: loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break false;
+        }
+        poll.poll(&mut events, Some(left)).unwrap();
+        for event in events.iter() {
+            if event.is_error() || event.is_read_closed() {
+                break 'wait true;
+            }
+        }
+    };
+    assert!(
+        ended,
+        "the slow receiver's connection did not end within the close timeout"
+    );
+    let error = stream.take_error().unwrap();
+    assert_eq!(
+        error.map(|e| e.kind()),
+        Some(ErrorKind::ConnectionReset),
+        "the server ended the connection without a reset"
+    );
+}

@@ -135,6 +135,17 @@ impl Transport {
 
     /// Ends the write side (the server closes the TCP connection first, §7.1.1): under TLS,
     /// close_notify first. Called again until it is done.
+    /// Makes closing the socket abortive (`SO_LINGER` 0: an RST, not a FIN): what is still
+    /// unsent in the kernel is discarded, so a peer that stopped reading does not hold the
+    /// socket's memory and the port for minutes after the server let go of it.
+    pub(crate) fn reset_on_close(&mut self) {
+        let stream: &TcpStream = match self {
+            Transport::Plain { stream, .. } => stream,
+            Transport::Tls(tls) => &tls.stream,
+        };
+        let _ = socket2::SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
+    }
+
     pub(crate) fn shutdown(&mut self) {
         match self {
             Transport::Plain { stream, write_shut } => {

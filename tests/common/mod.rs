@@ -285,7 +285,11 @@ pub struct RawClient {
 impl RawClient {
     /// A TCP connection with read and write timeouts; nothing sent yet.
     pub fn connect(addr: SocketAddr) -> RawClient {
-        let stream = TcpStream::connect(addr).expect("connect");
+        RawClient::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A client on a socket connected elsewhere (say with socket options of the test's own).
+    pub fn from_stream(stream: TcpStream) -> RawClient {
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();

@@ -190,6 +190,9 @@ impl EventLoop {
             } else {
                 events.app.metrics.slow_consumers_closed += 1;
                 conn.on_slow_consumer(now, &self.conn_config, policy.max_buffered, &mut events);
+                if conn.is_closed() {
+                    entry.transport.reset_on_close(); // dropped: even its close did not fit
+                }
             }
         }
         if !entry.dirty {

@@ -292,6 +292,9 @@ impl EventLoop {
                         "shutdown complete ({} connections dropped)",
                         self.entries.len()
                     );
+                    for (_, entry) in &mut self.entries {
+                        entry.transport.reset_on_close();
+                    }
                     return Ok(());
                 }
             }
@@ -463,6 +466,11 @@ impl EventLoop {
             // peer, so the connection just ends.
             if !entry.transport.is_established() {
                 entry.conn.abort();
+            }
+            // Ended by a deadline (a closing handshake or a reply the peer never took): what
+            // the kernel still holds for it would linger for minutes, so it is reset instead.
+            if entry.conn.is_closed() {
+                entry.transport.reset_on_close();
             }
             self.deliver_outbox(now);
             self.mark_dirty(key);

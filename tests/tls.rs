@@ -438,3 +438,109 @@ fn shutdown_closes_tls_clients_with_1001() {
     drop(client);
     server.wait().expect("the server stops cleanly");
 }
+
+/// A TLS 1.3 ClientHello whose SNI names an IP address (as `openssl s_client -servername
+/// 127.0.0.1` sends it; RFC 6066 allows only DNS names there).
+fn client_hello_with_ip_sni() -> Vec<u8> {
+    fn extension(kind: u16, body: &[u8]) -> Vec<u8> {
+        let mut out = kind.to_be_bytes().to_vec();
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+    let name = b"127.0.0.1";
+    let mut sni = ((name.len() + 3) as u16).to_be_bytes().to_vec();
+    sni.push(0); // host_name
+    sni.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    sni.extend_from_slice(name);
+    let mut key_share = vec![0, 36, 0x00, 0x1d, 0, 32];
+    key_share.extend_from_slice(&[9; 32]);
+    let extensions = [
+        extension(0x0000, &sni),
+        extension(0x002b, &[2, 0x03, 0x04]), // supported_versions: TLS 1.3
+        extension(0x000a, &[0, 2, 0x00, 0x1d]), // supported_groups: x25519
+        extension(0x000d, &[0, 2, 0x04, 0x03]), // signature_algorithms
+        extension(0x0033, &key_share),       // key_share: x25519
+    ]
+    .concat();
+    let mut hello = vec![0x03, 0x03];
+    hello.extend_from_slice(&[7; 32]); // random
+    hello.push(0); // no session id
+    hello.extend_from_slice(&[0, 2, 0x13, 0x01]); // TLS_AES_128_GCM_SHA256
+    hello.extend_from_slice(&[1, 0]); // no compression
+    hello.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+    hello.extend_from_slice(&extensions);
+    let mut handshake = vec![1, 0];
+    handshake.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+    handshake.extend_from_slice(&hello);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+    record.extend_from_slice(&handshake);
+    record
+}
+
+/// What a TLS client controls stays out of the log, and what is logged is true: an IP address
+/// as SNI (which rustls warns about, once per connection) logs nothing, and a TLS handshake
+/// left unfinished is logged as that, not as a 408 that was never sent.
+#[test]
+fn tls_clients_cannot_fill_the_log_and_a_stalled_handshake_is_logged_as_one() {
+    let pki = pki();
+    let dir = scratch_dir();
+    let (cert, key) = write_pair(&dir, &pki);
+    let (mut child, first, lines) = start_binary(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--handshake-timeout",
+        "300ms",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let addr = first
+        .trim()
+        .strip_prefix("listening on wss://")
+        .expect(&first)
+        .to_string();
+    for _ in 0..3 {
+        let mut tcp = TcpStream::connect(&addr).unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        tcp.write_all(&client_hello_with_ip_sni()).unwrap();
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer)
+            .expect("the server answers the hello");
+        assert_eq!(answer[0], 0x16, "a handshake record (ServerHello)");
+    }
+    // A client that says nothing: its line is the last the server logs here.
+    let silent = TcpStream::connect(&addr).unwrap();
+    let mut logged = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while !logged
+        .last()
+        .is_some_and(|l: &String| l.contains("TLS handshake not finished"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        logged.push(
+            lines
+                .recv_timeout(left)
+                .expect("no line for the stalled handshake"),
+        );
+    }
+    drop(silent);
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = logged.join("\n");
+    assert!(
+        !text.contains("SNI"),
+        "a client's SNI reached the log:\n{text}"
+    );
+    assert!(
+        !text.contains("408"),
+        "a 408 that was never sent was logged:\n{text}"
+    );
+    assert_eq!(
+        logged.len(),
+        1,
+        "one line for the stalled handshake, nothing else:\n{text}"
+    );
+}

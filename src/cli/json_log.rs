@@ -15,12 +15,15 @@ use serde_json::Value as Json;
 /// The JSON-lines logger.
 pub struct JsonLogger {
     level: LevelFilter,
+    /// For records of rustls ([`super::serve::rustls_log_level`]).
+    rustls: LevelFilter,
 }
 
 impl JsonLogger {
     /// Installs the logger for records at `level` and above.
     pub fn init(level: LevelFilter) -> Result<(), log::SetLoggerError> {
-        log::set_boxed_logger(Box::new(JsonLogger { level }))?;
+        let rustls = super::serve::rustls_log_level(level);
+        log::set_boxed_logger(Box::new(JsonLogger { level, rustls }))?;
         log::set_max_level(level);
         Ok(())
     }
@@ -28,7 +31,8 @@ impl JsonLogger {
 
 impl Log for JsonLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+        let rustls = metadata.target().starts_with("rustls");
+        metadata.level() <= if rustls { self.rustls } else { self.level }
     }
 
     fn log(&self, record: &Record<'_>) {

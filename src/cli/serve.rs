@@ -143,11 +143,23 @@ impl ServeArgs {
     }
 }
 
+/// How much of rustls' own log to let through at `level`. Its warnings are about what a
+/// client sent (an IP address as SNI, say), so any client could fill the log with them;
+/// wsloop logs each TLS failure itself, once. Below debug, only rustls' errors pass.
+pub(super) fn rustls_log_level(level: LevelFilter) -> LevelFilter {
+    if level >= LevelFilter::Debug {
+        level
+    } else {
+        level.min(LevelFilter::Error)
+    }
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(cli: &ServeArgs) -> ExitCode {
     let logged = match cli.log_format {
         LogFormat::Text => simple_logger::SimpleLogger::new()
             .with_level(cli.log_level)
+            .with_module_level("rustls", rustls_log_level(cli.log_level))
             .with_utc_timestamps()
             .init(),
         LogFormat::Json => super::json_log::JsonLogger::init(cli.log_level),

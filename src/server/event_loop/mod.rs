@@ -456,15 +456,18 @@ impl EventLoop {
                 continue; // stale: the connection is gone or has a newer deadline
             }
             entry.timer_at = Tick::NEVER;
-            let mut events = Dispatch {
-                app: &mut self.app,
-                peer: entry.conn.peer(),
-                input: None,
-            };
-            entry.conn.on_timeout(now, &self.conn_config, &mut events);
-            // A TLS handshake unfinished at the handshake deadline: no reply can reach the
-            // peer, so the connection just ends.
-            if !entry.transport.is_established() {
+            if entry.transport.is_established() {
+                let mut events = Dispatch {
+                    app: &mut self.app,
+                    peer: entry.conn.peer(),
+                    input: None,
+                };
+                entry.conn.on_timeout(now, &self.conn_config, &mut events);
+            } else {
+                // A TLS handshake unfinished at the handshake deadline: no reply can reach
+                // the peer, so the connection just ends.
+                let peer = entry.conn.peer();
+                info!(peer:% = peer; "{peer} TLS handshake not finished in time: dropped");
                 entry.conn.abort();
             }
             // Ended by a deadline (a closing handshake or a reply the peer never took): what

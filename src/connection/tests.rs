@@ -374,10 +374,6 @@ fn eof_while_open_reports_1006_once() {
     assert_eq!(h.closes().len(), 1);
 }
 
-/// The read loop's mix of in-place and buffered reads, randomised.
-#[path = "read_loop_tests.rs"]
-mod read_loop;
-
 #[test]
 fn replies_queued_before_the_peers_eof_still_go_out() {
     // A client that sends its request and a message, then shuts down its write side: the

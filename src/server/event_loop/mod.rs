@@ -23,6 +23,9 @@ use slab::Slab;
 mod accept;
 mod delivery;
 mod dispatch;
+mod read;
+#[cfg(test)]
+mod read_tests;
 
 use super::cluster::ClusterLink;
 use super::context::Outbox;
@@ -39,34 +42,16 @@ use crate::config::Config;
 use crate::connection::{Connection, ConnectionConfig, RouteId};
 use crate::handler::ConnectionId;
 pub(crate) use accept::TlsSource;
-use dispatch::{App, Dispatch, InputBuffer};
+use dispatch::{App, Dispatch};
+use read::{read_batch, BatchEnd, ReadUntil};
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 /// The one read buffer all connections share.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
-/// Reads and bytes per connection per turn before others get their turn: enough that a 1 MiB
-/// message is taken in one turn instead of spilling into the next (echo 100 x 1 MiB: 1,951 ->
-/// 2,424 msgs/s at 16 reads of 64 KiB vs 64), and no more, since reads straight into a message
-/// buffer take up to 512 KiB at a time.
-const READ_BUDGET: usize = 64;
-const READ_BUDGET_BYTES: usize = 4 << 20;
-
 /// How long a spare buffer may go unused before the loop lets go of it (see `buffer_pool`).
 const TRIM_PERIOD: Duration = Duration::from_secs(1);
-
-/// How far one readiness event's reads go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadUntil {
-    /// Stop after a read that did not fill the buffer: the socket was drained at that moment,
-    /// and on Linux any later arrival raises a new edge-triggered event. Saves the read that
-    /// would return `WouldBlock`, one of three system calls per echoed message. Not used when
-    /// the event says the peer closed: a FIN that came with the data raises no later event.
-    ShortRead,
-    /// Read until `WouldBlock`: after a hang-up or error, and for reads no event announced.
-    WouldBlock,
-}
 
 /// How long to wait before accepting again after an accept error.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -355,82 +340,34 @@ impl EventLoop {
         }
     }
 
-    /// Reads until `until` says stop, the budget runs out, or the connection stops wanting
-    /// input.
+    /// Reads what the connection has for us (see [`read_batch`]), then delivers what its
+    /// handler sent and writes or schedules its replies.
     fn read(&mut self, key: usize, now: Instant, until: ReadUntil) {
         let Some(entry) = self.entries.get_mut(key) else {
             return;
         };
         let high_watermark = high_watermark(&self.app.router, entry.conn.route());
-        let short_read_drains =
-            until == ReadUntil::ShortRead && entry.transport.short_read_drains();
         let mut events = Dispatch {
             app: &mut self.app,
             peer: entry.conn.peer(),
             input: None,
         };
-        let mut budget_spent = true;
-        let mut bytes_read = 0;
-        for _ in 0..READ_BUDGET {
-            if !entry.conn.wants_read(high_watermark) {
-                entry.read_paused = !entry.conn.is_closed();
-                budget_spent = false;
-                break;
-            }
-            // A large payload is read straight into its message's buffer; anything else into
-            // the shared buffer, many frames to a read.
-            let Entry {
-                conn, transport, ..
-            } = &mut *entry;
-            let config = &self.conn_config;
-            let in_place =
-                conn.receive_in_place(|room| transport.read(room), now, config, &mut events);
-            let (result, offered) = match in_place {
-                Some(done) => done,
-                None => {
-                    let result = transport.read(&mut self.read_buffer);
-                    if let Ok(n @ 1..) = result {
-                        let input = &mut self.read_buffer[..n];
-                        events.input = Some(InputBuffer::of(input));
-                        conn.receive(input, now, config, &mut events);
-                        events.input = None;
-                        write_from_input(conn, transport, &self.read_buffer[..n], &mut events);
-                    }
-                    (result, self.read_buffer.len())
-                }
-            };
-            match result {
-                Ok(0) => {
-                    entry.conn.on_eof(now, &self.conn_config, &mut events);
-                    budget_spent = false;
-                    break;
-                }
-                Ok(n) => {
-                    events.app.metrics.bytes_received += n as u64;
-                    if short_read_drains && n < offered {
-                        budget_spent = false;
-                        break;
-                    }
-                    bytes_read += n;
-                    if bytes_read >= READ_BUDGET_BYTES {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    budget_spent = false;
-                    break;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    entry.conn.on_io_error(&e, &mut events);
-                    budget_spent = false;
-                    break;
-                }
-            }
+        let end = read_batch(
+            &mut entry.conn,
+            &mut entry.transport,
+            &mut self.read_buffer,
+            until,
+            high_watermark,
+            now,
+            &self.conn_config,
+            &mut events,
+        );
+        if end == BatchEnd::Paused {
+            entry.read_paused = true;
         }
         entry.conn.end_of_batch();
         // Stopped on the budget with input perhaps still waiting: come back next turn.
-        if budget_spent {
+        if end == BatchEnd::BudgetSpent {
             self.read_again(key);
         }
         // What it sent only to itself (an echo) goes out now, while its state is still in the
@@ -643,26 +580,6 @@ impl EventLoop {
             self.deliver_outbox(now);
             self.mark_dirty(key);
         }
-    }
-}
-
-/// Writes what the connection queued from `input` (the shared read buffer, about to be read
-/// into again) while it is there: echoes go out from where they were read. What the socket
-/// does not take is copied into the queue.
-fn write_from_input(
-    conn: &mut Connection,
-    transport: &mut Transport,
-    input: &[u8],
-    events: &mut Dispatch<'_>,
-) {
-    let Some(queue) = conn.queue().filter(|queue| queue.holds_input()) else {
-        return;
-    };
-    let written = transport.flush_from_input(Some(&mut *queue), input);
-    queue.own_input(input);
-    match written {
-        Ok(sent) => events.app.metrics.bytes_sent += sent as u64,
-        Err(e) => conn.on_io_error(&e, events),
     }
 }
 

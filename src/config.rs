@@ -235,10 +235,10 @@ impl Config {
         if self.max_connections == 0 {
             return err("max-connections must be at least 1".into());
         }
-        if self.max_connections >= crate::handler::ConnectionId::MAX_SLOTS {
+        if self.max_connections >= crate::ids::ConnectionId::MAX_SLOTS {
             return err(format!(
                 "max-connections is at most {} per event loop",
-                crate::handler::ConnectionId::MAX_SLOTS
+                crate::ids::ConnectionId::MAX_SLOTS
             ));
         }
         for (name, value) in [

@@ -54,6 +54,7 @@ pub mod client;
 mod config;
 mod connection;
 mod handler;
+mod ids;
 pub mod protocol;
 mod server;
 #[cfg(test)]
@@ -62,12 +63,15 @@ pub mod tls;
 
 pub use app::{Backpressure, RouteOptions, SlowConsumer};
 pub use config::{Config, ConfigError};
-pub use handler::{ConnectionId, Context, Handler, Message, SendStatus};
+pub use handler::Handler;
+pub use ids::{ConnectionId, SendStatus};
 pub use protocol::close::CloseCode;
 pub use protocol::deflate::CompressionMode;
 pub use protocol::handshake::{HttpError, Request};
+pub use protocol::outbound::Message;
 /// The TLS library whose configurations [`ServerBuilder::tls`] and the client take.
 pub use rustls;
+pub use server::context::Context;
 pub use server::context::Publish;
 pub use server::directory::Claim;
 pub use server::{ClusterUrl, Error, Server, ServerBuilder, ShutdownHandle};

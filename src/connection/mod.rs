@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use log::debug;
 
 use crate::config::Config;
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 use crate::protocol::close::CloseCode;
 use crate::protocol::deflate::CompressionMode;
 use crate::protocol::endpoint::{Endpoint, EndpointConfig, Event, Phase};

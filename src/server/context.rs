@@ -8,7 +8,7 @@ use super::directory::{Claim, Directory};
 use super::hub::Hub;
 use crate::app::{Backpressure, SlowConsumer};
 use crate::connection::RouteId;
-use crate::handler::{ConnectionId, SendStatus};
+use crate::ids::{ConnectionId, SendStatus};
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::OpCode;
 use crate::protocol::outbound::{Message, Outbound, Prepared};

@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::cluster::{InstanceId, Outgoing};
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 
 /// What [`Context::claim`](crate::Context::claim) decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 
 /// Where a connection sits in its route's member list. Kept in every connection's slot, hence
 /// `u32`s: a loop has far fewer than 2^32 routes, or connections (each holds a descriptor).

@@ -19,7 +19,7 @@ use log::warn;
 use mio::Waker;
 
 use super::context::Target;
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 use crate::protocol::outbound::Prepared;
 
 /// Deliveries waiting in one loop's inbox at most.

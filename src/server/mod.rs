@@ -22,7 +22,8 @@ use mio::{Poll, Waker};
 
 use crate::app::{Backpressure, Route, RouteOptions, Router};
 use crate::config::{Config, ConfigError};
-use crate::handler::{ConnectionId, Handler};
+use crate::handler::Handler;
+use crate::ids::ConnectionId;
 use cluster::Bridge;
 pub use cluster::ClusterUrl;
 use directory::Directory;

@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 
 /// A moment on the loop's clock: nanoseconds since its [`Timers`] were made (a `u64` of them
 /// lasts 584 years).

@@ -46,7 +46,7 @@ use super::context::Target;
 use super::directory::Directory;
 use super::mailbox::Inbox;
 use crate::app::Router;
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 use crate::protocol::outbound::Prepared;
 use resp::encode_command;
 

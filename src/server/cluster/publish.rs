@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::record::{self, News};
 use super::resp::encode_command;
 use super::{Expected, Outgoing, Shared, TICK};
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 
 /// Renews a key this instance holds, or claims it again when it expired (Redis was away
 /// longer than the TTL); answers nil when another instance took it meanwhile.

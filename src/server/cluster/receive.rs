@@ -12,7 +12,7 @@ use super::publish::Expect;
 use super::record::{self, Heard, News};
 use super::resp::{parse, Value};
 use super::{Expected, Outgoing, Shared};
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 use crate::protocol::outbound::Prepared;
 use crate::server::context::Target;
 use crate::server::mailbox::{Mail, Postbox};

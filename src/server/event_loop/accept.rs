@@ -14,7 +14,7 @@ use rustls::ServerConfig;
 
 use super::{Entry, EventLoop, ACCEPT_RETRY};
 use crate::connection::Connection;
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 use crate::protocol::handshake::{error_response, Refusal};
 use crate::server::timers::Tick;
 use crate::server::transport::Transport;

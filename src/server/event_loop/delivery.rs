@@ -11,7 +11,7 @@ use log::info;
 use super::dispatch::Dispatch;
 use super::EventLoop;
 use crate::app::SlowConsumer;
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 use crate::protocol::outbound::Prepared;
 use crate::server::context::{Current, Target};
 use crate::server::mailbox::Mail;

@@ -12,7 +12,8 @@ use log::{error, info};
 
 use crate::app::{Route, Router};
 use crate::connection::{Answer, Closed, ConnectionEvents, RouteId};
-use crate::handler::{ConnectionId, Handler};
+use crate::handler::Handler;
+use crate::ids::ConnectionId;
 use crate::protocol::close::CloseCode;
 use crate::protocol::handshake::{http_response, without_body, HttpError, Request};
 use crate::protocol::outbound::{Message, Outbound};

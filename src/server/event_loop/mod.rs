@@ -40,7 +40,7 @@ use crate::app::Router;
 use crate::buffer_pool;
 use crate::config::Config;
 use crate::connection::{Connection, ConnectionConfig, RouteId};
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 pub(crate) use accept::TlsSource;
 use dispatch::{App, Dispatch};
 use read::{read_batch, BatchEnd, ReadUntil};
@@ -592,11 +592,17 @@ fn high_watermark(router: &Router, route: Option<RouteId>) -> usize {
 
 #[cfg(test)]
 mod tests {
-    /// An idle connection costs its slab entry and one timer; nothing else is allocated while
-    /// it is idle. Keep the entry small: the idle-memory goal is 256 bytes per connection
-    /// (server RSS growth at 10,000 idle connections), which also pays for its place in its
-    /// route's member list and for the allocator's slack. (Release builds: 8 bytes less, as
-    /// mio's debug builds add a selector id to every socket.)
+    /// The fixed part of an idle connection: its slab entry and its timer. The idle-memory goal
+    /// is 256 bytes per connection (server RSS growth at 10,000 idle connections, measured by
+    /// `scripts/bench.sh`'s idle row), which also pays for its place in its route's member list
+    /// and for the allocator's slack. (Release builds: 8 bytes less, as mio's debug builds add
+    /// a selector id to every socket.)
+    ///
+    /// What this does not see: the heap. Without compression an idle connection has none (its
+    /// reader is let go at the end of each batch, its queue when it empties); with
+    /// permessage-deflate agreed it keeps a box for the negotiated parameters, and in
+    /// `dedicated` mode, once it has sent or received a compressed message, a zlib state of tens
+    /// of KiB. Those are the price of compression, and not part of the 256 B goal.
     #[test]
     fn an_idle_connection_fits_in_its_slab_entry() {
         let entry = std::mem::size_of::<super::Entry>();

@@ -14,7 +14,7 @@ use super::read::{read_batch, BatchEnd, ReadUntil, Socket};
 use crate::app::{Backpressure, Route, Router};
 use crate::config::Config;
 use crate::connection::{Connection, ConnectionConfig};
-use crate::handler::ConnectionId;
+use crate::ids::ConnectionId;
 use crate::protocol::frame::{encode_header, OpCode, MAX_HEADER_LEN};
 use crate::protocol::mask::apply_mask;
 use crate::protocol::write_queue::WriteQueue;

@@ -13,12 +13,28 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::cluster::{InstanceId, Outgoing};
 use crate::ids::ConnectionId;
+
+/// Another instance of the cluster, as the bridge names it.
+pub(crate) type InstanceId = [u8; 16];
+
+/// What the directory tells the other instances, in its own words; the cluster bridge turns
+/// it into Redis commands and messages.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum News {
+    /// Ask whether connection `id` may hold `key`.
+    Claim { key: String, id: ConnectionId },
+    /// This instance holds `key`, with a new value.
+    Announce { key: String },
+    /// This instance let go of `key`.
+    Release { key: String },
+}
+
+/// Where the directory's news goes: false when it cannot be taken now (a full queue).
+pub(crate) type NewsSink = Box<dyn Fn(News) -> bool + Send + Sync>;
 
 /// What [`Context::claim`](crate::Context::claim) decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,13 +72,22 @@ struct State {
 }
 
 /// The server's directory (see the module docs).
-#[derive(Debug)]
 pub(crate) struct Directory {
     state: Mutex<State>,
-    /// With a cluster: the bridge's queue, and how long an unheard-of instance's keys live.
-    cluster: OnceLock<(SyncSender<Outgoing>, Duration)>,
+    /// With a cluster: where news goes, and how long an unheard-of instance's keys live.
+    cluster: OnceLock<(NewsSink, Duration)>,
     /// The bridge is connected to Redis: claims are asked of it.
     connected: AtomicBool,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let clustered = self.cluster.get().is_some();
+        f.debug_struct("Directory")
+            .field("state", &self.state)
+            .field("clustered", &clustered)
+            .finish()
+    }
 }
 
 impl Directory {
@@ -74,9 +99,9 @@ impl Directory {
         }
     }
 
-    /// From now on Redis decides claims, asked through `bridge`.
-    pub(crate) fn join_cluster(&self, bridge: SyncSender<Outgoing>, ttl: Duration) {
-        let _ = self.cluster.set((bridge, ttl));
+    /// From now on Redis decides claims, asked through `news`.
+    pub(crate) fn join_cluster(&self, news: NewsSink, ttl: Duration) {
+        let _ = self.cluster.set((news, ttl));
     }
 
     /// The bridge got (or lost) its connection to Redis.
@@ -113,13 +138,13 @@ impl Directory {
             .cluster
             .get()
             .filter(|_| self.connected.load(Ordering::Acquire));
-        if let Some((bridge, _)) = redis {
-            let ask = Outgoing::Claim {
+        if let Some((news, _)) = redis {
+            let ask = News::Claim {
                 key: key.to_string(),
                 id,
             };
             // A full queue (Redis unreachable for long): decided here, claimed in Redis later.
-            if bridge.try_send(ask).is_ok() {
+            if news(ask) {
                 answer = Claim::Pending;
             }
         }
@@ -168,7 +193,7 @@ impl Directory {
         }
         // Once Redis grants a key asked for, the grant's news carries the value then current.
         if entry.holder == Holder::Here(id) {
-            self.tell(Outgoing::Announce {
+            self.tell(News::Announce {
                 key: key.to_string(),
             });
         }
@@ -184,7 +209,7 @@ impl Directory {
         if held {
             state.entries.remove(key);
             forget(&mut state.held, id, key);
-            self.tell(Outgoing::Release {
+            self.tell(News::Release {
                 key: key.to_string(),
             });
         }
@@ -199,7 +224,7 @@ impl Directory {
         };
         for key in keys {
             state.entries.remove(&key);
-            self.tell(Outgoing::Release { key });
+            self.tell(News::Release { key });
         }
     }
 
@@ -225,10 +250,10 @@ impl Directory {
         !matches!(holder, Holder::Asking(_)) && self.live(holder, now)
     }
 
-    fn tell(&self, what: Outgoing) {
-        if let Some((bridge, _)) = self.cluster.get() {
+    fn tell(&self, what: News) {
+        if let Some((news, _)) = self.cluster.get() {
             // Past the queue's bound, other instances learn it at the next heartbeat.
-            let _ = bridge.try_send(what);
+            let _ = news(what);
         }
     }
 
@@ -344,7 +369,8 @@ mod tests {
     fn with_a_cluster_redis_decides_and_other_instances_entries_expire() {
         let directory = Directory::new();
         let (bridge, asked) = std::sync::mpsc::sync_channel(8);
-        directory.join_cluster(bridge, Duration::from_millis(50));
+        let news: NewsSink = Box::new(move |news| bridge.try_send(news).is_ok());
+        directory.join_cluster(news, Duration::from_millis(50));
         assert_eq!(
             directory.claim(id(1), "a", "v"),
             Claim::Granted,
@@ -352,7 +378,7 @@ mod tests {
         );
         directory.set_connected(true);
         assert_eq!(directory.claim(id(1), "k", "v"), Claim::Pending);
-        assert!(matches!(asked.try_recv(), Ok(Outgoing::Claim { .. })));
+        assert!(matches!(asked.try_recv(), Ok(News::Claim { .. })));
         // Asked for, not yet held: nobody else gets it, nobody sees it.
         assert_eq!(directory.claim(id(2), "k", "w"), Claim::Taken);
         assert_eq!(directory.lookup("k"), None);

@@ -60,7 +60,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_millis(200);
 
 /// An instance's random id, in front of everything it publishes and in every key it claims.
-pub(crate) type InstanceId = [u8; 16];
+pub(crate) use super::directory::InstanceId;
+use super::directory::{News, NewsSink};
 
 /// Where Redis is: `redis://HOST:PORT[/DB]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +116,16 @@ pub(crate) enum Outgoing {
     Release { key: String },
     /// Another instance said hello: tell everyone what this instance holds.
     Snapshot,
+}
+
+impl From<News> for Outgoing {
+    fn from(news: News) -> Outgoing {
+        match news {
+            News::Claim { key, id } => Outgoing::Claim { key, id },
+            News::Announce { key } => Outgoing::Announce { key },
+            News::Release { key } => Outgoing::Release { key },
+        }
+    }
 }
 
 /// A loop's end of the bridge.
@@ -178,7 +189,9 @@ impl Bridge {
         getrandom::fill(&mut id).map_err(|e| io::Error::other(e.to_string()))?;
         let stopping = Arc::new(AtomicBool::new(false));
         let prefix: Arc<str> = url.prefix().into();
-        directory.join_cluster(sender.clone(), ttl);
+        let queue = sender.clone();
+        let news: NewsSink = Box::new(move |news| queue.try_send(Outgoing::from(news)).is_ok());
+        directory.join_cluster(news, ttl);
         let shared = Arc::new(Shared {
             url,
             prefix: prefix.clone(),

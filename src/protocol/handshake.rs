@@ -34,6 +34,20 @@ impl Request {
         &self.path
     }
 
+    /// The value of the first query parameter called `name`, decoded as a browser's
+    /// `URLSearchParams` encodes it (`%XX` escapes, `+` for a space; a malformed escape is
+    /// kept as it is). `None` when the target has no such parameter: `?token=x` has `token`,
+    /// but `?notatoken=x` and `?a=token=x` do not.
+    pub fn query(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let (_, query) = self.path.split_once('?')?;
+        let query = query.split('#').next().unwrap_or("");
+        query
+            .split('&')
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .find(|(key, _)| form_decode(key) == name)
+            .map(|(_, value)| form_decode(value))
+    }
+
     /// The first header with this name (compared case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -68,6 +82,34 @@ impl Request {
             .flat_map(tokens)
             .any(|t| t.eq_ignore_ascii_case(token))
     }
+}
+
+/// `application/x-www-form-urlencoded` decoding of one key or value: borrowed when there is
+/// nothing to decode.
+fn form_decode(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(['%', '+']) {
+        return text.into();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                if let (Some(high), Some(low)) = (hex(i + 1), hex(i + 2)) {
+                    out.push((high * 16 + low) as u8);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned().into()
 }
 
 /// Splits a comma-separated header value into its non-empty, trimmed elements.

@@ -126,3 +126,33 @@ fn responses_are_well_formed() {
     assert!(err.contains("Connection: Upgrade, close\r\n"));
     assert!(err.ends_with("\r\n\r\nversion\n"));
 }
+
+#[test]
+fn query_parameters_are_found_by_their_whole_name_and_decoded() {
+    let request = |target: &str| parse(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let r = request("/chat?room=a%20b&token=s3cret&flag&sum=1+2%2B3");
+    assert_eq!(r.query("token").as_deref(), Some("s3cret"));
+    assert_eq!(r.query("room").as_deref(), Some("a b"));
+    assert_eq!(r.query("sum").as_deref(), Some("1 2+3"));
+    assert_eq!(r.query("flag").as_deref(), Some(""));
+    assert_eq!(r.query("missing"), None);
+    for target in [
+        "/chat?notatoken=s3cret",
+        "/chat?a=token=s3cret",
+        "/chat",
+        "/token=s3cret",
+    ] {
+        assert_eq!(request(target).query("token"), None, "{target}");
+    }
+    let odd = request("/x?t=%zz%4&%74oken=ok");
+    assert_eq!(
+        odd.query("t").as_deref(),
+        Some("%zz%4"),
+        "malformed escapes kept"
+    );
+    assert_eq!(
+        odd.query("token").as_deref(),
+        Some("ok"),
+        "keys are decoded too"
+    );
+}

@@ -9,6 +9,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { once } from 'node:events';
+import net from 'node:net';
+import tls from 'node:tls';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -53,6 +56,20 @@ async function open(t, url = SERVED, viewport = { width: 1280, height: 800 }) {
 }
 
 const text = (page, selector) => page.locator(selector).textContent();
+
+/** Opens a WebSocket on `pathname` from Node and drops its TCP connection without a close
+ * frame, so the server counts a 1006. */
+async function dropAbruptly(pathname) {
+  const socket = TLS
+    ? tls.connect({ host: '127.0.0.1', port: Number(PORT), rejectUnauthorized: false })
+    : net.connect(Number(PORT), '127.0.0.1');
+  await once(socket, TLS ? 'secureConnect' : 'connect');
+  socket.write(`GET ${pathname} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n`
+    + 'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+    + 'Sec-WebSocket-Version: 13\r\n\r\n');
+  await once(socket, 'data');
+  socket.destroy();
+}
 
 async function waitState(page, state) {
   await page.locator(`#state.${state}`).waitFor({ timeout: WAIT });
@@ -275,6 +292,17 @@ test('server view: live charts from /metrics, on the served page and from disk',
     await page.click('#disconnect');
     await waitState(page, 'CLOSED');
     await page.locator('#closesLegend', { hasText: '1000 (normal closure)' }).waitFor({ timeout: WAIT });
+    // The longest label, at laptop width, stays inside its card.
+    await dropAbruptly('/echo');
+    await page.locator('#closesLegend', { hasText: '1006 (abnormal closure' }).waitFor({ timeout: WAIT });
+    const spilling = await page.evaluate(() => [...document.querySelectorAll('#closesLegend span')]
+      .filter((item) => {
+        const card = item.closest('figure').getBoundingClientRect();
+        const box = item.getBoundingClientRect();
+        return box.right > card.right + 0.5 || box.left < card.left - 0.5;
+      })
+      .map((item) => item.textContent));
+    assert.deepEqual(spilling, [], 'legend items outside their card');
     // Every chart was drawn.
     const drawn = await page.evaluate(() => [...document.querySelectorAll('#serverPanel canvas')]
       .map((c) => c.width > 0));

@@ -74,6 +74,7 @@ pub use rustls;
 pub use server::context::Context;
 pub use server::context::Publish;
 pub use server::directory::Claim;
+pub use server::history::{HistoryOptions, HistoryPage, Kept, NotRecovered, StreamPosition};
 pub use server::{ClusterUrl, Error, Server, ServerBuilder, ShutdownHandle};
 
 /// The browser test client, embedded so `GET /` works from any directory.

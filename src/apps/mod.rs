@@ -3,7 +3,9 @@
 mod broadcast;
 pub mod chat;
 mod echo;
+pub mod pubsub;
 
 pub use broadcast::Broadcast;
 pub use chat::Chat;
 pub use echo::Echo;
+pub use pubsub::PubSub;

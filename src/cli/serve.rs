@@ -8,9 +8,9 @@ use std::time::Duration;
 use clap::builder::TypedValueParser as _;
 use clap::Args;
 use log::LevelFilter;
-use wsloop::apps::{Broadcast, Chat, Echo};
+use wsloop::apps::{Broadcast, Chat, Echo, PubSub};
 use wsloop::protocol::deflate::CompressionMode;
-use wsloop::{ClusterUrl, Config, Server};
+use wsloop::{ClusterUrl, Config, HistoryOptions, Server};
 
 use super::units;
 
@@ -91,6 +91,19 @@ pub struct ServeArgs {
     /// every third of this while it runs).
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = units::parse_duration, requires = "cluster")]
     cluster_ttl: Duration,
+    /// Messages each channel (a /pubsub channel, a chat room) keeps for clients that come back
+    /// (recovery with `since`) and for `history`.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    history_size: u64,
+    /// How long a kept message stays.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = units::parse_duration)]
+    history_ttl: Duration,
+    /// Memory all channels' kept messages may take together; past it the oldest go first.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = units::parse_size)]
+    history_memory: usize,
+    /// How many of a chat room's last events a joiner gets.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    chat_history: u64,
     /// Time a closing handshake may take before the TCP connection is dropped.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
     close_timeout: Duration,
@@ -119,6 +132,16 @@ fn log_level() -> impl clap::builder::TypedValueParser<Value = LevelFilter> {
 }
 
 impl ServeArgs {
+    /// What keeps history: /pubsub channels (topics not starting with `/`) and chat rooms
+    /// (`/chat:ROOM`); not `/broadcast`, nor private messages (`/chat@NAME`).
+    fn history(&self) -> HistoryOptions {
+        HistoryOptions::default()
+            .size(self.history_size as usize)
+            .ttl(self.history_ttl)
+            .memory(self.history_memory)
+            .topics(|topic| !topic.starts_with('/') || topic.starts_with("/chat:"))
+    }
+
     fn config(&self) -> Config {
         Config::default()
             .max_message_size(self.max_message_size)
@@ -167,6 +190,7 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
     if let Err(e) = logged {
         eprintln!("wsloop: cannot start logging: {e}");
     }
+    let chat_history = cli.chat_history as usize;
     let mut builder = Server::builder();
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
         builder = builder.tls_files(cert, key);
@@ -181,7 +205,9 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
         .route_each("/", || Echo)
         .route_each("/echo", || Echo)
         .route_each("/broadcast", || Broadcast)
-        .route_each("/chat", Chat::default)
+        .route_each("/chat", move || Chat::with_history(chat_history))
+        .route_each("/pubsub", || PubSub)
+        .history(cli.history())
         .index_page(wsloop::INDEX_HTML)
         .handle_signals(true)
         .build();

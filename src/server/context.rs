@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::directory::{Claim, Directory};
+use super::history::{History, HistoryPage, Kept, NotRecovered, StreamPosition};
 use super::hub::Hub;
 use crate::app::{Backpressure, SlowConsumer};
 use crate::connection::RouteId;
@@ -78,6 +79,8 @@ pub struct Context<'a> {
     pub(crate) hub: &'a mut Hub,
     pub(crate) outbox: &'a mut Outbox,
     pub(crate) directory: &'a Directory,
+    /// The server's history, if topics keep any.
+    pub(crate) history: Option<&'a History>,
     pub(crate) current: Current<'a>,
     /// The loop's count of messages sent, for `/metrics`.
     pub(crate) sent: &'a mut u64,
@@ -239,15 +242,50 @@ impl<'a> Context<'a> {
     /// itself ([`Publish::ToAll`], if it subscribed) is queued at once, the others are
     /// delivered when the callback returns. Returns how many subscribers on this event loop
     /// it goes to; with several loops ([`ServerBuilder::threads`](crate::ServerBuilder)), the
-    /// other loops' subscribers get it too.
+    /// other loops' subscribers get it too. A topic that keeps history
+    /// ([`ServerBuilder::history`](crate::ServerBuilder::history)) keeps it, at the next
+    /// position of its stream ([`Context::publish_with`] tells the message its position).
     pub fn publish(&mut self, topic: &str, message: Message<'_>, to: Publish) -> usize {
-        let subscribers = self.hub.subscriber_count(topic);
-        if subscribers == 0 && !self.outbox.spans_loops {
-            return 0;
+        match self.history.filter(|history| history.keeps(topic)) {
+            Some(history) => {
+                let (_, prepared) = history.append(topic, |_| Prepared::new(message));
+                self.deliver_published(topic, prepared, to)
+            }
+            None if self.hub.subscriber_count(topic) == 0 && !self.outbox.spans_loops => 0,
+            None => self.deliver_published(topic, Prepared::new(message), to),
         }
-        let prepared = Prepared::new(message);
-        let to_self = to == Publish::ToAll && self.hub.is_subscribed(topic, self.id);
-        let others = subscribers - usize::from(self.hub.is_subscribed(topic, self.id));
+    }
+
+    /// Publishes to `topic` the text `make` builds from the message's position in the topic's
+    /// stream (`None` when the topic keeps no history), so the message can carry its own
+    /// offset; otherwise as [`Context::publish`]. Returns the position.
+    pub fn publish_with(
+        &mut self,
+        topic: &str,
+        to: Publish,
+        make: impl FnOnce(Option<&StreamPosition>) -> String,
+    ) -> Option<StreamPosition> {
+        match self.history.filter(|history| history.keeps(topic)) {
+            Some(history) => {
+                let (position, prepared) = history.append(topic, |position| {
+                    Prepared::new(Message::Text(&make(Some(position))))
+                });
+                self.deliver_published(topic, prepared, to);
+                Some(position)
+            }
+            None => {
+                self.publish(topic, Message::Text(&make(None)), to);
+                None
+            }
+        }
+    }
+
+    /// Queues a published message for this connection (if it subscribed and `to` says so) and
+    /// for the topic's other subscribers; returns how many on this loop get it.
+    fn deliver_published(&mut self, topic: &str, prepared: Prepared, to: Publish) -> usize {
+        let subscribed = self.hub.is_subscribed(topic, self.id);
+        let others = self.hub.subscriber_count(topic) - usize::from(subscribed);
+        let to_self = to == Publish::ToAll && subscribed;
         if to_self {
             self.send_prepared(&prepared);
         }
@@ -259,6 +297,40 @@ impl<'a> Context<'a> {
             self.outbox.deliveries.push((target, prepared));
         }
         others + usize::from(to_self)
+    }
+
+    /// The messages `topic` kept after `since` (oldest first, at most `limit`), or, without
+    /// `since`, its latest `limit` messages; with the topic's latest position. A position that
+    /// cannot be served says why ([`NotRecovered`]): another epoch, messages no longer kept,
+    /// or an offset the stream never reached. A topic that keeps no history has no stream.
+    pub fn history(
+        &self,
+        topic: &str,
+        since: Option<&StreamPosition>,
+        limit: usize,
+    ) -> Result<HistoryPage, NotRecovered> {
+        match self.history.filter(|history| history.keeps(topic)) {
+            Some(history) => history.read(topic, since, limit),
+            None if since.is_some() => Err(NotRecovered::OtherEpoch(StreamPosition::none())),
+            None => Ok(HistoryPage {
+                messages: Vec::new(),
+                position: StreamPosition::none(),
+            }),
+        }
+    }
+
+    /// `topic`'s latest position (offset 0 when it has no stream).
+    pub fn position(&self, topic: &str) -> StreamPosition {
+        match self.history.filter(|history| history.keeps(topic)) {
+            Some(history) => history.position(topic),
+            None => StreamPosition::none(),
+        }
+    }
+
+    /// Sends a kept message (from [`Context::history`]) to this connection as it was
+    /// published: its frame is shared, not encoded again.
+    pub fn send_kept(&mut self, kept: &Kept) -> SendStatus {
+        self.send_prepared(kept.prepared())
     }
 
     /// Claims `key` for this connection, with `value` for anyone to [`lookup`](Self::lookup):

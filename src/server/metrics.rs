@@ -15,6 +15,8 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::history::{HistoryStats, OUTCOMES};
+
 /// Upper bounds of the loop-turn histogram's buckets, in seconds (`+Inf` is implied).
 const TURN_BUCKETS: [f64; 10] = [
     0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
@@ -59,6 +61,8 @@ pub(crate) struct Gauges<'a> {
     pub(crate) connections: &'a [(&'a str, usize)],
     /// With a cluster: messages for other instances dropped at the full queue to Redis.
     pub(crate) cluster_dropped: Option<u64>,
+    /// With history: what is kept, and how recoveries went.
+    pub(crate) history: Option<HistoryStats>,
 }
 
 impl Metrics {
@@ -209,6 +213,34 @@ impl Metrics {
                 dropped,
             );
         }
+        if let Some(history) = gauges.history {
+            family(
+                &mut out,
+                "wsloop_history_messages",
+                "gauge",
+                "Messages kept for recovery and history, in all topics.",
+            );
+            let _ = writeln!(out, "wsloop_history_messages {}", history.messages);
+            family(
+                &mut out,
+                "wsloop_history_bytes",
+                "gauge",
+                "Bytes of the messages kept, in all topics.",
+            );
+            let _ = writeln!(out, "wsloop_history_bytes {}", history.bytes);
+            family(
+                &mut out,
+                "wsloop_recoveries_total",
+                "counter",
+                "Reads of history from a position (recovery), by outcome.",
+            );
+            for (outcome, count) in OUTCOMES.iter().zip(history.recoveries) {
+                let _ = writeln!(
+                    out,
+                    "wsloop_recoveries_total{{outcome=\"{outcome}\"}} {count}"
+                );
+            }
+        }
         family(
             &mut out,
             "wsloop_loop_turn_seconds",
@@ -289,6 +321,11 @@ mod tests {
         let text = metrics.render(&Gauges {
             connections: &[("/", 2), ("/a\"b", 0)],
             cluster_dropped: Some(7),
+            history: Some(HistoryStats {
+                messages: 3,
+                bytes: 120,
+                recoveries: [5, 1, 0, 2],
+            }),
         });
         for line in [
             "wsloop_connections{path=\"/\"} 2",
@@ -303,6 +340,10 @@ mod tests {
             "wsloop_loop_turn_seconds_bucket{le=\"+Inf\"} 3",
             "wsloop_loop_turn_seconds_count 3",
             "wsloop_cluster_dropped_total 7",
+            "wsloop_history_messages 3",
+            "wsloop_history_bytes 120",
+            "wsloop_recoveries_total{outcome=\"recovered\"} 5",
+            "wsloop_recoveries_total{outcome=\"ahead\"} 2",
             "# TYPE wsloop_loop_turn_seconds histogram",
         ] {
             assert!(

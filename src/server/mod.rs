@@ -4,6 +4,7 @@ mod cluster;
 pub(crate) mod context;
 pub(crate) mod directory;
 mod event_loop;
+pub(crate) mod history;
 mod hub;
 mod mailbox;
 mod metrics;
@@ -28,6 +29,7 @@ use cluster::Bridge;
 pub use cluster::ClusterUrl;
 use directory::Directory;
 use event_loop::{EventLoop, LoopSetup, TlsSource, WAKER};
+use history::{History, HistoryOptions};
 use mailbox::{Inbox, Postbox};
 
 /// Why a server could not start or stopped. Its `Debug` is its one-line `Display`, so a `main`
@@ -89,6 +91,7 @@ pub struct ServerBuilder {
     threads: usize,
     cluster: Option<ClusterUrl>,
     cluster_ttl: Duration,
+    history: Option<HistoryOptions>,
 }
 
 /// Where a route's handler comes from.
@@ -222,6 +225,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Topics keep history ([`HistoryOptions`]: which topics, how many messages, how long, how
+    /// much memory): each message published to one gets a position in its topic's stream, and
+    /// [`Context::history`](crate::Context::history) serves what a client missed. One history
+    /// serves every loop; it is kept in memory and lost when the server stops.
+    pub fn history(mut self, options: HistoryOptions) -> Self {
+        self.history = Some(options);
+        self
+    }
+
     /// On SIGINT or SIGTERM, close every connection with 1001 and return from
     /// [`Server::run`]. Off by default: a library should not take over a process's signals.
     pub fn handle_signals(mut self, on: bool) -> Self {
@@ -235,6 +247,9 @@ impl ServerBuilder {
         let threads = self.threads;
         if !(1..=ConnectionId::MAX_LOOPS).contains(&threads) {
             let why = format!("threads must be 1 to {}", ConnectionId::MAX_LOOPS);
+            return Err(Error::Config(ConfigError(why)));
+        }
+        if let Some(why) = self.history.as_ref().and_then(HistoryOptions::invalid) {
             return Err(Error::Config(ConfigError(why)));
         }
         if self.cluster_ttl < Duration::from_millis(300) {
@@ -307,6 +322,7 @@ impl ServerBuilder {
         let mut routes: Vec<(String, Handlers, RouteOptions)> = self.routes;
         let paths: Vec<String> = routes.iter().map(|(path, ..)| path.clone()).collect();
         let directory = Arc::new(Directory::new());
+        let history = self.history.map(|options| Arc::new(History::new(options)));
         let bridge = match self.cluster {
             Some(url) => Some(
                 Bridge::start(
@@ -363,6 +379,7 @@ impl ServerBuilder {
                 handle_signals: self.handle_signals && index == 0,
                 postbox,
                 directory: directory.clone(),
+                history: history.clone(),
             })
             .map_err(Error::Io)?;
             loops.push(event_loop);
@@ -449,6 +466,7 @@ impl Server {
             threads: 1,
             cluster: None,
             cluster_ttl: cluster::DEFAULT_TTL,
+            history: None,
         }
     }
 

@@ -27,15 +27,37 @@ struct User {
     joined: bool,
 }
 
+/// How many of a room's last events a joiner gets, by default.
+pub const DEFAULT_HISTORY: usize = 50;
+
 /// The chat endpoint (see the module docs). A clone starts with no users of its own.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Chat {
     users: HashMap<ConnectionId, User>,
+    /// How many of a room's last events a joiner gets (with the server's history).
+    history: usize,
+}
+
+impl Default for Chat {
+    fn default() -> Chat {
+        Chat::with_history(DEFAULT_HISTORY)
+    }
+}
+
+impl Chat {
+    /// A chat whose joiners get the last `events` of their room, when the server keeps
+    /// history for its rooms ([`ServerBuilder::history`](crate::ServerBuilder::history)).
+    pub fn with_history(events: usize) -> Chat {
+        Chat {
+            users: HashMap::new(),
+            history: events,
+        }
+    }
 }
 
 impl Clone for Chat {
     fn clone(&self) -> Chat {
-        Chat::default()
+        Chat::with_history(self.history)
     }
 }
 

@@ -19,6 +19,7 @@ use crate::protocol::handshake::{http_response, without_body, HttpError, Request
 use crate::protocol::outbound::{Message, Outbound};
 use crate::server::context::{Context, Current, Outbox};
 use crate::server::directory::Directory;
+use crate::server::history::History;
 use crate::server::hub::Hub;
 use crate::server::metrics::{Board, Gauges, Metrics};
 
@@ -35,6 +36,8 @@ pub(crate) struct App {
     pub(crate) board: Option<(Board, usize)>,
     /// The server's directory of claimed keys.
     pub(crate) directory: Arc<Directory>,
+    /// The server's history, if topics keep any.
+    pub(crate) history: Option<Arc<History>>,
     /// With a cluster: the count of messages for other instances dropped.
     pub(crate) cluster_dropped: Option<Arc<AtomicU64>>,
 }
@@ -62,6 +65,7 @@ impl App {
         let body = metrics.render(&Gauges {
             connections: &connections,
             cluster_dropped: (self.cluster_dropped.as_ref()).map(|n| n.load(Ordering::Relaxed)),
+            history: self.history.as_ref().map(|history| history.stats()),
         });
         let allowed = &self.router.allowed_origins;
         let cors = match request.origin() {
@@ -140,6 +144,7 @@ impl Dispatch<'_> {
         } = &mut self.app.router.routes[route];
         let (hub, outbox, directory) =
             (&mut self.app.hub, &mut self.app.outbox, &self.app.directory);
+        let history = self.app.history.as_deref();
         let sent = &mut self.app.metrics.messages_sent;
         let run = AssertUnwindSafe(|| {
             let mut ctx = Context {
@@ -151,6 +156,7 @@ impl Dispatch<'_> {
                 hub,
                 outbox,
                 directory,
+                history,
                 current,
                 sent,
             };

@@ -30,6 +30,7 @@ mod read_tests;
 use super::cluster::ClusterLink;
 use super::context::Outbox;
 use super::directory::Directory;
+use super::history::History;
 use super::hub::{Hub, Membership};
 use super::mailbox::Postbox;
 use super::metrics::{Board, Metrics};
@@ -99,6 +100,8 @@ pub(crate) struct LoopSetup {
     pub(crate) postbox: Postbox,
     /// The server's directory of claimed keys, shared by its loops.
     pub(crate) directory: Arc<Directory>,
+    /// The server's history, if topics keep any; loop 0 lets go of what expired.
+    pub(crate) history: Option<Arc<History>>,
 }
 
 /// The server's event loop.
@@ -141,6 +144,8 @@ pub(crate) struct EventLoop {
     /// When to refresh the metrics gauges that walk every connection; `None` unless
     /// `/metrics` is served.
     metrics_refresh_at: Option<Instant>,
+    /// When loop 0 next lets go of expired history; `None` without history.
+    history_expire_at: Option<Instant>,
     serial: u64,
 }
 
@@ -159,6 +164,7 @@ impl EventLoop {
             handle_signals,
             postbox,
             directory,
+            history,
         } = setup;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -188,6 +194,7 @@ impl EventLoop {
             // table never doubles (and copies) under a burst of connections.
             entries: Slab::with_capacity(config.max_connections),
             metrics_refresh_at: config.metrics.then(Instant::now),
+            history_expire_at: (index == 0 && history.is_some()).then(Instant::now),
             conn_config: ConnectionConfig::new(&config),
             config,
             app: App {
@@ -201,6 +208,7 @@ impl EventLoop {
                 serve_metrics,
                 board: board.map(|board| (board, index)),
                 directory,
+                history,
                 cluster_dropped: cluster.as_ref().map(ClusterLink::dropped),
             },
             timers: Timers::new(Instant::now()),
@@ -268,6 +276,12 @@ impl EventLoop {
             if self.trim_at.is_none_or(|at| at <= now) {
                 self.trim_at = buffer_pool::trim().then_some(now + TRIM_PERIOD);
             }
+            if self.index == 0 && self.history_expire_at.is_some_and(|at| at <= now) {
+                self.history_expire_at = Some(now + TRIM_PERIOD);
+                if let Some(history) = &self.app.history {
+                    history.expire();
+                }
+            }
             if self.app.serve_metrics {
                 self.refresh_metrics(now);
             }
@@ -296,6 +310,7 @@ impl EventLoop {
             self.accept_retry_at,
             self.trim_at,
             self.metrics_refresh_at,
+            self.history_expire_at,
         ];
         let next = deadlines.into_iter().flatten().min()?;
         // Round up so a deadline is never polled for a few microseconds early, again and again.

@@ -54,6 +54,7 @@ fn app(config: &Config) -> App {
         serve_metrics: false,
         board: None,
         directory: Arc::new(Directory::new()),
+        history: None,
         cluster_dropped: None,
     }
 }

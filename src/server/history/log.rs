@@ -1,0 +1,228 @@
+//! The kept messages of every topic, in memory: each topic's stream is a run of consecutive
+//! offsets under one epoch, bounded by count and age per topic and by bytes in all. Plain
+//! data: time comes in as an argument (Unix milliseconds), so tests need no clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::{Kept, NotRecovered, StreamPosition};
+use crate::protocol::outbound::Prepared;
+
+/// The bounds of what is kept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// Messages per topic.
+    pub(crate) per_topic: usize,
+    /// How long a message is kept, in milliseconds.
+    pub(crate) ttl_ms: u64,
+    /// Bytes of messages in all topics.
+    pub(crate) total_bytes: usize,
+}
+
+/// One topic's stream.
+#[derive(Debug)]
+struct Stream {
+    epoch: Arc<str>,
+    /// The offset the next message gets; the first is 1.
+    next: u64,
+    kept: VecDeque<Kept>,
+    /// When the last message was appended.
+    last_at: u64,
+}
+
+impl Stream {
+    fn position(&self) -> StreamPosition {
+        StreamPosition {
+            offset: self.next - 1,
+            epoch: self.epoch.clone(),
+        }
+    }
+
+    /// Whether the message at `offset` is still kept.
+    fn keeps(&self, offset: u64) -> bool {
+        self.kept
+            .front()
+            .is_some_and(|first| first.offset <= offset)
+            && offset < self.next
+    }
+}
+
+/// Every topic's stream, and the order messages were appended in (for the byte bound and
+/// expiry across topics).
+#[derive(Debug, Default)]
+pub(crate) struct Log {
+    streams: HashMap<Arc<str>, Stream>,
+    /// (topic, offset, appended at), oldest first; entries for messages a topic has already
+    /// let go of are skipped, and dropped when they outnumber the kept ones.
+    order: VecDeque<(Arc<str>, u64, u64)>,
+    /// Messages kept, and their bytes.
+    count: usize,
+    bytes: usize,
+}
+
+/// What a page of history holds.
+#[derive(Debug)]
+pub(crate) struct Page {
+    pub(crate) messages: Vec<Kept>,
+    /// The topic's latest position.
+    pub(crate) position: StreamPosition,
+}
+
+impl Log {
+    /// The latest position of `topic`, if it has a stream.
+    pub(crate) fn position(&self, topic: &str) -> Option<StreamPosition> {
+        self.streams.get(topic).map(Stream::position)
+    }
+
+    /// Appends the message `make` builds from its position. A topic without a stream starts
+    /// one with the epoch `new_epoch` gives.
+    pub(crate) fn append(
+        &mut self,
+        topic: &str,
+        now: u64,
+        bounds: Bounds,
+        new_epoch: impl FnOnce() -> Arc<str>,
+        make: impl FnOnce(&StreamPosition) -> Prepared,
+    ) -> (StreamPosition, Kept) {
+        let (name, stream) = match self.streams.get_key_value(topic) {
+            Some((name, _)) => (name.clone(), self.streams.get_mut(topic).unwrap()),
+            None => {
+                let name: Arc<str> = topic.into();
+                let stream = Stream {
+                    epoch: new_epoch(),
+                    next: 1,
+                    kept: VecDeque::new(),
+                    last_at: now,
+                };
+                (name.clone(), self.streams.entry(name).or_insert(stream))
+            }
+        };
+        let position = StreamPosition {
+            offset: stream.next,
+            epoch: stream.epoch.clone(),
+        };
+        let kept = Kept {
+            offset: position.offset,
+            at: now,
+            message: make(&position),
+        };
+        stream.next += 1;
+        stream.last_at = now;
+        stream.kept.push_back(kept.clone());
+        self.count += 1;
+        self.bytes += kept.message.frame_len();
+        let mut dropped = 0;
+        while stream.kept.len() > bounds.per_topic {
+            let old = stream.kept.pop_front().expect("longer than the bound");
+            dropped += old.message.frame_len();
+            self.count -= 1;
+        }
+        self.bytes -= dropped;
+        self.order.push_back((name, position.offset, now));
+        self.expire(now, bounds);
+        while self.bytes > bounds.total_bytes && self.drop_oldest() {}
+        if self.order.len() > 2 * self.count + 1024 {
+            let streams = &self.streams;
+            self.order
+                .retain(|(topic, offset, _)| streams.get(topic).is_some_and(|s| s.keeps(*offset)));
+        }
+        (position, kept)
+    }
+
+    /// Lets go of messages older than the TTL, and of streams that kept nothing for two TTLs.
+    pub(crate) fn expire(&mut self, now: u64, bounds: Bounds) {
+        let horizon = now.saturating_sub(bounds.ttl_ms);
+        while self.order.front().is_some_and(|(_, _, at)| *at < horizon) {
+            self.drop_oldest();
+        }
+        if self.streams.len() > self.count {
+            let forget = now.saturating_sub(2 * bounds.ttl_ms);
+            self.streams
+                .retain(|_, stream| !stream.kept.is_empty() || stream.last_at >= forget);
+        }
+    }
+
+    /// Drops the oldest kept message of all topics; false when none is kept.
+    fn drop_oldest(&mut self) -> bool {
+        while let Some((topic, offset, _)) = self.order.pop_front() {
+            let Some(stream) = self.streams.get_mut(&topic) else {
+                continue;
+            };
+            if !stream.keeps(offset) {
+                continue;
+            }
+            let old = stream.kept.pop_front().expect("kept");
+            debug_assert_eq!(old.offset, offset);
+            if stream.kept.is_empty() {
+                stream.kept = VecDeque::new(); // an idle topic keeps no buffer
+            }
+            self.count -= 1;
+            self.bytes -= old.message.frame_len();
+            return true;
+        }
+        false
+    }
+
+    /// The messages of `topic` after `since` (all kept, when `None`), at most `limit`, oldest
+    /// first; `limit` counts from the newest when `since` is `None`.
+    pub(crate) fn read(
+        &self,
+        topic: &str,
+        since: Option<&StreamPosition>,
+        limit: usize,
+        now: u64,
+        bounds: Bounds,
+    ) -> Result<Page, NotRecovered> {
+        let horizon = now.saturating_sub(bounds.ttl_ms);
+        let Some(stream) = self.streams.get(topic) else {
+            return match since {
+                None | Some(StreamPosition { offset: 0, .. }) => Ok(Page {
+                    messages: Vec::new(),
+                    position: StreamPosition::none(),
+                }),
+                Some(_) => Err(NotRecovered::OtherEpoch(StreamPosition::none())),
+            };
+        };
+        let position = stream.position();
+        let live = stream.kept.iter().filter(|kept| kept.at >= horizon);
+        let messages = match since {
+            None => {
+                let live: Vec<&Kept> = live.collect();
+                let skip = live.len().saturating_sub(limit);
+                live[skip..].iter().map(|kept| (*kept).clone()).collect()
+            }
+            // Offset 0 is "nothing yet" in any epoch: a subscriber from before the stream began.
+            Some(since) if since.offset > 0 && *since.epoch != *stream.epoch => {
+                return Err(NotRecovered::OtherEpoch(position))
+            }
+            Some(since) if since.offset > position.offset => {
+                return Err(NotRecovered::Ahead(position))
+            }
+            Some(since) => {
+                let mut after = live
+                    .skip_while(|kept| kept.offset <= since.offset)
+                    .peekable();
+                // The first message after `since` must still be here, or some were lost.
+                let first = after.peek().map_or(stream.next, |kept| kept.offset);
+                if first != since.offset + 1 {
+                    return Err(NotRecovered::Evicted(position));
+                }
+                after.take(limit).cloned().collect()
+            }
+        };
+        Ok(Page { messages, position })
+    }
+
+    /// Messages and bytes kept, in all topics.
+    pub(crate) fn size(&self) -> (usize, usize) {
+        (self.count, self.bytes)
+    }
+}
+
+#[cfg(test)]
+impl Log {
+    /// Entries in the append order, live or not.
+    pub(crate) fn order_len(&self) -> usize {
+        self.order.len()
+    }
+}

@@ -251,9 +251,18 @@ impl<'a> Context<'a> {
                 let (_, prepared) = history.append(topic, |_| Prepared::new(message));
                 self.deliver_published(topic, prepared, to)
             }
-            None if self.hub.subscriber_count(topic) == 0 && !self.outbox.spans_loops => 0,
-            None => self.deliver_published(topic, Prepared::new(message), to),
+            None => self.publish_ephemeral(topic, message, to),
         }
+    }
+
+    /// Like [`Context::publish`], but never kept, even on a topic that keeps history: for what
+    /// matters only now (typing indicators, presence), which a client that comes back should
+    /// not be replayed, and which takes no position in the stream.
+    pub fn publish_ephemeral(&mut self, topic: &str, message: Message<'_>, to: Publish) -> usize {
+        if self.hub.subscriber_count(topic) == 0 && !self.outbox.spans_loops {
+            return 0;
+        }
+        self.deliver_published(topic, Prepared::new(message), to)
     }
 
     /// Publishes to `topic` the text `make` builds from the message's position in the topic's

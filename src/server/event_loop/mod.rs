@@ -42,6 +42,7 @@ use crate::buffer_pool;
 use crate::config::Config;
 use crate::connection::{Connection, ConnectionConfig, RouteId};
 use crate::ids::ConnectionId;
+use crate::protocol::close::CloseCode;
 pub(crate) use accept::TlsSource;
 use dispatch::{App, Dispatch};
 use read::{read_batch, BatchEnd, ReadUntil};
@@ -591,7 +592,10 @@ impl EventLoop {
                 peer: entry.conn.peer(),
                 input: None,
             };
-            entry.conn.on_shutdown(now, &self.conn_config, &mut events);
+            let close = (CloseCode::GOING_AWAY, "server shutting down");
+            entry
+                .conn
+                .on_shutdown(now, &self.conn_config, close, &mut events);
             self.deliver_outbox(now);
             self.mark_dirty(key);
         }

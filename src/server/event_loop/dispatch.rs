@@ -22,6 +22,8 @@ use crate::server::directory::Directory;
 use crate::server::history::History;
 use crate::server::hub::Hub;
 use crate::server::metrics::{Board, Gauges, Metrics};
+use crate::server::shutdown::Stop;
+use crate::server::ShutdownHandle;
 
 /// What connections' events are dispatched to: the router with its handlers, the topic hub,
 /// the outbox for messages to other connections, and the loop's counters.
@@ -40,6 +42,8 @@ pub(crate) struct App {
     pub(crate) history: Option<Arc<History>>,
     /// With a cluster: the count of messages for other instances dropped.
     pub(crate) cluster_dropped: Option<Arc<AtomicU64>>,
+    /// The server's stop state, shared by its loops: no new WebSocket once it is not `No`.
+    pub(crate) stop: ShutdownHandle,
 }
 
 impl App {
@@ -186,6 +190,14 @@ impl ConnectionEvents for Dispatch<'_> {
         let get = matches!(request.method(), "GET" | "HEAD");
         if self.app.serve_metrics && !upgrade && get && request.path() == "/metrics" {
             return self.app.metrics_reply(request);
+        }
+        // Draining: the listener stays open for the window, but a new WebSocket would only be
+        // closed again; 503 sends its client elsewhere (or back later) at once.
+        if upgrade && self.app.stop.requested() != Stop::No {
+            return Answer::Refuse(HttpError {
+                status: 503,
+                reason: "server draining",
+            });
         }
         // The router calls the route's `Handler::on_upgrade`: a panic there is isolated like
         // one in any other callback, and the request answered 500.

@@ -50,9 +50,9 @@ pub struct Config {
     pub close_timeout: Duration,
     /// How long a drain ([`ShutdownHandle::drain`](crate::ShutdownHandle::drain), SIGTERM)
     /// spreads its closes (1012) over: each loop closes its open connections one after
-    /// another, evenly over this window, while the listener stays open (new WebSocket
-    /// upgrades get 503); then the closing handshakes get `close_timeout`. Zero: all at once,
-    /// and the listener closes at once. Default 2 s.
+    /// another, evenly over this window, while `GET /readyz` answers 503 and the listener
+    /// stays open; then the closing handshakes get `close_timeout`. Zero: all at once, and the
+    /// listener closes at once. Default 2 s.
     pub drain_window: Duration,
     /// permessage-deflate (RFC 7692): off, shared or dedicated. Default off.
     pub compression: CompressionMode,

@@ -1,5 +1,5 @@
 //! The `wsloop` binary stopped by a signal. SIGTERM drains: every client gets close 1012,
-//! spread over `--drain-window`, and the process exits 0.
+//! spread over `--drain-window`, `/readyz` answers 503 meanwhile, and the process exits 0.
 //! SIGINT closes every client at once with 1001 and exits 0.
 
 // These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
@@ -7,12 +7,12 @@
 
 mod common;
 
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{spawn_wsloop_logged, TIMEOUT};
+use common::{spawn_wsloop_logged, upgrade_request, RawClient, TIMEOUT};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
@@ -117,6 +117,10 @@ impl Wsloop {
         clients
     }
 
+    fn socket_addr(&self) -> SocketAddr {
+        self.addr.parse().expect("a socket address")
+    }
+
     /// Waits (bounded by `within`) for the exit, and checks it is 0.
     fn exits_0(mut self, within: Duration) {
         let status = (self.exit.recv_timeout(within))
@@ -162,6 +166,15 @@ fn closes(clients: Vec<WebSocket<TcpStream>>) -> Vec<(Instant, CloseCode, String
         .collect()
 }
 
+/// One plain HTTP GET: the status and the body.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut client = RawClient::connect(addr);
+    client.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+    let response = client.read_response();
+    let body = String::from_utf8(response.body).expect("a UTF-8 body");
+    (response.head.status, body)
+}
+
 /// SIGTERM: 40 clients all get 1012 `service restart`, and not in one burst: their closes
 /// arrive over a good part of the 400 ms window (the server sends one every 10 ms).
 #[test]
@@ -201,6 +214,43 @@ fn sigterm_drains_every_loop() {
     for (_, code, reason) in closes(clients) {
         assert_eq!(code, CloseCode::Restart, "{reason}");
     }
+    server.exits_0(TIMEOUT);
+}
+
+/// While the drain runs, the listener stays open: `/readyz` says 503 to the load balancer,
+/// `/healthz` still 200, a new WebSocket is refused with 503, and a client whose turn has not
+/// come yet is still served.
+#[test]
+fn readyz_fails_while_draining_and_open_clients_are_served_until_their_turn() {
+    let server = Wsloop::start(&["--drain-window", "3s"]);
+    let addr = server.socket_addr();
+    assert_eq!(get(addr, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(get(addr, "/readyz"), (200, "ok\n".to_string()));
+    // Oldest first: `first` gets its close at once, `second` 1.5 s into the window.
+    let mut clients = server.clients(2, 1);
+    let mut second = clients.pop().unwrap();
+    let first = clients.pop().unwrap();
+
+    server.signal("-TERM");
+    server.logged("SIGTERM: draining 2 connections over 3s");
+    let (_, code, _) = await_close(first);
+    assert_eq!(code, CloseCode::Restart);
+
+    assert_eq!(get(addr, "/readyz"), (503, "draining\n".to_string()));
+    assert_eq!(get(addr, "/healthz"), (200, "ok\n".to_string()));
+    let mut late = RawClient::connect(addr);
+    late.send(upgrade_request("/echo", "").as_bytes());
+    assert_eq!(
+        late.read_head().status,
+        503,
+        "no new WebSocket while draining"
+    );
+    drop(late);
+
+    second.send(Message::text("still served?")).unwrap();
+    assert_eq!(second.read().unwrap(), Message::text("still served?"));
+    let (_, code, _) = await_close(second);
+    assert_eq!(code, CloseCode::Restart);
     server.exits_0(TIMEOUT);
 }
 

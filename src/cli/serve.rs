@@ -108,11 +108,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
     close_timeout: Duration,
     /// On SIGTERM, close open connections with 1012 (service restart) spread evenly over this
-    /// window (0: all at once); SIGINT closes at once (1001).
+    /// window (0: all at once), with /readyz answering 503 meanwhile; SIGINT closes at once (1001).
     ///
     /// Spread out, their clients do not all reconnect in the same instant. The listener stays
-    /// open for the window (new WebSocket upgrades get 503); then the closing handshakes get
-    /// --close-timeout, and the server exits 0.
+    /// open for the window, so load balancers see /readyz fail (new WebSocket upgrades get 503
+    /// too); then the closing handshakes get --close-timeout, and the server exits 0.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = units::parse_duration)]
     drain_window: Duration,
 }

@@ -51,8 +51,8 @@ impl ShutdownHandle {
         self.ask(Stop::Now);
     }
 
-    /// Asks the server to drain, for a restart behind a load balancer: new WebSocket upgrades
-    /// are refused with 503 at once while the listener stays open; each loop
+    /// Asks the server to drain, for a restart behind a load balancer: `GET /readyz` answers
+    /// 503 at once (and new WebSocket upgrades too) while the listener stays open; each loop
     /// closes its open connections with 1012 `service restart`, oldest first, spread evenly
     /// over [`Config::drain_window`](crate::Config::drain_window), so that their clients do not
     /// all reconnect in the same instant; then it stops accepting, gives the closing

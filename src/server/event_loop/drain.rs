@@ -1,10 +1,10 @@
 //! Stopping a loop, the two ways: at once ([`EventLoop::begin_shutdown`]: close 1001 to
 //! every connection, as for SIGINT), or by a drain ([`EventLoop::begin_drain`], SIGTERM):
-//! new WebSocket upgrades get 503 while the listener stays open, and the connections open
-//! when the drain began are closed with 1012, oldest first, spread evenly over the drain
-//! window; when it is over the listener closes and the loop stops like a shutdown. Either way
-//! the loop ends once its connections are gone or the close timeout is up
-//! ([`EventLoop::shutdown_is_over`]).
+//! `/readyz` and new WebSocket upgrades get 503 while the listener stays open, and the
+//! connections open when the drain began are closed with 1012, oldest first, spread evenly
+//! over the drain window; when it is over the listener closes and the loop stops like a
+//! shutdown. Either way the loop ends once its connections are gone or the close timeout is
+//! up ([`EventLoop::shutdown_is_over`]).
 //!
 //! The spreading never blocks the loop: the time of the next close is one more deadline the
 //! loop's poll waits for ([`Drain::next_at`]), and each turn closes those whose time came.
@@ -95,9 +95,9 @@ impl EventLoop {
         }
     }
 
-    /// Starts draining: the listener stays open (new requests are answered, upgrades with
-    /// 503: see `Dispatch::on_request`), and the open connections get their close over the
-    /// drain window, by [`EventLoop::drain_turn`].
+    /// Starts draining: the listener stays open (new requests are answered, `/readyz` with
+    /// 503, upgrades with 503: see `Dispatch::on_request`), and the open connections get
+    /// their close over the drain window, by [`EventLoop::drain_turn`].
     fn begin_drain(&mut self, now: Instant, why: &str) {
         if self.drain.is_some() || self.shutdown_deadline.is_some() {
             return;

@@ -48,6 +48,12 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a closing handshake may take before the TCP connection is dropped. Default 5 s.
     pub close_timeout: Duration,
+    /// How long a drain ([`ShutdownHandle::drain`](crate::ShutdownHandle::drain), SIGTERM)
+    /// spreads its closes (1012) over: each loop closes its open connections one after
+    /// another, evenly over this window, while `GET /readyz` answers 503 and the listener
+    /// stays open; then the closing handshakes get `close_timeout`. Zero: all at once, and the
+    /// listener closes at once. Default 2 s.
+    pub drain_window: Duration,
     /// permessage-deflate (RFC 7692): off, shared or dedicated. Default off.
     pub compression: CompressionMode,
     /// Messages shorter than this are sent uncompressed. Default 64 B.
@@ -73,6 +79,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             close_timeout: Duration::from_secs(5),
+            drain_window: Duration::from_secs(2),
             compression: CompressionMode::Off,
             compression_threshold: 64,
             allowed_origins: Vec::new(),
@@ -145,6 +152,12 @@ impl Config {
     /// Sets [`Config::allowed_origins`](#structfield.allowed_origins).
     pub fn allowed_origins(mut self, value: Vec<String>) -> Self {
         self.allowed_origins = value;
+        self
+    }
+
+    /// Sets [`Config::drain_window`](#structfield.drain_window).
+    pub fn drain_window(mut self, value: Duration) -> Self {
+        self.drain_window = value;
         self
     }
 
@@ -252,6 +265,7 @@ impl Config {
         for (name, value) in [
             ("handshake-timeout", self.handshake_timeout),
             ("close-timeout", self.close_timeout),
+            ("drain-window", self.drain_window),
             ("ping-interval", self.ping_interval),
             ("idle-timeout", self.idle_timeout),
         ] {
@@ -335,6 +349,10 @@ mod tests {
             },
             Config {
                 handshake_timeout: Duration::MAX,
+                ..Config::default()
+            },
+            Config {
+                drain_window: Duration::from_secs(25 * 3600),
                 ..Config::default()
             },
             Config {

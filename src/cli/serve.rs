@@ -107,6 +107,14 @@ pub struct ServeArgs {
     /// Time a closing handshake may take before the TCP connection is dropped.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
     close_timeout: Duration,
+    /// On SIGTERM, close open connections with 1012 (service restart) spread evenly over this
+    /// window (0: all at once), with /readyz answering 503 meanwhile; SIGINT closes at once (1001).
+    ///
+    /// Spread out, their clients do not all reconnect in the same instant. The listener stays
+    /// open for the window, so load balancers see /readyz fail (new WebSocket upgrades get 503
+    /// too); then the closing handshakes get --close-timeout, and the server exits 0.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = units::parse_duration)]
+    drain_window: Duration,
 }
 
 /// `--log-format`.
@@ -153,6 +161,7 @@ impl ServeArgs {
             .ping_interval(self.ping_interval)
             .idle_timeout(self.idle_timeout)
             .close_timeout(self.close_timeout)
+            .drain_window(self.drain_window)
             .compression(match self.compression {
                 Compression::Off => CompressionMode::Off,
                 Compression::Shared => CompressionMode::Shared,
@@ -177,7 +186,7 @@ pub(super) fn rustls_log_level(level: LevelFilter) -> LevelFilter {
     }
 }
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT, or SIGTERM and a drain.
 pub fn run(cli: &ServeArgs) -> ExitCode {
     let logged = match cli.log_format {
         LogFormat::Text => simple_logger::SimpleLogger::new()

@@ -338,18 +338,20 @@ impl Connection {
         }
     }
 
-    /// The server is shutting down: close with 1001 and wait for the peer's close.
+    /// The server is shutting down (1001) or draining (1012): close with `code` and `reason`
+    /// and wait for the peer's close. A request not answered yet is dropped.
     pub(crate) fn on_shutdown(
         &mut self,
         now: Instant,
         config: &ConnectionConfig,
+        (code, reason): (CloseCode, &str),
         events: &mut impl ConnectionEvents,
     ) {
         match &mut self.state {
             State::New { .. } | State::Handshaking { .. } => self.state = State::Closed,
             State::Open { ws, route } => {
                 let mut report = report(events, self.id, *route);
-                ws.close(CloseCode::GOING_AWAY, "server shutting down", &mut report);
+                ws.close(code, reason, &mut report);
                 self.settle(now, config);
             }
             _ => {}

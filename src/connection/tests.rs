@@ -308,7 +308,8 @@ fn protocol_error_closes_1002_and_ignores_the_rest() {
 fn shutdown_sends_1001_and_waits_for_the_peer_close() {
     let mut h = Harness::new();
     h.open();
-    h.conn.on_shutdown(h.at(1), &h.config, &mut h.events);
+    let close = (CloseCode::GOING_AWAY, "server shutting down");
+    h.conn.on_shutdown(h.at(1), &h.config, close, &mut h.events);
     assert_eq!(&h.sent()[..4], &[0x88, 22, 0x03, 0xE9]);
     assert_eq!(h.closes(), [(1001, "server shutting down")]);
     assert!(!h.conn.wants_write_shutdown(), "waits for the peer's close");

@@ -29,6 +29,8 @@ impl CloseCode {
     pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
     /// 1011: the server met an unexpected condition.
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1012: the service is restarting; the client may reconnect (a server that drains).
+    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
 
     /// Whether this code may appear in a close frame on the wire (§7.4.1, §7.4.2):
     /// 1000-1003 and 1007-1014 (the codes IANA's registry assigns), 3000-4999 (libraries and

@@ -8,6 +8,7 @@ pub(crate) mod history;
 mod hub;
 mod mailbox;
 mod metrics;
+mod shutdown;
 mod timers;
 mod transport;
 
@@ -15,7 +16,6 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use directory::Directory;
 use event_loop::{EventLoop, LoopSetup, TlsSource, WAKER};
 use history::{History, HistoryOptions};
 use mailbox::{Inbox, Postbox};
+pub use shutdown::ShutdownHandle;
 
 /// Why a server could not start or stopped. Its `Debug` is its one-line `Display`, so a `main`
 /// that returns `Result<(), wsloop::Error>` prints a readable line, not a struct.
@@ -234,8 +235,11 @@ impl ServerBuilder {
         self
     }
 
-    /// On SIGINT or SIGTERM, close every connection with 1001 and return from
-    /// [`Server::run`]. Off by default: a library should not take over a process's signals.
+    /// Take SIGTERM as [`ShutdownHandle::drain`] (close every connection with 1012 over the
+    /// drain window: what a service manager or an orchestrator sends) and SIGINT as
+    /// [`ShutdownHandle::shutdown`] (close every connection with 1001 at once: Ctrl+C), then
+    /// return from [`Server::run`]. Off by default: a library should not take over a
+    /// process's signals.
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;
         self
@@ -307,10 +311,7 @@ impl ServerBuilder {
             ));
             polls.push(poll);
         }
-        let handle = ShutdownHandle {
-            wakers: wakers.clone().into(),
-            shutdown: Arc::new(AtomicBool::new(false)),
-        };
+        let handle = ShutdownHandle::new(wakers.clone().into());
         // A channel's slots are allocated up front (megabytes): only when there is mail.
         let mail = threads > 1 || self.cluster.is_some();
         let (inboxes, mut receivers): (Vec<Inbox>, Vec<_>) = match mail {
@@ -481,9 +482,10 @@ impl Server {
     }
 
     /// Serves on the calling thread (and, with [`ServerBuilder::threads`], on as many more
-    /// threads as there are other loops) until shut down (by [`ShutdownHandle::shutdown`] or,
-    /// if enabled, a signal). Shutdown closes every connection with 1001 and waits up to the
-    /// close timeout for them to finish; it stops every loop.
+    /// threads as there are other loops) until shut down (by [`ShutdownHandle::shutdown`] or
+    /// [`ShutdownHandle::drain`] or, if enabled, a signal). Shutdown closes every connection
+    /// with 1001 at once, a drain with 1012 over the drain window; either then waits up to the
+    /// close timeout for the closing handshakes, and stops every loop.
     pub fn run(self) -> Result<(), Error> {
         let mut loops = self.loops.into_iter();
         let first = loops.next().expect("a server has a loop");
@@ -520,35 +522,6 @@ fn run_loop(index: usize, mut event_loop: EventLoop, handle: &ShutdownHandle) ->
         handle.shutdown();
     }
     result
-}
-
-/// Stops a running [`Server`]; cheap to clone and send to other threads.
-#[derive(Clone)]
-pub struct ShutdownHandle {
-    /// Every loop's.
-    wakers: Arc<[Arc<Waker>]>,
-    shutdown: Arc<AtomicBool>,
-}
-
-impl fmt::Debug for ShutdownHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShutdownHandle").finish_non_exhaustive()
-    }
-}
-
-impl ShutdownHandle {
-    /// Asks the server to close every connection with 1001 and stop.
-    pub fn shutdown(&self) {
-        self.shutdown.store(true, Ordering::Release);
-        for waker in self.wakers.iter() {
-            let _ = waker.wake();
-        }
-    }
-
-    /// Whether shutdown was asked for.
-    pub(crate) fn is_requested(&self) -> bool {
-        self.shutdown.load(Ordering::Acquire)
-    }
 }
 
 #[cfg(test)]

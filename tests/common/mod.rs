@@ -142,6 +142,11 @@ impl TestServer {
         self.handle.shutdown();
     }
 
+    /// Asks the server to drain (`ShutdownHandle::drain`), without waiting.
+    pub fn begin_drain(&self) {
+        self.handle.drain();
+    }
+
     /// Waits (bounded) for `run` to return and gives its result.
     pub fn wait(mut self) -> Result<(), wsloop::Error> {
         let result = self

@@ -1,5 +1,5 @@
 //! Admitting connections: accepting until `WouldBlock`, the connection limit, TLS for each new
-//! connection, and the signals that stop the server or reload its certificate.
+//! connection, and the signals that stop (or drain) the server or reload its certificate.
 
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
@@ -105,7 +105,10 @@ impl EventLoop {
         self.mark_dirty(key);
     }
 
-    /// SIGINT or SIGTERM: shut down. SIGHUP: reload the certificate and key.
+    /// SIGTERM: drain (what service managers and orchestrators send to stop a service, so
+    /// its clients should reconnect elsewhere, spread out). SIGINT: shut down at once (Ctrl+C:
+    /// someone at a terminal wants it gone now; it also cuts a drain short). SIGHUP: reload
+    /// the certificate and key. Stopping asks every other loop too.
     pub(super) fn on_signals(&mut self, now: Instant) {
         use signal_hook::consts::{SIGHUP, SIGINT};
         let caught: Vec<i32> = match self.signals.as_mut() {
@@ -115,16 +118,16 @@ impl EventLoop {
         for signal in caught {
             match signal {
                 SIGHUP => self.reload_tls(),
-                SIGINT => self.stop_all(now, "SIGINT"),
-                _ => self.stop_all(now, "SIGTERM"),
+                SIGINT => {
+                    self.stop.shutdown();
+                    self.on_stop_request(now, Some("SIGINT"));
+                }
+                _ => {
+                    self.stop.drain();
+                    self.on_stop_request(now, Some("SIGTERM"));
+                }
             }
         }
-    }
-
-    /// Starts shutting down this loop, and asks every other loop to.
-    fn stop_all(&mut self, now: Instant, why: &str) {
-        self.stop.shutdown();
-        self.begin_shutdown(now, why);
     }
 
     /// Reads the certificate and key again; new connections use them. A pair that cannot be

@@ -22,6 +22,11 @@ use crate::server::directory::Directory;
 use crate::server::history::History;
 use crate::server::hub::Hub;
 use crate::server::metrics::{Board, Gauges, Metrics};
+use crate::server::shutdown::Stop;
+use crate::server::ShutdownHandle;
+
+/// A probe's answer is about now: no cache may keep it.
+const NO_STORE: &str = "Cache-Control: no-store\r\n";
 
 /// What connections' events are dispatched to: the router with its handlers, the topic hub,
 /// the outbox for messages to other connections, and the loop's counters.
@@ -40,9 +45,38 @@ pub(crate) struct App {
     pub(crate) history: Option<Arc<History>>,
     /// With a cluster: the count of messages for other instances dropped.
     pub(crate) cluster_dropped: Option<Arc<AtomicU64>>,
+    /// The server's stop state, shared by its loops: `/readyz` fails once it is not `No`.
+    pub(crate) stop: ShutdownHandle,
 }
 
 impl App {
+    /// `GET /healthz` (liveness: 200 while the process serves, through a drain too) and
+    /// `GET /readyz` (readiness: 200 while serving, 503 once draining or stopping), on every
+    /// loop, with or without `--metrics`. A route the application set at either path wins: the
+    /// request goes to the router instead.
+    fn probe(&self, request: &Request) -> Option<Answer> {
+        let path = request.path();
+        let (status, body) = match path {
+            "/healthz" => (200, "ok\n"),
+            "/readyz" if self.stop.requested() == Stop::No => (200, "ok\n"),
+            "/readyz" => (503, "draining\n"),
+            _ => return None,
+        };
+        if self.router.route_for(path).is_some() {
+            return None;
+        }
+        let content_type = "text/plain; charset=utf-8";
+        let response = http_response(status, content_type, NO_STORE, body.as_bytes());
+        Some(Answer::Reply {
+            status,
+            response: if request.method() == "HEAD" {
+                without_body(response)
+            } else {
+                response
+            },
+        })
+    }
+
     /// `GET /metrics`: the Prometheus exposition of this loop's counters. A page opened from
     /// another origin (the test page as a file) may read it when that origin may open
     /// WebSockets here (`--allow-origin`, or any when none is set).
@@ -184,8 +218,21 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 impl ConnectionEvents for Dispatch<'_> {
     fn on_request(&mut self, _id: ConnectionId, request: &Request, upgrade: bool) -> Answer {
         let get = matches!(request.method(), "GET" | "HEAD");
-        if self.app.serve_metrics && !upgrade && get && request.path() == "/metrics" {
-            return self.app.metrics_reply(request);
+        if !upgrade && get {
+            if let Some(answer) = self.app.probe(request) {
+                return answer;
+            }
+            if self.app.serve_metrics && request.path() == "/metrics" {
+                return self.app.metrics_reply(request);
+            }
+        }
+        // Draining: the listener stays open for the window, but a new WebSocket would only be
+        // closed again; 503 sends its client elsewhere (or back later) at once.
+        if upgrade && self.app.stop.requested() != Stop::No {
+            return Answer::Refuse(HttpError {
+                status: 503,
+                reason: "server draining",
+            });
         }
         // The router calls the route's `Handler::on_upgrade`: a panic there is isolated like
         // one in any other callback, and the request answered 500.

@@ -23,6 +23,7 @@ use slab::Slab;
 mod accept;
 mod delivery;
 mod dispatch;
+mod drain;
 mod read;
 #[cfg(test)]
 mod read_tests;
@@ -44,6 +45,7 @@ use crate::connection::{Connection, ConnectionConfig, RouteId};
 use crate::ids::ConnectionId;
 pub(crate) use accept::TlsSource;
 use dispatch::{App, Dispatch};
+use drain::Drain;
 use read::{read_batch, BatchEnd, ReadUntil};
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
@@ -133,6 +135,8 @@ pub(crate) struct EventLoop {
     postbox: Postbox,
     /// With a cluster: the bridge to other instances.
     cluster: Option<ClusterLink>,
+    /// While draining: whose close comes when (see `drain.rs`).
+    drain: Option<Drain>,
     /// Set once shutdown began: the time by which the loop exits regardless.
     shutdown_deadline: Option<Instant>,
     /// Accepting failed (out of file descriptors): try again at this time, since the
@@ -210,6 +214,7 @@ impl EventLoop {
                 directory,
                 history,
                 cluster_dropped: cluster.as_ref().map(ClusterLink::dropped),
+                stop: stop.clone(),
             },
             timers: Timers::new(Instant::now()),
             dirty: Vec::new(),
@@ -220,6 +225,7 @@ impl EventLoop {
             stop,
             postbox,
             cluster,
+            drain: None,
             shutdown_deadline: None,
             accept_retry_at: None,
             trim_at: None,
@@ -243,9 +249,7 @@ impl EventLoop {
                 match event.token() {
                     LISTENER => self.accept(now),
                     WAKER => {
-                        if self.stop.is_requested() {
-                            self.begin_shutdown(now, "shutdown requested");
-                        }
+                        self.on_stop_request(now, None);
                         self.deliver_mail(now);
                     }
                     SIGNALS => self.on_signals(now),
@@ -272,6 +276,7 @@ impl EventLoop {
                 self.accept(now);
             }
             self.fire_timers(now);
+            self.drain_turn(now);
             self.flush(now);
             if self.trim_at.is_none_or(|at| at <= now) {
                 self.trim_at = buffer_pool::trim().then_some(now + TRIM_PERIOD);
@@ -285,17 +290,8 @@ impl EventLoop {
             if self.app.serve_metrics {
                 self.refresh_metrics(now);
             }
-            if let Some(deadline) = self.shutdown_deadline {
-                if self.entries.is_empty() || now >= deadline {
-                    info!(
-                        "shutdown complete ({} connections dropped)",
-                        self.entries.len()
-                    );
-                    for (_, entry) in &mut self.entries {
-                        entry.transport.reset_on_close();
-                    }
-                    return Ok(());
-                }
+            if self.shutdown_is_over(now) {
+                return Ok(());
             }
         }
     }
@@ -307,6 +303,7 @@ impl EventLoop {
         let deadlines = [
             self.timers.next(),
             self.shutdown_deadline,
+            self.drain.as_ref().map(Drain::next_at),
             self.accept_retry_at,
             self.trim_at,
             self.metrics_refresh_at,
@@ -569,31 +566,6 @@ impl EventLoop {
             entry.timer_at = at;
             let id = entry.conn.id();
             self.timers.schedule(Deadline { at, id });
-        }
-    }
-
-    /// Stops accepting, sends every open connection close 1001, and gives them the close
-    /// timeout to finish.
-    pub(crate) fn begin_shutdown(&mut self, now: Instant, why: &str) {
-        if self.shutdown_deadline.is_some() {
-            return;
-        }
-        info!("{why}: closing {} connections", self.entries.len());
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
-        self.shutdown_deadline = Some(now + self.config.close_timeout);
-        let keys: Vec<usize> = self.entries.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            let entry = &mut self.entries[key];
-            let mut events = Dispatch {
-                app: &mut self.app,
-                peer: entry.conn.peer(),
-                input: None,
-            };
-            entry.conn.on_shutdown(now, &self.conn_config, &mut events);
-            self.deliver_outbox(now);
-            self.mark_dirty(key);
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::protocol::mask::apply_mask;
 use crate::protocol::write_queue::WriteQueue;
 use crate::server::context::Outbox;
 use crate::server::directory::Directory;
+use crate::server::ShutdownHandle;
 use crate::test_rng::Rng;
 use crate::{Context, Handler, Message};
 
@@ -56,6 +57,7 @@ fn app(config: &Config) -> App {
         directory: Arc::new(Directory::new()),
         history: None,
         cluster_dropped: None,
+        stop: ShutdownHandle::new(Arc::new([])),
     }
 }
 

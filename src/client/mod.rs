@@ -13,14 +13,14 @@
 //! # Ok::<(), wsloop::client::ClientError>(())
 //! ```
 
+mod error;
+mod options;
 mod stream;
 mod url;
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::client_handshake::{
@@ -32,6 +32,8 @@ use crate::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase
 use crate::protocol::error::ProtocolError;
 use crate::protocol::frame::Role;
 use crate::Message;
+pub use error::ClientError;
+pub use options::ClientOptions;
 use stream::Stream;
 pub use url::WsUrl;
 
@@ -53,86 +55,6 @@ pub enum Incoming {
     Binary(Vec<u8>),
     /// The server's close frame (already answered): its code and reason.
     Close(CloseCode, String),
-}
-
-/// Why a client call failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The URL cannot be used.
-    Url(String),
-    /// The TCP connection could not be made.
-    Connect(io::Error),
-    /// The server did not accept the upgrade.
-    Handshake(ResponseError),
-    /// Reading or writing failed (including read timeouts: `WouldBlock`/`TimedOut`).
-    Io(io::Error),
-    /// The server broke the protocol; the client sent the matching close code.
-    Protocol(ProtocolError),
-    /// The connection is closed.
-    Closed,
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::Url(e) => write!(f, "bad URL: {e}"),
-            ClientError::Connect(e) => write!(f, "cannot connect: {e}"),
-            ClientError::Handshake(e) => write!(f, "handshake refused: {e}"),
-            ClientError::Io(e) => write!(f, "connection error: {e}"),
-            ClientError::Protocol(e) => write!(f, "server broke the protocol: {e}"),
-            ClientError::Closed => f.write_str("the connection is closed"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {}
-
-impl From<io::Error> for ClientError {
-    fn from(e: io::Error) -> ClientError {
-        ClientError::Io(e)
-    }
-}
-
-impl ClientError {
-    /// Whether this is a read timeout rather than a failure.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, ClientError::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
-    }
-}
-
-/// Options for [`Client::connect_with`].
-#[derive(Debug, Clone)]
-pub struct ClientOptions<'a> {
-    /// Subprotocols to offer, in order of preference.
-    pub protocols: &'a [&'a str],
-    /// The largest message accepted from the server (and frame); larger ones fail with 1009.
-    pub max_message_size: usize,
-    /// Limit on connecting and on the handshake.
-    pub timeout: Duration,
-    /// Offer permessage-deflate (RFC 7692); with the server's agreement, messages of 64 bytes
-    /// or more are sent compressed, and compressed ones are inflated (within
-    /// `max_message_size`).
-    pub compression: bool,
-    /// With `compression`: the offers to make, in order (empty: the default offer, which asks
-    /// nothing of the server).
-    pub compression_offers: &'a [ClientOffer],
-    /// The TLS configuration for `wss://` URLs; by default the server is verified against
-    /// the system's trusted roots ([`crate::tls::client_config`]).
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl Default for ClientOptions<'_> {
-    fn default() -> Self {
-        ClientOptions {
-            protocols: &[],
-            max_message_size: 64 << 20,
-            timeout: Duration::from_secs(10),
-            compression: false,
-            compression_offers: &[],
-            tls: None,
-        }
-    }
 }
 
 /// A connected WebSocket client; see the module docs.

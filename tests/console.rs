@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Instant;
 
-use common::{TestServer, TIMEOUT};
+use common::{RawClient, TestServer, TIMEOUT};
 use wsloop::apps::{Chat, Echo};
 use wsloop::Config;
 
@@ -118,6 +118,18 @@ fn kill(pid: u32) {
         .status();
 }
 
+impl Console {
+    /// Sends SIGINT, as Ctrl+C in a terminal does.
+    fn interrupt(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+}
+
 impl Drop for Console {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
@@ -128,9 +140,34 @@ impl Drop for Console {
 }
 
 fn server() -> TestServer {
-    TestServer::with_routes(Config::default(), |b| {
+    TestServer::with_routes(Config::default().metrics(true), |b| {
         b.route("/echo", Echo).route("/chat", Chat::default())
     })
+}
+
+/// Waits (bounded) until the server's `/metrics` counts `want` closes with `code`; panics with
+/// the last scrape if it never does.
+fn expect_closes(server: &TestServer, code: u16, want: u64) {
+    let series = format!("wsloop_closes_total{{code=\"{code}\"}} ");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut client = RawClient::connect(server.addr());
+        client.send(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
+        let body = String::from_utf8(client.read_response().body).expect("UTF-8 metrics");
+        let count = body
+            .lines()
+            .find_map(|line| line.strip_prefix(&series)?.parse::<u64>().ok());
+        if count == Some(want) {
+            return;
+        }
+        // The server counts a close when its handshake completes, which the client's exit
+        // may precede by a moment: scrape again, within the deadline.
+        assert!(
+            Instant::now() < deadline,
+            "no {want} closes {code}:\n{body}"
+        );
+        std::thread::yield_now();
+    }
 }
 
 #[test]
@@ -151,6 +188,25 @@ fn echo_lines_and_ctrl_d_exits_cleanly() {
         .filter(|(on, _)| *on == Out::Stdout)
         .collect();
     assert!(stdout.is_empty(), "{stdout:?}");
+}
+
+#[test]
+fn ctrl_c_closes_with_1000_and_exits_0() {
+    let server = server();
+    let url = format!("ws://{}/chat", server.addr());
+    let mut alice = Console::start(&[&url, "--name", "alice"]);
+    alice.expect("* in lobby: alice");
+    alice.interrupt();
+    alice.expect_on(Out::Stderr, "closed");
+    let status = alice.wait();
+    assert!(status.success(), "{status:?}; saw {:?}", alice.seen);
+    let errors: Vec<_> = alice
+        .seen
+        .iter()
+        .filter(|(_, l)| l.contains("error"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    expect_closes(&server, 1000, 1);
 }
 
 #[test]

@@ -210,6 +210,37 @@ fn ctrl_c_closes_with_1000_and_exits_0() {
 }
 
 #[test]
+fn piped_lines_are_all_answered_before_the_client_exits() {
+    let server = server();
+    let url = format!("ws://{}/echo", server.addr());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["client", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsloop client");
+    // `printf 'one\ntwo\n' | wsloop client URL`: the input ends at once, so the client closes
+    // right after sending, while the echoes are on their way.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one\ntwo\n").unwrap();
+    drop(stdin);
+    let (tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = done
+        .recv_timeout(TIMEOUT)
+        .expect("the client exits")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(stdout, "< one\n< two\n", "stderr: {stderr}");
+    expect_closes(&server, 1000, 1);
+}
+
+#[test]
 fn a_taken_name_can_be_replaced_with_slash_name() {
     let server = server();
     let url = format!("ws://{}/chat", server.addr());

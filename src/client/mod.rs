@@ -112,9 +112,12 @@ impl Client {
             ping_interval: None,
             idle_timeout: None,
         };
+        let mut ws = Endpoint::new(Role::Client, &config, Instant::now());
+        // What the server sent before its close answers ours still reaches `recv`.
+        ws.deliver_after_close();
         let mut client = Client {
             stream,
-            ws: Endpoint::new(Role::Client, &config, Instant::now()),
+            ws,
             input: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             unread: 0,
             filled: 0,
@@ -198,7 +201,11 @@ impl Client {
         Ok(())
     }
 
-    /// The next message or the server's close. Pings are answered on the way.
+    /// The next message, or the server's close (which is answered at once). Pings are
+    /// answered on the way. After [`Client::start_close`], the messages the server sent before
+    /// its close, then [`ClientError::Closed`]. Blocks until something arrives or the read
+    /// timeout ([`Client::set_read_timeout`]) passes; a read interrupted by a signal is tried
+    /// again, so a program that handles Ctrl+C sets a timeout to look at its flag.
     pub fn recv(&mut self) -> Result<Incoming, ClientError> {
         loop {
             if let Some(incoming) = self.incoming.pop_front() {
@@ -262,8 +269,10 @@ impl Client {
         self.flush()
     }
 
-    /// Sends a close frame (§5.5.1) without waiting. Messages the server sent before its own
-    /// close still arrive through [`Client::recv`], which then returns the server's close.
+    /// Sends a close frame (§5.5.1) without waiting; nothing more can be sent. Every message
+    /// the server sent before its own close still arrives through [`Client::recv`]; once the
+    /// server's close has arrived (the closing handshake is complete), `recv` returns
+    /// [`ClientError::Closed`].
     pub fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), ClientError> {
         self.ws.close(code, reason, &mut |_, _| {});
         self.flush()

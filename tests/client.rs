@@ -29,3 +29,70 @@ fn replies_sent_before_the_servers_close_arrive_after_start_close() {
         Err(ClientError::Closed)
     ));
 }
+
+/// A server on 127.0.0.1 that answers one request with `response`, then closes; returns its
+/// address.
+fn one_reply_server(response: Vec<u8>) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut request = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut chunk) {
+                Ok(n @ 1..) => request.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        }
+        let _ = tcp.write_all(&response);
+    });
+    addr
+}
+
+#[test]
+fn a_refusal_says_the_reason_the_server_gave() {
+    let server = TestServer::start();
+    let refused = Client::connect(&format!("ws://{}/nowhere", server.addr())).unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Refused { status: 404, message, .. } if message == "no WebSocket endpoint at this path"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.to_string(),
+        "handshake refused: the server answered 404 Not Found: no WebSocket endpoint at this path"
+    );
+}
+
+#[test]
+fn a_refusal_reason_is_one_clean_bounded_line() {
+    let mut body = b"\x1b[2J\x07go away\r\nsecond line".to_vec();
+    body.extend_from_slice(&[b'x'; 5000]);
+    let mut response = format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    let addr = one_reply_server(response);
+    let refused = Client::connect(&format!("ws://{addr}/")).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "handshake refused: the server answered 403 Forbidden: [2Jgo away"
+    );
+
+    // An HTML page is not a reason; the status says it all.
+    let page = "<html>\n<body>Forbidden</body>\n</html>\n";
+    let response = format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{page}",
+        page.len()
+    );
+    let addr = one_reply_server(response.into_bytes());
+    let refused = Client::connect(&format!("ws://{addr}/")).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "handshake refused: the server answered 403 Forbidden"
+    );
+}

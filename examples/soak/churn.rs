@@ -112,6 +112,7 @@ fn error_kind(e: &ClientError) -> String {
     match e {
         ClientError::Io(e) | ClientError::Connect(e) => format!("{:?}", e.kind()),
         ClientError::Handshake(e) => format!("handshake({e})").replace(' ', "_"),
+        ClientError::Refused { status, .. } => format!("refused({status})"),
         ClientError::Protocol(_) => "protocol".into(),
         ClientError::Closed => "closed".into(),
         _ => "other".into(),

@@ -14,8 +14,20 @@ pub enum ClientError {
     Url(String),
     /// The TCP connection could not be made.
     Connect(io::Error),
-    /// The server did not accept the upgrade.
+    /// The server's reply to the upgrade is not a valid one: not HTTP, or a 101 with a
+    /// missing or wrong header. (A reply with another status is [`ClientError::Refused`].)
     Handshake(ResponseError),
+    /// The server refused the upgrade: it answered with another status than 101 (say 403 for
+    /// an origin it does not allow, or 404 for a path it does not serve).
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The status line's reason phrase.
+        reason: String,
+        /// Why, as the server said in a plain-text body: its first line, at most 200
+        /// characters, without control characters. Empty when it said nothing more.
+        message: String,
+    },
     /// Reading or writing failed (including read timeouts: `WouldBlock`/`TimedOut`).
     Io(io::Error),
     /// The server broke the protocol; the client sent the matching close code.
@@ -29,7 +41,21 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::Url(e) => write!(f, "bad URL: {e}"),
             ClientError::Connect(e) => write!(f, "cannot connect: {e}"),
-            ClientError::Handshake(e) => write!(f, "handshake refused: {e}"),
+            ClientError::Handshake(e) => write!(f, "handshake failed: {e}"),
+            ClientError::Refused {
+                status,
+                reason,
+                message,
+            } => {
+                write!(
+                    f,
+                    "handshake refused: the server answered {status} {reason}"
+                )?;
+                if !message.is_empty() && !message.eq_ignore_ascii_case(reason) {
+                    write!(f, ": {message}")?;
+                }
+                Ok(())
+            }
             ClientError::Io(e) => write!(f, "connection error: {e}"),
             ClientError::Protocol(e) => write!(f, "server broke the protocol: {e}"),
             ClientError::Closed => f.write_str("the connection is closed"),

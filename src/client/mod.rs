@@ -15,6 +15,7 @@
 
 mod error;
 mod options;
+mod refusal;
 mod stream;
 mod url;
 
@@ -148,9 +149,18 @@ impl Client {
                 return Err(ClientError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
             head.extend_from_slice(&self.input[..n]);
-            if let Some(accepted) = parse_response_to(&head, &key, protocols, deflate.is_some())
-                .map_err(ClientError::Handshake)?
-            {
+            let parsed = match parse_response_to(&head, &key, protocols, deflate.is_some()) {
+                Err(ResponseError::Status(status, reason)) => {
+                    let message = refusal::body_reason(&mut self.stream, &head);
+                    return Err(ClientError::Refused {
+                        status,
+                        reason: refusal::one_line(&reason),
+                        message,
+                    });
+                }
+                other => other.map_err(ClientError::Handshake)?,
+            };
+            if let Some(accepted) = parsed {
                 self.protocol = accepted.protocol;
                 if let Some(params) = &accepted.deflate {
                     self.ws.enable_deflate(params, COMPRESSION_THRESHOLD);

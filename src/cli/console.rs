@@ -91,7 +91,7 @@ pub fn run(args: &ClientArgs) -> ExitCode {
     };
     let mut client = match Client::connect_with(&args.url, &options) {
         Ok(client) => client,
-        Err(e) => return fail(&format!("{}: {e}", args.url)),
+        Err(e) => return fail(&format!("{}: {e}{}", args.url, hint(&e))),
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -118,6 +118,19 @@ pub fn run(args: &ClientArgs) -> ExitCode {
         }
     }
     session.run(&input, &interrupted)
+}
+
+/// What the user can do about a failed connect, when a flag helps.
+fn hint(error: &ClientError) -> &'static str {
+    match error {
+        ClientError::Certificate(_) => {
+            "; --ca FILE trusts the CA that signed it (--insecure skips the check, for testing only)"
+        }
+        ClientError::TlsSetup(_) => {
+            "; --ca FILE trusts the server's CA (--insecure skips the check, for testing only)"
+        }
+        _ => "",
+    }
 }
 
 fn fail(message: &str) -> ExitCode {

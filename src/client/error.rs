@@ -28,6 +28,15 @@ pub enum ClientError {
         /// characters, without control characters. Empty when it said nothing more.
         message: String,
     },
+    /// The TLS configuration could not be made: the system's trusted root certificates could
+    /// not be loaded, say. Why, in one line.
+    TlsSetup(String),
+    /// The server's certificate was not accepted (signed by no trusted CA, for another host
+    /// name, expired...): why, in one line.
+    Certificate(String),
+    /// TLS failed otherwise (the server refused the handshake, or spoke no TLS): why, in one
+    /// line.
+    Tls(String),
     /// Reading or writing failed (including read timeouts: `WouldBlock`/`TimedOut`).
     Io(io::Error),
     /// The server broke the protocol; the client sent the matching close code.
@@ -56,6 +65,8 @@ impl fmt::Display for ClientError {
                 }
                 Ok(())
             }
+            ClientError::TlsSetup(why) => write!(f, "cannot set up TLS: {why}"),
+            ClientError::Certificate(why) | ClientError::Tls(why) => write!(f, "TLS failed: {why}"),
             ClientError::Io(e) => write!(f, "connection error: {e}"),
             ClientError::Protocol(e) => write!(f, "server broke the protocol: {e}"),
             ClientError::Closed => f.write_str("the connection is closed"),
@@ -66,8 +77,16 @@ impl fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 impl From<io::Error> for ClientError {
+    /// An I/O error; one that carries a rustls error (how a TLS stream reports a failed
+    /// handshake or a bad record) becomes [`ClientError::Certificate`] or [`ClientError::Tls`].
     fn from(e: io::Error) -> ClientError {
-        ClientError::Io(e)
+        let tls = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        match tls {
+            Some(tls) => super::tls_error::tls_error(tls),
+            None => ClientError::Io(e),
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod error;
 mod options;
 mod refusal;
 mod stream;
+mod tls_error;
 mod url;
 
 use std::collections::VecDeque;
@@ -93,18 +94,21 @@ impl Client {
     /// Connects and completes the opening handshake (§4.1).
     pub fn connect_with(url: &str, options: &ClientOptions<'_>) -> Result<Client, ClientError> {
         let url = WsUrl::parse(url).map_err(ClientError::Url)?;
+        // TLS is set up first: a configuration that cannot be made needs no network to say so.
+        let tls = match (&options.tls, url.secure) {
+            (_, false) => None,
+            (Some(config), true) => Some(config.clone()),
+            (None, true) => Some(
+                crate::tls::client_config(None, false)
+                    .map_err(|e| ClientError::TlsSetup(e.to_string()))?,
+            ),
+        };
         let tcp = connect_tcp(&url, options.timeout)?;
         tcp.set_read_timeout(Some(options.timeout))?;
         let _ = tcp.set_nodelay(true);
-        let stream = if url.secure {
-            let config = match &options.tls {
-                Some(config) => config.clone(),
-                None => crate::tls::client_config(None, false)
-                    .map_err(|e| ClientError::Url(e.to_string()))?,
-            };
-            Stream::tls(tcp, &url.host, config)?
-        } else {
-            Stream::Plain(tcp)
+        let stream = match tls {
+            Some(config) => Stream::tls(tcp, &url.host, config)?,
+            None => Stream::Plain(tcp),
         };
         let max = options.max_message_size as u64;
         let config = EndpointConfig {

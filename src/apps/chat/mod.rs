@@ -279,9 +279,9 @@ impl Handler for Chat {
                 "chat messages are JSON text, not binary",
             );
         };
-        match serde_json::from_str::<Request>(text) {
+        match Request::parse(text) {
             Ok(request) => self.handle(ctx, request),
-            Err(e) => refuse(ctx, ErrorCode::BadRequest, format!("bad request: {e}")),
+            Err(why) => refuse(ctx, ErrorCode::BadRequest, why),
         }
     }
 

@@ -127,3 +127,27 @@ fn bad_requests_say_plainly_what_is_wrong() {
     let error = client.expect("error");
     assert_eq!(error["message"], r#"missing field "text""#, "{error}");
 }
+
+#[test]
+fn blank_text_is_bad_request() {
+    let server = chat_server();
+    let mut alice = ChatClient::join(server.addr(), "alice", "lobby");
+    let mut bob = ChatClient::join(server.addr(), "bob", "lobby");
+    alice.expect_joined("bob", "lobby");
+    for blank in ["", " ", "  \t \n", "\u{3000}"] {
+        alice.request(json!({"type": "message", "text": blank}));
+        let error = alice.expect("error");
+        assert_eq!(error["code"], "bad_request", "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("non-space"),
+            "{error}"
+        );
+        alice.request(json!({"type": "pm", "to": "bob", "text": blank}));
+        alice.expect_error("bad_request");
+    }
+    bob.assert_nothing_pending();
+    // Spaces around a word are fine, and kept.
+    alice.request(json!({"type": "message", "text": " hi "}));
+    alice.expect_message("alice", "lobby", " hi ");
+    bob.expect_message("alice", "lobby", " hi ");
+}

@@ -208,6 +208,13 @@ impl Chat {
                     format!("text is longer than {MAX_TEXT_BYTES} bytes"),
                 );
             }
+            Request::Message { text } | Request::Pm { text, .. } if text.trim().is_empty() => {
+                refuse(
+                    ctx,
+                    ErrorCode::BadRequest,
+                    "text is blank: a message needs a non-space character",
+                );
+            }
             Request::Message { text } => {
                 let event = Event::Message {
                     from: &name,

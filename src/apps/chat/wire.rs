@@ -22,14 +22,14 @@ pub enum Request {
     },
     /// Text to everyone in the sender's room.
     Message {
-        /// At most [`MAX_TEXT_BYTES`].
+        /// At most [`MAX_TEXT_BYTES`], with a character other than white space.
         text: String,
     },
     /// A private message to one user, in any room.
     Pm {
         /// The recipient's name.
         to: String,
-        /// At most [`MAX_TEXT_BYTES`].
+        /// At most [`MAX_TEXT_BYTES`], with a character other than white space.
         text: String,
     },
     /// The sender started or stopped typing.
@@ -196,7 +196,7 @@ pub enum Event<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// Not JSON, not text, an unknown type, a missing field, a text too long.
+    /// Not JSON, not text, an unknown type, a missing field, a text too long or blank.
     BadRequest,
     /// Someone has this name already (compared case-insensitively).
     NameTaken,

@@ -249,8 +249,20 @@ fn a_taken_name_can_be_replaced_with_slash_name() {
     let mut bob = Console::start(&[&url, "--name", "ALICE"]);
     bob.expect("! name_taken");
     bob.expect_on(Out::Stderr, "/name NAME");
+    // A line typed now has nowhere to go: the console says what to do, not the chat's
+    // "not_joined: send join first".
+    bob.type_line("hello?");
+    let line = bob.expect_on(Out::Stderr, "not in the chat yet");
+    assert!(line.contains("/name NAME"), "{line}");
     bob.type_line("/name bob");
     bob.expect("* in lobby: alice, bob");
+    bob.type_line("hello!");
+    bob.expect("<bob> hello!");
+    assert!(
+        !bob.seen.iter().any(|(_, line)| line.contains("not_joined")),
+        "{:?}",
+        bob.seen
+    );
     bob.type_line("/name carol");
     bob.expect_on(Out::Stderr, "already joined");
     bob.type_line("/dance");

@@ -109,7 +109,7 @@ pub fn run(args: &ClientArgs) -> ExitCode {
         client: &mut client,
         chat,
         room: args.room.clone(),
-        joined: false,
+        name: NameState::Joining,
     };
     if let (true, Some(name)) = (chat, &args.name) {
         eprintln!("{CHAT_HELP}");
@@ -158,9 +158,23 @@ struct Session<'a> {
     chat: bool,
     /// The room to join.
     room: String,
-    /// The chat took our name: until then, `/name NEW` tries another.
-    joined: bool,
+    /// Where our name is: until the chat took it, `/name NEW` tries another.
+    name: NameState,
 }
+
+/// Where the chat is with our name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameState {
+    /// A join is on its way (or none was sent yet: not a chat URL).
+    Joining,
+    /// The chat took it.
+    Joined,
+    /// The chat refused it (or the room): until `/name NAME`, lines have nowhere to go.
+    Refused,
+}
+
+/// What a line typed before the chat took our name gets.
+const CHOOSE_A_NAME: &str = "not in the chat yet: choose a name with /name NAME (or /quit)";
 
 /// Whether the session goes on after a step.
 enum Flow {
@@ -248,9 +262,17 @@ impl Session<'_> {
             return self.send(line);
         }
         let request = match chat_request(line) {
+            Ok(Some(Typed::Request(_))) if self.name == NameState::Refused => {
+                eprintln!("{CHOOSE_A_NAME}");
+                return Flow::Continue;
+            }
             Ok(Some(Typed::Request(request))) => request,
-            Ok(Some(Typed::Name(_))) if self.joined => {
+            Ok(Some(Typed::Name(_))) if self.name == NameState::Joined => {
                 eprintln!("already joined: a name is chosen once per connection");
+                return Flow::Continue;
+            }
+            Ok(Some(Typed::Name(_))) if self.name == NameState::Joining => {
+                eprintln!("a join is on its way: wait for its answer");
                 return Flow::Continue;
             }
             Ok(Some(Typed::Name(name))) => return self.join(&name),
@@ -265,6 +287,7 @@ impl Session<'_> {
 
     /// Asks to join the chat as `name`.
     fn join(&mut self, name: &str) -> Flow {
+        self.name = NameState::Joining;
         let join = json!({"type": "join", "name": name, "room": self.room});
         self.send(&join.to_string())
     }
@@ -272,6 +295,8 @@ impl Session<'_> {
     fn show(&mut self, incoming: Incoming) -> Flow {
         match incoming {
             Incoming::Text(text) if self.chat => match serde_json::from_str::<Value>(&text) {
+                // The chat's words are for a program ("send join first"); a person types /name.
+                Ok(event) if event["code"] == "not_joined" => eprintln!("{CHOOSE_A_NAME}"),
                 Ok(event) => {
                     println!("{}", describe_event(&event));
                     self.after_event(&event);
@@ -295,12 +320,18 @@ impl Session<'_> {
     /// Keeps track of whether the chat took our name, and says how to try another.
     fn after_event(&mut self, event: &Value) {
         match event["type"].as_str() {
-            Some("joined") if !self.joined => self.joined = true,
-            Some("error") if !self.joined => {
-                if let Some("name_taken" | "bad_name") = event["code"].as_str() {
+            Some("joined") if self.name != NameState::Joined => self.name = NameState::Joined,
+            Some("error") if self.name == NameState::Joining => match event["code"].as_str() {
+                Some("name_taken" | "bad_name") => {
+                    self.name = NameState::Refused;
                     eprintln!("pick another name with /name NAME (or /quit)");
                 }
-            }
+                Some("bad_room") => {
+                    self.name = NameState::Refused;
+                    eprintln!("pick another room with --room (/quit, then start again)");
+                }
+                _ => {}
+            },
             _ => {}
         }
     }

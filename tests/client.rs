@@ -4,8 +4,8 @@
 mod common;
 
 use common::{TestServer, TIMEOUT};
-use wsloop::client::{Client, ClientError, Incoming};
-use wsloop::{CloseCode, Message};
+use wsloop::client::{Client, ClientError, ClientOptions, Incoming};
+use wsloop::{CloseCode, CompressionMode, Config, Message};
 
 fn echo_url(server: &TestServer) -> String {
     format!("ws://{}/echo", server.addr())
@@ -95,4 +95,28 @@ fn a_refusal_reason_is_one_clean_bounded_line() {
         refused.to_string(),
         "handshake refused: the server answered 403 Forbidden"
     );
+}
+
+#[test]
+fn the_compression_agreed_is_known() {
+    let compressing = Config::default().compression(CompressionMode::Shared);
+    let server = TestServer::new(compressing);
+    let options = ClientOptions {
+        compression: true,
+        ..Default::default()
+    };
+    let client = Client::connect_with(&echo_url(&server), &options).unwrap();
+    let agreed = client.compression().expect("permessage-deflate agreed");
+    assert_eq!(
+        agreed.header(),
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
+    // Not offered, or declined: none.
+    assert!(Client::connect(&echo_url(&server))
+        .unwrap()
+        .compression()
+        .is_none());
+    let plain = TestServer::start();
+    let client = Client::connect_with(&echo_url(&plain), &options).unwrap();
+    assert!(client.compression().is_none());
 }

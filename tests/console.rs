@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use common::{RawClient, TestServer, TIMEOUT};
 use wsloop::apps::{Chat, Echo};
-use wsloop::Config;
+use wsloop::{CompressionMode, Config};
 
 /// Which stream a line came on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +238,35 @@ fn piped_lines_are_all_answered_before_the_client_exits() {
     assert!(output.status.success(), "{stderr}");
     assert_eq!(stdout, "< one\n< two\n", "stderr: {stderr}");
     expect_closes(&server, 1000, 1);
+}
+
+#[test]
+fn with_compression_offered_one_line_says_whether_it_was_agreed() {
+    let compressing = TestServer::with_routes(
+        Config::default().compression(CompressionMode::Shared),
+        |b| b.route("/echo", Echo),
+    );
+    let url = format!("ws://{}/echo", compressing.addr());
+    let mut console = Console::start(&[&url, "--compression"]);
+    let line = console.expect_on(Out::Stderr, "compression:");
+    assert_eq!(
+        line,
+        "compression: permessage-deflate agreed \
+         (server_no_context_takeover, client_no_context_takeover)"
+    );
+    console.type_line(&"compressible ".repeat(20));
+    console.expect("< compressible compressible");
+
+    let plain = server();
+    let url = format!("ws://{}/echo", plain.addr());
+    let mut console = Console::start(&[&url, "--compression"]);
+    let line = console.expect_on(Out::Stderr, "compression:");
+    assert!(line.contains("declined"), "{line}");
+    // Not offered: not a word about it.
+    let mut console = Console::start(&[&url]);
+    console.type_line("hi");
+    console.expect("< hi");
+    assert!(!console.seen.iter().any(|(_, l)| l.contains("compression")));
 }
 
 #[test]

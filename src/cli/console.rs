@@ -105,6 +105,9 @@ pub fn run(args: &ClientArgs) -> ExitCode {
     }
     // Status goes to stderr, so stdout carries only what the server sent.
     eprintln!("connected to {} (Ctrl+D or Ctrl+C to quit)", args.url);
+    if args.compression {
+        eprintln!("{}", compression_status(client.compression()));
+    }
     let mut session = Session {
         client: &mut client,
         chat,
@@ -118,6 +121,23 @@ pub fn run(args: &ClientArgs) -> ExitCode {
         }
     }
     session.run(&input, &interrupted)
+}
+
+/// Whether the permessage-deflate offered was agreed, and how, in one line.
+fn compression_status(agreed: Option<&wsloop::client::DeflateParams>) -> String {
+    let Some(params) = agreed else {
+        return "compression: the server declined permessage-deflate; messages go uncompressed"
+            .into();
+    };
+    let header = params.header();
+    let details: Vec<&str> = header.split(';').skip(1).map(str::trim).collect();
+    match details.is_empty() {
+        true => "compression: permessage-deflate agreed (no parameters)".into(),
+        false => format!(
+            "compression: permessage-deflate agreed ({})",
+            details.join(", ")
+        ),
+    }
 }
 
 /// What the user can do about a failed connect, when a flag helps.

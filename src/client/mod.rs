@@ -29,7 +29,7 @@ use crate::protocol::client_handshake::{
     parse_response_to, upgrade_request_offering, ResponseError,
 };
 use crate::protocol::close::CloseCode;
-pub use crate::protocol::deflate::ClientOffer;
+pub use crate::protocol::deflate::{ClientOffer, DeflateParams};
 use crate::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase};
 use crate::protocol::error::ProtocolError;
 use crate::protocol::frame::Role;
@@ -72,6 +72,8 @@ pub struct Client {
     filled: usize,
     incoming: VecDeque<Incoming>,
     protocol: Option<String>,
+    /// permessage-deflate as agreed in the handshake.
+    compression: Option<DeflateParams>,
     /// A violation found after messages that are still to be handed out: reported once they
     /// have been, so nothing valid before it is lost. (The endpoint has already sent the
     /// matching close.)
@@ -128,6 +130,7 @@ impl Client {
             filled: 0,
             incoming: VecDeque::new(),
             protocol: None,
+            compression: None,
             pending_error: None,
         };
         let offers = options.compression.then_some(options.compression_offers);
@@ -169,6 +172,7 @@ impl Client {
                 if let Some(params) = &accepted.deflate {
                     self.ws.enable_deflate(params, COMPRESSION_THRESHOLD);
                 }
+                self.compression = accepted.deflate;
                 // The head ended in this read: the frames after it are where they were read.
                 self.filled = n;
                 self.unread = n - (head.len() - accepted.head_len);
@@ -183,6 +187,13 @@ impl Client {
     /// The subprotocol the server selected.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
+    }
+
+    /// permessage-deflate (RFC 7692) as the server agreed to it ([`DeflateParams::header`]
+    /// names the parameters), or `None` when messages go uncompressed: it was not offered
+    /// ([`ClientOptions::compression`]), or the server declined.
+    pub fn compression(&self) -> Option<&DeflateParams> {
+        self.compression.as_ref()
     }
 
     /// Limits how long [`Client::recv`] blocks; `None` blocks until something arrives.

@@ -151,11 +151,15 @@ fn unreachable_server_is_one_clear_line() {
         .local_addr()
         .unwrap()
         .port();
-    let (output, _) = bench(&[&format!("ws://127.0.0.1:{port}/"), "--connections", "2"]);
+    // The default 100 connections: one line for them all, not one per connection.
+    let (output, _) = bench(&[&format!("ws://127.0.0.1:{port}/")]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("wsloop bench:"), "{stderr}");
-    assert!(stderr.lines().count() <= 3, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("wsloop bench: 100 of 100 connections failed: connect failed: "),
+        "{stderr}"
+    );
 }
 
 /// The run fails with one line on stderr containing `says`.
@@ -184,9 +188,13 @@ fn replies_that_are_not_echoes_fail_the_run() {
 fn a_close_by_the_server_is_reported_with_its_code_and_reason() {
     let server = server();
     let url = format!("ws://{}/refuse", server.addr());
-    let (output, _) = bench(&[&url, "--connections", "1"]);
+    let (output, _) = bench(&[&url, "--connections", "3"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("1008 \"no thanks\""), "{stderr}");
+    // Once for the three.
+    assert_eq!(
+        stderr.trim_end(),
+        "wsloop bench: 3 connections failed: the server closed with 1008 \"no thanks\"",
+    );
 }
 
 #[test]

@@ -138,3 +138,27 @@ fn trusted_certificates_that_cannot_be_loaded_are_a_tls_error_not_a_url_one() {
     assert!(!line.contains("bad URL"), "{line}");
     assert!(line.contains("--ca FILE"), "{line}");
 }
+
+#[test]
+fn the_bench_says_once_why_its_connections_failed() {
+    let dir = scratch_dir();
+    let (server, _) = tls_server(&dir);
+    let store = dir.join("store.pem");
+    let other = self_signed("another CA", KeyPair::generate().unwrap());
+    std::fs::write(&store, other.0).unwrap();
+    let url = format!("wss://{}/echo", server.addr());
+    let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["bench", &url, "--connections", "20", "--duration", "1s"])
+        .env("SSL_CERT_FILE", &store)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .expect("run wsloop bench");
+    let line = one_line_failure(&output);
+    assert!(
+        line.starts_with(
+            "wsloop bench: 20 of 20 connections failed: TLS failed: the server's certificate \
+             is not signed by a CA this client trusts; --ca FILE"
+        ),
+        "{line}"
+    );
+}

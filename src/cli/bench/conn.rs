@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::stream::BenchStream;
-use wsloop::client::WsUrl;
+use wsloop::client::{ClientError, WsUrl};
 use wsloop::protocol::client_handshake::{parse_response_to, upgrade_request_offering};
 use wsloop::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase as WsPhase};
 use wsloop::protocol::frame::{OpCode, Role};
@@ -145,7 +145,7 @@ impl BenchConn {
             Phase::Open | Phase::Closing => self.write_frames(),
             _ => Ok(()),
         });
-        result.map_err(|e| format!("write failed: {e}"))
+        result.map_err(|e| failure("write", e))
     }
 
     /// Whether the endpoint has control frames waiting.
@@ -276,7 +276,7 @@ impl BenchConn {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return outcome,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    outcome.failed = Some(format!("read failed: {e}"));
+                    outcome.failed = Some(failure("read", e));
                     return outcome;
                 }
             }
@@ -383,6 +383,19 @@ fn note(event: Event<'_>, phase: &Phase, expected: (&[u8], bool), outcome: &mut 
                 }
             }
         }
+    }
+}
+
+/// Why a read or write failed, in one line; a TLS failure in plain words (with what to do when
+/// the server's certificate was not accepted).
+fn failure(what: &str, e: io::Error) -> String {
+    match ClientError::from(e) {
+        ClientError::Io(e) => format!("{what} failed: {e}"),
+        certificate @ ClientError::Certificate(_) => format!(
+            "{certificate}; --ca FILE trusts the CA that signed it (--insecure skips the check, \
+             for testing only)"
+        ),
+        tls => tls.to_string(),
     }
 }
 

@@ -30,15 +30,24 @@ impl Bench<'_> {
                 self.start_connection()?;
             }
             if Instant::now() > deadline {
+                let failed = match self.failed() {
+                    0 => String::new(),
+                    n => format!("; {n} failed: {}", self.stats.failures()),
+                };
                 return Err(format!(
-                    "only {} of {wanted} connections opened within 60 s",
+                    "only {} of {wanted} connections opened within 60 s{failed}",
                     self.open
                 ));
             }
             self.turn(&mut events, Some(Duration::from_millis(100)))?;
         }
         if self.open < wanted {
-            return Err(format!("{} of {wanted} connections failed", self.failed()));
+            // One line for them all: a hundred refused connects are one problem.
+            return Err(format!(
+                "{} of {wanted} connections failed: {}",
+                self.failed(),
+                self.stats.failures()
+            ));
         }
         Ok(())
     }
@@ -130,10 +139,8 @@ impl Bench<'_> {
         if conn.phase != Phase::Closed {
             conn.phase = Phase::Closed;
             let _ = self.poll.registry().deregister(conn.stream.tcp());
-            self.stats.errors += 1;
-            if self.stats.errors <= 5 {
-                eprintln!("connection {key}: {why}");
-            }
+            // Told once, grouped by reason, when the run ends.
+            self.stats.fail(why);
         }
     }
 

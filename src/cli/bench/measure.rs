@@ -62,6 +62,13 @@ impl Bench<'_> {
         let cpu = cpu_start.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
         self.report(wall, cpu);
         let errors = self.stats.errors;
+        if errors > 0 {
+            eprintln!(
+                "wsloop bench: {} failed: {}",
+                count(errors as usize, "connection"),
+                self.stats.failures()
+            );
+        }
         self.close_all()?;
         Ok(if errors == 0 {
             ExitCode::SUCCESS

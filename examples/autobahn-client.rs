@@ -55,10 +55,7 @@ fn main() -> ExitCode {
     for case in 1..=count {
         let url = format!("{base}/runCase?case={case}&agent={AGENT}");
         // Every case offers permessage-deflate; the fuzzing server accepts it in 12.* and 13.*.
-        let options = ClientOptions {
-            compression: true,
-            ..Default::default()
-        };
+        let options = ClientOptions::default().compression(true);
         match Client::connect_with(&url, &options) {
             Ok(mut client) => {
                 echo_until_closed(&mut client);

@@ -101,10 +101,7 @@ fn a_refusal_reason_is_one_clean_bounded_line() {
 fn the_compression_agreed_is_known() {
     let compressing = Config::default().compression(CompressionMode::Shared);
     let server = TestServer::new(compressing);
-    let options = ClientOptions {
-        compression: true,
-        ..Default::default()
-    };
+    let options = ClientOptions::default().compression(true);
     let client = Client::connect_with(&echo_url(&server), &options).unwrap();
     let agreed = client.compression().expect("permessage-deflate agreed");
     assert_eq!(

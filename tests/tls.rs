@@ -74,10 +74,7 @@ fn client_tls(ca: &str, versions: &[&'static SupportedProtocolVersion]) -> Arc<C
 }
 
 fn options(tls: Arc<ClientConfig>) -> ClientOptions<'static> {
-    ClientOptions {
-        tls: Some(tls),
-        ..Default::default()
-    }
+    ClientOptions::default().tls(tls)
 }
 
 /// The binary's routes over TLS, with `config`.

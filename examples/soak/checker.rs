@@ -31,10 +31,7 @@ fn report_failure(shared: &Shared, key: &str, detail: String) {
 }
 
 fn checker_connect(shared: &Shared, path: &str) -> Option<Client> {
-    let options = ClientOptions {
-        timeout: CHECK_TIMEOUT,
-        ..Default::default()
-    };
+    let options = ClientOptions::default().timeout(CHECK_TIMEOUT);
     while shared.running() {
         match Client::connect_with(&shared.url(path), &options) {
             Ok(client) => {

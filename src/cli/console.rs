@@ -64,10 +64,7 @@ pub fn tls_options(
         eprintln!("warning: --insecure: the server's certificate is not verified");
     }
     let tls = wsloop::tls::client_config(ca, insecure).map_err(|e| e.to_string())?;
-    Ok(wsloop::client::ClientOptions {
-        tls: Some(tls),
-        ..Default::default()
-    })
+    Ok(wsloop::client::ClientOptions::default().tls(tls))
 }
 
 /// Runs the console client; the exit status says whether it ended cleanly.
@@ -83,10 +80,7 @@ pub fn run(args: &ClientArgs) -> ExitCode {
         eprintln!("warning: --name and --room are for /chat URLs; ignored");
     }
     let options = match tls_options(args.ca.as_deref(), args.insecure) {
-        Ok(options) => wsloop::client::ClientOptions {
-            compression: args.compression,
-            ..options
-        },
+        Ok(options) => options.compression(args.compression),
         Err(e) => return fail(&e),
     };
     let mut client = match Client::connect_with(&args.url, &options) {

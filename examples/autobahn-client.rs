@@ -21,6 +21,8 @@ fn echo_until_closed(client: &mut Client) -> usize {
             Ok(Incoming::Text(text)) => client.send(Message::Text(&text)),
             Ok(Incoming::Binary(bytes)) => client.send(Message::Binary(&bytes)),
             Ok(Incoming::Close(..)) | Err(_) => return echoed,
+            // Pings are answered by the client; nothing else is asked for.
+            Ok(_) => continue,
         };
         if sent.is_err() {
             return echoed;

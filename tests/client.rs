@@ -117,3 +117,34 @@ fn the_compression_agreed_is_known() {
     let client = Client::connect_with(&echo_url(&plain), &options).unwrap();
     assert!(client.compression().is_none());
 }
+
+#[test]
+fn pings_and_pongs_are_reported_only_when_asked_for() {
+    // The server pings a connection silent for 20 ms.
+    let config = Config::default().ping_interval(std::time::Duration::from_millis(20));
+    let server = TestServer::new(config);
+    let options = ClientOptions::default().report_pings(true);
+    let mut client = Client::connect_with(&echo_url(&server), &options).unwrap();
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    assert_eq!(client.recv().unwrap(), Incoming::Ping(Vec::new()));
+    client.ping(b"are you there").unwrap();
+    assert_eq!(
+        client.recv().unwrap(),
+        Incoming::Pong(b"are you there".to_vec())
+    );
+    client.send(Message::Text("still here")).unwrap();
+    let mut next = client.recv().unwrap();
+    // A keepalive ping may come between.
+    while next == Incoming::Ping(Vec::new()) {
+        next = client.recv().unwrap();
+    }
+    assert_eq!(next, Incoming::Text("still here".into()));
+
+    // By default they are answered and not reported: recv gives messages only.
+    let mut client = Client::connect(&echo_url(&server)).unwrap();
+    client.ping(b"ignored").unwrap();
+    client.send(Message::Text("only this")).unwrap();
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    // The pong came first, unseen.
+    assert_eq!(client.recv().unwrap(), Incoming::Text("only this".into()));
+}

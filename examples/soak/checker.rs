@@ -83,7 +83,7 @@ pub fn check_echo(shared: Arc<Shared>) {
             let sent = match &expected {
                 Incoming::Text(text) => client.send(Message::Text(text)),
                 Incoming::Binary(bytes) => client.send(Message::Binary(bytes)),
-                Incoming::Close(..) => unreachable!("only messages are sent"),
+                _ => unreachable!("only messages are sent"),
             };
             if let Err(e) = sent {
                 report_failure(
@@ -116,6 +116,7 @@ pub fn check_echo(shared: Arc<Shared>) {
                         Incoming::Text(t) => format!("text of {} bytes", t.len()),
                         Incoming::Binary(b) => format!("binary of {} bytes", b.len()),
                         Incoming::Close(..) => "close".into(),
+                        _ => "ping or pong".into(),
                     };
                     report_failure(
                         &shared,

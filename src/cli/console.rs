@@ -324,6 +324,8 @@ impl Session<'_> {
                 eprintln!("closed by the server: {code} {reason}");
                 return Flow::Ended(ExitCode::SUCCESS);
             }
+            // Pings and pongs are not asked for (ClientOptions::report_pings).
+            _ => {}
         }
         let _ = std::io::stdout().flush();
         Flow::Continue

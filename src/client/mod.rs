@@ -50,6 +50,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// What a client receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Incoming {
     /// A text message.
     Text(String),
@@ -57,6 +58,12 @@ pub enum Incoming {
     Binary(Vec<u8>),
     /// The server's close frame (already answered): its code and reason.
     Close(CloseCode, String),
+    /// A ping from the server, with its payload (already answered with a pong). Only with
+    /// [`ClientOptions::report_pings`].
+    Ping(Vec<u8>),
+    /// A pong from the server (the answer to [`Client::ping`], or one unasked for), with its
+    /// payload. Only with [`ClientOptions::report_pings`].
+    Pong(Vec<u8>),
 }
 
 /// A connected WebSocket client; see the module docs.
@@ -74,6 +81,8 @@ pub struct Client {
     protocol: Option<String>,
     /// permessage-deflate as agreed in the handshake.
     compression: Option<DeflateParams>,
+    /// Pings and pongs are handed out too ([`ClientOptions::report_pings`]).
+    report_pings: bool,
     /// A violation found after messages that are still to be handed out: reported once they
     /// have been, so nothing valid before it is lost. (The endpoint has already sent the
     /// matching close.)
@@ -131,6 +140,7 @@ impl Client {
             incoming: VecDeque::new(),
             protocol: None,
             compression: None,
+            report_pings: options.report_pings,
             pending_error: None,
         };
         let offers = options.compression.then_some(options.compression_offers);
@@ -227,7 +237,8 @@ impl Client {
     }
 
     /// The next message, or the server's close (which is answered at once). Pings are
-    /// answered on the way. After [`Client::start_close`], the messages the server sent before
+    /// answered on the way (and, with [`ClientOptions::report_pings`], pings and pongs are
+    /// returned too). After [`Client::start_close`], the messages the server sent before
     /// its close, then [`ClientError::Closed`]. Blocks until something arrives or the read
     /// timeout ([`Client::set_read_timeout`]) passes; a read interrupted by a signal is tried
     /// again, so a program that handles Ctrl+C sets a timeout to look at its flag.
@@ -273,6 +284,7 @@ impl Client {
             filled,
             incoming,
             pending_error,
+            report_pings,
             ..
         } = self;
         let unprocessed = &mut input[*unread..*filled];
@@ -286,6 +298,12 @@ impl Client {
                 ClosedBy::Violation(error) => *pending_error = Some(error),
                 ClosedBy::Local | ClosedBy::Dropped => {}
             },
+            Event::Ping(payload) if *report_pings => {
+                incoming.push_back(Incoming::Ping(payload.to_vec()))
+            }
+            Event::Pong(payload) if *report_pings => {
+                incoming.push_back(Incoming::Pong(payload.to_vec()))
+            }
             Event::Ping(_) | Event::Pong(_) => {}
         });
         if !ws.reads_frames() {

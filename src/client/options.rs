@@ -17,7 +17,7 @@ use super::ClientOffer;
 ///     .protocols(&["chat"])
 ///     .timeout(Duration::from_secs(3))
 ///     .compression(true);
-/// assert!(options.compression);
+/// assert!(options.compression && !options.report_pings);
 /// ```
 ///
 /// It cannot be built field by field outside this crate, so a new option breaks no one:
@@ -49,6 +49,11 @@ pub struct ClientOptions<'a> {
     /// The TLS configuration for `wss://` URLs; by default the server is verified against
     /// the system's trusted roots ([`crate::tls::client_config`]).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Report the server's pings and pongs through [`Client::recv`](super::Client::recv) as
+    /// [`Incoming::Ping`](super::Incoming::Ping) and [`Incoming::Pong`](super::Incoming::Pong)
+    /// (a ping is answered with its pong all the same). Default off: `recv` returns only
+    /// messages and the close, and pings are answered silently.
+    pub report_pings: bool,
 }
 
 impl Default for ClientOptions<'_> {
@@ -60,6 +65,7 @@ impl Default for ClientOptions<'_> {
             compression: false,
             compression_offers: &[],
             tls: None,
+            report_pings: false,
         }
     }
 }
@@ -98,6 +104,12 @@ impl<'a> ClientOptions<'a> {
     /// Sets [`ClientOptions::tls`] to `value`.
     pub fn tls(mut self, value: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(value);
+        self
+    }
+
+    /// Sets [`ClientOptions::report_pings`].
+    pub fn report_pings(mut self, value: bool) -> Self {
+        self.report_pings = value;
         self
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use common::TestServer;
 use serde_json::Value;
 use wsloop::apps::{Broadcast, Chat, Echo};
-use wsloop::{CloseCode, Config, Context, Handler, Message};
+use wsloop::{CloseCode, CompressionMode, Config, Context, Handler, Message};
 
 /// Closes every connection on its first message.
 struct Refuse;
@@ -96,6 +96,26 @@ fn echo_counts_every_round_trip() {
         "a progress line per second: {stdout}"
     );
     assert!(summary["p50_ms"].as_f64().unwrap() <= summary["p99_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn compressed_echoes_are_counted_and_smaller_on_the_wire() {
+    let compressing = Config::default().compression(CompressionMode::Shared);
+    let server = TestServer::with_routes(compressing, |b| b.route("/", Echo));
+    let url = format!("ws://{}/", server.addr());
+    let args = ["--connections", "3", "--size", "2KiB", "--payload", "json"];
+    let (output, summary) = bench(&[&[url.as_str(), "--compression"][..], &args].concat());
+    let summary = clean_run(&output, summary);
+    assert!(summary["total"].as_u64().unwrap() > 10, "{summary}");
+    // The server's echoes came back compressed: far fewer bytes than the 2 KiB messages.
+    let wire = summary["wire_bytes_per_message"].as_f64().unwrap();
+    assert!(wire < 1024.0, "{summary}");
+    // Without --compression, the same run is uncompressed.
+    let (output, summary) = bench(&[&[url.as_str()][..], &args].concat());
+    let wire = clean_run(&output, summary)["wire_bytes_per_message"]
+        .as_f64()
+        .unwrap();
+    assert!(wire > 2048.0, "{wire}");
 }
 
 #[test]

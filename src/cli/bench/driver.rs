@@ -59,7 +59,6 @@ impl Bench<'_> {
     pub(super) fn start_connection(&mut self) -> Result<(), String> {
         let tcp = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
         let (frame, payload) = self.frame_for(self.conns.len());
-        let deflated = self.args.compression.then(|| self.deflated(&payload));
         let mut stream = match &self.tls {
             Some(config) => BenchStream::tls(tcp, &self.url.host, config.clone())?,
             None => BenchStream::Plain(tcp),
@@ -77,9 +76,9 @@ impl Bench<'_> {
             stream,
             &self.url,
             frame,
-            deflated,
+            self.args.compression,
             payload,
-            self.opcode(),
+            self.text(),
         ));
         self.writable.push(true);
         self.sent_at.push(VecDeque::new());

@@ -25,12 +25,11 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use mio::Poll;
 use wsloop::client::WsUrl;
-use wsloop::protocol::frame::{encode_frame, OpCode};
 
 use super::units;
 use conn::BenchConn;
 use measure::FanOut;
-use payload::json_message;
+use payload::{encode, json_message, message};
 use stats::Stats;
 
 /// The load generator's flags.
@@ -123,9 +122,6 @@ struct Bench<'a> {
     frame: Arc<[u8]>,
     /// The frame's payload, which every echo must carry back.
     payload: Arc<[u8]>,
-    /// The masking key of every frame sent (one per run: the server does the unmasking work
-    /// all the same).
-    mask: [u8; 4],
     conns: Vec<BenchConn>,
     /// Per connection: whether WRITABLE is registered.
     writable: Vec<bool>,
@@ -158,14 +154,11 @@ impl<'a> Bench<'a> {
         if args.duration.is_zero() {
             return Err("--duration must be longer than 0".into());
         }
-        let mut key = [0u8; 4];
-        getrandom::fill(&mut key).map_err(|e| e.to_string())?;
-        let (payload, opcode) = match args.payload {
-            Payload::Binary => (vec![b'x'; args.size], OpCode::Binary),
-            Payload::Json => (json_message(args.size, 0), OpCode::Text),
+        let payload = match args.payload {
+            Payload::Binary => vec![b'x'; args.size],
+            Payload::Json => json_message(args.size, 0),
         };
-        let mut frame = Vec::new();
-        encode_frame(&mut frame, opcode, &payload, Some(key));
+        let frame = encode(message(&payload, args.payload == Payload::Json), None);
         let total = args.connections + usize::from(args.mode == Mode::Broadcast && !args.idle);
         let tls = if url.secure {
             if args.insecure {
@@ -181,9 +174,8 @@ impl<'a> Bench<'a> {
             url,
             addr,
             poll: Poll::new().map_err(|e| e.to_string())?,
-            frame: Arc::from(frame),
+            frame,
             payload: Arc::from(payload),
-            mask: key,
             conns: Vec::with_capacity(total),
             writable: Vec::with_capacity(total),
             sent_at: Vec::new(),

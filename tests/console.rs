@@ -270,6 +270,36 @@ fn with_compression_offered_one_line_says_whether_it_was_agreed() {
 }
 
 #[test]
+fn a_closed_stdout_ends_the_session_with_a_close_not_a_panic() {
+    let server = server();
+    let url = format!("ws://{}/echo", server.addr());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["client", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsloop client");
+    // `wsloop client URL | head -0`: no one reads what it prints.
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "into the void").unwrap();
+    let (tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = done
+        .recv_timeout(TIMEOUT)
+        .expect("the client exits")
+        .unwrap();
+    drop(stdin);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    expect_closes(&server, 1000, 1);
+}
+
+#[test]
 fn a_taken_name_can_be_replaced_with_slash_name() {
     let server = server();
     let url = format!("ws://{}/chat", server.addr());

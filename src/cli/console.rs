@@ -216,11 +216,11 @@ impl Session<'_> {
                 }
             }
             match self.client.recv() {
-                Ok(incoming) => {
-                    if let Flow::Ended(code) = self.show(incoming) {
-                        return code;
-                    }
-                }
+                Ok(incoming) => match self.show(incoming) {
+                    Flow::Continue => {}
+                    Flow::Quit => return self.quit(interrupted),
+                    Flow::Ended(code) => return code,
+                },
                 Err(e) if e.is_timeout() => {}
                 Err(ClientError::Closed) => return ExitCode::SUCCESS,
                 Err(e) => return fail(&e.to_string()),
@@ -306,29 +306,37 @@ impl Session<'_> {
         self.send(&join.to_string())
     }
 
+    /// Prints what arrived. Stdout gone (`wsloop client URL | head -1`) ends the session
+    /// with a close, as the end of the input does: there is no one left to show anything to.
     fn show(&mut self, incoming: Incoming) -> Flow {
-        match incoming {
+        let line = match incoming {
             Incoming::Text(text) if self.chat => match serde_json::from_str::<Value>(&text) {
                 // The chat's words are for a program ("send join first"); a person types /name.
-                Ok(event) if event["code"] == "not_joined" => eprintln!("{CHOOSE_A_NAME}"),
-                Ok(event) => {
-                    println!("{}", describe_event(&event));
-                    self.after_event(&event);
+                Ok(event) if event["code"] == "not_joined" => {
+                    eprintln!("{CHOOSE_A_NAME}");
+                    return Flow::Continue;
                 }
-                Err(_) => println!("{text}"),
+                Ok(event) => {
+                    self.after_event(&event);
+                    describe_event(&event)
+                }
+                Err(_) => text,
             },
             // Marked, so a reply is not mistaken for the line just typed.
-            Incoming::Text(text) => println!("< {text}"),
-            Incoming::Binary(bytes) => println!("< <binary message, {} bytes>", bytes.len()),
+            Incoming::Text(text) => format!("< {text}"),
+            Incoming::Binary(bytes) => format!("< <binary message, {} bytes>", bytes.len()),
             Incoming::Close(code, reason) => {
                 eprintln!("closed by the server: {code} {reason}");
                 return Flow::Ended(ExitCode::SUCCESS);
             }
             // Pings and pongs are not asked for (ClientOptions::report_pings).
-            _ => {}
+            _ => return Flow::Continue,
+        };
+        let mut stdout = std::io::stdout().lock();
+        match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Quit,
         }
-        let _ = std::io::stdout().flush();
-        Flow::Continue
     }
 }
 

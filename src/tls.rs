@@ -124,6 +124,17 @@ pub fn client_config(
                     .map_err(|e| error(path, format!("not a usable CA certificate: {e}")))?;
             }
         }
+        if roots.is_empty() {
+            // No server could be verified: say so now, and why, rather than at every connect.
+            let why = system
+                .errors
+                .first()
+                .map_or("it holds none".to_string(), ToString::to_string);
+            return Err(error(
+                Path::new("the system's trusted certificates"),
+                format!("none could be loaded ({why}); a CA file is needed"),
+            ));
+        }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

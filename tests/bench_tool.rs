@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use common::TestServer;
 use serde_json::Value;
 use wsloop::apps::{Broadcast, Chat, Echo};
-use wsloop::{CloseCode, Config, Context, Handler, Message};
+use wsloop::{CloseCode, CompressionMode, Config, Context, Handler, Message};
 
 /// Closes every connection on its first message.
 struct Refuse;
@@ -102,6 +102,26 @@ fn echo_counts_every_round_trip() {
 }
 
 #[test]
+fn compressed_echoes_are_counted_and_smaller_on_the_wire() {
+    let compressing = Config::default().compression(CompressionMode::Shared);
+    let server = TestServer::with_routes(compressing, |b| b.route("/", Echo));
+    let url = format!("ws://{}/", server.addr());
+    let args = ["--connections", "3", "--size", "2KiB", "--payload", "json"];
+    let (output, summary) = bench(&[&[url.as_str(), "--compression"][..], &args].concat());
+    let summary = clean_run(&output, summary);
+    assert!(summary["total"].as_u64().unwrap() > 10, "{summary}");
+    // The server's echoes came back compressed: far fewer bytes than the 2 KiB messages.
+    let wire = summary["wire_bytes_per_message"].as_f64().unwrap();
+    assert!(wire < 1024.0, "{summary}");
+    // Without --compression, the same run is uncompressed.
+    let (output, summary) = bench(&[&[url.as_str()][..], &args].concat());
+    let wire = clean_run(&output, summary)["wire_bytes_per_message"]
+        .as_f64()
+        .unwrap();
+    assert!(wire > 2048.0, "{wire}");
+}
+
+#[test]
 fn broadcast_counts_deliveries_to_every_receiver() {
     let server = server();
     let url = format!("ws://{}/broadcast", server.addr());
@@ -154,11 +174,15 @@ fn unreachable_server_is_one_clear_line() {
         .local_addr()
         .unwrap()
         .port();
-    let (output, _) = bench(&[&format!("ws://127.0.0.1:{port}/"), "--connections", "2"]);
+    // The default 100 connections: one line for them all, not one per connection.
+    let (output, _) = bench(&[&format!("ws://127.0.0.1:{port}/")]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("wsloop bench:"), "{stderr}");
-    assert!(stderr.lines().count() <= 3, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("wsloop bench: 100 of 100 connections failed: connect failed: "),
+        "{stderr}"
+    );
 }
 
 /// The run fails with one line on stderr containing `says`.
@@ -187,9 +211,13 @@ fn replies_that_are_not_echoes_fail_the_run() {
 fn a_close_by_the_server_is_reported_with_its_code_and_reason() {
     let server = server();
     let url = format!("ws://{}/refuse", server.addr());
-    let (output, _) = bench(&[&url, "--connections", "1"]);
+    let (output, _) = bench(&[&url, "--connections", "3"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("1008 \"no thanks\""), "{stderr}");
+    // Once for the three.
+    assert_eq!(
+        stderr.trim_end(),
+        "wsloop bench: 3 connections failed: the server closed with 1008 \"no thanks\"",
+    );
 }
 
 #[test]

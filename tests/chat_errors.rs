@@ -100,3 +100,57 @@ fn text_over_4096_bytes_is_bad_request() {
     alice.expect_message("alice", "lobby", &longest);
     bob.expect_message("alice", "lobby", &longest);
 }
+
+#[test]
+fn bad_requests_say_plainly_what_is_wrong() {
+    let server = chat_server();
+    let mut client = ChatClient::connect(server.addr());
+    for (text, says) in [
+        (
+            r#"{"type": "foo"}"#,
+            r#"unknown type "foo"; expected one of join, message, pm, typing, room, list"#,
+        ),
+        (r#"{"type": "join"}"#, r#"missing field "name""#),
+        (
+            r#"{"type": "join", "name": 7}"#,
+            r#"field "name" must be a string"#,
+        ),
+        (
+            "hello",
+            r#"not JSON: a request is a JSON object such as {"type":"message","text":"hi"}"#,
+        ),
+    ] {
+        client.send_text(text);
+        let error = client.expect("error");
+        assert_eq!(error["code"], "bad_request", "{error}");
+        assert_eq!(error["message"], says, "{error}");
+    }
+    client.enter("alice", "lobby");
+    client.request(json!({"type": "message"}));
+    let error = client.expect("error");
+    assert_eq!(error["message"], r#"missing field "text""#, "{error}");
+}
+
+#[test]
+fn blank_text_is_bad_request() {
+    let server = chat_server();
+    let mut alice = ChatClient::join(server.addr(), "alice", "lobby");
+    let mut bob = ChatClient::join(server.addr(), "bob", "lobby");
+    alice.expect_joined("bob", "lobby");
+    for blank in ["", " ", "  \t \n", "\u{3000}"] {
+        alice.request(json!({"type": "message", "text": blank}));
+        let error = alice.expect("error");
+        assert_eq!(error["code"], "bad_request", "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("non-space"),
+            "{error}"
+        );
+        alice.request(json!({"type": "pm", "to": "bob", "text": blank}));
+        alice.expect_error("bad_request");
+    }
+    bob.assert_nothing_pending();
+    // Spaces around a word are fine, and kept.
+    alice.request(json!({"type": "message", "text": " hi "}));
+    alice.expect_message("alice", "lobby", " hi ");
+    bob.expect_message("alice", "lobby", " hi ");
+}

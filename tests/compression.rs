@@ -71,10 +71,7 @@ fn the_client_echoes_compressed_in_every_mode_and_window() {
     ];
     for mode in modes {
         let server = server(mode);
-        let options = ClientOptions {
-            compression: true,
-            ..Default::default()
-        };
+        let options = ClientOptions::default().compression(true);
         let url = format!("ws://{}/echo", server.addr());
         let mut client = Client::connect_with(&url, &options).unwrap();
         for round in 0..5 {

@@ -11,9 +11,9 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Instant;
 
-use common::{TestServer, TIMEOUT};
+use common::{RawClient, TestServer, TIMEOUT};
 use wsloop::apps::{Chat, Echo};
-use wsloop::Config;
+use wsloop::{CompressionMode, Config};
 
 /// Which stream a line came on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,18 @@ fn kill(pid: u32) {
         .status();
 }
 
+impl Console {
+    /// Sends SIGINT, as Ctrl+C in a terminal does.
+    fn interrupt(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+}
+
 impl Drop for Console {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
@@ -131,9 +143,34 @@ impl Drop for Console {
 }
 
 fn server() -> TestServer {
-    TestServer::with_routes(Config::default(), |b| {
+    TestServer::with_routes(Config::default().metrics(true), |b| {
         b.route("/echo", Echo).route("/chat", Chat::default())
     })
+}
+
+/// Waits (bounded) until the server's `/metrics` counts `want` closes with `code`; panics with
+/// the last scrape if it never does.
+fn expect_closes(server: &TestServer, code: u16, want: u64) {
+    let series = format!("wsloop_closes_total{{code=\"{code}\"}} ");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut client = RawClient::connect(server.addr());
+        client.send(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
+        let body = String::from_utf8(client.read_response().body).expect("UTF-8 metrics");
+        let count = body
+            .lines()
+            .find_map(|line| line.strip_prefix(&series)?.parse::<u64>().ok());
+        if count == Some(want) {
+            return;
+        }
+        // The server counts a close when its handshake completes, which the client's exit
+        // may precede by a moment: scrape again, within the deadline.
+        assert!(
+            Instant::now() < deadline,
+            "no {want} closes {code}:\n{body}"
+        );
+        std::thread::yield_now();
+    }
 }
 
 #[test]
@@ -157,6 +194,115 @@ fn echo_lines_and_ctrl_d_exits_cleanly() {
 }
 
 #[test]
+fn ctrl_c_closes_with_1000_and_exits_0() {
+    let server = server();
+    let url = format!("ws://{}/chat", server.addr());
+    let mut alice = Console::start(&[&url, "--name", "alice"]);
+    alice.expect("* in lobby: alice");
+    alice.interrupt();
+    alice.expect_on(Out::Stderr, "closed");
+    let status = alice.wait();
+    assert!(status.success(), "{status:?}; saw {:?}", alice.seen);
+    let errors: Vec<_> = alice
+        .seen
+        .iter()
+        .filter(|(_, l)| l.contains("error"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    expect_closes(&server, 1000, 1);
+}
+
+#[test]
+fn piped_lines_are_all_answered_before_the_client_exits() {
+    let server = server();
+    let url = format!("ws://{}/echo", server.addr());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["client", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsloop client");
+    // `printf 'one\ntwo\n' | wsloop client URL`: the input ends at once, so the client closes
+    // right after sending, while the echoes are on their way.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one\ntwo\n").unwrap();
+    drop(stdin);
+    let (tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = done
+        .recv_timeout(TIMEOUT)
+        .expect("the client exits")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(stdout, "< one\n< two\n", "stderr: {stderr}");
+    expect_closes(&server, 1000, 1);
+}
+
+#[test]
+fn with_compression_offered_one_line_says_whether_it_was_agreed() {
+    let compressing = TestServer::with_routes(
+        Config::default().compression(CompressionMode::Shared),
+        |b| b.route("/echo", Echo),
+    );
+    let url = format!("ws://{}/echo", compressing.addr());
+    let mut console = Console::start(&[&url, "--compression"]);
+    let line = console.expect_on(Out::Stderr, "compression:");
+    assert_eq!(
+        line,
+        "compression: permessage-deflate agreed \
+         (server_no_context_takeover, client_no_context_takeover)"
+    );
+    console.type_line(&"compressible ".repeat(20));
+    console.expect("< compressible compressible");
+
+    let plain = server();
+    let url = format!("ws://{}/echo", plain.addr());
+    let mut console = Console::start(&[&url, "--compression"]);
+    let line = console.expect_on(Out::Stderr, "compression:");
+    assert!(line.contains("declined"), "{line}");
+    // Not offered: not a word about it.
+    let mut console = Console::start(&[&url]);
+    console.type_line("hi");
+    console.expect("< hi");
+    assert!(!console.seen.iter().any(|(_, l)| l.contains("compression")));
+}
+
+#[test]
+fn a_closed_stdout_ends_the_session_with_a_close_not_a_panic() {
+    let server = server();
+    let url = format!("ws://{}/echo", server.addr());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["client", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsloop client");
+    // `wsloop client URL | head -0`: no one reads what it prints.
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "into the void").unwrap();
+    let (tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = done
+        .recv_timeout(TIMEOUT)
+        .expect("the client exits")
+        .unwrap();
+    drop(stdin);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    expect_closes(&server, 1000, 1);
+}
+
+#[test]
 fn a_taken_name_can_be_replaced_with_slash_name() {
     let server = server();
     let url = format!("ws://{}/chat", server.addr());
@@ -165,8 +311,20 @@ fn a_taken_name_can_be_replaced_with_slash_name() {
     let mut bob = Console::start(&[&url, "--name", "ALICE"]);
     bob.expect("! name_taken");
     bob.expect_on(Out::Stderr, "/name NAME");
+    // A line typed now has nowhere to go: the console says what to do, not the chat's
+    // "not_joined: send join first".
+    bob.type_line("hello?");
+    let line = bob.expect_on(Out::Stderr, "not in the chat yet");
+    assert!(line.contains("/name NAME"), "{line}");
     bob.type_line("/name bob");
     bob.expect("* in lobby: alice, bob");
+    bob.type_line("hello!");
+    bob.expect("<bob> hello!");
+    assert!(
+        !bob.seen.iter().any(|(_, line)| line.contains("not_joined")),
+        "{:?}",
+        bob.seen
+    );
     bob.type_line("/name carol");
     bob.expect_on(Out::Stderr, "already joined");
     bob.type_line("/dance");

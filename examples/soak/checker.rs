@@ -31,10 +31,7 @@ fn report_failure(shared: &Shared, key: &str, detail: String) {
 }
 
 fn checker_connect(shared: &Shared, path: &str) -> Option<Client> {
-    let options = ClientOptions {
-        timeout: CHECK_TIMEOUT,
-        ..Default::default()
-    };
+    let options = ClientOptions::default().timeout(CHECK_TIMEOUT);
     while shared.running() {
         match Client::connect_with(&shared.url(path), &options) {
             Ok(client) => {
@@ -86,7 +83,7 @@ pub fn check_echo(shared: Arc<Shared>) {
             let sent = match &expected {
                 Incoming::Text(text) => client.send(Message::Text(text)),
                 Incoming::Binary(bytes) => client.send(Message::Binary(bytes)),
-                Incoming::Close(..) => unreachable!("only messages are sent"),
+                _ => unreachable!("only messages are sent"),
             };
             if let Err(e) = sent {
                 report_failure(
@@ -119,6 +116,7 @@ pub fn check_echo(shared: Arc<Shared>) {
                         Incoming::Text(t) => format!("text of {} bytes", t.len()),
                         Incoming::Binary(b) => format!("binary of {} bytes", b.len()),
                         Incoming::Close(..) => "close".into(),
+                        _ => "ping or pong".into(),
                     };
                     report_failure(
                         &shared,

@@ -13,10 +13,7 @@ use crate::shared::{Pacer, Shared, IO_TIMEOUT};
 pub fn churn(shared: Arc<Shared>) {
     let mut rng = Rng::new();
     let mut pacer = Pacer::new(shared.settings.churn_rate, shared.settings.churn_threads);
-    let options = ClientOptions {
-        timeout: IO_TIMEOUT,
-        ..Default::default()
-    };
+    let options = ClientOptions::default().timeout(IO_TIMEOUT);
     while shared.running() {
         let batch = rng.range(1, 16);
         let mut clients = Vec::new();
@@ -112,6 +109,7 @@ fn error_kind(e: &ClientError) -> String {
     match e {
         ClientError::Io(e) | ClientError::Connect(e) => format!("{:?}", e.kind()),
         ClientError::Handshake(e) => format!("handshake({e})").replace(' ', "_"),
+        ClientError::Refused { status, .. } => format!("refused({status})"),
         ClientError::Protocol(_) => "protocol".into(),
         ClientError::Closed => "closed".into(),
         _ => "other".into(),

@@ -64,10 +64,7 @@ pub fn tls_options(
         eprintln!("warning: --insecure: the server's certificate is not verified");
     }
     let tls = wsloop::tls::client_config(ca, insecure).map_err(|e| e.to_string())?;
-    Ok(wsloop::client::ClientOptions {
-        tls: Some(tls),
-        ..Default::default()
-    })
+    Ok(wsloop::client::ClientOptions::default().tls(tls))
 }
 
 /// Runs the console client; the exit status says whether it ended cleanly.
@@ -83,15 +80,12 @@ pub fn run(args: &ClientArgs) -> ExitCode {
         eprintln!("warning: --name and --room are for /chat URLs; ignored");
     }
     let options = match tls_options(args.ca.as_deref(), args.insecure) {
-        Ok(options) => wsloop::client::ClientOptions {
-            compression: args.compression,
-            ..options
-        },
+        Ok(options) => options.compression(args.compression),
         Err(e) => return fail(&e),
     };
     let mut client = match Client::connect_with(&args.url, &options) {
         Ok(client) => client,
-        Err(e) => return fail(&format!("{}: {e}", args.url)),
+        Err(e) => return fail(&format!("{}: {e}{}", args.url, hint(&e))),
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -105,11 +99,14 @@ pub fn run(args: &ClientArgs) -> ExitCode {
     }
     // Status goes to stderr, so stdout carries only what the server sent.
     eprintln!("connected to {} (Ctrl+D or Ctrl+C to quit)", args.url);
+    if args.compression {
+        eprintln!("{}", compression_status(client.compression()));
+    }
     let mut session = Session {
         client: &mut client,
         chat,
         room: args.room.clone(),
-        joined: false,
+        name: NameState::Joining,
     };
     if let (true, Some(name)) = (chat, &args.name) {
         eprintln!("{CHAT_HELP}");
@@ -118,6 +115,36 @@ pub fn run(args: &ClientArgs) -> ExitCode {
         }
     }
     session.run(&input, &interrupted)
+}
+
+/// Whether the permessage-deflate offered was agreed, and how, in one line.
+fn compression_status(agreed: Option<&wsloop::client::DeflateParams>) -> String {
+    let Some(params) = agreed else {
+        return "compression: the server declined permessage-deflate; messages go uncompressed"
+            .into();
+    };
+    let header = params.header();
+    let details: Vec<&str> = header.split(';').skip(1).map(str::trim).collect();
+    match details.is_empty() {
+        true => "compression: permessage-deflate agreed (no parameters)".into(),
+        false => format!(
+            "compression: permessage-deflate agreed ({})",
+            details.join(", ")
+        ),
+    }
+}
+
+/// What the user can do about a failed connect, when a flag helps.
+fn hint(error: &ClientError) -> &'static str {
+    match error {
+        ClientError::Certificate(_) => {
+            "; --ca FILE trusts the CA that signed it (--insecure skips the check, for testing only)"
+        }
+        ClientError::TlsSetup(_) => {
+            "; --ca FILE trusts the server's CA (--insecure skips the check, for testing only)"
+        }
+        _ => "",
+    }
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -145,9 +172,23 @@ struct Session<'a> {
     chat: bool,
     /// The room to join.
     room: String,
-    /// The chat took our name: until then, `/name NEW` tries another.
-    joined: bool,
+    /// Where our name is: until the chat took it, `/name NEW` tries another.
+    name: NameState,
 }
+
+/// Where the chat is with our name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameState {
+    /// A join is on its way (or none was sent yet: not a chat URL).
+    Joining,
+    /// The chat took it.
+    Joined,
+    /// The chat refused it (or the room): until `/name NAME`, lines have nowhere to go.
+    Refused,
+}
+
+/// What a line typed before the chat took our name gets.
+const CHOOSE_A_NAME: &str = "not in the chat yet: choose a name with /name NAME (or /quit)";
 
 /// Whether the session goes on after a step.
 enum Flow {
@@ -175,11 +216,11 @@ impl Session<'_> {
                 }
             }
             match self.client.recv() {
-                Ok(incoming) => {
-                    if let Flow::Ended(code) = self.show(incoming) {
-                        return code;
-                    }
-                }
+                Ok(incoming) => match self.show(incoming) {
+                    Flow::Continue => {}
+                    Flow::Quit => return self.quit(interrupted),
+                    Flow::Ended(code) => return code,
+                },
                 Err(e) if e.is_timeout() => {}
                 Err(ClientError::Closed) => return ExitCode::SUCCESS,
                 Err(e) => return fail(&e.to_string()),
@@ -235,9 +276,17 @@ impl Session<'_> {
             return self.send(line);
         }
         let request = match chat_request(line) {
+            Ok(Some(Typed::Request(_))) if self.name == NameState::Refused => {
+                eprintln!("{CHOOSE_A_NAME}");
+                return Flow::Continue;
+            }
             Ok(Some(Typed::Request(request))) => request,
-            Ok(Some(Typed::Name(_))) if self.joined => {
+            Ok(Some(Typed::Name(_))) if self.name == NameState::Joined => {
                 eprintln!("already joined: a name is chosen once per connection");
+                return Flow::Continue;
+            }
+            Ok(Some(Typed::Name(_))) if self.name == NameState::Joining => {
+                eprintln!("a join is on its way: wait for its answer");
                 return Flow::Continue;
             }
             Ok(Some(Typed::Name(name))) => return self.join(&name),
@@ -252,29 +301,42 @@ impl Session<'_> {
 
     /// Asks to join the chat as `name`.
     fn join(&mut self, name: &str) -> Flow {
+        self.name = NameState::Joining;
         let join = json!({"type": "join", "name": name, "room": self.room});
         self.send(&join.to_string())
     }
 
+    /// Prints what arrived. Stdout gone (`wsloop client URL | head -1`) ends the session
+    /// with a close, as the end of the input does: there is no one left to show anything to.
     fn show(&mut self, incoming: Incoming) -> Flow {
-        match incoming {
+        let line = match incoming {
             Incoming::Text(text) if self.chat => match serde_json::from_str::<Value>(&text) {
-                Ok(event) => {
-                    println!("{}", describe_event(&event));
-                    self.after_event(&event);
+                // The chat's words are for a program ("send join first"); a person types /name.
+                Ok(event) if event["code"] == "not_joined" => {
+                    eprintln!("{CHOOSE_A_NAME}");
+                    return Flow::Continue;
                 }
-                Err(_) => println!("{text}"),
+                Ok(event) => {
+                    self.after_event(&event);
+                    describe_event(&event)
+                }
+                Err(_) => text,
             },
             // Marked, so a reply is not mistaken for the line just typed.
-            Incoming::Text(text) => println!("< {text}"),
-            Incoming::Binary(bytes) => println!("< <binary message, {} bytes>", bytes.len()),
+            Incoming::Text(text) => format!("< {text}"),
+            Incoming::Binary(bytes) => format!("< <binary message, {} bytes>", bytes.len()),
             Incoming::Close(code, reason) => {
                 eprintln!("closed by the server: {code} {reason}");
                 return Flow::Ended(ExitCode::SUCCESS);
             }
+            // Pings and pongs are not asked for (ClientOptions::report_pings).
+            _ => return Flow::Continue,
+        };
+        let mut stdout = std::io::stdout().lock();
+        match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Quit,
         }
-        let _ = std::io::stdout().flush();
-        Flow::Continue
     }
 }
 
@@ -282,12 +344,18 @@ impl Session<'_> {
     /// Keeps track of whether the chat took our name, and says how to try another.
     fn after_event(&mut self, event: &Value) {
         match event["type"].as_str() {
-            Some("joined") if !self.joined => self.joined = true,
-            Some("error") if !self.joined => {
-                if let Some("name_taken" | "bad_name") = event["code"].as_str() {
+            Some("joined") if self.name != NameState::Joined => self.name = NameState::Joined,
+            Some("error") if self.name == NameState::Joining => match event["code"].as_str() {
+                Some("name_taken" | "bad_name") => {
+                    self.name = NameState::Refused;
                     eprintln!("pick another name with /name NAME (or /quit)");
                 }
-            }
+                Some("bad_room") => {
+                    self.name = NameState::Refused;
+                    eprintln!("pick another room with --room (/quit, then start again)");
+                }
+                _ => {}
+            },
             _ => {}
         }
     }

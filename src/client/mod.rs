@@ -13,25 +13,29 @@
 //! # Ok::<(), wsloop::client::ClientError>(())
 //! ```
 
+mod error;
+mod options;
+mod refusal;
 mod stream;
+mod tls_error;
 mod url;
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::client_handshake::{
     parse_response_to, upgrade_request_offering, ResponseError,
 };
 use crate::protocol::close::CloseCode;
-pub use crate::protocol::deflate::ClientOffer;
+pub use crate::protocol::deflate::{ClientOffer, DeflateParams};
 use crate::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase};
 use crate::protocol::error::ProtocolError;
 use crate::protocol::frame::Role;
 use crate::Message;
+pub use error::ClientError;
+pub use options::ClientOptions;
 use stream::Stream;
 pub use url::WsUrl;
 
@@ -46,6 +50,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// What a client receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Incoming {
     /// A text message.
     Text(String),
@@ -53,86 +58,12 @@ pub enum Incoming {
     Binary(Vec<u8>),
     /// The server's close frame (already answered): its code and reason.
     Close(CloseCode, String),
-}
-
-/// Why a client call failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The URL cannot be used.
-    Url(String),
-    /// The TCP connection could not be made.
-    Connect(io::Error),
-    /// The server did not accept the upgrade.
-    Handshake(ResponseError),
-    /// Reading or writing failed (including read timeouts: `WouldBlock`/`TimedOut`).
-    Io(io::Error),
-    /// The server broke the protocol; the client sent the matching close code.
-    Protocol(ProtocolError),
-    /// The connection is closed.
-    Closed,
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::Url(e) => write!(f, "bad URL: {e}"),
-            ClientError::Connect(e) => write!(f, "cannot connect: {e}"),
-            ClientError::Handshake(e) => write!(f, "handshake refused: {e}"),
-            ClientError::Io(e) => write!(f, "connection error: {e}"),
-            ClientError::Protocol(e) => write!(f, "server broke the protocol: {e}"),
-            ClientError::Closed => f.write_str("the connection is closed"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {}
-
-impl From<io::Error> for ClientError {
-    fn from(e: io::Error) -> ClientError {
-        ClientError::Io(e)
-    }
-}
-
-impl ClientError {
-    /// Whether this is a read timeout rather than a failure.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, ClientError::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
-    }
-}
-
-/// Options for [`Client::connect_with`].
-#[derive(Debug, Clone)]
-pub struct ClientOptions<'a> {
-    /// Subprotocols to offer, in order of preference.
-    pub protocols: &'a [&'a str],
-    /// The largest message accepted from the server (and frame); larger ones fail with 1009.
-    pub max_message_size: usize,
-    /// Limit on connecting and on the handshake.
-    pub timeout: Duration,
-    /// Offer permessage-deflate (RFC 7692); with the server's agreement, messages of 64 bytes
-    /// or more are sent compressed, and compressed ones are inflated (within
-    /// `max_message_size`).
-    pub compression: bool,
-    /// With `compression`: the offers to make, in order (empty: the default offer, which asks
-    /// nothing of the server).
-    pub compression_offers: &'a [ClientOffer],
-    /// The TLS configuration for `wss://` URLs; by default the server is verified against
-    /// the system's trusted roots ([`crate::tls::client_config`]).
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl Default for ClientOptions<'_> {
-    fn default() -> Self {
-        ClientOptions {
-            protocols: &[],
-            max_message_size: 64 << 20,
-            timeout: Duration::from_secs(10),
-            compression: false,
-            compression_offers: &[],
-            tls: None,
-        }
-    }
+    /// A ping from the server, with its payload (already answered with a pong). Only with
+    /// [`ClientOptions::report_pings`].
+    Ping(Vec<u8>),
+    /// A pong from the server (the answer to [`Client::ping`], or one unasked for), with its
+    /// payload. Only with [`ClientOptions::report_pings`].
+    Pong(Vec<u8>),
 }
 
 /// A connected WebSocket client; see the module docs.
@@ -148,6 +79,10 @@ pub struct Client {
     filled: usize,
     incoming: VecDeque<Incoming>,
     protocol: Option<String>,
+    /// permessage-deflate as agreed in the handshake.
+    compression: Option<DeflateParams>,
+    /// Pings and pongs are handed out too ([`ClientOptions::report_pings`]).
+    report_pings: bool,
     /// A violation found after messages that are still to be handed out: reported once they
     /// have been, so nothing valid before it is lost. (The endpoint has already sent the
     /// matching close.)
@@ -170,18 +105,21 @@ impl Client {
     /// Connects and completes the opening handshake (§4.1).
     pub fn connect_with(url: &str, options: &ClientOptions<'_>) -> Result<Client, ClientError> {
         let url = WsUrl::parse(url).map_err(ClientError::Url)?;
+        // TLS is set up first: a configuration that cannot be made needs no network to say so.
+        let tls = match (&options.tls, url.secure) {
+            (_, false) => None,
+            (Some(config), true) => Some(config.clone()),
+            (None, true) => Some(
+                crate::tls::client_config(None, false)
+                    .map_err(|e| ClientError::TlsSetup(e.to_string()))?,
+            ),
+        };
         let tcp = connect_tcp(&url, options.timeout)?;
         tcp.set_read_timeout(Some(options.timeout))?;
         let _ = tcp.set_nodelay(true);
-        let stream = if url.secure {
-            let config = match &options.tls {
-                Some(config) => config.clone(),
-                None => crate::tls::client_config(None, false)
-                    .map_err(|e| ClientError::Url(e.to_string()))?,
-            };
-            Stream::tls(tcp, &url.host, config)?
-        } else {
-            Stream::Plain(tcp)
+        let stream = match tls {
+            Some(config) => Stream::tls(tcp, &url.host, config)?,
+            None => Stream::Plain(tcp),
         };
         let max = options.max_message_size as u64;
         let config = EndpointConfig {
@@ -190,14 +128,19 @@ impl Client {
             ping_interval: None,
             idle_timeout: None,
         };
+        let mut ws = Endpoint::new(Role::Client, &config, Instant::now());
+        // What the server sent before its close answers ours still reaches `recv`.
+        ws.deliver_after_close();
         let mut client = Client {
             stream,
-            ws: Endpoint::new(Role::Client, &config, Instant::now()),
+            ws,
             input: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             unread: 0,
             filled: 0,
             incoming: VecDeque::new(),
             protocol: None,
+            compression: None,
+            report_pings: options.report_pings,
             pending_error: None,
         };
         let offers = options.compression.then_some(options.compression_offers);
@@ -223,13 +166,23 @@ impl Client {
                 return Err(ClientError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
             head.extend_from_slice(&self.input[..n]);
-            if let Some(accepted) = parse_response_to(&head, &key, protocols, deflate.is_some())
-                .map_err(ClientError::Handshake)?
-            {
+            let parsed = match parse_response_to(&head, &key, protocols, deflate.is_some()) {
+                Err(ResponseError::Status(status, reason)) => {
+                    let message = refusal::body_reason(&mut self.stream, &head);
+                    return Err(ClientError::Refused {
+                        status,
+                        reason: refusal::one_line(&reason),
+                        message,
+                    });
+                }
+                other => other.map_err(ClientError::Handshake)?,
+            };
+            if let Some(accepted) = parsed {
                 self.protocol = accepted.protocol;
                 if let Some(params) = &accepted.deflate {
                     self.ws.enable_deflate(params, COMPRESSION_THRESHOLD);
                 }
+                self.compression = accepted.deflate;
                 // The head ended in this read: the frames after it are where they were read.
                 self.filled = n;
                 self.unread = n - (head.len() - accepted.head_len);
@@ -244,6 +197,13 @@ impl Client {
     /// The subprotocol the server selected.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
+    }
+
+    /// permessage-deflate (RFC 7692) as the server agreed to it ([`DeflateParams::header`]
+    /// names the parameters), or `None` when messages go uncompressed: it was not offered
+    /// ([`ClientOptions::compression`]), or the server declined.
+    pub fn compression(&self) -> Option<&DeflateParams> {
+        self.compression.as_ref()
     }
 
     /// Limits how long [`Client::recv`] blocks; `None` blocks until something arrives.
@@ -276,7 +236,12 @@ impl Client {
         Ok(())
     }
 
-    /// The next message or the server's close. Pings are answered on the way.
+    /// The next message, or the server's close (which is answered at once). Pings are
+    /// answered on the way (and, with [`ClientOptions::report_pings`], pings and pongs are
+    /// returned too). After [`Client::start_close`], the messages the server sent before
+    /// its close, then [`ClientError::Closed`]. Blocks until something arrives or the read
+    /// timeout ([`Client::set_read_timeout`]) passes; a read interrupted by a signal is tried
+    /// again, so a program that handles Ctrl+C sets a timeout to look at its flag.
     pub fn recv(&mut self) -> Result<Incoming, ClientError> {
         loop {
             if let Some(incoming) = self.incoming.pop_front() {
@@ -319,6 +284,7 @@ impl Client {
             filled,
             incoming,
             pending_error,
+            report_pings,
             ..
         } = self;
         let unprocessed = &mut input[*unread..*filled];
@@ -332,6 +298,12 @@ impl Client {
                 ClosedBy::Violation(error) => *pending_error = Some(error),
                 ClosedBy::Local | ClosedBy::Dropped => {}
             },
+            Event::Ping(payload) if *report_pings => {
+                incoming.push_back(Incoming::Ping(payload.to_vec()))
+            }
+            Event::Pong(payload) if *report_pings => {
+                incoming.push_back(Incoming::Pong(payload.to_vec()))
+            }
             Event::Ping(_) | Event::Pong(_) => {}
         });
         if !ws.reads_frames() {
@@ -340,8 +312,10 @@ impl Client {
         self.flush()
     }
 
-    /// Sends a close frame (§5.5.1) without waiting. Messages the server sent before its own
-    /// close still arrive through [`Client::recv`], which then returns the server's close.
+    /// Sends a close frame (§5.5.1) without waiting; nothing more can be sent. Every message
+    /// the server sent before its own close still arrives through [`Client::recv`]; once the
+    /// server's close has arrived (the closing handshake is complete), `recv` returns
+    /// [`ClientError::Closed`].
     pub fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), ClientError> {
         self.ws.close(code, reason, &mut |_, _| {});
         self.flush()

@@ -46,14 +46,23 @@ impl Stream {
 }
 
 impl Read for Stream {
+    /// Reads what the server sent. A read interrupted by a signal (a Ctrl+C the caller handles,
+    /// which ends a socket read that has a timeout whatever `SA_RESTART` says) is not a
+    /// failure: it is tried again.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(tcp) => tcp.read(buf),
-            Stream::Tls(tls) => match tls.read(buf) {
-                // The server closed TCP without close_notify: the end, all the same.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
-                other => other,
-            },
+        loop {
+            let result = match self {
+                Stream::Plain(tcp) => tcp.read(buf),
+                Stream::Tls(tls) => match tls.read(buf) {
+                    // The server closed TCP without close_notify: the end, all the same.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                    other => other,
+                },
+            };
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
         }
     }
 }
@@ -64,8 +73,15 @@ impl Write for Stream {
             Stream::Plain(tcp) => tcp.write(buf),
             Stream::Tls(tls) => {
                 let n = tls.write(buf)?;
-                tls.flush()?;
-                Ok(n)
+                // The `n` bytes are taken: a signal while their records go out must not make
+                // the caller write them again.
+                loop {
+                    match tls.flush() {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                        Ok(()) => return Ok(n),
+                    }
+                }
             }
         }
     }

@@ -7,7 +7,8 @@
 //!   it arrives (§8.1) and the size limits (failing with 1002, 1007 or 1009, §7.1.7, §7.4.1);
 //! - answering pings with pongs (§5.5.2, §5.5.3);
 //! - the closing handshake (§5.5.1, §7.1.2-§7.1.5): the peer's close is answered with its code,
-//!   data after our own close is read but not delivered, and nothing is sent after a close;
+//!   data after our own close is read but not delivered (unless
+//!   [`Endpoint::deliver_after_close`]), and nothing is sent after a close;
 //! - keepalive: a ping after `ping_interval` of silence, a close 1001 after `idle_timeout`;
 //! - framing everything it sends ([`Outbound`]), masked when it is a client (§5.3).
 //!
@@ -117,6 +118,9 @@ pub struct Endpoint {
     phase: Phase,
     /// A keepalive ping is out and nothing has arrived since.
     ping_outstanding: bool,
+    /// Data, pings and pongs read after our close are still reported
+    /// ([`Endpoint::deliver_after_close`]).
+    delivers_after_close: bool,
 }
 
 /// What an endpoint needs only while it reads frames.
@@ -177,7 +181,21 @@ impl Endpoint {
             last_seen: now,
             phase: Phase::Open,
             ping_outstanding: false,
+            delivers_after_close: false,
         }
+    }
+
+    /// From now on, what the peer sends after our close and before its own (data messages,
+    /// pings, pongs) is still reported, not just read: for a client, which wants every reply
+    /// to what it sent before closing. (Nothing is sent in answer: no pong follows a close.)
+    /// By default it is read and dropped, as a server does.
+    pub fn deliver_after_close(&mut self) {
+        self.delivers_after_close = true;
+    }
+
+    /// Whether data read now is reported.
+    fn delivers(&self) -> bool {
+        self.phase == Phase::Open || (self.phase == Phase::CloseSent && self.delivers_after_close)
     }
 
     /// Turns on permessage-deflate as agreed in the handshake (RFC 7692): RSV1 is accepted,
@@ -251,6 +269,7 @@ impl Endpoint {
         };
         let mut pos = 0;
         while self.reads_frames() && !(stop_after_message && reported.get()) {
+            let delivers = self.delivers();
             let reader = self.reader.get_or_insert_with(|| {
                 Reader::new(self.out.role(), &self.config, self.out.deflates())
             });
@@ -274,7 +293,13 @@ impl Endpoint {
                     assembler.on_payload(data, end_of_frame)
                 }
             };
-            let next = react(received, &mut self.out, &mut self.phase, &mut on_event);
+            let next = react(
+                received,
+                &mut self.out,
+                &mut self.phase,
+                delivers,
+                &mut on_event,
+            );
             self.finish(next, &mut on_event);
         }
         pos
@@ -309,7 +334,8 @@ impl Endpoint {
             self.ping_outstanding = false;
             let end_of_frame = reader.decoder.unmask_read_payload(&mut room[..n]);
             let received = reader.assembler.on_payload_in_room(n, end_of_frame);
-            let next = react(received, &mut self.out, &mut self.phase, on_event);
+            let delivers = self.delivers();
+            let next = react(received, &mut self.out, &mut self.phase, delivers, on_event);
             self.finish(next, on_event);
         }
         Some((result, offered))
@@ -344,7 +370,7 @@ impl Endpoint {
                 let payload = self.assembler().take_message();
                 self.deliver_gathered(kind, payload, on_event);
             }
-            Next::Inflate(_) if self.phase != Phase::Open => {
+            Next::Inflate(_) if !self.delivers() => {
                 // Read after our close, and not delivered: not worth inflating.
                 crate::buffer_pool::give_back(self.assembler().take_message());
             }
@@ -370,7 +396,7 @@ impl Endpoint {
         F: FnMut(&mut Outbound, Event<'_>),
     {
         let payload = Arc::new(payload);
-        if self.phase == Phase::Open {
+        if self.delivers() {
             let message = match kind {
                 DataKind::Binary => Message::Binary(&payload),
                 // Validated as it arrived; this pass only turns it into `&str` without `unsafe`.
@@ -514,11 +540,12 @@ enum Next {
 }
 
 /// Acts on what a frame's bytes completed, while they are borrowed from the input or the
-/// assembler.
+/// assembler; data, pings and pongs are reported when `delivers`.
 fn react<F>(
     received: Result<Option<Received<'_>>, ProtocolError>,
     out: &mut Outbound,
     phase: &mut Phase,
+    delivers: bool,
     on_event: &mut F,
 ) -> Next
 where
@@ -530,11 +557,11 @@ where
         Err(error) => return Next::Fail(error),
         Ok(Some(Received::Gathered(kind))) => return Next::Deliver(kind),
         Ok(Some(Received::Compressed(kind))) => return Next::Inflate(kind),
-        // After our close, data is read but no longer delivered, and pings go unanswered:
-        // nothing may follow a close frame (§5.5.1).
+        // After our close, data is read but not delivered (unless asked for), and pings go
+        // unanswered: nothing may follow a close frame (§5.5.1).
         Ok(Some(
             Received::Text(_) | Received::Binary(_) | Received::Ping(_) | Received::Pong(_),
-        )) if !open => return Next::Continue,
+        )) if !delivers => return Next::Continue,
         Ok(Some(Received::Text(text))) => Event::Message {
             message: Message::Text(text),
             gathered: None,

@@ -230,6 +230,13 @@ impl Chat {
                     format!("text is longer than {MAX_TEXT_BYTES} bytes"),
                 );
             }
+            Request::Message { text } | Request::Pm { text, .. } if text.trim().is_empty() => {
+                refuse(
+                    ctx,
+                    ErrorCode::BadRequest,
+                    "text is blank: a message needs a non-space character",
+                );
+            }
             Request::Message { text } => {
                 let event = Event::Message {
                     from: &name,
@@ -301,9 +308,9 @@ impl Handler for Chat {
                 "chat messages are JSON text, not binary",
             );
         };
-        match serde_json::from_str::<Request>(text) {
+        match Request::parse(text) {
             Ok(request) => self.handle(ctx, request),
-            Err(e) => refuse(ctx, ErrorCode::BadRequest, format!("bad request: {e}")),
+            Err(why) => refuse(ctx, ErrorCode::BadRequest, why),
         }
     }
 

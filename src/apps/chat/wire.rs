@@ -1,6 +1,7 @@
 //! The `/chat` JSON messages, as documented in README.md.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// The longest chat text, in bytes.
 pub const MAX_TEXT_BYTES: usize = 4096;
@@ -21,14 +22,14 @@ pub enum Request {
     },
     /// Text to everyone in the sender's room.
     Message {
-        /// At most [`MAX_TEXT_BYTES`].
+        /// At most [`MAX_TEXT_BYTES`], with a character other than white space.
         text: String,
     },
     /// A private message to one user, in any room.
     Pm {
         /// The recipient's name.
         to: String,
-        /// At most [`MAX_TEXT_BYTES`].
+        /// At most [`MAX_TEXT_BYTES`], with a character other than white space.
         text: String,
     },
     /// The sender started or stopped typing.
@@ -43,6 +44,100 @@ pub enum Request {
     },
     /// Who is in my room?
     List,
+}
+
+/// A request field: its name, whether it is required, and its JSON kind.
+type Field = (&'static str, bool, Kind);
+
+/// The request types and their fields.
+const REQUESTS: &[(&str, &[Field])] = &[
+    (
+        "join",
+        &[("name", true, Kind::Text), ("room", false, Kind::Text)],
+    ),
+    ("message", &[("text", true, Kind::Text)]),
+    (
+        "pm",
+        &[("to", true, Kind::Text), ("text", true, Kind::Text)],
+    ),
+    ("typing", &[("active", true, Kind::Bool)]),
+    ("room", &[("room", true, Kind::Text)]),
+    ("list", &[]),
+];
+
+/// The JSON kind of a request field.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Text,
+    Bool,
+}
+
+/// The longest piece of a request quoted back in an error, in characters.
+const MAX_QUOTED_CHARS: usize = 32;
+
+impl Request {
+    /// Parses a request, or says plainly what is wrong with it (for a `bad_request` error):
+    /// `unknown type "foo"; expected one of join, message, pm, typing, room, list`,
+    /// `missing field "text"`, `field "active" must be true or false`.
+    pub fn parse(text: &str) -> Result<Request, String> {
+        let value: Value = serde_json::from_str(text).map_err(|_| {
+            r#"not JSON: a request is a JSON object such as {"type":"message","text":"hi"}"#
+                .to_string()
+        })?;
+        let Value::Object(fields) = &value else {
+            return Err(format!(
+                r#"a request is a JSON object with a "type" field, not {}"#,
+                kind_of(&value)
+            ));
+        };
+        let expected = || {
+            let names: Vec<&str> = REQUESTS.iter().map(|(name, _)| *name).collect();
+            format!("expected one of {}", names.join(", "))
+        };
+        let kind = match fields.get("type") {
+            None => return Err(format!(r#"missing field "type"; {}"#, expected())),
+            Some(Value::String(kind)) => kind,
+            Some(_) => return Err(r#"field "type" must be a string"#.into()),
+        };
+        let Some((_, wanted)) = REQUESTS.iter().find(|(name, _)| name == kind) else {
+            return Err(format!("unknown type {}; {}", quote(kind), expected()));
+        };
+        for &(name, required, kind) in *wanted {
+            match (fields.get(name), kind) {
+                (None | Some(Value::Null), _) if required => {
+                    return Err(format!("missing field \"{name}\""));
+                }
+                (None | Some(Value::Null), _) => {}
+                (Some(Value::String(_)), Kind::Text) | (Some(Value::Bool(_)), Kind::Bool) => {}
+                (Some(_), Kind::Text) => return Err(format!("field \"{name}\" must be a string")),
+                (Some(_), Kind::Bool) => {
+                    return Err(format!("field \"{name}\" must be true or false"))
+                }
+            }
+        }
+        // Checked above, so this holds; should it not, serde's words without a position.
+        serde_json::from_value(value).map_err(|e| e.to_string().replace('`', "\""))
+    }
+}
+
+/// What a JSON value is, in words.
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `text` as a JSON string (escaped, so it is one safe line), cut to [`MAX_QUOTED_CHARS`].
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}…", Value::from(&text[..cut])),
+        None => Value::from(text).to_string(),
+    }
 }
 
 /// What the server sends; every event carries `ts`, Unix time in milliseconds. The fields are
@@ -101,7 +196,7 @@ pub enum Event<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// Not JSON, not text, an unknown type, a missing field, a text too long.
+    /// Not JSON, not text, an unknown type, a missing field, a text too long or blank.
     BadRequest,
     /// Someone has this name already (compared case-insensitively).
     NameTaken,
@@ -150,6 +245,58 @@ mod tests {
         assert_eq!(list, Request::List);
         assert!(serde_json::from_str::<Request>(r#"{"type":"dance"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"type":"pm","text":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn bad_requests_say_plainly_what_is_wrong() {
+        let error = |text: &str| Request::parse(text).unwrap_err();
+        assert_eq!(
+            error(r#"{"type":"foo"}"#),
+            r#"unknown type "foo"; expected one of join, message, pm, typing, room, list"#
+        );
+        assert_eq!(error(r#"{"type":"message"}"#), r#"missing field "text""#);
+        assert_eq!(
+            error(r#"{"type":"pm","text":"x"}"#),
+            r#"missing field "to""#
+        );
+        assert_eq!(
+            error(r#"{"type":"join","name":7}"#),
+            r#"field "name" must be a string"#
+        );
+        assert_eq!(
+            error(r#"{"type":"typing","active":"yes"}"#),
+            r#"field "active" must be true or false"#
+        );
+        assert_eq!(
+            error(r#"{"name":"alice"}"#),
+            r#"missing field "type"; expected one of join, message, pm, typing, room, list"#
+        );
+        assert_eq!(error(r#"{"type":1}"#), r#"field "type" must be a string"#);
+        assert_eq!(
+            error("[1, 2]"),
+            r#"a request is a JSON object with a "type" field, not an array"#
+        );
+        assert!(error("hello").starts_with("not JSON"));
+        // What the client sent is quoted escaped and cut short.
+        let long = format!("{{\"type\":\"a\\nb{}\"}}", "x".repeat(100));
+        let quoted = error(&long);
+        assert!(quoted.starts_with(r#"unknown type "a\nbxxx"#), "{quoted}");
+        assert!(quoted.contains("…;") && quoted.len() < 120, "{quoted}");
+        for text in ["hello", "[1]", r#"{"type":"join"}"#, r#"{"type":"foo"}"#] {
+            let message = error(text);
+            assert!(
+                !message.contains("line 1") && !message.contains('`'),
+                "{message}"
+            );
+        }
+        // An optional field may be left out or null.
+        assert_eq!(
+            Request::parse(r#"{"type":"join","name":"a","room":null}"#),
+            Ok(Request::Join {
+                name: "a".into(),
+                room: None
+            })
+        );
     }
 
     #[test]

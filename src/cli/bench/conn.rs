@@ -4,18 +4,19 @@
 //! which validates it, answers pings and runs the closing handshake; large payloads are read
 //! straight into the message buffer, as the server does.
 //!
-//! The frame is masked once per connection with a random key and then sent as is: a load
-//! generator needs the server to do the full unmasking work, not fresh keys per frame.
+//! The frame is framed and masked once (per connection, or once for all) and then sent as is:
+//! a load generator needs the server to do the full unmasking work, not fresh keys per frame.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::payload::{encode, message};
 use super::stream::BenchStream;
-use wsloop::client::WsUrl;
+use wsloop::client::{ClientError, WsUrl};
 use wsloop::protocol::client_handshake::{parse_response_to, upgrade_request_offering};
 use wsloop::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase as WsPhase};
-use wsloop::protocol::frame::{OpCode, Role};
+use wsloop::protocol::frame::Role;
 use wsloop::{CloseCode, Message};
 
 /// The most copies of the frame written with one system call.
@@ -67,8 +68,8 @@ pub struct BenchConn {
     ws: Option<Endpoint>,
     /// The frame to send, and how many copies are still to go.
     frame: Arc<[u8]>,
-    /// The same message compressed (RSV1), sent instead when permessage-deflate is agreed.
-    deflated: Option<Arc<[u8]>>,
+    /// permessage-deflate is offered; if agreed, the message goes compressed.
+    compression: bool,
     /// The payload every message that comes back must carry.
     payload: Arc<[u8]>,
     /// It is text (else binary).
@@ -79,21 +80,21 @@ pub struct BenchConn {
 }
 
 impl BenchConn {
-    /// A connection that will send `frame` (or `deflated`, the same message compressed, if it
-    /// is given: permessage-deflate is then offered, and used if the server agrees) and must
-    /// get `payload` back.
+    /// A connection that will send `frame` (with `compression`, permessage-deflate is offered,
+    /// and if the server agrees, the same message compressed instead) and must get `payload`
+    /// back (as text when `text`).
     pub fn new(
         stream: BenchStream,
         url: &WsUrl,
         frame: Arc<[u8]>,
-        deflated: Option<Arc<[u8]>>,
+        compression: bool,
         payload: Arc<[u8]>,
-        opcode: OpCode,
+        text: bool,
     ) -> BenchConn {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the OS entropy source works");
         let host = url.host_header();
-        let offer = deflated.is_some().then_some(&[][..]);
+        let offer = compression.then_some(&[][..]);
         let (request, key) = upgrade_request_offering(&host, &url.resource, nonce, &[], offer);
         BenchConn {
             stream,
@@ -103,9 +104,9 @@ impl BenchConn {
             key,
             ws: None,
             frame,
-            deflated,
+            compression,
             payload,
-            text: opcode == OpCode::Text,
+            text,
             to_send: 0,
             offset: 0,
         }
@@ -145,7 +146,7 @@ impl BenchConn {
             Phase::Open | Phase::Closing => self.write_frames(),
             _ => Ok(()),
         });
-        result.map_err(|e| format!("write failed: {e}"))
+        result.map_err(|e| failure("write", e))
     }
 
     /// Whether the endpoint has control frames waiting.
@@ -276,7 +277,7 @@ impl BenchConn {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return outcome,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    outcome.failed = Some(format!("read failed: {e}"));
+                    outcome.failed = Some(failure("read", e));
                     return outcome;
                 }
             }
@@ -297,7 +298,7 @@ impl BenchConn {
             return Ok(());
         }
         self.handshake_in.extend_from_slice(input);
-        let offered = self.deflated.is_some();
+        let offered = self.compression;
         match parse_response_to(&self.handshake_in, &self.key, &[], offered) {
             Ok(None) => Ok(()),
             Ok(Some(accepted)) => {
@@ -309,9 +310,8 @@ impl BenchConn {
                 if let Some(params) = &accepted.deflate {
                     // Only control frames go through the endpoint: it need compress nothing.
                     ws.enable_deflate(params, usize::MAX);
-                    if let Some(deflated) = self.deflated.take() {
-                        self.frame = deflated;
-                    }
+                    // The message compressed as agreed, framed once for the whole run.
+                    self.frame = encode(message(&self.payload, self.text), Some(params));
                 }
                 self.ws = Some(ws);
                 self.receive(&mut rest, now, outcome)
@@ -383,6 +383,19 @@ fn note(event: Event<'_>, phase: &Phase, expected: (&[u8], bool), outcome: &mut 
                 }
             }
         }
+    }
+}
+
+/// Why a read or write failed, in one line; a TLS failure in plain words (with what to do when
+/// the server's certificate was not accepted).
+fn failure(what: &str, e: io::Error) -> String {
+    match ClientError::from(e) {
+        ClientError::Io(e) => format!("{what} failed: {e}"),
+        certificate @ ClientError::Certificate(_) => format!(
+            "{certificate}; --ca FILE trusts the CA that signed it (--insecure skips the check, \
+             for testing only)"
+        ),
+        tls => tls.to_string(),
     }
 }
 

@@ -16,6 +16,8 @@ pub struct Stats {
     pub total: u64,
     /// Failed connections, protocol errors, unexpected closes.
     pub errors: u64,
+    /// Why they failed, each reason once with how many times, in the order first seen.
+    failures: Vec<(String, u64)>,
     /// Bytes read from the sockets while measuring (frames as they came, compressed or not).
     pub bytes_in: u64,
 }
@@ -43,6 +45,27 @@ impl Stats {
         self.latencies.push(latency.as_nanos() as u64);
         self.this_second += 1;
         self.total += 1;
+    }
+
+    /// A connection failed, for `why`.
+    pub fn fail(&mut self, why: &str) {
+        self.errors += 1;
+        match self.failures.iter_mut().find(|(reason, _)| reason == why) {
+            Some((_, times)) => *times += 1,
+            None => self.failures.push((why.to_string(), 1)),
+        }
+    }
+
+    /// Why connections failed, in one line: the reason alone when there is one, else each
+    /// with how many connections failed for it (`3 × ...; 1 × ...`).
+    pub fn failures(&self) -> String {
+        match self.failures.as_slice() {
+            [(why, _)] => why.clone(),
+            all => (all.iter())
+                .map(|(why, times)| format!("{times} × {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
     }
 
     /// Closes the current second; returns its count.
@@ -111,6 +134,25 @@ mod tests {
         assert_eq!(summary.p99, Duration::from_millis(99));
         assert_eq!(summary.max, Duration::from_millis(100));
         assert_eq!(summary.total, 100);
+    }
+
+    #[test]
+    fn failures_are_grouped_by_reason() {
+        let mut stats = Stats::default();
+        for _ in 0..100 {
+            stats.fail("connect failed: Connection refused (os error 111)");
+        }
+        assert_eq!(
+            stats.failures(),
+            "connect failed: Connection refused (os error 111)"
+        );
+        stats.fail("the server closed with 1008 \"no thanks\"");
+        assert_eq!(stats.errors, 101);
+        assert_eq!(
+            stats.failures(),
+            "100 × connect failed: Connection refused (os error 111); \
+             1 × the server closed with 1008 \"no thanks\""
+        );
     }
 
     #[test]

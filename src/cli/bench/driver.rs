@@ -1,0 +1,227 @@
+//! The bench's mio loop: opening the connections, one poll and its events, writing what
+//! waits, failing a connection, and the close handshakes at the end of a run.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Token};
+
+use super::conn::{BenchConn, Phase};
+use super::stream::BenchStream;
+use super::{Bench, Mode, CLOSE_WAIT, CONNECT_WINDOW};
+
+impl Bench<'_> {
+    /// Opens every connection (receivers first, then the sender in broadcast mode).
+    pub(super) fn connect_all(&mut self) -> Result<(), String> {
+        let mut events = Events::with_capacity(1024);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let wanted = self.conns.capacity();
+        while self.open + self.failed() < wanted {
+            while self.started < wanted && self.started - self.open - self.failed() < CONNECT_WINDOW
+            {
+                // The sender connects last, once every receiver is a member.
+                if self.args.mode == Mode::Broadcast
+                    && self.started == self.receivers()
+                    && self.open < self.receivers()
+                {
+                    break;
+                }
+                self.start_connection()?;
+            }
+            if Instant::now() > deadline {
+                let failed = match self.failed() {
+                    0 => String::new(),
+                    n => format!("; {n} failed: {}", self.stats.failures()),
+                };
+                return Err(format!(
+                    "only {} of {wanted} connections opened within 60 s{failed}",
+                    self.open
+                ));
+            }
+            self.turn(&mut events, Some(Duration::from_millis(100)))?;
+        }
+        if self.open < wanted {
+            // One line for them all: a hundred refused connects are one problem.
+            return Err(format!(
+                "{} of {wanted} connections failed: {}",
+                self.failed(),
+                self.stats.failures()
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn failed(&self) -> usize {
+        self.stats.errors as usize
+    }
+
+    pub(super) fn start_connection(&mut self) -> Result<(), String> {
+        let tcp = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+        let (frame, payload) = self.frame_for(self.conns.len());
+        let mut stream = match &self.tls {
+            Some(config) => BenchStream::tls(tcp, &self.url.host, config.clone())?,
+            None => BenchStream::Plain(tcp),
+        };
+        let key = self.conns.len();
+        self.poll
+            .registry()
+            .register(
+                stream.tcp(),
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| e.to_string())?;
+        self.conns.push(BenchConn::new(
+            stream,
+            &self.url,
+            frame,
+            self.args.compression,
+            payload,
+            self.text(),
+        ));
+        self.writable.push(true);
+        self.sent_at.push(VecDeque::new());
+        self.fan_out.received.push(0);
+        self.started += 1;
+        Ok(())
+    }
+
+    pub(super) fn hold(&mut self, duration: Duration) -> Result<(), String> {
+        let mut events = Events::with_capacity(1024);
+        let end = Instant::now() + duration;
+        while Instant::now() < end {
+            self.turn(
+                &mut events,
+                Some(end.saturating_duration_since(Instant::now())),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes what the connection has queued and keeps WRITABLE registered only while needed.
+    pub(super) fn flush(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if let Err(e) = conn.write() {
+            self.fail(key, &e);
+            return;
+        }
+        let wants = conn.wants_write();
+        if wants != self.writable[key] {
+            let interest = if wants {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let _ = self
+                .poll
+                .registry()
+                .reregister(conn.stream.tcp(), Token(key), interest);
+            self.writable[key] = wants;
+        }
+    }
+
+    pub(super) fn fail(&mut self, key: usize, why: &str) {
+        let conn = &mut self.conns[key];
+        if conn.phase == Phase::Closing {
+            // The run is over: a connection that ends badly now changes no figure.
+            self.finish_close(key);
+            return;
+        }
+        if conn.phase == Phase::Open {
+            self.open -= 1;
+            if self.args.mode == Mode::Broadcast && Some(key) != self.sender {
+                self.lose_receiver(key);
+            }
+        }
+        let conn = &mut self.conns[key];
+        if conn.phase != Phase::Closed {
+            conn.phase = Phase::Closed;
+            let _ = self.poll.registry().deregister(conn.stream.tcp());
+            // Told once, grouped by reason, when the run ends.
+            self.stats.fail(why);
+        }
+    }
+
+    /// One poll and the handling of its events.
+    pub(super) fn turn(
+        &mut self,
+        events: &mut Events,
+        timeout: Option<Duration>,
+    ) -> Result<(), String> {
+        if let Err(e) = self.poll.poll(events, timeout) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("poll: {e}"));
+            }
+        }
+        let mut buffer = std::mem::take(&mut self.read_buffer);
+        for event in events.iter() {
+            let key = event.token().0;
+            if self.conns[key].phase == Phase::Closed {
+                continue;
+            }
+            if event.is_writable() {
+                self.flush(key);
+            }
+            let hung_up = event.is_read_closed() || event.is_error();
+            if event.is_readable() || hung_up {
+                let outcome = self.conns[key].read(&mut buffer, !hung_up);
+                if self.measuring {
+                    self.stats.bytes_in += outcome.bytes as u64;
+                }
+                if let Some(why) = outcome.mismatch {
+                    return Err(format!(
+                        "connection {key}: not an echo of what was sent: {why}"
+                    ));
+                }
+                if outcome.opened {
+                    self.on_open(key);
+                }
+                if outcome.messages > 0 {
+                    self.on_messages(key, outcome.messages)?;
+                }
+                if outcome.wants_write {
+                    self.flush(key);
+                }
+                if let Some(why) = outcome.failed {
+                    self.fail(key, &why);
+                } else if outcome.closed {
+                    self.finish_close(key);
+                }
+            }
+        }
+        self.read_buffer = buffer;
+        Ok(())
+    }
+
+    /// Closes every open connection with a close handshake, so the server sees clean closes
+    /// (1000), not dropped connections; gives up on the stragglers after [`CLOSE_WAIT`].
+    pub(super) fn close_all(&mut self) -> Result<(), String> {
+        self.measuring = false;
+        for key in 0..self.conns.len() {
+            if self.conns[key].phase == Phase::Open {
+                self.conns[key].start_close();
+                self.closing += 1;
+                self.flush(key);
+            }
+        }
+        let mut events = Events::with_capacity(1024);
+        let deadline = Instant::now() + CLOSE_WAIT;
+        while self.closing > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.turn(&mut events, Some(left))?;
+        }
+        Ok(())
+    }
+
+    /// A closing connection is done.
+    pub(super) fn finish_close(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.phase = Phase::Closed;
+        let _ = self.poll.registry().deregister(conn.stream.tcp());
+        self.closing -= 1;
+    }
+}

@@ -25,6 +25,7 @@ fn joiner_gets_joined_then_users_and_the_room_hears_of_it() {
     // A join without a room enters the lobby.
     let mut dave = ChatClient::connect(server.addr());
     dave.request(json!({"type": "join", "name": "dave"}));
+    dave.expect_history("lobby");
     dave.expect_joined("dave", "lobby");
     assert_eq!(
         common::chat::names(&dave.expect("users")),
@@ -113,6 +114,7 @@ fn switching_rooms_tells_both_rooms_and_moves_the_messages() {
 
     alice.request(json!({"type": "room", "room": "den"}));
     alice.expect_left("alice", "lobby");
+    alice.expect_history("den");
     alice.expect_joined("alice", "den");
     let users = alice.expect("users");
     assert_eq!(users["room"], "den");

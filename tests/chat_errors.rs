@@ -108,9 +108,17 @@ fn bad_requests_say_plainly_what_is_wrong() {
     for (text, says) in [
         (
             r#"{"type": "foo"}"#,
-            r#"unknown type "foo"; expected one of join, message, pm, typing, room, list"#,
+            r#"unknown type "foo"; expected one of join, message, pm, typing, room, list, history"#,
         ),
         (r#"{"type": "join"}"#, r#"missing field "name""#),
+        (
+            r#"{"type": "join", "name": "a", "since": {"offset": -1, "epoch": "e"}}"#,
+            r#"field "since" must be {"offset": a whole number, "epoch": a string}"#,
+        ),
+        (
+            r#"{"type": "history", "limit": 5000}"#,
+            r#"field "limit" must be a whole number from 1 to 1000"#,
+        ),
         (
             r#"{"type": "join", "name": 7}"#,
             r#"field "name" must be a string"#,

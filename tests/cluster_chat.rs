@@ -72,7 +72,8 @@ fn join_when_free(addr: SocketAddr, name: &str, deadline: Instant) -> (ChatClien
     for tries in 1.. {
         client.request(json!({"type": "join", "name": name, "room": "room"}));
         let event = client.event();
-        if event["type"] == "joined" {
+        if event["type"] == "history" {
+            client.expect_joined(name, "room");
             client.expect("users");
             return (client, tries);
         }

@@ -3,6 +3,7 @@
 mod broadcast;
 pub mod chat;
 mod echo;
+mod kept;
 pub mod pubsub;
 
 pub use broadcast::Broadcast;

@@ -8,7 +8,8 @@ fn clock(ts: &Value) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// One readable line for a chat event; unknown events are shown as their JSON.
+/// Readable lines for a chat event; unknown events are shown as their JSON. A room's history
+/// is its events, one per line, after a line that says so (nothing when it is empty).
 pub fn describe_event(event: &Value) -> String {
     let field = |name: &str| event[name].as_str().unwrap_or("?");
     let time = clock(&event["ts"]);
@@ -34,6 +35,22 @@ pub fn describe_event(event: &Value) -> String {
             format!("[{time}] * in {}: {}", field("room"), names.join(", "))
         }
         "error" => format!("[{time}] ! {}: {}", field("code"), field("message")),
+        "history" => {
+            let events = event["events"].as_array().map_or(&[][..], Vec::as_slice);
+            let mut lines = Vec::new();
+            if event["recovered"] == Value::Bool(false) {
+                let reason = field("reason");
+                lines.push(format!(
+                    "* missed events in {} could not be recovered ({reason})",
+                    field("room")
+                ));
+            }
+            if !events.is_empty() {
+                lines.push(format!("* earlier in {}:", field("room")));
+                lines.extend(events.iter().map(describe_event));
+            }
+            lines.join("\n")
+        }
         _ => event.to_string(),
     }
 }
@@ -70,6 +87,21 @@ mod tests {
             (
                 json!({"type":"error","code":"name_taken","message":"alice is taken","ts":ts}),
                 "[01:02:03] ! name_taken: alice is taken",
+            ),
+            (
+                json!({"type":"history","room":"lobby","events":[
+                    {"type":"message","from":"bob","room":"lobby","text":"hi","ts":ts,"offset":4}
+                ],"ts":ts}),
+                "* earlier in lobby:\n[01:02:03] <bob> hi",
+            ),
+            (
+                json!({"type":"history","room":"lobby","events":[],"recovered":false,
+                    "reason":"no longer kept","ts":ts}),
+                "* missed events in lobby could not be recovered (no longer kept)",
+            ),
+            (
+                json!({"type":"history","room":"lobby","events":[],"ts":ts}),
+                "",
             ),
         ];
         for (event, line) in cases {

@@ -318,7 +318,11 @@ impl Session<'_> {
                 }
                 Ok(event) => {
                     self.after_event(&event);
-                    describe_event(&event)
+                    let lines = describe_event(&event);
+                    if lines.is_empty() {
+                        return Flow::Continue; // an empty history
+                    }
+                    lines
                 }
                 Err(_) => text,
             },

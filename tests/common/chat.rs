@@ -37,6 +37,7 @@ impl ChatClient {
     /// Sends a join and expects `joined` (for itself) then `users`; returns the member names.
     pub fn enter(&mut self, name: &str, room: &str) -> Vec<String> {
         self.request(json!({"type": "join", "name": name, "room": room}));
+        self.expect_history(room);
         self.expect_joined(name, room);
         let users = self.expect("users");
         assert_eq!(users["room"], room, "{users}");
@@ -86,6 +87,14 @@ impl ChatClient {
         let event = self.expect("error");
         assert_eq!(event["code"], code, "{event}");
         assert!(event["message"].is_string(), "{event}");
+    }
+
+    /// The `history` event an entering user gets first: the room's latest kept events.
+    pub fn expect_history(&mut self, room: &str) -> Value {
+        let history = self.expect("history");
+        assert_eq!(history["room"], room, "{history}");
+        assert!(history["events"].is_array(), "{history}");
+        history
     }
 
     pub fn expect_joined(&mut self, name: &str, room: &str) {

@@ -13,8 +13,9 @@ pub mod wire;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::{Claim, CloseCode, ConnectionId, Context, Handler, Message, Publish};
-use wire::{valid_name, ErrorCode, Event, Request, MAX_TEXT_BYTES};
+use super::kept;
+use crate::{Claim, CloseCode, ConnectionId, Context, Handler, Message, Publish, StreamPosition};
+use wire::{valid_name, At, ErrorCode, Event, Request, MAX_TEXT_BYTES};
 
 /// The room a `join` without one enters.
 pub const DEFAULT_ROOM: &str = "lobby";
@@ -25,6 +26,8 @@ struct User {
     room: String,
     /// The name is claimed (and not still being decided by Redis).
     joined: bool,
+    /// The position the join came back with, until the user enters their room.
+    since: Option<StreamPosition>,
 }
 
 /// How many of a room's last events a joiner gets, by default.
@@ -87,10 +90,56 @@ fn inbox(ctx: &Context<'_>, name: &str) -> String {
     format!("{}@{}", ctx.path(), name.to_lowercase())
 }
 
-/// Sends `event` to everyone in `room` (`to` says whether the sender too).
-fn publish(ctx: &mut Context<'_>, room: &str, event: &Event<'_>, to: Publish) {
+/// Sends the event `make` builds to everyone in `room` (`to` says whether the sender too),
+/// keeping it in the room's history: the event carries its position there.
+fn publish(
+    ctx: &mut Context<'_>,
+    room: &str,
+    to: Publish,
+    make: impl FnOnce(Option<At<'_>>) -> String,
+) {
     let topic = topic(ctx, room);
-    ctx.publish(&topic, Message::Text(&event.to_json()), to);
+    ctx.publish_with(&topic, to, |position| make(At::of(position)));
+}
+
+/// Sends this connection, as a `history` event, the room's kept events after `since` (at most
+/// `limit`), or without it the latest `latest`. A position that cannot be served gets the
+/// latest `latest` instead, with `recovered: false` and why.
+fn send_history(
+    ctx: &mut Context<'_>,
+    room: &str,
+    since: Option<&StreamPosition>,
+    limit: usize,
+    latest: usize,
+) {
+    let topic = topic(ctx, room);
+    let latest = |ctx: &Context<'_>| ctx.history(&topic, None, latest);
+    let (page, recovered) = match since.map(|since| ctx.history(&topic, Some(since), limit)) {
+        None => (latest(ctx), None),
+        Some(Ok(page)) => (Ok(page), Some(Ok(()))),
+        Some(Err(not)) => (latest(ctx), Some(Err(not.reason()))),
+    };
+    let Ok(page) = page else {
+        return; // reading without a position always succeeds
+    };
+    let (events, more) = kept::json_list(&page);
+    let recovered = match recovered {
+        None => String::new(),
+        Some(Ok(())) => ",\"recovered\":true".into(),
+        Some(Err(reason)) => format!(",\"recovered\":false,\"reason\":{}", json_string(reason)),
+    };
+    let history = format!(
+        "{{\"type\":\"history\",\"room\":{},\"offset\":{},\"epoch\":{},\"events\":{events},\"more\":{more}{recovered},\"ts\":{}}}",
+        json_string(room),
+        page.position.offset,
+        json_string(&page.position.epoch),
+        now_ms()
+    );
+    ctx.send_text(&history);
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }
 
 fn refuse(ctx: &mut Context<'_>, code: ErrorCode, message: impl Into<String>) {
@@ -126,27 +175,34 @@ impl Chat {
         let id = ctx.id();
         let user = self.users.get_mut(&id).expect("a joining user");
         user.joined = true;
-        let (name, room) = (user.name.clone(), user.room.clone());
+        let (name, room, since) = (user.name.clone(), user.room.clone(), user.since.take());
         let inbox = inbox(ctx, &name);
         ctx.subscribe(&inbox);
-        self.enter(ctx, room);
+        self.enter(ctx, room, since);
     }
 
-    fn enter(&mut self, ctx: &mut Context<'_>, room: String) {
+    /// Enters `room`: its history first (what followed `since`, or its latest events), then
+    /// the joiner's own `joined`, then who is there.
+    fn enter(&mut self, ctx: &mut Context<'_>, room: String, since: Option<StreamPosition>) {
         let id = ctx.id();
         let topic = topic(ctx, &room);
         ctx.subscribe(&topic);
+        send_history(ctx, &room, since.as_ref(), usize::MAX, self.history);
         let user = self.users.get_mut(&id).expect("a joined user");
         user.room = room.clone();
         let name = user.name.clone();
         let key = name_key(ctx, &name);
         ctx.set_claim_value(&key, &name_value(&room, &name));
-        let joined = Event::Joined {
-            name: &name,
-            room: &room,
-            ts: now_ms(),
-        };
-        publish(ctx, &room, &joined, Publish::ToAll);
+        publish(ctx, &room, Publish::ToAll, |at| {
+            let ts = now_ms();
+            Event::Joined {
+                name: &name,
+                room: &room,
+                at,
+                ts,
+            }
+            .to_json()
+        });
         send_users(ctx, &room);
     }
 
@@ -155,22 +211,32 @@ impl Chat {
     fn leave_room(&mut self, ctx: &mut Context<'_>, tell_self: bool) {
         let user = &self.users[&ctx.id()];
         let (name, room) = (user.name.clone(), user.room.clone());
-        let left = Event::Left {
-            name: &name,
-            room: &room,
-            ts: now_ms(),
-        };
         let to = if tell_self {
             Publish::ToAll
         } else {
             Publish::ToOthers
         };
-        publish(ctx, &room, &left, to);
+        publish(ctx, &room, to, |at| {
+            let ts = now_ms();
+            Event::Left {
+                name: &name,
+                room: &room,
+                at,
+                ts,
+            }
+            .to_json()
+        });
         let topic = topic(ctx, &room);
         ctx.unsubscribe(&topic);
     }
 
-    fn join(&mut self, ctx: &mut Context<'_>, name: String, room: Option<String>) {
+    fn join(
+        &mut self,
+        ctx: &mut Context<'_>,
+        name: String,
+        room: Option<String>,
+        since: Option<StreamPosition>,
+    ) {
         let id = ctx.id();
         if let Some(user) = self.users.get(&id) {
             let how = if user.joined { "joined" } else { "joining" };
@@ -204,6 +270,7 @@ impl Chat {
             name,
             room,
             joined: false,
+            since,
         };
         self.users.insert(id, user);
         if claim == Claim::Granted {
@@ -216,13 +283,17 @@ impl Chat {
         let user = self.users.get(&id).filter(|user| user.joined);
         let Some(user) = user else {
             return match request {
-                Request::Join { name, room } => self.join(ctx, name, room),
+                Request::Join { name, room, since } => {
+                    self.join(ctx, name, room, since.map(|s| s.position()))
+                }
                 _ => refuse(ctx, ErrorCode::NotJoined, "send join first"),
             };
         };
         let (name, room) = (user.name.clone(), user.room.clone());
         match request {
-            Request::Join { name, room } => self.join(ctx, name, room),
+            Request::Join { name, room, since } => {
+                self.join(ctx, name, room, since.map(|s| s.position()))
+            }
             Request::Message { text } | Request::Pm { text, .. } if text.len() > MAX_TEXT_BYTES => {
                 refuse(
                     ctx,
@@ -238,13 +309,17 @@ impl Chat {
                 );
             }
             Request::Message { text } => {
-                let event = Event::Message {
-                    from: &name,
-                    room: &room,
-                    text: &text,
-                    ts: now_ms(),
-                };
-                publish(ctx, &room, &event, Publish::ToAll);
+                publish(ctx, &room, Publish::ToAll, |at| {
+                    let ts = now_ms();
+                    Event::Message {
+                        from: &name,
+                        room: &room,
+                        text: &text,
+                        at,
+                        ts,
+                    }
+                    .to_json()
+                });
             }
             Request::Pm { to, text } => {
                 let recipient = ctx.lookup(&name_key(ctx, &to));
@@ -272,7 +347,9 @@ impl Chat {
                     active,
                     ts: now_ms(),
                 };
-                publish(ctx, &room, &event, Publish::ToOthers);
+                // Typing only matters now: it is never kept, nor replayed.
+                let topic = topic(ctx, &room);
+                ctx.publish_ephemeral(&topic, Message::Text(&event.to_json()), Publish::ToOthers);
             }
             Request::Room { room: next } if !valid_name(&next) => {
                 refuse(
@@ -284,9 +361,14 @@ impl Chat {
             Request::Room { room: next } if next == room => send_users(ctx, &room),
             Request::Room { room: next } => {
                 self.leave_room(ctx, true);
-                self.enter(ctx, next);
+                self.enter(ctx, next, None);
             }
             Request::List => send_users(ctx, &room),
+            Request::History { since, limit } => {
+                let limit = limit.map_or(wire::MAX_HISTORY as usize, |n| n as usize);
+                let since = since.map(|s| s.position());
+                send_history(ctx, &room, since.as_ref(), limit, limit);
+            }
         }
     }
 }

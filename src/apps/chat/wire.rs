@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::StreamPosition;
+
 /// The longest chat text, in bytes.
 pub const MAX_TEXT_BYTES: usize = 4096;
 /// The longest user or room name, in characters.
@@ -19,6 +21,10 @@ pub enum Request {
         /// The room to enter.
         #[serde(default)]
         room: Option<String>,
+        /// The last position seen in that room, by a client coming back: it gets what
+        /// followed.
+        #[serde(default)]
+        since: Option<Since>,
     },
     /// Text to everyone in the sender's room.
     Message {
@@ -44,7 +50,37 @@ pub enum Request {
     },
     /// Who is in my room?
     List,
+    /// My room's events after `since` (or its latest `limit`).
+    History {
+        /// The last position seen.
+        #[serde(default)]
+        since: Option<Since>,
+        /// At most this many (1 to [`MAX_HISTORY`]).
+        #[serde(default)]
+        limit: Option<u64>,
+    },
 }
+
+/// A position in a room's stream of events, as a client sends it back.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Since {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+impl Since {
+    /// The position it names.
+    pub fn position(&self) -> StreamPosition {
+        StreamPosition {
+            offset: self.offset,
+            epoch: self.epoch.as_str().into(),
+        }
+    }
+}
+
+/// The most events one `history` asks for.
+pub const MAX_HISTORY: u64 = 1000;
 
 /// A request field: its name, whether it is required, and its JSON kind.
 type Field = (&'static str, bool, Kind);
@@ -53,7 +89,11 @@ type Field = (&'static str, bool, Kind);
 const REQUESTS: &[(&str, &[Field])] = &[
     (
         "join",
-        &[("name", true, Kind::Text), ("room", false, Kind::Text)],
+        &[
+            ("name", true, Kind::Text),
+            ("room", false, Kind::Text),
+            ("since", false, Kind::Position),
+        ],
     ),
     ("message", &[("text", true, Kind::Text)]),
     (
@@ -63,6 +103,13 @@ const REQUESTS: &[(&str, &[Field])] = &[
     ("typing", &[("active", true, Kind::Bool)]),
     ("room", &[("room", true, Kind::Text)]),
     ("list", &[]),
+    (
+        "history",
+        &[
+            ("since", false, Kind::Position),
+            ("limit", false, Kind::Count),
+        ],
+    ),
 ];
 
 /// The JSON kind of a request field.
@@ -70,6 +117,10 @@ const REQUESTS: &[(&str, &[Field])] = &[
 enum Kind {
     Text,
     Bool,
+    /// `{"offset": N, "epoch": "..."}`
+    Position,
+    /// 1 to [`MAX_HISTORY`]
+    Count,
 }
 
 /// The longest piece of a request quoted back in an error, in characters.
@@ -77,7 +128,7 @@ const MAX_QUOTED_CHARS: usize = 32;
 
 impl Request {
     /// Parses a request, or says plainly what is wrong with it (for a `bad_request` error):
-    /// `unknown type "foo"; expected one of join, message, pm, typing, room, list`,
+    /// `unknown type "foo"; expected one of join, message, pm, typing, room, list, history`,
     /// `missing field "text"`, `field "active" must be true or false`.
     pub fn parse(text: &str) -> Result<Request, String> {
         let value: Value = serde_json::from_str(text).map_err(|_| {
@@ -109,9 +160,24 @@ impl Request {
                 }
                 (None | Some(Value::Null), _) => {}
                 (Some(Value::String(_)), Kind::Text) | (Some(Value::Bool(_)), Kind::Bool) => {}
+                (Some(position), Kind::Position)
+                    if position.get("offset").is_some_and(Value::is_u64)
+                        && position.get("epoch").is_some_and(Value::is_string) => {}
+                (Some(Value::Number(n)), Kind::Count)
+                    if n.as_u64().is_some_and(|n| (1..=MAX_HISTORY).contains(&n)) => {}
                 (Some(_), Kind::Text) => return Err(format!("field \"{name}\" must be a string")),
                 (Some(_), Kind::Bool) => {
                     return Err(format!("field \"{name}\" must be true or false"))
+                }
+                (Some(_), Kind::Position) => {
+                    return Err(format!(
+                        r#"field "{name}" must be {{"offset": a whole number, "epoch": a string}}"#
+                    ))
+                }
+                (Some(_), Kind::Count) => {
+                    return Err(format!(
+                        "field \"{name}\" must be a whole number from 1 to {MAX_HISTORY}"
+                    ))
                 }
             }
         }
@@ -150,12 +216,16 @@ pub enum Event<'a> {
     Joined {
         name: &'a str,
         room: &'a str,
+        #[serde(flatten)]
+        at: Option<At<'a>>,
         ts: u64,
     },
     /// A user left the room, closed or dropped.
     Left {
         name: &'a str,
         room: &'a str,
+        #[serde(flatten)]
+        at: Option<At<'a>>,
         ts: u64,
     },
     /// A room message (sent to the room, the sender included).
@@ -163,6 +233,8 @@ pub enum Event<'a> {
         from: &'a str,
         room: &'a str,
         text: &'a str,
+        #[serde(flatten)]
+        at: Option<At<'a>>,
         ts: u64,
     },
     /// A private message (sent to the recipient and the sender).
@@ -190,6 +262,25 @@ pub enum Event<'a> {
         message: String,
         ts: u64,
     },
+}
+
+/// Where a kept room event stands in the room's stream (absent when the server keeps no
+/// history): `"offset":N,"epoch":"..."`.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct At<'a> {
+    pub offset: u64,
+    pub epoch: &'a str,
+}
+
+impl<'a> At<'a> {
+    /// The fields of `position`, if there is one.
+    pub fn of(position: Option<&'a StreamPosition>) -> Option<At<'a>> {
+        position.map(|p| At {
+            offset: p.offset,
+            epoch: &p.epoch,
+        })
+    }
 }
 
 /// Why a request was refused.
@@ -238,7 +329,8 @@ mod tests {
             join,
             Request::Join {
                 name: "alice".into(),
-                room: None
+                room: None,
+                since: None
             }
         );
         let list: Request = serde_json::from_str(r#"{"type":"list"}"#).unwrap();
@@ -252,7 +344,7 @@ mod tests {
         let error = |text: &str| Request::parse(text).unwrap_err();
         assert_eq!(
             error(r#"{"type":"foo"}"#),
-            r#"unknown type "foo"; expected one of join, message, pm, typing, room, list"#
+            r#"unknown type "foo"; expected one of join, message, pm, typing, room, list, history"#
         );
         assert_eq!(error(r#"{"type":"message"}"#), r#"missing field "text""#);
         assert_eq!(
@@ -269,7 +361,7 @@ mod tests {
         );
         assert_eq!(
             error(r#"{"name":"alice"}"#),
-            r#"missing field "type"; expected one of join, message, pm, typing, room, list"#
+            r#"missing field "type"; expected one of join, message, pm, typing, room, list, history"#
         );
         assert_eq!(error(r#"{"type":1}"#), r#"field "type" must be a string"#);
         assert_eq!(
@@ -294,7 +386,8 @@ mod tests {
             Request::parse(r#"{"type":"join","name":"a","room":null}"#),
             Ok(Request::Join {
                 name: "a".into(),
-                room: None
+                room: None,
+                since: None
             })
         );
     }

@@ -5,18 +5,17 @@
 //! exactly what it missed, or is told it cannot (`recovered: false` and why).
 //!
 //! A reply (or error) repeats the command's `id`: an acknowledgement. What one reply carries
-//! is bounded ([`MAX_REPLY_BYTES`]): the rest of a long recovery is a `history` away (`more`).
+//! is bounded (256 KiB of publications): the rest of a long recovery is a `history` away
+//! (`more`).
 
 pub mod wire;
 
 use serde_json::Value;
 
+use super::kept;
 use crate::server::history::unix_ms;
 use crate::{Context, Handler, HistoryPage, Message, NotRecovered, Publish};
 use wire::{id_field, position_fields, publication, quoted, Command, Refused};
-
-/// The most bytes of publications one reply carries; a page stops before it would pass this.
-pub const MAX_REPLY_BYTES: usize = 256 << 10;
 
 /// The `/pubsub` endpoint (see the module docs). It keeps no state of its own: subscriptions
 /// are the hub's, history the server's.
@@ -118,25 +117,9 @@ fn serve(ctx: &mut Context<'_>, id: &Option<Value>, command: Command) {
 }
 
 /// `"offset":N,"epoch":"...","publications":[...],"more":bool`: as many of the page's
-/// messages as fit in [`MAX_REPLY_BYTES`] (at least one), and whether more are kept.
+/// messages as one reply carries (`kept::MAX_PAGE_BYTES`), and whether more are kept.
 fn page_fields(page: &HistoryPage) -> String {
-    let mut list = String::from("[");
-    let mut more = false;
-    for (n, kept) in page.messages.iter().enumerate() {
-        let Message::Text(json) = kept.message() else {
-            continue; // a channel's publications are JSON text; anything else is not ours
-        };
-        if n > 0 && list.len() + json.len() > MAX_REPLY_BYTES {
-            more = true;
-            break;
-        }
-        if n > 0 {
-            list.push(',');
-        }
-        list += json;
-    }
-    list.push(']');
-    let more = more || page.has_more();
+    let (list, more) = kept::json_list(page);
     format!(
         "{},\"publications\":{list},\"more\":{more}",
         position_fields(&page.position)

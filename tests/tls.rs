@@ -8,10 +8,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -274,29 +274,6 @@ fn a_certificate_the_client_does_not_trust_fails_its_connect() {
     );
 }
 
-/// The binary with `args`; its stdout's first line and a channel of its stderr lines.
-fn start_binary(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wsloop");
-    let (lines_tx, lines) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    (child, first, lines)
-}
-
 /// Waits for a stderr line containing `needle`.
 fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
     let deadline = Instant::now() + TIMEOUT;
@@ -343,19 +320,12 @@ fn sighup_reloads_the_certificate_and_keeps_it_when_the_new_one_is_bad() {
     let (old, new) = (pki(), pki());
     let dir = scratch_dir();
     let (cert, key) = write_pair(&dir, &old);
-    let (mut child, first, lines) = start_binary(&[
-        "--bind",
-        "127.0.0.1:0",
+    let (mut child, addr, lines) = common::spawn_wsloop_logged(&[
         "--tls-cert",
         cert.to_str().unwrap(),
         "--tls-key",
         key.to_str().unwrap(),
     ]);
-    let addr = first
-        .trim()
-        .strip_prefix("listening on wss://")
-        .expect(&first)
-        .to_string();
     let connects = |pki: &Pki| {
         let tls = client_tls(&pki.ca, rustls::ALL_VERSIONS);
         Client::connect_with(&format!("wss://{addr}/echo"), &options(tls)).is_ok()
@@ -484,9 +454,7 @@ fn tls_clients_cannot_fill_the_log_and_a_stalled_handshake_is_logged_as_one() {
     let pki = pki();
     let dir = scratch_dir();
     let (cert, key) = write_pair(&dir, &pki);
-    let (mut child, first, lines) = start_binary(&[
-        "--bind",
-        "127.0.0.1:0",
+    let (mut child, addr, lines) = common::spawn_wsloop_logged(&[
         "--handshake-timeout",
         "300ms",
         "--tls-cert",
@@ -494,11 +462,6 @@ fn tls_clients_cannot_fill_the_log_and_a_stalled_handshake_is_logged_as_one() {
         "--tls-key",
         key.to_str().unwrap(),
     ]);
-    let addr = first
-        .trim()
-        .strip_prefix("listening on wss://")
-        .expect(&first)
-        .to_string();
     for _ in 0..3 {
         let mut tcp = TcpStream::connect(&addr).unwrap();
         tcp.set_read_timeout(Some(TIMEOUT)).unwrap();

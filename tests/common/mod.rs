@@ -16,7 +16,7 @@ pub mod chat;
 pub mod redis;
 
 /// Starts the `wsloop` binary on a free port of 127.0.0.1 with `args`; returns it and the
-/// address its first line announces. Its stdout is drained on a thread; its log (stderr) is
+/// address its first line announces (`ws://` or, with TLS, `wss://`). Its stdout is drained on a thread; its log (stderr) is
 /// dropped.
 pub fn spawn_wsloop(args: &[&str]) -> (std::process::Child, String) {
     let (child, addr, _log) = spawn(args, false);
@@ -63,8 +63,8 @@ fn spawn(args: &[&str], logged: bool) -> (std::process::Child, String, mpsc::Rec
     let first = line_rx
         .recv_timeout(TIMEOUT)
         .expect("wsloop printed no first line");
-    let addr = first
-        .strip_prefix("listening on ws://")
+    let addr = (first.strip_prefix("listening on ws://"))
+        .or_else(|| first.strip_prefix("listening on wss://"))
         .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
         .to_string();
     (child, addr, log_rx)

@@ -164,18 +164,24 @@ impl Write for Limited<'_> {
     }
 }
 
-/// The replies to `stream` given in one piece, then the end.
-fn replies_to_one_read(stream: &[u8]) -> Vec<u8> {
+/// A fresh connection on the echo route, what its events go to, and the time.
+fn fixture() -> (ConnectionConfig, App, Connection, Instant) {
     let config = Config::default();
     let conn_config = ConnectionConfig::new(&config);
-    let mut app = app(&config);
+    let now = Instant::now();
+    let peer = "127.0.0.1:1".parse().unwrap();
+    let conn = Connection::new(ConnectionId::new(1, 0, 0), peer, now, &conn_config);
+    (conn_config, app(&config), conn, now)
+}
+
+/// The replies to `stream` given in one piece, then the end.
+fn replies_to_one_read(stream: &[u8]) -> Vec<u8> {
+    let (conn_config, mut app, mut conn, now) = fixture();
     let mut events = Dispatch {
+        peer: conn.peer(),
         app: &mut app,
-        peer: "127.0.0.1:1".parse().unwrap(),
         input: None,
     };
-    let now = Instant::now();
-    let mut conn = Connection::new(ConnectionId::new(1, 0, 0), events.peer, now, &conn_config);
     conn.receive(&mut stream.to_vec(), now, &conn_config, &mut events);
     conn.on_eof(now, &conn_config, &mut events);
     let mut replies = Vec::new();
@@ -189,17 +195,13 @@ fn replies_to_one_read(stream: &[u8]) -> Vec<u8> {
 /// a random amount more is available, a read may be interrupted, the socket takes a random
 /// part of what is written during the reads, and the turn's flush takes the rest.
 fn replies_through_the_read_path(stream: &[u8], rng: &mut Rng) -> Vec<u8> {
-    let config = Config::default();
-    let conn_config = ConnectionConfig::new(&config);
-    let high_watermark = Backpressure::new(config.max_buffered).high_watermark;
-    let mut app = app(&config);
+    let (conn_config, mut app, mut conn, now) = fixture();
+    let high_watermark = Backpressure::new(Config::default().max_buffered).high_watermark;
     let mut events = Dispatch {
+        peer: conn.peer(),
         app: &mut app,
-        peer: "127.0.0.1:1".parse().unwrap(),
         input: None,
     };
-    let now = Instant::now();
-    let mut conn = Connection::new(ConnectionId::new(1, 0, 0), events.peer, now, &conn_config);
     let mut read_buffer = vec![0u8; 64 * 1024];
     let mut socket = ScriptedSocket {
         stream,

@@ -593,5 +593,5 @@ where
 }
 
 #[cfg(test)]
-#[path = "endpoint_tests.rs"]
+#[path = "endpoint_tests/mod.rs"]
 mod tests;

@@ -1171,6 +1171,7 @@ pub fn close_frame(data: &[u8]) {
         let mut frame = Vec::new();
         encode_frame(
             &mut frame,
+            false,
             OpCode::Close,
             data,
             Some([0x37, 0xfa, 0x21, 0x3d]),

@@ -12,6 +12,8 @@ use super::mask::apply_mask;
 
 /// The longest possible frame header: 2 + 8 (64-bit length) + 4 (mask key).
 pub const MAX_HEADER_LEN: usize = 14;
+/// RSV1 in a frame's first byte: the frame starts a compressed message (RFC 7692 §6).
+const RSV1: u8 = 0x40;
 /// The largest payload a control frame may carry (§5.5).
 pub const MAX_CONTROL_PAYLOAD: u64 = 125;
 
@@ -347,15 +349,17 @@ fn parse_header(
 }
 
 /// Writes a frame header into `out` and returns its length (§5.2). The length uses the
-/// shortest form, as the RFC requires.
+/// shortest form, as the RFC requires. `rsv1` marks a compressed message's first frame
+/// (permessage-deflate, RFC 7692 §6); RSV2 and RSV3 are always clear.
 pub fn encode_header(
     out: &mut [u8; MAX_HEADER_LEN],
     fin: bool,
+    rsv1: bool,
     opcode: OpCode,
     payload_len: u64,
     mask: Option<[u8; 4]>,
 ) -> usize {
-    out[0] = if fin { 0x80 } else { 0 } | opcode.bits();
+    out[0] = if fin { 0x80 } else { 0 } | if rsv1 { RSV1 } else { 0 } | opcode.bits();
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     let mut n = match payload_len {
         0..=125 => {
@@ -380,10 +384,17 @@ pub fn encode_header(
     n
 }
 
-/// Appends one complete frame (FIN set) to `out`; masks the payload when `mask` is given.
-pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
+/// Appends one complete frame (FIN set, RSV1 as given) to `out`; masks the payload when `mask`
+/// is given.
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    rsv1: bool,
+    opcode: OpCode,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
     let mut header = [0u8; MAX_HEADER_LEN];
-    let n = encode_header(&mut header, true, opcode, payload.len() as u64, mask);
+    let n = encode_header(&mut header, true, rsv1, opcode, payload.len() as u64, mask);
     out.reserve(n + payload.len());
     out.extend_from_slice(&header[..n]);
     let start = out.len();

@@ -13,7 +13,14 @@ enum Owned {
 fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let key = [1, 2, 3, 4];
     let mut header = [0u8; MAX_HEADER_LEN];
-    let n = encode_header(&mut header, fin, opcode, payload.len() as u64, Some(key));
+    let n = encode_header(
+        &mut header,
+        fin,
+        false,
+        opcode,
+        payload.len() as u64,
+        Some(key),
+    );
     let mut out = header[..n].to_vec();
     let start = out.len();
     out.extend_from_slice(payload);

@@ -9,7 +9,7 @@ use super::deflate::{
     compress_shared, inflate_shared, DeflateParams, Deflater, InflateError, Inflater,
 };
 use super::error::ProtocolError;
-use super::frame::{encode_frame, encode_header, OpCode, Role, MAX_HEADER_LEN};
+use super::frame::{encode_frame, OpCode, Role, MAX_HEADER_LEN};
 use super::write_queue::WriteQueue;
 use crate::buffer_pool::{give_back, take_buffer};
 
@@ -60,7 +60,7 @@ impl Prepared {
     pub fn new(message: Message<'_>) -> Prepared {
         let payload = message.as_bytes();
         let mut frame = Vec::with_capacity(payload.len() + 10);
-        encode_frame(&mut frame, message.opcode(), payload, None);
+        encode_frame(&mut frame, false, message.opcode(), payload, None);
         Prepared {
             opcode: message.opcode(),
             header_len: (frame.len() - payload.len()) as u8,
@@ -74,18 +74,8 @@ impl Prepared {
         self.deflated.get_or_init(|| {
             let mut compressed = Vec::new();
             compress_shared(self.message().as_bytes(), &mut compressed);
-            let mut header = [0u8; MAX_HEADER_LEN];
-            let n = encode_header(
-                &mut header,
-                true,
-                self.opcode,
-                compressed.len() as u64,
-                None,
-            );
-            header[0] |= RSV1;
-            let mut frame = Vec::with_capacity(n + compressed.len());
-            frame.extend_from_slice(&header[..n]);
-            frame.extend_from_slice(&compressed);
+            let mut frame = Vec::with_capacity(compressed.len() + MAX_HEADER_LEN);
+            encode_frame(&mut frame, true, self.opcode, &compressed, None);
             Arc::from(frame)
         })
     }
@@ -106,9 +96,6 @@ impl Prepared {
         self.frame.len()
     }
 }
-
-/// RSV1 in a frame's first byte: a compressed message (RFC 7692 §6).
-const RSV1: u8 = 0x40;
 
 /// permessage-deflate as agreed for one endpoint: how it compresses what it sends and inflates
 /// what it receives.
@@ -252,7 +239,7 @@ impl Outbound {
             deflate.compress(payload, &mut compressed);
         }
         let mask = self.mask();
-        self.queue.push_frame_rsv1(opcode, &compressed, mask);
+        self.queue.push_frame(true, opcode, &compressed, mask);
         give_back(compressed);
     }
 
@@ -302,7 +289,7 @@ impl Outbound {
         }
         match self.role {
             Role::Server => self.queue.push_frame_shared(opcode, payload.clone()),
-            Role::Client => self.queue.push_frame(opcode, payload, self.mask()),
+            Role::Client => self.queue.push_frame(false, opcode, payload, self.mask()),
         }
         true
     }
@@ -330,7 +317,8 @@ impl Outbound {
             Role::Server => self.queue.push_shared(prepared.frame.clone()),
             Role::Client => {
                 let payload = prepared.message().as_bytes();
-                self.queue.push_frame(prepared.opcode, payload, self.mask());
+                self.queue
+                    .push_frame(false, prepared.opcode, payload, self.mask());
             }
         }
         true
@@ -351,7 +339,7 @@ impl Outbound {
             return false;
         }
         let mask = self.mask();
-        self.queue.push_frame(opcode, payload, mask);
+        self.queue.push_frame(false, opcode, payload, mask);
         true
     }
 
@@ -375,7 +363,7 @@ impl Outbound {
     /// Queues the close frame with `body`, the last frame this endpoint sends.
     pub(super) fn queue_close(&mut self, body: &[u8]) {
         let mask = self.mask();
-        self.queue.push_frame(OpCode::Close, body, mask);
+        self.queue.push_frame(false, OpCode::Close, body, mask);
         self.state = SendState::CloseQueued;
     }
 

@@ -211,7 +211,7 @@ impl<'a> Bench<'a> {
             Payload::Json => (json_message(args.size, 0), OpCode::Text),
         };
         let mut frame = Vec::new();
-        encode_frame(&mut frame, opcode, &payload, Some(key));
+        encode_frame(&mut frame, false, opcode, &payload, Some(key));
         let total = args.connections + usize::from(args.mode == Mode::Broadcast && !args.idle);
         let tls = if url.secure {
             if args.insecure {
@@ -263,7 +263,7 @@ impl<'a> Bench<'a> {
             }
         };
         let mut frame = Vec::with_capacity(self.frame.len());
-        encode_frame(&mut frame, self.opcode(), &payload, Some(self.mask));
+        encode_frame(&mut frame, false, self.opcode(), &payload, Some(self.mask));
         (Arc::from(frame), Arc::from(payload))
     }
 
@@ -281,8 +281,13 @@ impl<'a> Bench<'a> {
         let mut compressed = Vec::new();
         Deflater::new(15, true).compress(payload, &mut compressed);
         let mut frame = Vec::new();
-        encode_frame(&mut frame, self.opcode(), &compressed, Some(self.mask));
-        frame[0] |= 0x40;
+        encode_frame(
+            &mut frame,
+            true,
+            self.opcode(),
+            &compressed,
+            Some(self.mask),
+        );
         Arc::from(frame)
     }
 

@@ -311,7 +311,7 @@ fn frames(mut bytes: &[u8]) -> Vec<WireFrame> {
 /// An unmasked frame as a server sends it, `fin` and `opcode` as given.
 fn server_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let mut header = [0u8; MAX_HEADER_LEN];
-    let n = encode_header(&mut header, fin, opcode, payload.len() as u64, None);
+    let n = encode_header(&mut header, fin, false, opcode, payload.len() as u64, None);
     let mut out = header[..n].to_vec();
     out.extend_from_slice(payload);
     out
@@ -321,7 +321,14 @@ fn server_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
 fn client_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let key = [0x37, 0xfa, 0x21, 0x3d];
     let mut header = [0u8; MAX_HEADER_LEN];
-    let n = encode_header(&mut header, fin, opcode, payload.len() as u64, Some(key));
+    let n = encode_header(
+        &mut header,
+        fin,
+        false,
+        opcode,
+        payload.len() as u64,
+        Some(key),
+    );
     let mut out = header[..n].to_vec();
     let start = out.len();
     out.extend_from_slice(payload);

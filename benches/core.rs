@@ -203,7 +203,7 @@ fn endpoint_echo(c: &mut Criterion) {
     for (name, len, count, pieces) in cases {
         let frame = masked_frame(len).repeat(count);
         let mut input = frame.clone();
-        let mut ws = Endpoint::new(Role::Server, &config, now);
+        let mut ws = Endpoint::server(&config, now);
         let mut sink = Vec::with_capacity(count * (len + MAX_HEADER_LEN));
         group.throughput(Throughput::Elements(count as u64));
         group.bench_function(name, |b| {

@@ -23,7 +23,7 @@ use wsloop::protocol::handshake::{
     accept_key, classify, error_response, parse_request, switching_protocols,
     switching_protocols_with, without_body, Intent, Parsed, Request,
 };
-use wsloop::protocol::outbound::{Message, Outbound, Prepared};
+use wsloop::protocol::outbound::{MaskKeys, Message, Outbound, Prepared};
 use wsloop::protocol::write_queue::WriteQueue;
 
 /// The request head limit the server uses by default (`Config::max_header_size`).
@@ -396,6 +396,18 @@ impl<'a> Script<'a> {
     }
 }
 
+/// Masking keys for the client role: a fixed sequence (xorshift64*), so a run's output is the
+/// same every time it is replayed.
+fn mask_keys() -> MaskKeys {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    MaskKeys::new(move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        ((state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32).to_be_bytes()
+    })
+}
+
 /// The limits and timers selected by the low bits of `flags`.
 pub fn config(flags: u8) -> EndpointConfig {
     let (max_frame_size, max_message_size) = match flags & 3 {
@@ -646,9 +658,9 @@ impl Run {
                 let reply = switching_protocols(CLIENT_ACCEPT, None);
                 let mut queue = WriteQueue::default();
                 queue.push_bytes(&reply);
-                (Endpoint::with_queue(role, &config, now, queue), reply)
+                (Endpoint::server_shared(Arc::new(config), now, queue), reply)
             }
-            Role::Client => (Endpoint::new(role, &config, now), Vec::new()),
+            Role::Client => (Endpoint::client(&config, now, mask_keys()), Vec::new()),
         };
         if let Some((params, threshold)) = &deflate {
             ep.enable_deflate(params, *threshold);
@@ -1177,7 +1189,7 @@ pub fn close_frame(data: &[u8]) {
             Some([0x37, 0xfa, 0x21, 0x3d]),
         );
         let config = config(0);
-        let mut ep = Endpoint::new(Role::Server, &config, Instant::now());
+        let mut ep = Endpoint::server(&config, Instant::now());
         let mut events = Vec::new();
         ep.receive(&mut frame, Instant::now(), &mut |_, e| {
             if let Event::Closed { code, reason, by } = e {

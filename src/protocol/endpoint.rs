@@ -24,7 +24,7 @@ use super::deflate::DeflateParams;
 use super::error::ProtocolError;
 use super::frame::{Decoded, FrameDecoder, Role, Step};
 use super::message::{DataKind, MessageAssembler, Received};
-use super::outbound::{Message, Outbound};
+use super::outbound::{MaskKeys, Message, Outbound};
 use super::write_queue::WriteQueue;
 use crate::buffer_pool::recycle;
 
@@ -110,7 +110,7 @@ pub struct Endpoint {
     /// idle connection holds none of it.
     reader: Option<Box<Reader>>,
     out: Outbound,
-    /// Its own, or the one a server's endpoints share ([`Endpoint::with_shared_config`]).
+    /// Its own, or the one a server's endpoints share ([`Endpoint::server_shared`]).
     config: Arc<EndpointConfig>,
     /// When the peer last sent anything.
     last_seen: Instant,
@@ -147,32 +147,28 @@ impl Reader {
 }
 
 impl Endpoint {
-    /// An open endpoint in `role`, at `now`.
-    pub fn new(role: Role, config: &EndpointConfig, now: Instant) -> Endpoint {
-        Endpoint::with_queue(role, config, now, WriteQueue::default())
+    /// A server's open endpoint at `now`, with its own copy of `config`.
+    pub fn server(config: &EndpointConfig, now: Instant) -> Endpoint {
+        Endpoint::server_shared(Arc::new(*config), now, WriteQueue::default())
     }
 
-    /// An open endpoint whose write queue already holds bytes (a server's 101 reply).
-    pub fn with_queue(
-        role: Role,
-        config: &EndpointConfig,
-        now: Instant,
-        queue: WriteQueue,
-    ) -> Endpoint {
-        Endpoint::with_shared_config(role, Arc::new(*config), now, queue)
+    /// A server's open endpoint whose configuration many share (each holds a pointer to it,
+    /// not a copy) and whose write queue may already hold bytes (the 101 reply).
+    pub fn server_shared(config: Arc<EndpointConfig>, now: Instant, queue: WriteQueue) -> Endpoint {
+        Endpoint::open(Outbound::server(queue), config, now)
     }
 
-    /// Like [`Endpoint::with_queue`], with a configuration shared by many endpoints (a
-    /// server's): each holds a pointer to it, not a copy.
-    pub fn with_shared_config(
-        role: Role,
-        config: Arc<EndpointConfig>,
-        now: Instant,
-        queue: WriteQueue,
-    ) -> Endpoint {
+    /// A client's open endpoint at `now`, masking every frame it sends with a key from `masks`
+    /// (§5.3, §10.3: see [`MaskKeys`]).
+    pub fn client(config: &EndpointConfig, now: Instant, masks: MaskKeys) -> Endpoint {
+        let out = Outbound::client(WriteQueue::default(), masks);
+        Endpoint::open(out, Arc::new(*config), now)
+    }
+
+    fn open(out: Outbound, config: Arc<EndpointConfig>, now: Instant) -> Endpoint {
         Endpoint {
             reader: None,
-            out: Outbound::new(role, queue),
+            out,
             config,
             last_seen: now,
             phase: Phase::Open,

@@ -1,7 +1,8 @@
 //! The sending half of an endpoint: every frame either role sends is encoded here, once, into
-//! the endpoint's [`WriteQueue`] (§5.2), masked with a fresh key when the endpoint is a client
-//! (§5.3, §10.3) and never when it is a server (§5.1).
+//! the endpoint's [`WriteQueue`] (§5.2), masked with a fresh key from the caller's
+//! [`MaskKeys`] when the endpoint is a client (§5.3, §10.3) and never when it is a server (§5.1).
 
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use super::close::{close_body, CloseCode};
@@ -162,6 +163,41 @@ impl Deflate {
     }
 }
 
+/// Where a client endpoint's masking keys come from: a fresh key for every frame it sends
+/// (RFC 6455 §5.3). The keys must be unpredictable to anyone who can see or shape the traffic
+/// (§10.3), so in real use they come from a cryptographically strong source such as the OS's
+/// (the crate's client and bench use `getrandom`: [`crate::client::os_mask_keys`]). The
+/// protocol core does no I/O itself, so the caller hands it the source; a test may hand it a
+/// fixed-seed generator to get the same bytes on every run.
+pub struct MaskKeys(Box<dyn FnMut() -> [u8; 4] + Send>);
+
+impl MaskKeys {
+    /// Keys from `next`, called once for every frame.
+    pub fn new(next: impl FnMut() -> [u8; 4] + Send + 'static) -> MaskKeys {
+        MaskKeys(Box::new(next))
+    }
+
+    fn next(&mut self) -> [u8; 4] {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for MaskKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MaskKeys(..)")
+    }
+}
+
+/// What only some endpoints need, boxed together so that the others (a server's connections
+/// without compression, most of them) pay one pointer for both.
+#[derive(Debug, Default)]
+struct Extras {
+    /// A client's masking keys.
+    masks: Option<MaskKeys>,
+    /// permessage-deflate, when it was negotiated.
+    deflate: Option<Deflate>,
+}
+
 /// What an endpoint's sending half is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SendState {
@@ -180,25 +216,48 @@ pub struct Outbound {
     state: SendState,
     /// A close queued through [`Outbound::close`] that the endpoint has not acted on yet.
     close_request: Option<Box<(CloseCode, String)>>,
-    /// permessage-deflate, when it was negotiated.
-    deflate: Option<Box<Deflate>>,
+    /// A client's masking keys; permessage-deflate.
+    extras: Option<Box<Extras>>,
 }
 
 impl Outbound {
-    pub(super) fn new(role: Role, queue: WriteQueue) -> Outbound {
+    /// The sending half of a server's endpoint.
+    pub(super) fn server(queue: WriteQueue) -> Outbound {
         Outbound {
             queue,
-            role,
+            role: Role::Server,
             state: SendState::Open,
             close_request: None,
+            extras: None,
+        }
+    }
+
+    /// The sending half of a client's endpoint, masking every frame with a key from `masks`.
+    pub(super) fn client(queue: WriteQueue, masks: MaskKeys) -> Outbound {
+        let extras = Extras {
+            masks: Some(masks),
             deflate: None,
+        };
+        Outbound {
+            role: Role::Client,
+            extras: Some(Box::new(extras)),
+            ..Outbound::server(queue)
         }
     }
 
     /// permessage-deflate was agreed: data messages of `threshold` bytes or more are sent
     /// compressed, and compressed ones are inflated.
     pub(super) fn enable_deflate(&mut self, params: &DeflateParams, threshold: usize) {
-        self.deflate = Some(Box::new(Deflate::new(params, self.role, threshold)));
+        let deflate = Deflate::new(params, self.role, threshold);
+        self.extras.get_or_insert_with(Box::default).deflate = Some(deflate);
+    }
+
+    fn deflate(&self) -> Option<&Deflate> {
+        self.extras.as_ref()?.deflate.as_ref()
+    }
+
+    fn deflate_mut(&mut self) -> Option<&mut Deflate> {
+        self.extras.as_mut()?.deflate.as_mut()
     }
 
     /// The role it frames for.
@@ -208,7 +267,7 @@ impl Outbound {
 
     /// Whether permessage-deflate was agreed.
     pub(super) fn deflates(&self) -> bool {
-        self.deflate.is_some()
+        self.deflate().is_some()
     }
 
     /// The message a compressed one holds, at most `limit` bytes (RFC 7692 §7.2.2).
@@ -218,8 +277,7 @@ impl Outbound {
         limit: usize,
     ) -> Result<Vec<u8>, ProtocolError> {
         let deflate = self
-            .deflate
-            .as_mut()
+            .deflate_mut()
             .ok_or(ProtocolError::ReservedBits(0b100))?;
         deflate.inflate(compressed, limit).map_err(|e| match e {
             InflateError::TooBig => ProtocolError::MessageTooBig((limit as u64).saturating_add(1)),
@@ -229,13 +287,13 @@ impl Outbound {
 
     /// Whether a data message of `len` bytes goes out compressed.
     fn compresses(&self, len: usize) -> bool {
-        self.deflate.as_ref().is_some_and(|d| len >= d.threshold)
+        self.deflate().is_some_and(|d| len >= d.threshold)
     }
 
     /// Queues a data message compressed, RSV1 set.
     fn compressed(&mut self, opcode: OpCode, payload: &[u8]) {
         let mut compressed = take_buffer(payload.len() / 2 + 64);
-        if let Some(deflate) = self.deflate.as_mut() {
+        if let Some(deflate) = self.deflate_mut() {
             deflate.compress(payload, &mut compressed);
         }
         let mask = self.mask();
@@ -243,8 +301,10 @@ impl Outbound {
         give_back(compressed);
     }
 
-    fn mask(&self) -> Option<[u8; 4]> {
-        (self.role == Role::Client).then(random)
+    /// A client's next masking key; none for a server.
+    fn mask(&mut self) -> Option<[u8; 4]> {
+        let masks = self.extras.as_mut()?.masks.as_mut()?;
+        Some(masks.next())
     }
 
     /// Whether messages are still accepted: the connection is open and no close is queued.
@@ -289,7 +349,10 @@ impl Outbound {
         }
         match self.role {
             Role::Server => self.queue.push_frame_shared(opcode, payload.clone()),
-            Role::Client => self.queue.push_frame(false, opcode, payload, self.mask()),
+            Role::Client => {
+                let mask = self.mask();
+                self.queue.push_frame(false, opcode, payload, mask);
+            }
         }
         true
     }
@@ -304,8 +367,7 @@ impl Outbound {
         if self.compresses(payload.len()) {
             // Receivers that compress the shared way share one compressed frame.
             match self
-                .deflate
-                .as_ref()
+                .deflate()
                 .filter(|d| d.shares() && self.role == Role::Server)
             {
                 Some(_) => self.queue.push_shared(prepared.deflated_frame().clone()),
@@ -316,9 +378,9 @@ impl Outbound {
         match self.role {
             Role::Server => self.queue.push_shared(prepared.frame.clone()),
             Role::Client => {
+                let mask = self.mask();
                 let payload = prepared.message().as_bytes();
-                self.queue
-                    .push_frame(false, prepared.opcode, payload, self.mask());
+                self.queue.push_frame(false, prepared.opcode, payload, mask);
             }
         }
         true
@@ -388,16 +450,13 @@ impl Outbound {
     }
 }
 
-/// A random masking key from the OS (§5.3: unpredictable, fresh for every frame).
-fn random() -> [u8; 4] {
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes).expect("the OS entropy source works");
-    bytes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_masks() -> MaskKeys {
+        crate::test_rng::mask_keys(7)
+    }
 
     fn sent(out: &mut Outbound) -> Vec<u8> {
         let mut bytes = Vec::new();
@@ -407,10 +466,10 @@ mod tests {
 
     #[test]
     fn a_server_frames_unmasked_and_a_client_masked() {
-        let mut server = Outbound::new(Role::Server, WriteQueue::default());
+        let mut server = Outbound::server(WriteQueue::default());
         server.send(Message::Text("hi"));
         assert_eq!(sent(&mut server), b"\x81\x02hi");
-        let mut client = Outbound::new(Role::Client, WriteQueue::default());
+        let mut client = Outbound::client(WriteQueue::default(), test_masks());
         client.send(Message::Binary(b"hi"));
         let frame = sent(&mut client);
         assert_eq!(&frame[..2], b"\x82\x82");
@@ -422,7 +481,7 @@ mod tests {
 
     #[test]
     fn nothing_follows_a_close() {
-        let mut out = Outbound::new(Role::Server, WriteQueue::default());
+        let mut out = Outbound::server(WriteQueue::default());
         assert!(out.close(CloseCode(1005), "bye"));
         assert!(!out.send(Message::Text("late")));
         assert!(!out.close(CloseCode::NORMAL, "again"));
@@ -438,7 +497,7 @@ mod tests {
     fn a_prepared_message_keeps_its_payload_and_frame() {
         let prepared = Prepared::new(Message::Text("héllo"));
         assert_eq!(prepared.message(), Message::Text("héllo"));
-        let mut out = Outbound::new(Role::Server, WriteQueue::default());
+        let mut out = Outbound::server(WriteQueue::default());
         out.send_prepared(&prepared);
         assert_eq!(sent(&mut out), b"\x81\x06h\xc3\xa9llo");
     }

@@ -40,6 +40,34 @@ fn text_and_binary_echo_from_client_to_server() {
     assert_eq!(pair.server.phase(), Phase::Open);
 }
 
+/// A client masks each frame with the next key from the source its caller gave it, whatever
+/// the frame (data, ping, pong, close): the endpoint draws no randomness of its own.
+#[test]
+fn a_client_masks_with_the_keys_its_caller_gives() {
+    let keys = [
+        [1, 2, 3, 4],
+        [5, 6, 7, 8],
+        [9, 10, 11, 12],
+        [13, 14, 15, 16],
+    ];
+    let mut next = keys.into_iter();
+    let masks = MaskKeys::new(move || next.next().expect("one key per frame"));
+    let mut client = Side::of(Endpoint::client(&config(), Instant::now(), masks));
+    assert!(client.send(Message::Text("one")));
+    client.endpoint.outbound().ping(b"p");
+    client.receive(&server_frame(true, OpCode::Ping, b"q"), Instant::now());
+    client.close(1000, "");
+    let sent: Vec<_> = frames(&client.take_output())
+        .into_iter()
+        .map(|f| (f.opcode, f.mask))
+        .collect();
+    let expected: Vec<_> = [0x1, 0x9, 0xA, 0x8]
+        .into_iter()
+        .zip(keys.map(Some))
+        .collect();
+    assert_eq!(sent, expected);
+}
+
 #[test]
 fn text_and_binary_echo_from_server_to_client() {
     let mut pair = Pair::new();

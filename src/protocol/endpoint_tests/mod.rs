@@ -96,8 +96,15 @@ struct Side {
 
 impl Side {
     fn new(role: Role, config: &EndpointConfig, now: Instant) -> Side {
+        Side::of(match role {
+            Role::Server => Endpoint::server(config, now),
+            Role::Client => Endpoint::client(config, now, crate::test_rng::mask_keys(1)),
+        })
+    }
+
+    fn of(endpoint: Endpoint) -> Side {
         Side {
-            endpoint: Endpoint::new(role, config, now),
+            endpoint,
             events: Vec::new(),
             reply: None,
             wire: Vec::new(),

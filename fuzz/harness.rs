@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use wsloop::protocol::client_handshake::{parse_response_to, Accepted, ResponseError};
 use wsloop::protocol::close::{close_body, parse_close_body, CloseCode};
 use wsloop::protocol::deflate::{
-    inflate_shared, negotiate, CompressionMode, DeflateParams, Deflater, InflateError, Inflater,
+    inflate_shared, max_compressed_len, negotiate, CompressionMode, DeflateParams, Deflater,
+    InflateError, Inflater,
 };
 use wsloop::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase, Timer};
 use wsloop::protocol::error::ProtocolError;
@@ -599,6 +600,10 @@ impl Log {
         let config = &self.config;
         match error {
             ProtocolError::MessageTooBig(n) => assert!(n > config.max_message_size, "{error}"),
+            ProtocolError::CompressedTooBig(n) => {
+                assert!(self.deflate, "{error} without deflate");
+                assert!(n > max_compressed_len(config.max_message_size), "{error}");
+            }
             ProtocolError::FrameTooBig(n) => assert!(n > config.max_frame_size, "{error}"),
             ProtocolError::ControlTooLong(n) => assert!(n > 125, "{error}"),
             ProtocolError::ReservedBits(bits) => assert!(bits != 0 && bits < 8, "{error}"),

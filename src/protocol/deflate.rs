@@ -258,6 +258,44 @@ pub fn accept_response<'a>(
     Ok(agreed)
 }
 
+/// The most bytes a compressed message of up to `len` bytes may take on the wire (its frames'
+/// payloads, the sync flush's tail removed), however a peer's compressor made it.
+///
+/// The size limits bound messages as the application sees them: inflated. A compressed
+/// message is gathered whole before it is inflated, so its own size needs a bound too, and
+/// that bound must let through every way a real compressor can encode `len` bytes, or a peer
+/// is refused a message the limit allows (Python's websockets compresses 65,536 random bytes
+/// into 65,697). DEFLATE itself bounds nothing (a stream may hold any number of empty
+/// blocks); what bounds real streams is how their compressors choose blocks. zlib's
+/// `deflateBound` (1.2.12 and later) takes the worst of its parameters, and so does this:
+///
+/// - Stored blocks cost 5 bytes each (3 header bits padded to a byte, then LEN and NLEN),
+///   and zlib ends a block when its buffer of symbols is full: 2^(memLevel + 6) - 1 of them,
+///   so at memLevel 1 every 127 bytes (websockets uses memLevel 5: every 2,047 bytes; the
+///   default, 8: every 16,383; a 65,535-byte block is the most DEFLATE allows). 5 bytes per
+///   127 is under `len/32 + len/128 + len/2048`: about 4%.
+/// - Fixed-Huffman blocks spend 9 bits on a literal byte of 144 or more. zlib falls back to
+///   them when a stored block is impossible (the block's bytes have left a small window) and
+///   zlib-ng's and zlib-rs' level 1 use nothing else (random bytes grow by 5.5% there):
+///   `len/8 + len/256 + len/512` (12.5% for 9-bit literals, and each block's header and end).
+///
+/// The larger of the two, plus zlib's constants for the stream's end and [`MESSAGE_END`] for
+/// how a message ends: about 13% over `len`.
+pub fn max_compressed_len(len: u64) -> u64 {
+    if len > u64::MAX / 2 {
+        return u64::MAX; // no limit, no bound
+    }
+    let stored = len + (len >> 5) + (len >> 7) + (len >> 11) + 7;
+    let fixed = len + (len >> 3) + (len >> 8) + (len >> 9) + 4;
+    stored.max(fixed) + MESSAGE_END
+}
+
+/// What the end of a compressed message may add to its blocks (see [`max_compressed_len`]):
+/// the sync flush's empty stored block is its 3 header bits and their padding (1 byte) once its
+/// 4-byte tail is removed, or 5 bytes from a peer that leaves the tail in (§7.2.2 inflates that
+/// too); a final block (§7.2.3.3) ends with at most a byte of padding.
+pub const MESSAGE_END: u64 = 8;
+
 /// Why a compressed message could not be inflated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InflateError {
@@ -427,4 +465,4 @@ pub fn inflate_shared(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Inflat
 
 #[cfg(test)]
 #[path = "deflate_tests.rs"]
-mod tests;
+pub(crate) mod tests;

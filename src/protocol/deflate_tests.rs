@@ -1,4 +1,5 @@
 use super::*;
+use flate2::Compression;
 
 fn server(offer: &str, mode: CompressionMode) -> Option<String> {
     negotiate([offer].into_iter(), mode).map(|params| params.header())
@@ -195,4 +196,58 @@ fn an_empty_message_between_others_keeps_the_stream_in_step() {
         assert!(!compressed.is_empty(), "{message:?} compressed to nothing");
         assert_eq!(inflater.inflate(&compressed, 1 << 20).unwrap(), message);
     }
+}
+
+/// `data` as raw DEFLATE in stored blocks of `block` bytes, ended by a sync flush whose tail is
+/// removed: what zlib sends for incompressible data, in blocks as long as its memLevel allows.
+pub(crate) fn stored_blocks(data: &[u8], block: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in data.chunks(block) {
+        let len = chunk.len() as u16;
+        out.push(0x00); // BFINAL 0, BTYPE 00, padding
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out.push(0x00); // the sync flush's empty stored block, its LEN and NLEN removed
+    out
+}
+
+#[test]
+fn the_compressed_bound_holds_what_real_compressors_make() {
+    let mut rng = crate::test_rng::Rng(42);
+    for len in [0, 1, 126, 127, 128, 2048, 65_535, 65_536, 300_000] {
+        let random = rng.bytes(len);
+        let bound = max_compressed_len(len as u64);
+        // zlib's stored blocks: 127 bytes at memLevel 1 (the worst), 2,047 at 5 (Python's
+        // websockets), 16,383 at 8 (the default), 65,535 (DEFLATE's largest).
+        for block in [127, 2047, 2048, 16_383, 65_535] {
+            let stream = stored_blocks(&random, block);
+            assert!(
+                stream.len() as u64 <= bound,
+                "{len} in {block}: {}",
+                stream.len()
+            );
+            let inflated = Inflater::new(15, true).inflate(&stream, len).unwrap();
+            assert!(inflated == random);
+        }
+        // Fixed-Huffman blocks, all 9-bit literals: zlib-rs' (and zlib-ng's) level 1 on
+        // random bytes from 144 up.
+        let high: Vec<u8> = random.iter().map(|b| 144 + b % 112).collect();
+        for level in 0..=9 {
+            let mut compress = Compress::new_with_window_bits(Compression::new(level), false, 15);
+            let mut out = Vec::with_capacity(len * 2 + 64);
+            compress
+                .compress_vec(&high, &mut out, FlushCompress::Sync)
+                .unwrap();
+            assert!(out.len() < out.capacity() && out.ends_with(&TAIL));
+            let wire = (out.len() - TAIL.len()) as u64;
+            assert!(wire <= bound, "{len} at level {level}: {wire} > {bound}");
+        }
+    }
+    // What Python's websockets sent for 65,536 random bytes fits a 64 KiB limit's bound.
+    assert!(max_compressed_len(65_536) >= 65_697);
+    // No limit, no bound, and no overflow.
+    assert_eq!(max_compressed_len(u64::MAX), u64::MAX);
+    assert!(max_compressed_len(u64::MAX >> 1) > u64::MAX >> 1);
 }

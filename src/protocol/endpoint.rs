@@ -31,9 +31,13 @@ use crate::buffer_pool::recycle;
 /// An endpoint's limits and timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointConfig {
-    /// The largest frame payload accepted; larger ones fail the connection with 1009.
+    /// The largest frame payload accepted; larger ones fail the connection with 1009. With
+    /// permessage-deflate, a compressed message's frames may be as long as DEFLATE may make
+    /// this many bytes ([`max_compressed_len`](super::deflate::max_compressed_len)).
     pub max_frame_size: u64,
-    /// The largest message accepted, after reassembly; larger ones fail with 1009.
+    /// The largest message accepted, after reassembly and, when compressed, inflation; larger
+    /// ones fail with 1009. A compressed message may take up to `max_compressed_len` of it
+    /// before it is inflated.
     pub max_message_size: u64,
     /// Send a ping after this long without hearing from the peer.
     pub ping_interval: Option<Duration>,

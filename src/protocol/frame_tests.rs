@@ -1,4 +1,5 @@
 use super::*;
+use crate::protocol::deflate::max_compressed_len;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -251,4 +252,79 @@ fn whole_frames_in_one_step_and_split_ones_in_pieces() {
             .decode(&mut [0x81, 0x05, 1, 2, 3, 4, 5])
             .unwrap_err())
     );
+}
+
+/// With permessage-deflate, a compressed message's frames (the first has RSV1, the
+/// continuations do not) may be as long as DEFLATE makes a frame's worth of data; an
+/// uncompressed message's frames are held to the frame limit as before.
+#[test]
+fn a_compressed_message_s_frames_have_deflate_s_room() {
+    const LIMIT: u64 = 1000;
+    let bound = max_compressed_len(LIMIT);
+    assert!(bound > LIMIT + 100);
+    let header = |rsv1, opcode, fin, len| {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut header, fin, rsv1, opcode, len, Some(KEY));
+        header[..n].to_vec()
+    };
+    // The frames' lengths as decoded, their payloads handed over as zeros.
+    let decode = |headers: &[Vec<u8>]| {
+        let mut decoder = FrameDecoder::new(Role::Server, LIMIT);
+        decoder.allow_rsv1();
+        let mut lens = Vec::new();
+        for header in headers {
+            let Some((_, Decoded::Header(h))) = decoder.decode(&mut header.clone())? else {
+                panic!("a whole header");
+            };
+            lens.push(h.payload_len);
+            let mut payload = vec![0; h.payload_len as usize];
+            let mut pos = 0;
+            loop {
+                let (used, piece) = decoder.decode(&mut payload[pos..])?.unwrap();
+                pos += used;
+                if matches!(
+                    piece,
+                    Decoded::Payload {
+                        end_of_frame: true,
+                        ..
+                    }
+                ) {
+                    break;
+                }
+            }
+        }
+        Ok(lens)
+    };
+    let (text, cont, ping) = (OpCode::Text, OpCode::Continuation, OpCode::Ping);
+    // Compressed: the first frame and its continuations, with a ping between them.
+    let frames = [
+        header(true, text, false, bound),
+        header(false, ping, true, 0),
+        header(false, cont, true, bound),
+    ];
+    assert_eq!(decode(&frames), Ok(vec![bound, 0, bound]));
+    assert_eq!(decode(&[header(false, text, true, LIMIT)]), Ok(vec![LIMIT]));
+    let too_long = [
+        (vec![header(true, text, true, bound + 1)], bound + 1),
+        (
+            vec![
+                header(true, text, false, 1),
+                header(false, cont, true, bound + 1),
+            ],
+            bound + 1,
+        ),
+        // Uncompressed, even with the extension agreed: the frame limit.
+        (vec![header(false, text, true, LIMIT + 1)], LIMIT + 1),
+        (
+            vec![
+                header(true, text, true, 1),
+                header(false, text, false, 1),
+                header(false, cont, true, LIMIT + 1),
+            ],
+            LIMIT + 1,
+        ),
+    ];
+    for (frames, len) in too_long {
+        assert_eq!(decode(&frames), Err(ProtocolError::FrameTooBig(len)));
+    }
 }

@@ -7,6 +7,7 @@ use crate::protocol::frame::{encode_header, OpCode, MAX_HEADER_LEN};
 use crate::protocol::mask::apply_mask;
 
 mod closing;
+mod deflate;
 mod keepalive;
 mod messages;
 mod violations;

@@ -252,15 +252,10 @@ fn a_message_of_the_limit_is_taken_though_compressing_made_it_larger() {
             assert!(compressed.len() > limit);
             client.send(&raw_frame(true, 0b100, BINARY, Some(MASK), &compressed));
             let echo = client.read_frame();
-            assert_eq!(echo.opcode, BINARY, "{mode:?}, {limit}: {echo:?}");
-            let payload = if echo.compressed {
-                Inflater::new(15, false)
-                    .inflate(&echo.payload, limit)
-                    .unwrap()
-            } else {
-                echo.payload
-            };
-            assert!(payload == message, "{mode:?}, {limit}");
+            assert_eq!(echo.opcode, BINARY, "{mode:?}, {limit}");
+            // Compressing random bytes would make them larger: they come back as they are.
+            assert!(!echo.compressed, "{mode:?}, {limit}");
+            assert!(echo.payload == message, "{mode:?}, {limit}");
         }
     }
 }

@@ -251,3 +251,65 @@ fn the_compressed_bound_holds_what_real_compressors_make() {
     assert_eq!(max_compressed_len(u64::MAX), u64::MAX);
     assert!(max_compressed_len(u64::MAX >> 1) > u64::MAX >> 1);
 }
+
+/// A message that compressing would not shrink is left to go uncompressed: `out` untouched.
+/// With context takeover the compressor is reset, because the peer's decompressor never sees
+/// that message: the next one must not point back into it. Here the same random block comes
+/// twice: kept in the compressor's window, the second would compress to a back-reference
+/// the peer cannot follow.
+#[test]
+fn what_would_not_shrink_is_left_uncompressed_and_the_peer_stays_in_step() {
+    let random = crate::test_rng::Rng(9).bytes(4096);
+    let text = "{\"type\":\"message\",\"text\":\"hello hello hello\"}".repeat(40);
+    for takeover in [true, false] {
+        let mut deflater = Deflater::new(15, !takeover);
+        let mut inflater = Inflater::new(15, !takeover);
+        let messages = [
+            text.as_bytes(),
+            &random,
+            &random,
+            text.as_bytes(),
+            b"",
+            b"x",
+        ];
+        let mut sent_compressed = Vec::new();
+        for message in messages {
+            let mut out = b"before".to_vec();
+            let smaller = deflater.compress_smaller(message, &mut out);
+            sent_compressed.push(smaller);
+            if !smaller {
+                assert_eq!(out, b"before", "left as it was");
+                continue; // sent as it is: the peer's decompressor does not see it
+            }
+            assert!(out.len() - 6 < message.len());
+            let inflated = inflater.inflate(&out[6..], 1 << 20);
+            assert!(inflated.as_deref() == Ok(message), "takeover {takeover}");
+        }
+        assert_eq!(sent_compressed, [true, false, false, true, false, false]);
+    }
+}
+
+/// A message given up midway leaves the compressor as good as new: the messages after it
+/// inflate, with context takeover in the peer's continuing stream. zlib-rs' reset alone,
+/// midway, loses the next block's header (a block was open) or panics on a large message
+/// (output was left undrained).
+#[test]
+fn a_message_given_up_midway_leaves_the_compressor_as_good_as_new() {
+    let random = crate::test_rng::Rng(13).bytes(4 << 20);
+    let hello = b"hello hello hello hello hello hello hello hello".repeat(10);
+    let text: Vec<u8> = (0..1u64 << 20)
+        .map(|i| b"abcdefgh"[(i * i % 7) as usize])
+        .collect();
+    for window in [9, 15] {
+        let mut deflater = Deflater::new(window, false);
+        let mut inflater = Inflater::new(window, false);
+        let mut out = Vec::new();
+        assert!(!deflater.compress_smaller(&random, &mut out));
+        for message in [&hello, &hello, &text] {
+            let mut out = Vec::new();
+            assert!(deflater.compress_smaller(message, &mut out));
+            let inflated = inflater.inflate(&out, 2 << 20);
+            assert!(inflated.as_ref() == Ok(message), "window {window}");
+        }
+    }
+}

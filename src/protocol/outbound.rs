@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::close::{close_body, CloseCode};
 use super::deflate::{
-    compress_shared, inflate_shared, DeflateParams, Deflater, InflateError, Inflater,
+    compress_smaller_shared, inflate_shared, DeflateParams, Deflater, InflateError, Inflater,
 };
 use super::error::ProtocolError;
 use super::frame::{encode_frame, OpCode, Role, MAX_HEADER_LEN};
@@ -52,7 +52,8 @@ pub struct Prepared {
     frame: Arc<[u8]>,
     header_len: u8,
     /// The frame compressed the shared way (no context takeover, 15-bit window), made for the
-    /// first receiver that wants it and shared by all the others.
+    /// first receiver that wants it and shared by all the others (the uncompressed frame again
+    /// if compressing did not make it smaller).
     deflated: OnceLock<Arc<[u8]>>,
 }
 
@@ -70,11 +71,14 @@ impl Prepared {
         }
     }
 
-    /// The frame compressed once with the loop's shared compressor, RSV1 set.
+    /// The frame compressed once with the loop's shared compressor, RSV1 set; or, when that
+    /// does not make it smaller, the uncompressed frame.
     fn deflated_frame(&self) -> &Arc<[u8]> {
         self.deflated.get_or_init(|| {
             let mut compressed = Vec::new();
-            compress_shared(self.message().as_bytes(), &mut compressed);
+            if !compress_smaller_shared(self.message().as_bytes(), &mut compressed) {
+                return self.frame.clone();
+            }
             let mut frame = Vec::with_capacity(compressed.len() + MAX_HEADER_LEN);
             encode_frame(&mut frame, true, self.opcode, &compressed, None);
             Arc::from(frame)
@@ -142,14 +146,16 @@ impl Deflate {
         self.send == (true, 15)
     }
 
-    fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+    /// Appends `payload` compressed to `out` if that makes it smaller; see
+    /// [`Deflater::compress_smaller`].
+    fn compress_smaller(&mut self, payload: &[u8], out: &mut Vec<u8>) -> bool {
         if self.shares() {
-            return compress_shared(payload, out);
+            return compress_smaller_shared(payload, out);
         }
         let (no_context, bits) = self.send;
         self.deflater
             .get_or_insert_with(|| Box::new(Deflater::new(bits, no_context)))
-            .compress(payload, out);
+            .compress_smaller(payload, out)
     }
 
     fn inflate(&mut self, compressed: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
@@ -290,15 +296,23 @@ impl Outbound {
         self.deflate().is_some_and(|d| len >= d.threshold)
     }
 
-    /// Queues a data message compressed, RSV1 set.
-    fn compressed(&mut self, opcode: OpCode, payload: &[u8]) {
-        let mut compressed = take_buffer(payload.len() / 2 + 64);
-        if let Some(deflate) = self.deflate_mut() {
-            deflate.compress(payload, &mut compressed);
+    /// Queues a data message compressed, RSV1 set, when permessage-deflate was agreed, the
+    /// message is not under the threshold and compressing makes it smaller. Returns false,
+    /// queuing nothing, otherwise: the caller sends it uncompressed (RFC 7692 §6.1 lets any
+    /// message go either way).
+    fn send_compressed(&mut self, opcode: OpCode, payload: &[u8]) -> bool {
+        if !self.compresses(payload.len()) {
+            return false;
         }
-        let mask = self.mask();
-        self.queue.push_frame(true, opcode, &compressed, mask);
+        let mut compressed = take_buffer(payload.len() / 2 + 64);
+        let deflate = self.deflate_mut().expect("compresses");
+        let smaller = deflate.compress_smaller(payload, &mut compressed);
+        if smaller {
+            let mask = self.mask();
+            self.queue.push_frame(true, opcode, &compressed, mask);
+        }
         give_back(compressed);
+        smaller
     }
 
     /// A client's next masking key; none for a server.
@@ -313,10 +327,10 @@ impl Outbound {
     }
 
     /// Queues a message in one frame (compressed, with permessage-deflate, from the threshold
-    /// up). Returns false, queuing nothing, once a close is queued.
+    /// up, unless that would not make it smaller). Returns false, queuing nothing, once a close
+    /// is queued.
     pub fn send(&mut self, message: Message<'_>) -> bool {
-        if self.is_open() && self.compresses(message.as_bytes().len()) {
-            self.compressed(message.opcode(), message.as_bytes());
+        if self.is_open() && self.send_compressed(message.opcode(), message.as_bytes()) {
             return true;
         }
         self.frame(message.opcode(), message.as_bytes())
@@ -325,15 +339,18 @@ impl Outbound {
     /// Queues a message received in one piece whose payload is still at `offset` in the input
     /// buffer being received: a server queues that range instead of a copy (see
     /// [`WriteQueue::push_frame_from_input`]; whoever drives the endpoint writes it from that
-    /// buffer or has it copied before reusing the buffer). A client, or a message to be
-    /// compressed, is queued as [`Outbound::send`] does.
+    /// buffer or has it copied before reusing the buffer). A client's, or one compressed, is
+    /// queued as [`Outbound::send`] does (one that compressing would not shrink is queued from
+    /// the input all the same).
     pub(crate) fn send_from_input(&mut self, message: Message<'_>, offset: usize) -> bool {
-        let len = message.as_bytes().len();
-        if self.role == Role::Client || !self.is_open() || self.compresses(len) {
+        if self.role == Role::Client || !self.is_open() {
             return self.send(message);
         }
-        self.queue
-            .push_frame_from_input(message.opcode(), offset, len);
+        if !self.send_compressed(message.opcode(), message.as_bytes()) {
+            let len = message.as_bytes().len();
+            self.queue
+                .push_frame_from_input(message.opcode(), offset, len);
+        }
         true
     }
 
@@ -343,8 +360,7 @@ impl Outbound {
         if !self.is_open() {
             return false;
         }
-        if self.compresses(payload.len()) {
-            self.compressed(opcode, payload);
+        if self.send_compressed(opcode, payload) {
             return true;
         }
         match self.role {
@@ -364,15 +380,14 @@ impl Outbound {
             return false;
         }
         let payload = prepared.message().as_bytes();
-        if self.compresses(payload.len()) {
-            // Receivers that compress the shared way share one compressed frame.
-            match self
-                .deflate()
-                .filter(|d| d.shares() && self.role == Role::Server)
-            {
-                Some(_) => self.queue.push_shared(prepared.deflated_frame().clone()),
-                None => self.compressed(prepared.opcode, payload),
-            }
+        let shares = self.deflate().is_some_and(Deflate::shares);
+        if shares && self.role == Role::Server && self.compresses(payload.len()) {
+            // Receivers that compress the shared way share one compressed frame (or the
+            // uncompressed one, if compressing did not make it smaller).
+            self.queue.push_shared(prepared.deflated_frame().clone());
+            return true;
+        }
+        if self.send_compressed(prepared.opcode, payload) {
             return true;
         }
         match self.role {

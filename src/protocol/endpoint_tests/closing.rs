@@ -82,6 +82,7 @@ fn closing_handshake_started_by_the_server() {
         pair.server.wire_frames(),
         [WireFrame {
             fin: true,
+            rsv1: false,
             opcode: 0x8,
             mask: None,
             payload: close_payload(1001, "shutting down"),

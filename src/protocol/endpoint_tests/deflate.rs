@@ -4,6 +4,7 @@
 use super::*;
 use crate::protocol::deflate::tests::stored_blocks;
 use crate::protocol::deflate::{max_compressed_len, Deflater};
+use crate::protocol::outbound::Prepared;
 use crate::test_rng::Rng;
 
 /// What `--compression shared` agrees: no context takeover either way, full windows.
@@ -133,4 +134,92 @@ fn a_message_of_exactly_the_limit_compressed_by_us_is_taken() {
         Instant::now(),
     );
     assert_events(&server, &[OwnedEvent::Binary(message)]);
+}
+
+/// Context takeover both ways, as `--compression dedicated` agrees with a client that allows
+/// it.
+const TAKEOVER: DeflateParams = DeflateParams {
+    server_no_context_takeover: false,
+    client_no_context_takeover: false,
+    server_max_window_bits: None,
+    client_max_window_bits: None,
+};
+
+/// A pair that agreed `params`, both compressing from 64 bytes up.
+fn deflating_pair(params: &DeflateParams) -> Pair {
+    let mut pair = Pair::new();
+    pair.server.endpoint.enable_deflate(params, 64);
+    pair.client.endpoint.enable_deflate(params, 64);
+    pair
+}
+
+/// Whether each data frame `side` wrote was compressed (RSV1).
+fn compressed_flags(side: &Side) -> Vec<bool> {
+    let frames = side.wire_frames();
+    frames.iter().map(|f| f.rsv1).collect()
+}
+
+/// A message that compressing would make larger (random bytes) goes uncompressed, RSV1 clear,
+/// and the messages around it still compress; with context takeover the receiver's real
+/// Inflater stays in step (the same random block twice would otherwise compress the second
+/// time into a reference to bytes the receiver never inflated).
+#[test]
+fn what_compressing_would_not_shrink_goes_uncompressed_either_way() {
+    let random = Rng(17).bytes(4096);
+    let text = "{\"type\":\"message\",\"text\":\"compress me\"}".repeat(50);
+    let messages = [
+        OwnedEvent::Text(text.clone()),
+        OwnedEvent::Binary(random.clone()),
+        OwnedEvent::Binary(random),
+        OwnedEvent::Text(text),
+    ];
+    for params in [SHARED, TAKEOVER] {
+        let mut pair = deflating_pair(&params);
+        for message in &messages {
+            match message {
+                OwnedEvent::Text(text) => pair.server.send(Message::Text(text)),
+                OwnedEvent::Binary(bytes) => pair.server.send(Message::Binary(bytes)),
+                _ => unreachable!(),
+            };
+        }
+        pair.client.reply = Some(echo());
+        pair.drive();
+        assert_events(&pair.client, &messages);
+        assert_events(&pair.server, &messages);
+        let expected = [true, false, false, true];
+        assert_eq!(compressed_flags(&pair.server), expected, "{params:?}");
+        assert_eq!(compressed_flags(&pair.client), expected, "{params:?}");
+    }
+}
+
+/// A message prepared once for many: compressed once if that makes it smaller, else its
+/// uncompressed frame for every receiver, whether it shares the loop's compressor or has its
+/// own.
+#[test]
+fn a_prepared_message_goes_uncompressed_when_compressing_would_not_shrink_it() {
+    let random = Rng(19).bytes(4096);
+    let text = "broadcast to everyone ".repeat(100);
+    let prepared = [
+        Prepared::new(Message::Binary(&random)),
+        Prepared::new(Message::Text(&text)),
+    ];
+    for params in [SHARED, TAKEOVER] {
+        let mut pair = deflating_pair(&params);
+        for message in &prepared {
+            pair.server.endpoint.outbound().send_prepared(message);
+            pair.server.endpoint.outbound().send_prepared(message);
+        }
+        pair.drive();
+        assert_events(
+            &pair.client,
+            &[
+                OwnedEvent::Binary(random.clone()),
+                OwnedEvent::Binary(random.clone()),
+                OwnedEvent::Text(text.clone()),
+                OwnedEvent::Text(text.clone()),
+            ],
+        );
+        let flags = compressed_flags(&pair.server);
+        assert_eq!(flags, [false, false, true, true], "{params:?}");
+    }
 }

@@ -254,6 +254,8 @@ impl Pair {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct WireFrame {
     fin: bool,
+    /// A compressed message (RFC 7692 §6).
+    rsv1: bool,
     opcode: u8,
     mask: Option<[u8; 4]>,
     payload: Vec<u8>,
@@ -286,6 +288,7 @@ fn frames(mut bytes: &[u8]) -> Vec<WireFrame> {
     let mut found = Vec::new();
     while !bytes.is_empty() {
         let fin = bytes[0] & 0x80 != 0;
+        let rsv1 = bytes[0] & 0x40 != 0;
         let opcode = bytes[0] & 0x0F;
         let masked = bytes[1] & 0x80 != 0;
         let (len, mut at) = match bytes[1] & 0x7F {
@@ -307,6 +310,7 @@ fn frames(mut bytes: &[u8]) -> Vec<WireFrame> {
         }
         found.push(WireFrame {
             fin,
+            rsv1,
             opcode,
             mask,
             payload,

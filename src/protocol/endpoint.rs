@@ -374,7 +374,7 @@ impl Endpoint {
             let message = match kind {
                 DataKind::Binary => Message::Binary(&payload),
                 // Validated as it arrived; this pass only turns it into `&str` without `unsafe`.
-                DataKind::Text => match std::str::from_utf8(&payload) {
+                DataKind::Text => match super::utf8::text(&payload) {
                     Ok(text) => Message::Text(text),
                     Err(_) => return self.fail(ProtocolError::InvalidUtf8, on_event),
                 },

@@ -183,7 +183,7 @@ impl MessageAssembler {
                     return Ok(Some(match kind {
                         DataKind::Binary => Received::Binary(data),
                         DataKind::Text => Received::Text(
-                            std::str::from_utf8(data).map_err(|_| ProtocolError::InvalidUtf8)?,
+                            super::utf8::text(data).map_err(|_| ProtocolError::InvalidUtf8)?,
                         ),
                     }));
                 }

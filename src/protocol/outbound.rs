@@ -76,7 +76,7 @@ impl Prepared {
     fn deflated_frame(&self) -> &Arc<[u8]> {
         self.deflated.get_or_init(|| {
             let mut compressed = Vec::new();
-            if !compress_smaller_shared(self.message().as_bytes(), &mut compressed) {
+            if !compress_smaller_shared(self.payload(), &mut compressed) {
                 return self.frame.clone();
             }
             let mut frame = Vec::with_capacity(compressed.len() + MAX_HEADER_LEN);
@@ -85,15 +85,25 @@ impl Prepared {
         })
     }
 
-    /// The message it carries.
+    /// The message it carries. Its text, if text, is checked again: it was made from a
+    /// `&str`, but only `unsafe` could hand it out as one unchecked. Sending never needs it
+    /// ([`Outbound::send_prepared`] takes [`Prepared::payload`]), so a broadcast checks
+    /// nothing per receiver.
     pub fn message(&self) -> Message<'_> {
-        let payload = &self.frame[usize::from(self.header_len)..];
         match self.opcode {
-            // Built from a `Message::Text`, so the bytes are UTF-8; checked again rather than
-            // trusted, since this crate has no `unsafe`.
-            OpCode::Text => Message::Text(std::str::from_utf8(payload).unwrap_or_default()),
-            _ => Message::Binary(payload),
+            OpCode::Text => Message::Text(super::utf8::text(self.payload()).unwrap_or_default()),
+            _ => Message::Binary(self.payload()),
         }
+    }
+
+    /// The opcode of the frame that carries it: text or binary.
+    pub fn opcode(&self) -> OpCode {
+        self.opcode
+    }
+
+    /// The message's bytes (valid UTF-8 for text, as it was made from a `&str`).
+    pub fn payload(&self) -> &[u8] {
+        &self.frame[usize::from(self.header_len)..]
     }
 
     /// The frame's length on the wire (unmasked).
@@ -379,7 +389,7 @@ impl Outbound {
         if !self.is_open() {
             return false;
         }
-        let payload = prepared.message().as_bytes();
+        let payload = prepared.payload();
         let shares = self.deflate().is_some_and(Deflate::shares);
         if shares && self.role == Role::Server && self.compresses(payload.len()) {
             // Receivers that compress the shared way share one compressed frame (or the
@@ -394,7 +404,6 @@ impl Outbound {
             Role::Server => self.queue.push_shared(prepared.frame.clone()),
             Role::Client => {
                 let mask = self.mask();
-                let payload = prepared.message().as_bytes();
                 self.queue.push_frame(false, prepared.opcode, payload, mask);
             }
         }
@@ -506,6 +515,39 @@ mod tests {
             *out.take_close_request().unwrap(),
             (CloseCode::NORMAL, "bye".into())
         );
+    }
+
+    /// A prepared text is a `&str` checked once, by whoever made it: sending it to many
+    /// receivers, compressed or not, server or client, checks none of its bytes again.
+    #[test]
+    fn a_prepared_text_is_not_checked_again_for_each_receiver() {
+        let text = "héllo, everyone ".repeat(100);
+        let prepared = Prepared::new(Message::Text(&text));
+        let params = |no_context| DeflateParams {
+            server_no_context_takeover: no_context,
+            client_no_context_takeover: no_context,
+            server_max_window_bits: None,
+            client_max_window_bits: None,
+        };
+        let mut receivers = Vec::new();
+        for compression in [None, Some(params(true)), Some(params(false))] {
+            for _ in 0..10 {
+                let server = Outbound::server(WriteQueue::default());
+                let client = Outbound::client(WriteQueue::default(), test_masks());
+                for mut out in [server, client] {
+                    if let Some(params) = &compression {
+                        out.enable_deflate(params, 64);
+                    }
+                    receivers.push(out);
+                }
+            }
+        }
+        let before = super::super::utf8::checked_bytes();
+        for out in &mut receivers {
+            assert!(out.send_prepared(&prepared));
+            assert!(!sent(out).is_empty());
+        }
+        assert_eq!(super::super::utf8::checked_bytes() - before, 0);
     }
 
     #[test]

@@ -83,3 +83,42 @@ fn a_large_message_read_in_place_equals_one_received() {
     );
     assert_eq!(server.events, [OwnedEvent::Binary(payload), text("after")]);
 }
+
+/// How often a text message's bytes are checked as UTF-8 on their way in: once, in one frame
+/// or compressed (after inflating); twice when gathered from pieces. Its pieces are checked
+/// as they arrive, so a bad byte fails at once (§8.1, Autobahn 6.4), and the whole again to
+/// hand it out as `&str`, which only `unsafe` could do without a check.
+#[test]
+fn how_often_text_is_checked_on_its_way_in() {
+    use crate::protocol::deflate::{DeflateParams, Deflater};
+    use crate::protocol::utf8::checked_bytes;
+    let text = "héllo, wörld ".repeat(100);
+    let len = text.len();
+    let checks = |bytes: &[u8], deflate: bool| {
+        let mut server = Side::new(Role::Server, &config(), Instant::now());
+        if deflate {
+            let params = DeflateParams {
+                server_no_context_takeover: true,
+                client_no_context_takeover: true,
+                server_max_window_bits: None,
+                client_max_window_bits: None,
+            };
+            server.endpoint.enable_deflate(&params, 64);
+        }
+        let before = checked_bytes();
+        server.receive(bytes, Instant::now());
+        assert_eq!(server.events, [text.as_str()].map(super::text));
+        checked_bytes() - before
+    };
+    let whole = client_frame(true, OpCode::Text, text.as_bytes());
+    assert_eq!(checks(&whole, false), len);
+    let mut compressed = Vec::new();
+    Deflater::new(15, true).compress(text.as_bytes(), &mut compressed);
+    let mut frame = client_frame(true, OpCode::Text, &compressed);
+    frame[0] |= 0x40; // RSV1
+    assert_eq!(checks(&frame, true), len);
+    let (first, rest) = text.as_bytes().split_at(len / 2);
+    let mut fragments = client_frame(false, OpCode::Text, first);
+    fragments.extend(client_frame(true, OpCode::Continuation, rest));
+    assert_eq!(checks(&fragments, false), 2 * len);
+}

@@ -182,7 +182,7 @@ impl Deflate {
 /// Where a client endpoint's masking keys come from: a fresh key for every frame it sends
 /// (RFC 6455 §5.3). The keys must be unpredictable to anyone who can see or shape the traffic
 /// (§10.3), so in real use they come from a cryptographically strong source such as the OS's
-/// (the crate's client and bench use `getrandom`: [`crate::client::os_mask_keys`]). The
+/// (the crate's client and bench use `getrandom`: `wsloop::client::os_mask_keys`). The
 /// protocol core does no I/O itself, so the caller hands it the source; a test may hand it a
 /// fixed-seed generator to get the same bytes on every run.
 pub struct MaskKeys(Box<dyn FnMut() -> [u8; 4] + Send>);

@@ -19,7 +19,14 @@ const MIB: usize = 1024 * KIB;
 /// The header of a masked client frame announcing `payload_len` bytes.
 fn masked_header(payload_len: u64) -> Vec<u8> {
     let mut header = [0u8; MAX_HEADER_LEN];
-    let n = encode_header(&mut header, true, OpCode::Binary, payload_len, Some(KEY));
+    let n = encode_header(
+        &mut header,
+        true,
+        false,
+        OpCode::Binary,
+        payload_len,
+        Some(KEY),
+    );
     header[..n].to_vec()
 }
 
@@ -27,7 +34,7 @@ fn masked_header(payload_len: u64) -> Vec<u8> {
 fn masked_frame(len: usize) -> Vec<u8> {
     let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
     let mut frame = Vec::new();
-    encode_frame(&mut frame, OpCode::Binary, &payload, Some(KEY));
+    encode_frame(&mut frame, false, OpCode::Binary, &payload, Some(KEY));
     frame
 }
 
@@ -135,7 +142,7 @@ fn frame_encode(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(len), &payload, |b, payload| {
             b.iter(|| {
                 out.clear();
-                encode_frame(&mut out, OpCode::Binary, black_box(payload), None);
+                encode_frame(&mut out, false, OpCode::Binary, black_box(payload), None);
                 black_box(&out);
             })
         });
@@ -196,7 +203,7 @@ fn endpoint_echo(c: &mut Criterion) {
     for (name, len, count, pieces) in cases {
         let frame = masked_frame(len).repeat(count);
         let mut input = frame.clone();
-        let mut ws = Endpoint::new(Role::Server, &config, now);
+        let mut ws = Endpoint::server(&config, now);
         let mut sink = Vec::with_capacity(count * (len + MAX_HEADER_LEN));
         group.throughput(Throughput::Elements(count as u64));
         group.bench_function(name, |b| {

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use wsloop::protocol::client_handshake::{parse_response_to, Accepted, ResponseError};
 use wsloop::protocol::close::{close_body, parse_close_body, CloseCode};
 use wsloop::protocol::deflate::{
-    inflate_shared, negotiate, CompressionMode, DeflateParams, Deflater, InflateError, Inflater,
+    inflate_shared, max_compressed_len, negotiate, CompressionMode, DeflateParams, Deflater,
+    InflateError, Inflater,
 };
 use wsloop::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase, Timer};
 use wsloop::protocol::error::ProtocolError;
@@ -23,7 +24,7 @@ use wsloop::protocol::handshake::{
     accept_key, classify, error_response, parse_request, switching_protocols,
     switching_protocols_with, without_body, Intent, Parsed, Request,
 };
-use wsloop::protocol::outbound::{Message, Outbound, Prepared};
+use wsloop::protocol::outbound::{MaskKeys, Message, Outbound, Prepared};
 use wsloop::protocol::write_queue::WriteQueue;
 
 /// The request head limit the server uses by default (`Config::max_header_size`).
@@ -396,6 +397,18 @@ impl<'a> Script<'a> {
     }
 }
 
+/// Masking keys for the client role: a fixed sequence (xorshift64*), so a run's output is the
+/// same every time it is replayed.
+fn mask_keys() -> MaskKeys {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    MaskKeys::new(move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        ((state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32).to_be_bytes()
+    })
+}
+
 /// The limits and timers selected by the low bits of `flags`.
 pub fn config(flags: u8) -> EndpointConfig {
     let (max_frame_size, max_message_size) = match flags & 3 {
@@ -587,6 +600,10 @@ impl Log {
         let config = &self.config;
         match error {
             ProtocolError::MessageTooBig(n) => assert!(n > config.max_message_size, "{error}"),
+            ProtocolError::CompressedTooBig(n) => {
+                assert!(self.deflate, "{error} without deflate");
+                assert!(n > max_compressed_len(config.max_message_size), "{error}");
+            }
             ProtocolError::FrameTooBig(n) => assert!(n > config.max_frame_size, "{error}"),
             ProtocolError::ControlTooLong(n) => assert!(n > 125, "{error}"),
             ProtocolError::ReservedBits(bits) => assert!(bits != 0 && bits < 8, "{error}"),
@@ -646,9 +663,9 @@ impl Run {
                 let reply = switching_protocols(CLIENT_ACCEPT, None);
                 let mut queue = WriteQueue::default();
                 queue.push_bytes(&reply);
-                (Endpoint::with_queue(role, &config, now, queue), reply)
+                (Endpoint::server_shared(Arc::new(config), now, queue), reply)
             }
-            Role::Client => (Endpoint::new(role, &config, now), Vec::new()),
+            Role::Client => (Endpoint::client(&config, now, mask_keys()), Vec::new()),
         };
         if let Some((params, threshold)) = &deflate {
             ep.enable_deflate(params, *threshold);
@@ -1171,12 +1188,13 @@ pub fn close_frame(data: &[u8]) {
         let mut frame = Vec::new();
         encode_frame(
             &mut frame,
+            false,
             OpCode::Close,
             data,
             Some([0x37, 0xfa, 0x21, 0x3d]),
         );
         let config = config(0);
-        let mut ep = Endpoint::new(Role::Server, &config, Instant::now());
+        let mut ep = Endpoint::server(&config, Instant::now());
         let mut events = Vec::new();
         ep.receive(&mut frame, Instant::now(), &mut |_, e| {
             if let Event::Closed { code, reason, by } = e {

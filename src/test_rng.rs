@@ -20,3 +20,10 @@ impl Rng {
         (0..n).map(|_| self.next() as u8).collect()
     }
 }
+
+/// Masking keys for a test's client endpoint from a fixed seed: the same bytes on every run.
+/// Real clients take theirs from the OS ([`crate::client::os_mask_keys`]).
+pub(crate) fn mask_keys(seed: u64) -> crate::protocol::outbound::MaskKeys {
+    let mut rng = Rng(seed);
+    crate::protocol::outbound::MaskKeys::new(move || (rng.next() as u32).to_be_bytes())
+}

@@ -200,3 +200,62 @@ fn a_route_can_choose_its_own_compression() {
     assert_eq!(agreed("/echo"), None, "the server's default is off");
     assert!(agreed("/compressed").is_some_and(|e| e.starts_with("permessage-deflate")));
 }
+
+/// `data` as raw DEFLATE in stored blocks of `block` bytes, sync-flushed with the tail removed:
+/// what zlib sends for incompressible data, in blocks as long as its memLevel allows.
+fn stored_blocks(data: &[u8], block: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in data.chunks(block) {
+        let len = chunk.len() as u16;
+        out.push(0x00);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out.push(0x00);
+    out
+}
+
+/// Bytes no compressor can shrink (xorshift64*).
+fn random_bytes(len: usize, mut state: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+/// The message limit bounds the message, not its compressed form: random bytes of exactly the
+/// limit, compressed as zlib compresses them (slightly larger), are taken and echoed.
+#[test]
+fn a_message_of_the_limit_is_taken_though_compressing_made_it_larger() {
+    let cases = [
+        // Python's websockets (memLevel 5): 65,536 random bytes in 65,697.
+        (64 << 10, 2048),
+        // zlib's default memLevel 8 (aiohttp, Chromium), at a 1 MiB limit.
+        (1 << 20, 16_383),
+    ];
+    let modes = [
+        CompressionMode::Shared,
+        CompressionMode::Dedicated { window_bits: 15 },
+    ];
+    for mode in modes {
+        for (limit, block) in cases {
+            let server =
+                TestServer::new(Config::default().compression(mode).max_message_size(limit));
+            let (mut client, _) = upgrade(&server, OFFER);
+            let message = random_bytes(limit, limit as u64);
+            let compressed = stored_blocks(&message, block);
+            assert!(compressed.len() > limit);
+            client.send(&raw_frame(true, 0b100, BINARY, Some(MASK), &compressed));
+            let echo = client.read_frame();
+            assert_eq!(echo.opcode, BINARY, "{mode:?}, {limit}");
+            // Compressing random bytes would make them larger: they come back as they are.
+            assert!(!echo.compressed, "{mode:?}, {limit}");
+            assert!(echo.payload == message, "{mode:?}, {limit}");
+        }
+    }
+}

@@ -32,7 +32,7 @@ use crate::protocol::close::CloseCode;
 pub use crate::protocol::deflate::{ClientOffer, DeflateParams};
 use crate::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase};
 use crate::protocol::error::ProtocolError;
-use crate::protocol::frame::Role;
+use crate::protocol::outbound::MaskKeys;
 use crate::Message;
 pub use error::ClientError;
 pub use options::ClientOptions;
@@ -89,6 +89,22 @@ pub struct Client {
     pending_error: Option<ProtocolError>,
 }
 
+/// Masking keys from the OS's entropy source, for a client endpoint (RFC 6455 §5.3: fresh for
+/// every frame and unpredictable, §10.3). They are drawn 64 at a time, one system call for 64
+/// frames.
+pub fn os_mask_keys() -> MaskKeys {
+    let mut keys = [0u8; 256];
+    let mut used = keys.len();
+    MaskKeys::new(move || {
+        if used == keys.len() {
+            getrandom::fill(&mut keys).expect("the OS entropy source works");
+            used = 0;
+        }
+        used += 4;
+        keys[used - 4..used].try_into().expect("4 bytes")
+    })
+}
+
 /// A random 16-byte handshake nonce from the OS.
 fn nonce() -> [u8; 16] {
     let mut bytes = [0u8; 16];
@@ -128,7 +144,7 @@ impl Client {
             ping_interval: None,
             idle_timeout: None,
         };
-        let mut ws = Endpoint::new(Role::Client, &config, Instant::now());
+        let mut ws = Endpoint::client(&config, Instant::now(), os_mask_keys());
         // What the server sent before its close answers ours still reaches `recv`.
         ws.deliver_after_close();
         let mut client = Client {

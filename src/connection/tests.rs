@@ -181,13 +181,13 @@ impl Harness {
 
 fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_frame(&mut out, opcode, payload, Some([1, 2, 3, 4]));
+    encode_frame(&mut out, false, opcode, payload, Some([1, 2, 3, 4]));
     out
 }
 
 fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_frame(&mut out, opcode, payload, None);
+    encode_frame(&mut out, false, opcode, payload, None);
     out
 }
 

@@ -8,7 +8,6 @@ use log::{debug, info};
 use super::{report, Answer, Connection, ConnectionConfig, ConnectionEvents, State};
 use crate::protocol::deflate;
 use crate::protocol::endpoint::Endpoint;
-use crate::protocol::frame::Role;
 use crate::protocol::handshake::{
     classify, error_response, parse_request, switching_protocols_with, without_body, HttpError,
     Intent, Parsed, Refusal, Request,
@@ -106,7 +105,7 @@ fn answer(
             let mut queue = WriteQueue::default();
             queue.push_bytes(&reply);
             let endpoint = config.endpoint.clone();
-            let mut ws = Endpoint::with_shared_config(Role::Server, endpoint, now, queue);
+            let mut ws = Endpoint::server_shared(endpoint, now, queue);
             if let Some(params) = &deflate {
                 ws.enable_deflate(params, config.compression_threshold);
             }

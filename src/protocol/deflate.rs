@@ -258,6 +258,44 @@ pub fn accept_response<'a>(
     Ok(agreed)
 }
 
+/// The most bytes a compressed message of up to `len` bytes may take on the wire (its frames'
+/// payloads, the sync flush's tail removed), however a peer's compressor made it.
+///
+/// The size limits bound messages as the application sees them: inflated. A compressed
+/// message is gathered whole before it is inflated, so its own size needs a bound too, and
+/// that bound must let through every way a real compressor can encode `len` bytes, or a peer
+/// is refused a message the limit allows (Python's websockets compresses 65,536 random bytes
+/// into 65,697). DEFLATE itself bounds nothing (a stream may hold any number of empty
+/// blocks); what bounds real streams is how their compressors choose blocks. zlib's
+/// `deflateBound` (1.2.12 and later) takes the worst of its parameters, and so does this:
+///
+/// - Stored blocks cost 5 bytes each (3 header bits padded to a byte, then LEN and NLEN),
+///   and zlib ends a block when its buffer of symbols is full: 2^(memLevel + 6) - 1 of them,
+///   so at memLevel 1 every 127 bytes (websockets uses memLevel 5: every 2,047 bytes; the
+///   default, 8: every 16,383; a 65,535-byte block is the most DEFLATE allows). 5 bytes per
+///   127 is under `len/32 + len/128 + len/2048`: about 4%.
+/// - Fixed-Huffman blocks spend 9 bits on a literal byte of 144 or more. zlib falls back to
+///   them when a stored block is impossible (the block's bytes have left a small window) and
+///   zlib-ng's and zlib-rs' level 1 use nothing else (random bytes grow by 5.5% there):
+///   `len/8 + len/256 + len/512` (12.5% for 9-bit literals, and each block's header and end).
+///
+/// The larger of the two, plus zlib's constants for the stream's end and [`MESSAGE_END`] for
+/// how a message ends: about 13% over `len`.
+pub fn max_compressed_len(len: u64) -> u64 {
+    if len > u64::MAX / 2 {
+        return u64::MAX; // no limit, no bound
+    }
+    let stored = len + (len >> 5) + (len >> 7) + (len >> 11) + 7;
+    let fixed = len + (len >> 3) + (len >> 8) + (len >> 9) + 4;
+    stored.max(fixed) + MESSAGE_END
+}
+
+/// What the end of a compressed message may add to its blocks (see [`max_compressed_len`]):
+/// the sync flush's empty stored block is its 3 header bits and their padding (1 byte) once its
+/// 4-byte tail is removed, or 5 bytes from a peer that leaves the tail in (§7.2.2 inflates that
+/// too); a final block (§7.2.3.3) ends with at most a byte of padding.
+pub const MESSAGE_END: u64 = 8;
+
 /// Why a compressed message could not be inflated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InflateError {
@@ -277,6 +315,13 @@ pub struct Deflater {
 
 impl Deflater {
     /// A compressor with a window of `window_bits` (9 to 15).
+    ///
+    /// Level 1 (zlib-rs' `deflate_quick`: fixed Huffman codes only) is 3x to 8x faster than
+    /// any other level on chat-sized messages, and 3x on text, for a fifth to a third more
+    /// output than level 2 (`tests/deflate_levels.rs` has the figures). It is also the one
+    /// level that makes incompressible data larger (random bytes by 5.5%, where levels 2 to 9
+    /// fall back to stored blocks, +0.03%); such a message is sent uncompressed anyway (see
+    /// [`Deflater::compress_smaller`]), so that costs nothing on the wire.
     pub fn new(window_bits: u8, no_context_takeover: bool) -> Deflater {
         let bits = window_bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS);
         Deflater {
@@ -287,9 +332,67 @@ impl Deflater {
 
     /// Appends `payload` compressed, without the sync flush's tail, to `out`.
     pub fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        self.deflate(payload, out, usize::MAX);
+    }
+
+    /// Appends `payload` compressed to `out` and returns true if that is shorter than
+    /// `payload`; else returns false with `out` as it was, and the message is better sent
+    /// uncompressed, RSV1 clear, which RFC 7692 §6.1 allows for any message (random bytes, or
+    /// anything compressed already, do not shrink). Compression stops as soon as the output is
+    /// as long as the payload.
+    ///
+    /// A message sent uncompressed never reaches the peer's decompressor, but this compressor
+    /// has taken it in (some or all of it). With context takeover its window would then hold
+    /// bytes the peer's lacks, and a later message could point back into them: the peer would
+    /// inflate garbage, or fail. So the compressor is reset. A reset compressor points back
+    /// only into what it compresses afterwards, which the peer inflates into its own window
+    /// too, so the two windows agree again on everything the stream can refer to: a sender may
+    /// drop its context before any message without telling the peer. (Rewinding the
+    /// compressor instead is not possible through flate2, and keeping the larger output would
+    /// break the rule for every message sent with context takeover.) The cost is the next
+    /// message's context, paid only after a message that did not shrink. Without context
+    /// takeover the compressor is reset after every message anyway.
+    pub fn compress_smaller(&mut self, payload: &[u8], out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        let finished = self.deflate(payload, out, payload.len());
+        if finished && out.len() - start < payload.len() {
+            return true;
+        }
+        out.truncate(start);
+        if !finished {
+            self.end_message_into_nothing();
+        }
+        self.inner.reset();
+        false
+    }
+
+    /// Brings a message given up midway to the end of its sync flush, the bytes thrown away,
+    /// so the compressor can be reset. zlib-rs (0.6.8) resets only a compressor between
+    /// messages cleanly: reset midway, it keeps its undrained output's offset (and later
+    /// panics, "buf.len() must fit in remaining()") and, at level 1, the open block (so the
+    /// next message lacks a block header and does not inflate).
+    fn end_message_into_nothing(&mut self) {
+        let mut scratch = [0u8; 4096];
+        loop {
+            let before = self.inner.total_out();
+            self.inner
+                .compress(&[], &mut scratch, FlushCompress::Sync)
+                .expect("compressing into a buffer cannot fail");
+            // The flush is complete once it left room in the output.
+            if self.inner.total_out() - before < scratch.len() as u64 {
+                return;
+            }
+        }
+    }
+
+    /// Appends `payload` compressed, without the sync flush's tail, to `out`; gives up, with
+    /// false and the compressor mid-message, once the output passes `most` bytes.
+    fn deflate(&mut self, payload: &[u8], out: &mut Vec<u8>, most: usize) -> bool {
         let start = out.len();
         let base = self.inner.total_in();
-        out.reserve(payload.len() / 2 + 64);
+        // Past `most` bytes and the tail, the output is of no use.
+        let limit = most.saturating_add(TAIL.len() + 1);
+        out.reserve((payload.len() / 2 + 64).min(limit));
         loop {
             let used = (self.inner.total_in() - base) as usize;
             let status = self
@@ -301,7 +404,11 @@ impl Deflater {
             if done && out.len() < out.capacity() || status == Status::StreamEnd {
                 break;
             }
-            out.reserve(out.capacity().max(64));
+            let made = out.len() - start;
+            if made >= limit {
+                return false;
+            }
+            out.reserve(out.capacity().max(64).min(limit - made));
         }
         if out[start..].ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
@@ -316,6 +423,7 @@ impl Deflater {
         if self.no_context_takeover {
             self.inner.reset();
         }
+        true
     }
 }
 
@@ -415,9 +523,10 @@ thread_local! {
     static SHARED_INFLATER: RefCell<Inflater> = RefCell::new(Inflater::new(15, true));
 }
 
-/// Compresses with this thread's shared compressor (no context takeover, 15-bit window).
-pub fn compress_shared(payload: &[u8], out: &mut Vec<u8>) {
-    SHARED_DEFLATER.with(|deflater| deflater.borrow_mut().compress(payload, out));
+/// [`Deflater::compress_smaller`] with this thread's shared compressor (no context takeover,
+/// 15-bit window).
+pub fn compress_smaller_shared(payload: &[u8], out: &mut Vec<u8>) -> bool {
+    SHARED_DEFLATER.with(|deflater| deflater.borrow_mut().compress_smaller(payload, out))
 }
 
 /// Inflates with this thread's shared decompressor (a peer without context takeover).
@@ -427,4 +536,4 @@ pub fn inflate_shared(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Inflat
 
 #[cfg(test)]
 #[path = "deflate_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -1,4 +1,5 @@
 use super::*;
+use flate2::Compression;
 
 fn server(offer: &str, mode: CompressionMode) -> Option<String> {
     negotiate([offer].into_iter(), mode).map(|params| params.header())
@@ -194,5 +195,121 @@ fn an_empty_message_between_others_keeps_the_stream_in_step() {
         deflater.compress(message, &mut compressed);
         assert!(!compressed.is_empty(), "{message:?} compressed to nothing");
         assert_eq!(inflater.inflate(&compressed, 1 << 20).unwrap(), message);
+    }
+}
+
+/// `data` as raw DEFLATE in stored blocks of `block` bytes, ended by a sync flush whose tail is
+/// removed: what zlib sends for incompressible data, in blocks as long as its memLevel allows.
+pub(crate) fn stored_blocks(data: &[u8], block: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in data.chunks(block) {
+        let len = chunk.len() as u16;
+        out.push(0x00); // BFINAL 0, BTYPE 00, padding
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out.push(0x00); // the sync flush's empty stored block, its LEN and NLEN removed
+    out
+}
+
+#[test]
+fn the_compressed_bound_holds_what_real_compressors_make() {
+    let mut rng = crate::test_rng::Rng(42);
+    for len in [0, 1, 126, 127, 128, 2048, 65_535, 65_536, 300_000] {
+        let random = rng.bytes(len);
+        let bound = max_compressed_len(len as u64);
+        // zlib's stored blocks: 127 bytes at memLevel 1 (the worst), 2,047 at 5 (Python's
+        // websockets), 16,383 at 8 (the default), 65,535 (DEFLATE's largest).
+        for block in [127, 2047, 2048, 16_383, 65_535] {
+            let stream = stored_blocks(&random, block);
+            assert!(
+                stream.len() as u64 <= bound,
+                "{len} in {block}: {}",
+                stream.len()
+            );
+            let inflated = Inflater::new(15, true).inflate(&stream, len).unwrap();
+            assert!(inflated == random);
+        }
+        // Fixed-Huffman blocks, all 9-bit literals: zlib-rs' (and zlib-ng's) level 1 on
+        // random bytes from 144 up.
+        let high: Vec<u8> = random.iter().map(|b| 144 + b % 112).collect();
+        for level in 0..=9 {
+            let mut compress = Compress::new_with_window_bits(Compression::new(level), false, 15);
+            let mut out = Vec::with_capacity(len * 2 + 64);
+            compress
+                .compress_vec(&high, &mut out, FlushCompress::Sync)
+                .unwrap();
+            assert!(out.len() < out.capacity() && out.ends_with(&TAIL));
+            let wire = (out.len() - TAIL.len()) as u64;
+            assert!(wire <= bound, "{len} at level {level}: {wire} > {bound}");
+        }
+    }
+    // What Python's websockets sent for 65,536 random bytes fits a 64 KiB limit's bound.
+    assert!(max_compressed_len(65_536) >= 65_697);
+    // No limit, no bound, and no overflow.
+    assert_eq!(max_compressed_len(u64::MAX), u64::MAX);
+    assert!(max_compressed_len(u64::MAX >> 1) > u64::MAX >> 1);
+}
+
+/// A message that compressing would not shrink is left to go uncompressed: `out` untouched.
+/// With context takeover the compressor is reset, because the peer's decompressor never sees
+/// that message: the next one must not point back into it. Here the same random block comes
+/// twice: kept in the compressor's window, the second would compress to a back-reference
+/// the peer cannot follow.
+#[test]
+fn what_would_not_shrink_is_left_uncompressed_and_the_peer_stays_in_step() {
+    let random = crate::test_rng::Rng(9).bytes(4096);
+    let text = "{\"type\":\"message\",\"text\":\"hello hello hello\"}".repeat(40);
+    for takeover in [true, false] {
+        let mut deflater = Deflater::new(15, !takeover);
+        let mut inflater = Inflater::new(15, !takeover);
+        let messages = [
+            text.as_bytes(),
+            &random,
+            &random,
+            text.as_bytes(),
+            b"",
+            b"x",
+        ];
+        let mut sent_compressed = Vec::new();
+        for message in messages {
+            let mut out = b"before".to_vec();
+            let smaller = deflater.compress_smaller(message, &mut out);
+            sent_compressed.push(smaller);
+            if !smaller {
+                assert_eq!(out, b"before", "left as it was");
+                continue; // sent as it is: the peer's decompressor does not see it
+            }
+            assert!(out.len() - 6 < message.len());
+            let inflated = inflater.inflate(&out[6..], 1 << 20);
+            assert!(inflated.as_deref() == Ok(message), "takeover {takeover}");
+        }
+        assert_eq!(sent_compressed, [true, false, false, true, false, false]);
+    }
+}
+
+/// A message given up midway leaves the compressor as good as new: the messages after it
+/// inflate, with context takeover in the peer's continuing stream. zlib-rs' reset alone,
+/// midway, loses the next block's header (a block was open) or panics on a large message
+/// (output was left undrained).
+#[test]
+fn a_message_given_up_midway_leaves_the_compressor_as_good_as_new() {
+    let random = crate::test_rng::Rng(13).bytes(4 << 20);
+    let hello = b"hello hello hello hello hello hello hello hello".repeat(10);
+    let text: Vec<u8> = (0..1u64 << 20)
+        .map(|i| b"abcdefgh"[(i * i % 7) as usize])
+        .collect();
+    for window in [9, 15] {
+        let mut deflater = Deflater::new(window, false);
+        let mut inflater = Inflater::new(window, false);
+        let mut out = Vec::new();
+        assert!(!deflater.compress_smaller(&random, &mut out));
+        for message in [&hello, &hello, &text] {
+            let mut out = Vec::new();
+            assert!(deflater.compress_smaller(message, &mut out));
+            let inflated = inflater.inflate(&out, 2 << 20);
+            assert!(inflated.as_ref() == Ok(message), "window {window}");
+        }
     }
 }

@@ -24,17 +24,22 @@ use super::close::{close_body, CloseCode};
 use super::deflate::DeflateParams;
 use super::error::ProtocolError;
 use super::frame::{Decoded, FrameDecoder, Role, Step};
-use super::message::{DataKind, MessageAssembler, Received};
-use super::outbound::{Message, Outbound};
+use super::message::{DataKind, MessageAssembler};
+use super::outbound::{MaskKeys, Message, Outbound};
 use super::write_queue::WriteQueue;
 use crate::buffer_pool::recycle;
+use react::{after_send, react, Next};
 
 /// An endpoint's limits and timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointConfig {
-    /// The largest frame payload accepted; larger ones fail the connection with 1009.
+    /// The largest frame payload accepted; larger ones fail the connection with 1009. With
+    /// permessage-deflate, a compressed message's frames may be as long as DEFLATE may make
+    /// this many bytes ([`max_compressed_len`](super::deflate::max_compressed_len)).
     pub max_frame_size: u64,
-    /// The largest message accepted, after reassembly; larger ones fail with 1009.
+    /// The largest message accepted, after reassembly and, when compressed, inflation; larger
+    /// ones fail with 1009. A compressed message may take up to `max_compressed_len` of it
+    /// before it is inflated.
     pub max_message_size: u64,
     /// Send a ping after this long without hearing from the peer.
     pub ping_interval: Option<Duration>,
@@ -111,7 +116,7 @@ pub struct Endpoint {
     /// idle connection holds none of it.
     reader: Option<Box<Reader>>,
     out: Outbound,
-    /// Its own, or the one a server's endpoints share ([`Endpoint::with_shared_config`]).
+    /// Its own, or the one a server's endpoints share ([`Endpoint::server_shared`]).
     config: Arc<EndpointConfig>,
     /// When the peer last sent anything.
     last_seen: Instant,
@@ -151,32 +156,28 @@ impl Reader {
 }
 
 impl Endpoint {
-    /// An open endpoint in `role`, at `now`.
-    pub fn new(role: Role, config: &EndpointConfig, now: Instant) -> Endpoint {
-        Endpoint::with_queue(role, config, now, WriteQueue::default())
+    /// A server's open endpoint at `now`, with its own copy of `config`.
+    pub fn server(config: &EndpointConfig, now: Instant) -> Endpoint {
+        Endpoint::server_shared(Arc::new(*config), now, WriteQueue::default())
     }
 
-    /// An open endpoint whose write queue already holds bytes (a server's 101 reply).
-    pub fn with_queue(
-        role: Role,
-        config: &EndpointConfig,
-        now: Instant,
-        queue: WriteQueue,
-    ) -> Endpoint {
-        Endpoint::with_shared_config(role, Arc::new(*config), now, queue)
+    /// A server's open endpoint whose configuration many share (each holds a pointer to it,
+    /// not a copy) and whose write queue may already hold bytes (the 101 reply).
+    pub fn server_shared(config: Arc<EndpointConfig>, now: Instant, queue: WriteQueue) -> Endpoint {
+        Endpoint::open(Outbound::server(queue), config, now)
     }
 
-    /// Like [`Endpoint::with_queue`], with a configuration shared by many endpoints (a
-    /// server's): each holds a pointer to it, not a copy.
-    pub fn with_shared_config(
-        role: Role,
-        config: Arc<EndpointConfig>,
-        now: Instant,
-        queue: WriteQueue,
-    ) -> Endpoint {
+    /// A client's open endpoint at `now`, masking every frame it sends with a key from `masks`
+    /// (§5.3, §10.3: see [`MaskKeys`]).
+    pub fn client(config: &EndpointConfig, now: Instant, masks: MaskKeys) -> Endpoint {
+        let out = Outbound::client(WriteQueue::default(), masks);
+        Endpoint::open(out, Arc::new(*config), now)
+    }
+
+    fn open(out: Outbound, config: Arc<EndpointConfig>, now: Instant) -> Endpoint {
         Endpoint {
             reader: None,
-            out: Outbound::new(role, queue),
+            out,
             config,
             last_seen: now,
             phase: Phase::Open,
@@ -400,7 +401,7 @@ impl Endpoint {
             let message = match kind {
                 DataKind::Binary => Message::Binary(&payload),
                 // Validated as it arrived; this pass only turns it into `&str` without `unsafe`.
-                DataKind::Text => match std::str::from_utf8(&payload) {
+                DataKind::Text => match super::utf8::text(&payload) {
                     Ok(text) => Message::Text(text),
                     Err(_) => return self.fail(ProtocolError::InvalidUtf8, on_event),
                 },
@@ -526,99 +527,9 @@ impl Endpoint {
     }
 }
 
-/// What is left to do once [`react`] has reported what a frame completed.
-enum Next {
-    Continue,
-    /// A message was gathered in the assembler: take it out and hand it over.
-    Deliver(DataKind),
-    /// A compressed message was gathered in the assembler: inflate it and hand it over.
-    Inflate(DataKind),
-    /// The peer broke the protocol.
-    Fail(ProtocolError),
-    /// The closing handshake is over: nothing more will be read.
-    Stop,
-}
-
-/// Acts on what a frame's bytes completed, while they are borrowed from the input or the
-/// assembler; data, pings and pongs are reported when `delivers`.
-fn react<F>(
-    received: Result<Option<Received<'_>>, ProtocolError>,
-    out: &mut Outbound,
-    phase: &mut Phase,
-    delivers: bool,
-    on_event: &mut F,
-) -> Next
-where
-    F: FnMut(&mut Outbound, Event<'_>),
-{
-    let open = *phase == Phase::Open;
-    let event = match received {
-        Ok(None) => return Next::Continue,
-        Err(error) => return Next::Fail(error),
-        Ok(Some(Received::Gathered(kind))) => return Next::Deliver(kind),
-        Ok(Some(Received::Compressed(kind))) => return Next::Inflate(kind),
-        // After our close, data is read but not delivered (unless asked for), and pings go
-        // unanswered: nothing may follow a close frame (§5.5.1).
-        Ok(Some(
-            Received::Text(_) | Received::Binary(_) | Received::Ping(_) | Received::Pong(_),
-        )) if !delivers => return Next::Continue,
-        Ok(Some(Received::Text(text))) => Event::Message {
-            message: Message::Text(text),
-            gathered: None,
-        },
-        Ok(Some(Received::Binary(bytes))) => Event::Message {
-            message: Message::Binary(bytes),
-            gathered: None,
-        },
-        Ok(Some(Received::Ping(payload))) => {
-            // §5.5.2: a pong with the ping's payload, as soon as practical.
-            out.pong(payload);
-            Event::Ping(payload)
-        }
-        Ok(Some(Received::Pong(payload))) => Event::Pong(payload),
-        Ok(Some(Received::Close(code, reason))) => {
-            if open {
-                // §5.5.1: answer with a close echoing the code (an empty close with an empty
-                // one); the handshake is then complete.
-                let body = if code == CloseCode::NO_STATUS {
-                    Vec::new()
-                } else {
-                    close_body(code, "")
-                };
-                out.queue_close(&body);
-                let by = ClosedBy::Peer;
-                on_event(out, Event::Closed { code, reason, by });
-            }
-            *phase = Phase::Closed;
-            return Next::Stop;
-        }
-    };
-    on_event(out, event);
-    after_send(out, phase, on_event);
-    Next::Continue
-}
-
-/// Acts on a close queued through [`Outbound::close`]: reports it, and from now on reads only
-/// for the peer's close.
-fn after_send<F>(out: &mut Outbound, phase: &mut Phase, on_event: &mut F)
-where
-    F: FnMut(&mut Outbound, Event<'_>),
-{
-    if let Some(request) = out.take_close_request() {
-        *phase = Phase::CloseSent;
-        let (code, reason) = *request;
-        let by = ClosedBy::Local;
-        on_event(
-            out,
-            Event::Closed {
-                code,
-                reason: &reason,
-                by,
-            },
-        );
-    }
-}
+#[path = "endpoint_react.rs"]
+mod react;
 
 #[cfg(test)]
-#[path = "endpoint_tests.rs"]
+#[path = "endpoint_tests/mod.rs"]
 mod tests;

@@ -37,6 +37,9 @@ pub enum ProtocolError {
     FrameTooBig(u64),
     /// A message longer than the configured message limit (inflated, when compressed).
     MessageTooBig(u64),
+    /// A compressed message whose frames hold more than any compressor makes of a message of
+    /// the configured limit ([`max_compressed_len`](super::deflate::max_compressed_len)).
+    CompressedTooBig(u64),
     /// A compressed message that is not valid DEFLATE data (RFC 7692 §8.2: fail the connection).
     BadCompression,
 }
@@ -46,9 +49,9 @@ impl ProtocolError {
     pub fn close_code(self) -> CloseCode {
         match self {
             ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
-            ProtocolError::FrameTooBig(_) | ProtocolError::MessageTooBig(_) => {
-                CloseCode::MESSAGE_TOO_BIG
-            }
+            ProtocolError::FrameTooBig(_)
+            | ProtocolError::MessageTooBig(_)
+            | ProtocolError::CompressedTooBig(_) => CloseCode::MESSAGE_TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -73,6 +76,9 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
             ProtocolError::FrameTooBig(n) => write!(f, "frame of {n} bytes over the limit"),
             ProtocolError::MessageTooBig(n) => write!(f, "message of {n} bytes over the limit"),
+            ProtocolError::CompressedTooBig(n) => {
+                write!(f, "compressed message of {n} bytes over the limit")
+            }
             ProtocolError::BadCompression => f.write_str("compressed message is not valid DEFLATE"),
         }
     }

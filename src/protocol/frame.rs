@@ -7,11 +7,14 @@
 //! earlier frames (§5.2, §5.5) are checked here, as early as the bytes allow, so a bad frame fails
 //! before its payload is read. Rules across frames live in [`super::message`].
 
+use super::deflate::max_compressed_len;
 use super::error::ProtocolError;
 use super::mask::apply_mask;
 
 /// The longest possible frame header: 2 + 8 (64-bit length) + 4 (mask key).
 pub const MAX_HEADER_LEN: usize = 14;
+/// RSV1 in a frame's first byte: the frame starts a compressed message (RFC 7692 §6).
+const RSV1: u8 = 0x40;
 /// The largest payload a control frame may carry (§5.5).
 pub const MAX_CONTROL_PAYLOAD: u64 = 125;
 
@@ -133,30 +136,56 @@ enum DecodeState {
     },
 }
 
+/// What a header is checked against.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    role: Role,
+    /// The longest payload of a frame of an uncompressed message.
+    max_frame_size: u64,
+    /// With permessage-deflate (RSV1 allowed), the longest payload of a frame of a compressed
+    /// message: what DEFLATE may make of `max_frame_size` bytes.
+    max_compressed_frame: Option<u64>,
+    /// The data message in progress is compressed: its continuation frames carry no RSV1
+    /// (RFC 7692 §6.1) but are held to the compressed limit.
+    continuing_compressed: bool,
+}
+
 /// Incremental frame decoder; see the module docs.
 #[derive(Debug)]
 pub struct FrameDecoder {
-    role: Role,
-    max_frame_size: u64,
-    /// permessage-deflate was negotiated: RSV1 may be set (RFC 7692 §6).
-    rsv1_allowed: bool,
+    limits: Limits,
     state: DecodeState,
 }
 
 impl FrameDecoder {
     /// A decoder for frames arriving at `role`, failing frames longer than `max_frame_size`.
     pub fn new(role: Role, max_frame_size: u64) -> FrameDecoder {
-        FrameDecoder {
+        let limits = Limits {
             role,
             max_frame_size,
-            rsv1_allowed: false,
+            max_compressed_frame: None,
+            continuing_compressed: false,
+        };
+        FrameDecoder {
+            limits,
             state: Self::fresh_header(),
         }
     }
 
-    /// Accepts RSV1 from now on: permessage-deflate was negotiated (RFC 7692 §6).
+    /// Accepts RSV1 from now on: permessage-deflate was negotiated (RFC 7692 §6). The frames of
+    /// a compressed message (its first has RSV1) may then be as long as DEFLATE may make
+    /// `max_frame_size` bytes ([`max_compressed_len`]): the frame limit, like the message
+    /// limit, bounds the data, and compressing incompressible data makes it slightly longer.
     pub fn allow_rsv1(&mut self) {
-        self.rsv1_allowed = true;
+        let limits = &mut self.limits;
+        limits.max_compressed_frame = Some(max_compressed_len(limits.max_frame_size));
+    }
+
+    /// A header was read: the frames after it are held to the limit of its message.
+    fn note(&mut self, header: &FrameHeader) {
+        if matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+            self.limits.continuing_compressed = header.compressed;
+        }
     }
 
     fn fresh_header() -> DecodeState {
@@ -179,8 +208,7 @@ impl FrameDecoder {
                 let take = (MAX_HEADER_LEN - *len).min(input.len());
                 buf[*len..*len + take].copy_from_slice(&input[..take]);
                 let available = *len + take;
-                let limits = (self.role, self.max_frame_size, self.rsv1_allowed);
-                match parse_header(&buf[..available], limits)? {
+                match parse_header(&buf[..available], self.limits)? {
                     None => {
                         *len = available;
                         Ok(None)
@@ -192,6 +220,7 @@ impl FrameDecoder {
                             remaining: header.payload_len,
                             offset: 0,
                         };
+                        self.note(&header);
                         Ok(Some((consumed, Decoded::Header(header))))
                     }
                 }
@@ -219,11 +248,11 @@ impl FrameDecoder {
             return Ok(None); // the end of a read: nothing to decode
         }
         if self.is_between_frames() {
-            let limits = (self.role, self.max_frame_size, self.rsv1_allowed);
             let head = &input[..input.len().min(MAX_HEADER_LEN)];
-            if let Some((header, header_len)) = parse_header(head, limits)? {
+            if let Some((header, header_len)) = parse_header(head, self.limits)? {
                 let available = (input.len() - header_len) as u64;
                 if header.payload_len <= available {
+                    self.note(&header);
                     let end = header_len + header.payload_len as usize;
                     let payload = &mut input[header_len..end];
                     if let Some(key) = header.mask {
@@ -285,7 +314,7 @@ impl FrameDecoder {
 /// what can be checked from the bytes present, so a bad first byte fails at once.
 fn parse_header(
     bytes: &[u8],
-    (role, max_frame_size, rsv1_allowed): (Role, u64, bool),
+    limits: Limits,
 ) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
     let [b0, b1, rest @ ..] = bytes else {
         return Ok(None);
@@ -294,12 +323,12 @@ fn parse_header(
     let rsv = (b0 >> 4) & 0x7;
     let opcode = OpCode::from_bits(b0 & 0x0F)?;
     // RSV1 only with permessage-deflate, and never on a control frame (RFC 7692 §6.1).
-    let compressed = rsv == 0b100 && rsv1_allowed && !opcode.is_control();
+    let compressed = rsv == 0b100 && limits.max_compressed_frame.is_some() && !opcode.is_control();
     if rsv != 0 && !compressed {
         return Err(ProtocolError::ReservedBits(rsv));
     }
     let masked = b1 & 0x80 != 0;
-    if masked != (role == Role::Server) {
+    if masked != (limits.role == Role::Server) {
         return Err(ProtocolError::BadMasking { masked });
     }
     let len7 = b1 & 0x7F;
@@ -328,7 +357,13 @@ fn parse_header(
         },
         short => (u64::from(short), 0),
     };
-    if payload_len > max_frame_size {
+    let of_compressed =
+        compressed || opcode == OpCode::Continuation && limits.continuing_compressed;
+    let max = match limits.max_compressed_frame {
+        Some(max) if of_compressed => max,
+        _ => limits.max_frame_size,
+    };
+    if payload_len > max {
         return Err(ProtocolError::FrameTooBig(payload_len));
     }
     let mask_len = if masked { 4 } else { 0 };
@@ -347,15 +382,17 @@ fn parse_header(
 }
 
 /// Writes a frame header into `out` and returns its length (§5.2). The length uses the
-/// shortest form, as the RFC requires.
+/// shortest form, as the RFC requires. `rsv1` marks a compressed message's first frame
+/// (permessage-deflate, RFC 7692 §6); RSV2 and RSV3 are always clear.
 pub fn encode_header(
     out: &mut [u8; MAX_HEADER_LEN],
     fin: bool,
+    rsv1: bool,
     opcode: OpCode,
     payload_len: u64,
     mask: Option<[u8; 4]>,
 ) -> usize {
-    out[0] = if fin { 0x80 } else { 0 } | opcode.bits();
+    out[0] = if fin { 0x80 } else { 0 } | if rsv1 { RSV1 } else { 0 } | opcode.bits();
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     let mut n = match payload_len {
         0..=125 => {
@@ -380,10 +417,17 @@ pub fn encode_header(
     n
 }
 
-/// Appends one complete frame (FIN set) to `out`; masks the payload when `mask` is given.
-pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
+/// Appends one complete frame (FIN set, RSV1 as given) to `out`; masks the payload when `mask`
+/// is given.
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    rsv1: bool,
+    opcode: OpCode,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
     let mut header = [0u8; MAX_HEADER_LEN];
-    let n = encode_header(&mut header, true, opcode, payload.len() as u64, mask);
+    let n = encode_header(&mut header, true, rsv1, opcode, payload.len() as u64, mask);
     out.reserve(n + payload.len());
     out.extend_from_slice(&header[..n]);
     let start = out.len();

@@ -1,4 +1,5 @@
 use super::*;
+use crate::protocol::deflate::max_compressed_len;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -42,7 +43,14 @@ fn decode_split(
 
 fn client_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let mut header = [0u8; MAX_HEADER_LEN];
-    let n = encode_header(&mut header, fin, opcode, payload.len() as u64, Some(KEY));
+    let n = encode_header(
+        &mut header,
+        fin,
+        false,
+        opcode,
+        payload.len() as u64,
+        Some(KEY),
+    );
     let mut out = header[..n].to_vec();
     let start = out.len();
     out.extend_from_slice(payload);
@@ -136,19 +144,25 @@ fn control_frame_of_125_bytes_is_fine() {
 #[test]
 fn encode_uses_shortest_length_form() {
     let mut out = [0u8; MAX_HEADER_LEN];
-    assert_eq!(encode_header(&mut out, true, OpCode::Text, 125, None), 2);
-    assert_eq!(encode_header(&mut out, true, OpCode::Text, 126, None), 4);
+    assert_eq!(
+        encode_header(&mut out, true, false, OpCode::Text, 125, None),
+        2
+    );
+    assert_eq!(
+        encode_header(&mut out, true, false, OpCode::Text, 126, None),
+        4
+    );
     assert_eq!(&out[..4], &[0x81, 126, 0, 126]);
     assert_eq!(
-        encode_header(&mut out, true, OpCode::Binary, 65535, None),
+        encode_header(&mut out, true, false, OpCode::Binary, 65535, None),
         4
     );
     assert_eq!(
-        encode_header(&mut out, true, OpCode::Binary, 65536, None),
+        encode_header(&mut out, true, false, OpCode::Binary, 65536, None),
         10
     );
     assert_eq!(
-        encode_header(&mut out, false, OpCode::Binary, 65536, Some(KEY)),
+        encode_header(&mut out, false, false, OpCode::Binary, 65536, Some(KEY)),
         14
     );
     assert_eq!(out[0], 0x02);
@@ -158,12 +172,38 @@ fn encode_uses_shortest_length_form() {
 #[test]
 fn encode_frame_round_trips() {
     let mut out = Vec::new();
-    encode_frame(&mut out, OpCode::Binary, &[5u8; 200], Some(KEY));
+    encode_frame(&mut out, false, OpCode::Binary, &[5u8; 200], Some(KEY));
     let frames = decode_split(&out, 5, Role::Server).unwrap();
     assert_eq!(frames[0].1, vec![5u8; 200]);
     let mut plain = Vec::new();
-    encode_frame(&mut plain, OpCode::Text, b"Hello", None);
+    encode_frame(&mut plain, false, OpCode::Text, b"Hello", None);
     assert_eq!(plain, [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+}
+
+/// RSV1 is a bit of the header the encoder writes, nothing patched in afterwards: it reads
+/// back as a compressed message's frame, and without permessage-deflate as a reserved bit.
+#[test]
+fn rsv1_is_encoded_with_the_header() {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = encode_header(&mut header, false, true, OpCode::Binary, 70_000, Some(KEY));
+    assert_eq!((header[0], n), (0x42, 14));
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, true, OpCode::Text, b"deflated", Some(KEY));
+    assert_eq!(frame[0], 0xc1);
+    let mut decoder = FrameDecoder::new(Role::Server, 1 << 20);
+    decoder.allow_rsv1();
+    let Some((_, Step::Frame { header, payload })) = decoder.decode_whole(&mut frame).unwrap()
+    else {
+        panic!("one whole frame");
+    };
+    assert!(header.compressed && header.fin);
+    assert_eq!(payload, b"deflated");
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, true, OpCode::Text, b"deflated", Some(KEY));
+    assert_eq!(
+        FrameDecoder::new(Role::Server, 1 << 20).decode_whole(&mut frame),
+        Err(ProtocolError::ReservedBits(0b100))
+    );
 }
 
 /// `decode_whole` gives what `decode` gives, in one step when a frame lies whole in the input,
@@ -171,9 +211,9 @@ fn encode_frame_round_trips() {
 #[test]
 fn whole_frames_in_one_step_and_split_ones_in_pieces() {
     let mut stream = Vec::new();
-    encode_frame(&mut stream, OpCode::Text, b"hello", Some(KEY));
-    encode_frame(&mut stream, OpCode::Ping, b"", Some(KEY));
-    encode_frame(&mut stream, OpCode::Binary, &[7; 300], Some(KEY));
+    encode_frame(&mut stream, false, OpCode::Text, b"hello", Some(KEY));
+    encode_frame(&mut stream, false, OpCode::Ping, b"", Some(KEY));
+    encode_frame(&mut stream, false, OpCode::Binary, &[7; 300], Some(KEY));
     let expected = decode_split(&stream, stream.len(), Role::Server).unwrap();
     for split in [1, 3, 7, 13, stream.len()] {
         let mut decoder = FrameDecoder::new(Role::Server, 1 << 20);
@@ -212,4 +252,79 @@ fn whole_frames_in_one_step_and_split_ones_in_pieces() {
             .decode(&mut [0x81, 0x05, 1, 2, 3, 4, 5])
             .unwrap_err())
     );
+}
+
+/// With permessage-deflate, a compressed message's frames (the first has RSV1, the
+/// continuations do not) may be as long as DEFLATE makes a frame's worth of data; an
+/// uncompressed message's frames are held to the frame limit as before.
+#[test]
+fn a_compressed_message_s_frames_have_deflate_s_room() {
+    const LIMIT: u64 = 1000;
+    let bound = max_compressed_len(LIMIT);
+    assert!(bound > LIMIT + 100);
+    let header = |rsv1, opcode, fin, len| {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut header, fin, rsv1, opcode, len, Some(KEY));
+        header[..n].to_vec()
+    };
+    // The frames' lengths as decoded, their payloads handed over as zeros.
+    let decode = |headers: &[Vec<u8>]| {
+        let mut decoder = FrameDecoder::new(Role::Server, LIMIT);
+        decoder.allow_rsv1();
+        let mut lens = Vec::new();
+        for header in headers {
+            let Some((_, Decoded::Header(h))) = decoder.decode(&mut header.clone())? else {
+                panic!("a whole header");
+            };
+            lens.push(h.payload_len);
+            let mut payload = vec![0; h.payload_len as usize];
+            let mut pos = 0;
+            loop {
+                let (used, piece) = decoder.decode(&mut payload[pos..])?.unwrap();
+                pos += used;
+                if matches!(
+                    piece,
+                    Decoded::Payload {
+                        end_of_frame: true,
+                        ..
+                    }
+                ) {
+                    break;
+                }
+            }
+        }
+        Ok(lens)
+    };
+    let (text, cont, ping) = (OpCode::Text, OpCode::Continuation, OpCode::Ping);
+    // Compressed: the first frame and its continuations, with a ping between them.
+    let frames = [
+        header(true, text, false, bound),
+        header(false, ping, true, 0),
+        header(false, cont, true, bound),
+    ];
+    assert_eq!(decode(&frames), Ok(vec![bound, 0, bound]));
+    assert_eq!(decode(&[header(false, text, true, LIMIT)]), Ok(vec![LIMIT]));
+    let too_long = [
+        (vec![header(true, text, true, bound + 1)], bound + 1),
+        (
+            vec![
+                header(true, text, false, 1),
+                header(false, cont, true, bound + 1),
+            ],
+            bound + 1,
+        ),
+        // Uncompressed, even with the extension agreed: the frame limit.
+        (vec![header(false, text, true, LIMIT + 1)], LIMIT + 1),
+        (
+            vec![
+                header(true, text, true, 1),
+                header(false, text, false, 1),
+                header(false, cont, true, LIMIT + 1),
+            ],
+            LIMIT + 1,
+        ),
+    ];
+    for (frames, len) in too_long {
+        assert_eq!(decode(&frames), Err(ProtocolError::FrameTooBig(len)));
+    }
 }

@@ -6,6 +6,7 @@
 //! gathered in a buffer that exists only while a message is in progress.
 
 use super::close::{parse_close_body, CloseCode};
+use super::deflate::max_compressed_len;
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, OpCode};
 use super::reassembly::Reassembly;
@@ -96,7 +97,8 @@ impl MessageAssembler {
         }
     }
 
-    /// The largest message accepted (for a compressed one: inflated).
+    /// The largest message accepted (for a compressed one: inflated; compressed, it may take
+    /// up to [`max_compressed_len`] of it).
     pub fn max_message_size(&self) -> u64 {
         self.max_message_size
     }
@@ -125,7 +127,12 @@ impl MessageAssembler {
             self.compressed = header.compressed;
         }
         self.message_len += header.payload_len;
-        if self.message_len > self.max_message_size {
+        if self.compressed {
+            // Its inflated size is checked as it inflates; this bounds what is gathered first.
+            if self.message_len > max_compressed_len(self.max_message_size) {
+                return Err(ProtocolError::CompressedTooBig(self.message_len));
+            }
+        } else if self.message_len > self.max_message_size {
             return Err(ProtocolError::MessageTooBig(self.message_len));
         }
         self.frame = CurrentFrame::Data {
@@ -176,7 +183,7 @@ impl MessageAssembler {
                     return Ok(Some(match kind {
                         DataKind::Binary => Received::Binary(data),
                         DataKind::Text => Received::Text(
-                            std::str::from_utf8(data).map_err(|_| ProtocolError::InvalidUtf8)?,
+                            super::utf8::text(data).map_err(|_| ProtocolError::InvalidUtf8)?,
                         ),
                     }));
                 }

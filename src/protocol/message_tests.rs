@@ -13,7 +13,14 @@ enum Owned {
 fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let key = [1, 2, 3, 4];
     let mut header = [0u8; MAX_HEADER_LEN];
-    let n = encode_header(&mut header, fin, opcode, payload.len() as u64, Some(key));
+    let n = encode_header(
+        &mut header,
+        fin,
+        false,
+        opcode,
+        payload.len() as u64,
+        Some(key),
+    );
     let mut out = header[..n].to_vec();
     let start = out.len();
     out.extend_from_slice(payload);
@@ -288,5 +295,48 @@ fn bad_utf8_read_in_room_fails_at_once() {
     assert_eq!(
         assembler.on_payload_in_room(4, false),
         Err(ProtocolError::InvalidUtf8)
+    );
+}
+
+/// A compressed message is held to the limit once inflated (by the endpoint); what the
+/// assembler gathers before is bounded by what DEFLATE may make of a message of the limit,
+/// so one slightly larger compressed than the limit is gathered whole.
+#[test]
+fn a_compressed_message_is_gathered_up_to_deflate_s_bound() {
+    const LIMIT: u64 = 1000;
+    let bound = crate::protocol::deflate::max_compressed_len(LIMIT);
+    let first = |len, fin| FrameHeader {
+        compressed: true,
+        ..binary_header(len, fin)
+    };
+    let continuation = |len| FrameHeader {
+        opcode: OpCode::Continuation,
+        ..binary_header(len, true)
+    };
+    let mut assembler = MessageAssembler::new(LIMIT);
+    assembler.on_header(&first(LIMIT, false)).unwrap();
+    assembler.on_payload(&[0; LIMIT as usize], true).unwrap();
+    assembler.on_header(&continuation(bound - LIMIT)).unwrap();
+    let rest = vec![0; (bound - LIMIT) as usize];
+    assert_eq!(
+        assembler.on_payload(&rest, true),
+        Ok(Some(Received::Compressed(DataKind::Binary)))
+    );
+    assert_eq!(assembler.take_message().len() as u64, bound);
+
+    let mut assembler = MessageAssembler::new(LIMIT);
+    assembler.on_header(&first(bound, false)).unwrap();
+    assembler
+        .on_payload(&vec![0; bound as usize], true)
+        .unwrap();
+    assert_eq!(
+        assembler.on_header(&continuation(1)),
+        Err(ProtocolError::CompressedTooBig(bound + 1))
+    );
+    // Uncompressed, the limit itself.
+    let mut assembler = MessageAssembler::new(LIMIT);
+    assert_eq!(
+        assembler.on_header(&binary_header(LIMIT + 1, true)),
+        Err(ProtocolError::MessageTooBig(LIMIT + 1))
     );
 }

@@ -1,15 +1,16 @@
 //! The sending half of an endpoint: every frame either role sends is encoded here, once, into
-//! the endpoint's [`WriteQueue`] (§5.2), masked with a fresh key when the endpoint is a client
-//! (§5.3, §10.3) and never when it is a server (§5.1).
+//! the endpoint's [`WriteQueue`] (§5.2), masked with a fresh key from the caller's
+//! [`MaskKeys`] when the endpoint is a client (§5.3, §10.3) and never when it is a server (§5.1).
 
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use super::close::{close_body, CloseCode};
 use super::deflate::{
-    compress_shared, inflate_shared, DeflateParams, Deflater, InflateError, Inflater,
+    compress_smaller_shared, inflate_shared, DeflateParams, Deflater, InflateError, Inflater,
 };
 use super::error::ProtocolError;
-use super::frame::{encode_frame, encode_header, OpCode, Role, MAX_HEADER_LEN};
+use super::frame::{encode_frame, OpCode, Role, MAX_HEADER_LEN};
 use super::write_queue::WriteQueue;
 use crate::buffer_pool::{give_back, take_buffer};
 
@@ -51,7 +52,8 @@ pub struct Prepared {
     frame: Arc<[u8]>,
     header_len: u8,
     /// The frame compressed the shared way (no context takeover, 15-bit window), made for the
-    /// first receiver that wants it and shared by all the others.
+    /// first receiver that wants it and shared by all the others (the uncompressed frame again
+    /// if compressing did not make it smaller).
     deflated: OnceLock<Arc<[u8]>>,
 }
 
@@ -60,7 +62,7 @@ impl Prepared {
     pub fn new(message: Message<'_>) -> Prepared {
         let payload = message.as_bytes();
         let mut frame = Vec::with_capacity(payload.len() + 10);
-        encode_frame(&mut frame, message.opcode(), payload, None);
+        encode_frame(&mut frame, false, message.opcode(), payload, None);
         Prepared {
             opcode: message.opcode(),
             header_len: (frame.len() - payload.len()) as u8,
@@ -69,36 +71,39 @@ impl Prepared {
         }
     }
 
-    /// The frame compressed once with the loop's shared compressor, RSV1 set.
+    /// The frame compressed once with the loop's shared compressor, RSV1 set; or, when that
+    /// does not make it smaller, the uncompressed frame.
     fn deflated_frame(&self) -> &Arc<[u8]> {
         self.deflated.get_or_init(|| {
             let mut compressed = Vec::new();
-            compress_shared(self.message().as_bytes(), &mut compressed);
-            let mut header = [0u8; MAX_HEADER_LEN];
-            let n = encode_header(
-                &mut header,
-                true,
-                self.opcode,
-                compressed.len() as u64,
-                None,
-            );
-            header[0] |= RSV1;
-            let mut frame = Vec::with_capacity(n + compressed.len());
-            frame.extend_from_slice(&header[..n]);
-            frame.extend_from_slice(&compressed);
+            if !compress_smaller_shared(self.payload(), &mut compressed) {
+                return self.frame.clone();
+            }
+            let mut frame = Vec::with_capacity(compressed.len() + MAX_HEADER_LEN);
+            encode_frame(&mut frame, true, self.opcode, &compressed, None);
             Arc::from(frame)
         })
     }
 
-    /// The message it carries.
+    /// The message it carries. Its text, if text, is checked again: it was made from a
+    /// `&str`, but only `unsafe` could hand it out as one unchecked. Sending never needs it
+    /// ([`Outbound::send_prepared`] takes [`Prepared::payload`]), so a broadcast checks
+    /// nothing per receiver.
     pub fn message(&self) -> Message<'_> {
-        let payload = &self.frame[usize::from(self.header_len)..];
         match self.opcode {
-            // Built from a `Message::Text`, so the bytes are UTF-8; checked again rather than
-            // trusted, since this crate has no `unsafe`.
-            OpCode::Text => Message::Text(std::str::from_utf8(payload).unwrap_or_default()),
-            _ => Message::Binary(payload),
+            OpCode::Text => Message::Text(super::utf8::text(self.payload()).unwrap_or_default()),
+            _ => Message::Binary(self.payload()),
         }
+    }
+
+    /// The opcode of the frame that carries it: text or binary.
+    pub fn opcode(&self) -> OpCode {
+        self.opcode
+    }
+
+    /// The message's bytes (valid UTF-8 for text, as it was made from a `&str`).
+    pub fn payload(&self) -> &[u8] {
+        &self.frame[usize::from(self.header_len)..]
     }
 
     /// The frame's length on the wire (unmasked).
@@ -106,9 +111,6 @@ impl Prepared {
         self.frame.len()
     }
 }
-
-/// RSV1 in a frame's first byte: a compressed message (RFC 7692 §6).
-const RSV1: u8 = 0x40;
 
 /// permessage-deflate as agreed for one endpoint: how it compresses what it sends and inflates
 /// what it receives.
@@ -154,14 +156,16 @@ impl Deflate {
         self.send == (true, 15)
     }
 
-    fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+    /// Appends `payload` compressed to `out` if that makes it smaller; see
+    /// [`Deflater::compress_smaller`].
+    fn compress_smaller(&mut self, payload: &[u8], out: &mut Vec<u8>) -> bool {
         if self.shares() {
-            return compress_shared(payload, out);
+            return compress_smaller_shared(payload, out);
         }
         let (no_context, bits) = self.send;
         self.deflater
             .get_or_insert_with(|| Box::new(Deflater::new(bits, no_context)))
-            .compress(payload, out);
+            .compress_smaller(payload, out)
     }
 
     fn inflate(&mut self, compressed: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
@@ -173,6 +177,41 @@ impl Deflate {
             .get_or_insert_with(|| Box::new(Inflater::new(bits, no_context)))
             .inflate(compressed, limit)
     }
+}
+
+/// Where a client endpoint's masking keys come from: a fresh key for every frame it sends
+/// (RFC 6455 §5.3). The keys must be unpredictable to anyone who can see or shape the traffic
+/// (§10.3), so in real use they come from a cryptographically strong source such as the OS's
+/// (the crate's client and bench use `getrandom`: `wsloop::client::os_mask_keys`). The
+/// protocol core does no I/O itself, so the caller hands it the source; a test may hand it a
+/// fixed-seed generator to get the same bytes on every run.
+pub struct MaskKeys(Box<dyn FnMut() -> [u8; 4] + Send>);
+
+impl MaskKeys {
+    /// Keys from `next`, called once for every frame.
+    pub fn new(next: impl FnMut() -> [u8; 4] + Send + 'static) -> MaskKeys {
+        MaskKeys(Box::new(next))
+    }
+
+    fn next(&mut self) -> [u8; 4] {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for MaskKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MaskKeys(..)")
+    }
+}
+
+/// What only some endpoints need, boxed together so that the others (a server's connections
+/// without compression, most of them) pay one pointer for both.
+#[derive(Debug, Default)]
+struct Extras {
+    /// A client's masking keys.
+    masks: Option<MaskKeys>,
+    /// permessage-deflate, when it was negotiated.
+    deflate: Option<Deflate>,
 }
 
 /// What an endpoint's sending half is doing.
@@ -193,25 +232,48 @@ pub struct Outbound {
     state: SendState,
     /// A close queued through [`Outbound::close`] that the endpoint has not acted on yet.
     close_request: Option<Box<(CloseCode, String)>>,
-    /// permessage-deflate, when it was negotiated.
-    deflate: Option<Box<Deflate>>,
+    /// A client's masking keys; permessage-deflate.
+    extras: Option<Box<Extras>>,
 }
 
 impl Outbound {
-    pub(super) fn new(role: Role, queue: WriteQueue) -> Outbound {
+    /// The sending half of a server's endpoint.
+    pub(super) fn server(queue: WriteQueue) -> Outbound {
         Outbound {
             queue,
-            role,
+            role: Role::Server,
             state: SendState::Open,
             close_request: None,
+            extras: None,
+        }
+    }
+
+    /// The sending half of a client's endpoint, masking every frame with a key from `masks`.
+    pub(super) fn client(queue: WriteQueue, masks: MaskKeys) -> Outbound {
+        let extras = Extras {
+            masks: Some(masks),
             deflate: None,
+        };
+        Outbound {
+            role: Role::Client,
+            extras: Some(Box::new(extras)),
+            ..Outbound::server(queue)
         }
     }
 
     /// permessage-deflate was agreed: data messages of `threshold` bytes or more are sent
     /// compressed, and compressed ones are inflated.
     pub(super) fn enable_deflate(&mut self, params: &DeflateParams, threshold: usize) {
-        self.deflate = Some(Box::new(Deflate::new(params, self.role, threshold)));
+        let deflate = Deflate::new(params, self.role, threshold);
+        self.extras.get_or_insert_with(Box::default).deflate = Some(deflate);
+    }
+
+    fn deflate(&self) -> Option<&Deflate> {
+        self.extras.as_ref()?.deflate.as_ref()
+    }
+
+    fn deflate_mut(&mut self) -> Option<&mut Deflate> {
+        self.extras.as_mut()?.deflate.as_mut()
     }
 
     /// The role it frames for.
@@ -221,7 +283,7 @@ impl Outbound {
 
     /// Whether permessage-deflate was agreed.
     pub(super) fn deflates(&self) -> bool {
-        self.deflate.is_some()
+        self.deflate().is_some()
     }
 
     /// The message a compressed one holds, at most `limit` bytes (RFC 7692 §7.2.2).
@@ -231,8 +293,7 @@ impl Outbound {
         limit: usize,
     ) -> Result<Vec<u8>, ProtocolError> {
         let deflate = self
-            .deflate
-            .as_mut()
+            .deflate_mut()
             .ok_or(ProtocolError::ReservedBits(0b100))?;
         deflate.inflate(compressed, limit).map_err(|e| match e {
             InflateError::TooBig => ProtocolError::MessageTooBig((limit as u64).saturating_add(1)),
@@ -242,22 +303,32 @@ impl Outbound {
 
     /// Whether a data message of `len` bytes goes out compressed.
     fn compresses(&self, len: usize) -> bool {
-        self.deflate.as_ref().is_some_and(|d| len >= d.threshold)
+        self.deflate().is_some_and(|d| len >= d.threshold)
     }
 
-    /// Queues a data message compressed, RSV1 set.
-    fn compressed(&mut self, opcode: OpCode, payload: &[u8]) {
-        let mut compressed = take_buffer(payload.len() / 2 + 64);
-        if let Some(deflate) = self.deflate.as_mut() {
-            deflate.compress(payload, &mut compressed);
+    /// Queues a data message compressed, RSV1 set, when permessage-deflate was agreed, the
+    /// message is not under the threshold and compressing makes it smaller. Returns false,
+    /// queuing nothing, otherwise: the caller sends it uncompressed (RFC 7692 §6.1 lets any
+    /// message go either way).
+    fn send_compressed(&mut self, opcode: OpCode, payload: &[u8]) -> bool {
+        if !self.compresses(payload.len()) {
+            return false;
         }
-        let mask = self.mask();
-        self.queue.push_frame_rsv1(opcode, &compressed, mask);
+        let mut compressed = take_buffer(payload.len() / 2 + 64);
+        let deflate = self.deflate_mut().expect("compresses");
+        let smaller = deflate.compress_smaller(payload, &mut compressed);
+        if smaller {
+            let mask = self.mask();
+            self.queue.push_frame(true, opcode, &compressed, mask);
+        }
         give_back(compressed);
+        smaller
     }
 
-    fn mask(&self) -> Option<[u8; 4]> {
-        (self.role == Role::Client).then(random)
+    /// A client's next masking key; none for a server.
+    fn mask(&mut self) -> Option<[u8; 4]> {
+        let masks = self.extras.as_mut()?.masks.as_mut()?;
+        Some(masks.next())
     }
 
     /// Whether messages are still accepted: the connection is open and no close is queued.
@@ -266,10 +337,10 @@ impl Outbound {
     }
 
     /// Queues a message in one frame (compressed, with permessage-deflate, from the threshold
-    /// up). Returns false, queuing nothing, once a close is queued.
+    /// up, unless that would not make it smaller). Returns false, queuing nothing, once a close
+    /// is queued.
     pub fn send(&mut self, message: Message<'_>) -> bool {
-        if self.is_open() && self.compresses(message.as_bytes().len()) {
-            self.compressed(message.opcode(), message.as_bytes());
+        if self.is_open() && self.send_compressed(message.opcode(), message.as_bytes()) {
             return true;
         }
         self.frame(message.opcode(), message.as_bytes())
@@ -278,15 +349,18 @@ impl Outbound {
     /// Queues a message received in one piece whose payload is still at `offset` in the input
     /// buffer being received: a server queues that range instead of a copy (see
     /// [`WriteQueue::push_frame_from_input`]; whoever drives the endpoint writes it from that
-    /// buffer or has it copied before reusing the buffer). A client, or a message to be
-    /// compressed, is queued as [`Outbound::send`] does.
+    /// buffer or has it copied before reusing the buffer). A client's, or one compressed, is
+    /// queued as [`Outbound::send`] does (one that compressing would not shrink is queued from
+    /// the input all the same).
     pub(crate) fn send_from_input(&mut self, message: Message<'_>, offset: usize) -> bool {
-        let len = message.as_bytes().len();
-        if self.role == Role::Client || !self.is_open() || self.compresses(len) {
+        if self.role == Role::Client || !self.is_open() {
             return self.send(message);
         }
-        self.queue
-            .push_frame_from_input(message.opcode(), offset, len);
+        if !self.send_compressed(message.opcode(), message.as_bytes()) {
+            let len = message.as_bytes().len();
+            self.queue
+                .push_frame_from_input(message.opcode(), offset, len);
+        }
         true
     }
 
@@ -296,13 +370,15 @@ impl Outbound {
         if !self.is_open() {
             return false;
         }
-        if self.compresses(payload.len()) {
-            self.compressed(opcode, payload);
+        if self.send_compressed(opcode, payload) {
             return true;
         }
         match self.role {
             Role::Server => self.queue.push_frame_shared(opcode, payload.clone()),
-            Role::Client => self.queue.push_frame(opcode, payload, self.mask()),
+            Role::Client => {
+                let mask = self.mask();
+                self.queue.push_frame(false, opcode, payload, mask);
+            }
         }
         true
     }
@@ -313,24 +389,22 @@ impl Outbound {
         if !self.is_open() {
             return false;
         }
-        let payload = prepared.message().as_bytes();
-        if self.compresses(payload.len()) {
-            // Receivers that compress the shared way share one compressed frame.
-            match self
-                .deflate
-                .as_ref()
-                .filter(|d| d.shares() && self.role == Role::Server)
-            {
-                Some(_) => self.queue.push_shared(prepared.deflated_frame().clone()),
-                None => self.compressed(prepared.opcode, payload),
-            }
+        let payload = prepared.payload();
+        let shares = self.deflate().is_some_and(Deflate::shares);
+        if shares && self.role == Role::Server && self.compresses(payload.len()) {
+            // Receivers that compress the shared way share one compressed frame (or the
+            // uncompressed one, if compressing did not make it smaller).
+            self.queue.push_shared(prepared.deflated_frame().clone());
+            return true;
+        }
+        if self.send_compressed(prepared.opcode, payload) {
             return true;
         }
         match self.role {
             Role::Server => self.queue.push_shared(prepared.frame.clone()),
             Role::Client => {
-                let payload = prepared.message().as_bytes();
-                self.queue.push_frame(prepared.opcode, payload, self.mask());
+                let mask = self.mask();
+                self.queue.push_frame(false, prepared.opcode, payload, mask);
             }
         }
         true
@@ -351,7 +425,7 @@ impl Outbound {
             return false;
         }
         let mask = self.mask();
-        self.queue.push_frame(opcode, payload, mask);
+        self.queue.push_frame(false, opcode, payload, mask);
         true
     }
 
@@ -375,7 +449,7 @@ impl Outbound {
     /// Queues the close frame with `body`, the last frame this endpoint sends.
     pub(super) fn queue_close(&mut self, body: &[u8]) {
         let mask = self.mask();
-        self.queue.push_frame(OpCode::Close, body, mask);
+        self.queue.push_frame(false, OpCode::Close, body, mask);
         self.state = SendState::CloseQueued;
     }
 
@@ -400,16 +474,13 @@ impl Outbound {
     }
 }
 
-/// A random masking key from the OS (§5.3: unpredictable, fresh for every frame).
-fn random() -> [u8; 4] {
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes).expect("the OS entropy source works");
-    bytes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_masks() -> MaskKeys {
+        crate::test_rng::mask_keys(7)
+    }
 
     fn sent(out: &mut Outbound) -> Vec<u8> {
         let mut bytes = Vec::new();
@@ -419,10 +490,10 @@ mod tests {
 
     #[test]
     fn a_server_frames_unmasked_and_a_client_masked() {
-        let mut server = Outbound::new(Role::Server, WriteQueue::default());
+        let mut server = Outbound::server(WriteQueue::default());
         server.send(Message::Text("hi"));
         assert_eq!(sent(&mut server), b"\x81\x02hi");
-        let mut client = Outbound::new(Role::Client, WriteQueue::default());
+        let mut client = Outbound::client(WriteQueue::default(), test_masks());
         client.send(Message::Binary(b"hi"));
         let frame = sent(&mut client);
         assert_eq!(&frame[..2], b"\x82\x82");
@@ -434,7 +505,7 @@ mod tests {
 
     #[test]
     fn nothing_follows_a_close() {
-        let mut out = Outbound::new(Role::Server, WriteQueue::default());
+        let mut out = Outbound::server(WriteQueue::default());
         assert!(out.close(CloseCode(1005), "bye"));
         assert!(!out.send(Message::Text("late")));
         assert!(!out.close(CloseCode::NORMAL, "again"));
@@ -446,11 +517,44 @@ mod tests {
         );
     }
 
+    /// A prepared text is a `&str` checked once, by whoever made it: sending it to many
+    /// receivers, compressed or not, server or client, checks none of its bytes again.
+    #[test]
+    fn a_prepared_text_is_not_checked_again_for_each_receiver() {
+        let text = "héllo, everyone ".repeat(100);
+        let prepared = Prepared::new(Message::Text(&text));
+        let params = |no_context| DeflateParams {
+            server_no_context_takeover: no_context,
+            client_no_context_takeover: no_context,
+            server_max_window_bits: None,
+            client_max_window_bits: None,
+        };
+        let mut receivers = Vec::new();
+        for compression in [None, Some(params(true)), Some(params(false))] {
+            for _ in 0..10 {
+                let server = Outbound::server(WriteQueue::default());
+                let client = Outbound::client(WriteQueue::default(), test_masks());
+                for mut out in [server, client] {
+                    if let Some(params) = &compression {
+                        out.enable_deflate(params, 64);
+                    }
+                    receivers.push(out);
+                }
+            }
+        }
+        let before = super::super::utf8::checked_bytes();
+        for out in &mut receivers {
+            assert!(out.send_prepared(&prepared));
+            assert!(!sent(out).is_empty());
+        }
+        assert_eq!(super::super::utf8::checked_bytes() - before, 0);
+    }
+
     #[test]
     fn a_prepared_message_keeps_its_payload_and_frame() {
         let prepared = Prepared::new(Message::Text("héllo"));
         assert_eq!(prepared.message(), Message::Text("héllo"));
-        let mut out = Outbound::new(Role::Server, WriteQueue::default());
+        let mut out = Outbound::server(WriteQueue::default());
         out.send_prepared(&prepared);
         assert_eq!(sent(&mut out), b"\x81\x06h\xc3\xa9llo");
     }

@@ -30,7 +30,7 @@ fn random_stream(rng: &mut Rng) -> Vec<u8> {
         let key = [rng.next() as u8, 7, 42, rng.next() as u8];
         let mut header = [0u8; MAX_HEADER_LEN];
         let op = OpCode::from_bits(opcode).unwrap_or(OpCode::Binary);
-        let n = encode_header(&mut header, fin, op, len as u64, Some(key));
+        let n = encode_header(&mut header, fin, false, op, len as u64, Some(key));
         header[0] = (header[0] & 0xF0) | opcode;
         if rng.below(20) == 0 {
             header[0] |= 0x40; // RSV1

@@ -5,6 +5,30 @@
 //! and reports an error on the call that delivers the first byte that can never become valid,
 //! without waiting for the frame or the message to end (Autobahn's "fail fast" cases).
 
+/// `bytes` as text, if they are UTF-8: how the protocol core turns a message's bytes into
+/// `&str`. Test builds count the bytes it and [`Utf8Validator::feed`] check
+/// ([`checked_bytes`]), so tests can show what is checked more than once.
+pub(crate) fn text(bytes: &[u8]) -> Result<&str, InvalidUtf8> {
+    count(bytes.len());
+    std::str::from_utf8(bytes).map_err(|_| InvalidUtf8)
+}
+
+#[cfg(test)]
+thread_local! {
+    static CHECKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Bytes checked as text on this thread so far (test builds only).
+#[cfg(test)]
+pub(crate) fn checked_bytes() -> usize {
+    CHECKED.with(std::cell::Cell::get)
+}
+
+fn count(_len: usize) {
+    #[cfg(test)]
+    CHECKED.with(|checked| checked.set(checked.get() + _len));
+}
+
 /// Incremental UTF-8 validator.
 #[derive(Debug, Default, Clone)]
 pub struct Utf8Validator {
@@ -26,6 +50,7 @@ impl Utf8Validator {
                 return Ok(()); // the chunk ended inside the same code point
             }
         }
+        count(chunk.len());
         match std::str::from_utf8(chunk) {
             Ok(_) => Ok(()),
             Err(e) if e.error_len().is_none() => {

@@ -92,10 +92,16 @@ impl WriteQueue {
     }
 
     /// Queues one frame with FIN set: unmasked (a server's frame), or masked with `mask` (a
-    /// client's frame, §5.3).
-    pub fn push_frame(&mut self, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
+    /// client's frame, §5.3); `rsv1` for a compressed message (RFC 7692 §6).
+    pub fn push_frame(
+        &mut self,
+        rsv1: bool,
+        opcode: OpCode,
+        payload: &[u8],
+        mask: Option<[u8; 4]>,
+    ) {
         let mut header = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(&mut header, true, opcode, payload.len() as u64, mask);
+        let n = encode_header(&mut header, true, rsv1, opcode, payload.len() as u64, mask);
         let pending = self.pending();
         let tail = pending.tail_with_room(n + payload.len());
         tail.extend_from_slice(&header[..n]);
@@ -107,29 +113,11 @@ impl WriteQueue {
         pending.len += n + payload.len();
     }
 
-    /// Queues one frame like [`WriteQueue::push_frame`] with RSV1 set: a compressed message
-    /// (RFC 7692 §6).
-    pub fn push_frame_rsv1(&mut self, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
-        // Where the frame will start: after the last owned chunk's bytes if it is reused.
-        let chunks = &self.pending().chunks;
-        let count = chunks.len();
-        let end = match chunks.back() {
-            Some(Chunk::Owned(v)) => v.len(),
-            _ => 0,
-        };
-        self.push_frame(opcode, payload, mask);
-        let chunks = &mut self.pending().chunks;
-        let start = if chunks.len() == count { end } else { 0 };
-        if let Some(Chunk::Owned(v)) = chunks.back_mut() {
-            v[start] |= 0x40;
-        }
-    }
-
     /// Queues one unmasked frame whose payload is shared, not copied: the header goes into an
     /// owned chunk, the payload follows as its own chunk.
     pub fn push_frame_shared(&mut self, opcode: OpCode, payload: Arc<Vec<u8>>) {
         let mut header = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(&mut header, true, opcode, payload.len() as u64, None);
+        let n = encode_header(&mut header, true, false, opcode, payload.len() as u64, None);
         let pending = self.pending();
         pending.tail_with_room(n).extend_from_slice(&header[..n]);
         pending.len += n + payload.len();
@@ -141,7 +129,7 @@ impl WriteQueue {
     /// be written with that buffer ([`WriteQueue::write_from_input`]).
     pub(crate) fn push_frame_from_input(&mut self, opcode: OpCode, offset: usize, len: usize) {
         let mut header = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(&mut header, true, opcode, len as u64, None);
+        let n = encode_header(&mut header, true, false, opcode, len as u64, None);
         let pending = self.pending();
         pending.tail_with_room(n).extend_from_slice(&header[..n]);
         pending.len += n + len;
@@ -311,9 +299,9 @@ mod tests {
     fn bytes_come_out_in_order_across_partial_writes() {
         let mut q = WriteQueue::default();
         q.push_bytes(b"HTTP");
-        q.push_frame(OpCode::Text, b"hi", None);
+        q.push_frame(false, OpCode::Text, b"hi", None);
         q.push_shared(Arc::from(&b"shared"[..]));
-        q.push_frame(OpCode::Binary, &[1u8; 20_000], None);
+        q.push_frame(false, OpCode::Binary, &[1u8; 20_000], None);
         let total = q.len();
         let mut sink = Trickle {
             got: Vec::new(),
@@ -333,9 +321,9 @@ mod tests {
     #[test]
     fn a_shared_payload_follows_its_header_in_order() {
         let mut q = WriteQueue::default();
-        q.push_frame(OpCode::Text, b"a", None);
+        q.push_frame(false, OpCode::Text, b"a", None);
         q.push_frame_shared(OpCode::Binary, Arc::new(vec![9u8; 300]));
-        q.push_frame(OpCode::Text, b"b", None);
+        q.push_frame(false, OpCode::Text, b"b", None);
         let mut sink = Trickle {
             got: Vec::new(),
             limit: 50,
@@ -351,9 +339,9 @@ mod tests {
     #[test]
     fn rsv1_marks_the_frame_pushed_whether_or_not_it_shares_a_chunk() {
         let mut q = WriteQueue::default();
-        q.push_frame(OpCode::Text, b"a", None);
-        q.push_frame_rsv1(OpCode::Text, b"b", None);
-        q.push_frame_rsv1(OpCode::Binary, &[0u8; 20_000], None);
+        q.push_frame(false, OpCode::Text, b"a", None);
+        q.push_frame(true, OpCode::Text, b"b", None);
+        q.push_frame(true, OpCode::Binary, &[0u8; 20_000], None);
         let mut sink = Trickle {
             got: Vec::new(),
             limit: usize::MAX,
@@ -368,9 +356,9 @@ mod tests {
     fn an_input_payload_goes_out_from_its_buffer_or_is_copied_before_the_buffer_is_reused() {
         let mut input = b"xxxx0123456789yy".to_vec();
         let mut q = WriteQueue::default();
-        q.push_frame(OpCode::Text, b"a", None);
+        q.push_frame(false, OpCode::Text, b"a", None);
         q.push_frame_from_input(OpCode::Binary, 4, 10);
-        q.push_frame(OpCode::Text, b"b", None);
+        q.push_frame(false, OpCode::Text, b"b", None);
         assert!(q.holds_input());
         assert_eq!(q.len(), 3 + 12 + 3);
         let mut sink = Trickle {
@@ -391,7 +379,7 @@ mod tests {
     fn small_frames_share_a_chunk() {
         let mut q = WriteQueue::default();
         for _ in 0..100 {
-            q.push_frame(OpCode::Text, b"0123456789", None);
+            q.push_frame(false, OpCode::Text, b"0123456789", None);
         }
         assert_eq!(q.pending().chunks.len(), 1);
         assert_eq!(q.len(), 1200);

@@ -13,10 +13,9 @@ use std::time::Instant;
 
 use super::payload::{encode, message};
 use super::stream::BenchStream;
-use wsloop::client::{ClientError, WsUrl};
+use wsloop::client::{os_mask_keys, ClientError, WsUrl};
 use wsloop::protocol::client_handshake::{parse_response_to, upgrade_request_offering};
 use wsloop::protocol::endpoint::{ClosedBy, Endpoint, EndpointConfig, Event, Phase as WsPhase};
-use wsloop::protocol::frame::Role;
 use wsloop::{CloseCode, Message};
 
 /// The most copies of the frame written with one system call.
@@ -306,7 +305,7 @@ impl BenchConn {
                 outcome.opened = true;
                 let mut rest = self.handshake_in.split_off(accepted.head_len);
                 self.handshake_in = Vec::new();
-                let mut ws = Endpoint::new(Role::Client, &ENDPOINT, now);
+                let mut ws = Endpoint::client(&ENDPOINT, now, os_mask_keys());
                 if let Some(params) = &accepted.deflate {
                     // Only control frames go through the endpoint: it need compress nothing.
                     ws.enable_deflate(params, usize::MAX);

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use wsloop::client::DeflateParams;
 use wsloop::protocol::endpoint::{Endpoint, EndpointConfig};
-use wsloop::protocol::frame::Role;
 use wsloop::Message;
 
 use super::{Bench, Mode, Payload};
@@ -98,7 +97,7 @@ const ENCODER: EndpointConfig = EndpointConfig {
 /// context, so the server can inflate the same frame every time (a client offering
 /// permessage-deflate keeps no context between its messages anyway).
 pub(super) fn encode(message: Message<'_>, deflate: Option<&DeflateParams>) -> Arc<[u8]> {
-    let mut encoder = Endpoint::new(Role::Client, &ENCODER, Instant::now());
+    let mut encoder = Endpoint::client(&ENCODER, Instant::now(), wsloop::client::os_mask_keys());
     if let Some(params) = deflate {
         // From zero bytes up: every message compressed.
         encoder.enable_deflate(params, 0);
@@ -121,7 +120,7 @@ mod tests {
 
     /// What a server endpoint makes of `frame` sent `times` times in a row.
     fn received(frame: &[u8], times: usize, deflate: Option<&DeflateParams>) -> Vec<String> {
-        let mut server = Endpoint::new(Role::Server, &ENCODER, Instant::now());
+        let mut server = Endpoint::server(&ENCODER, Instant::now());
         if let Some(params) = deflate {
             server.enable_deflate(params, 64);
         }

@@ -88,7 +88,7 @@ fn random_client_stream(rng: &mut Rng) -> Vec<u8> {
         let fin = opcode.is_control() || rng.below(3) != 0;
         let key = [rng.next() as u8, 7, 42, rng.next() as u8];
         let mut header = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(&mut header, fin, opcode, len as u64, Some(key));
+        let n = encode_header(&mut header, fin, false, opcode, len as u64, Some(key));
         stream.extend_from_slice(&header[..n]);
         let start = stream.len();
         stream.extend_from_slice(&payload);

@@ -21,6 +21,10 @@ use super::{unix_ms, StoreStats, WRITE_BUCKETS};
 pub(crate) const QUEUE: usize = 16_384;
 /// Messages per transaction at most.
 const MAX_BATCH: usize = 4096;
+/// How long the writer lets a batch gather after its first message: one commit (a few pages
+/// of WAL) for many messages instead of one each, at the cost of this much more delay before
+/// they reach the file.
+const LINGER: Duration = Duration::from_millis(10);
 /// How often the writer lets go of what expired.
 const SWEEP_PERIOD: Duration = Duration::from_secs(1);
 /// How long closing waits for the writer to write what is queued.
@@ -217,6 +221,10 @@ fn run(
             Ok(row) => {
                 batch.push(row);
                 batch.extend(rows.try_iter().take(MAX_BATCH - 1));
+                if batch.len() < MAX_BATCH {
+                    std::thread::sleep(LINGER); // the writer's own thread: no loop waits
+                    batch.extend(rows.try_iter().take(MAX_BATCH - batch.len()));
+                }
                 let started = Instant::now();
                 let result = writer.write(&batch);
                 match result {

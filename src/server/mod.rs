@@ -243,7 +243,8 @@ impl ServerBuilder {
     /// much memory): each message published to one gets a position in its topic's stream, and
     /// [`Context::history`](crate::Context::history) serves what a client missed. One history
     /// serves every loop; it is kept in memory and lost when the server stops, unless it is
-    /// written to a file too ([`HistoryOptions::sqlite`]), which this opens and loads.
+    /// written to a file too (`HistoryOptions::sqlite`, with the `sqlite` feature), which this
+    /// opens and loads.
     pub fn history(mut self, options: HistoryOptions) -> Self {
         self.history = Some(options);
         self

@@ -101,6 +101,12 @@ pub struct ServeArgs {
     /// Memory all channels' kept messages may take together; past it the oldest go first.
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = units::parse_size)]
     history_memory: usize,
+    /// Where kept messages live: memory (lost when the server stops), or sqlite:PATH, an
+    /// SQLite file (created if new) written behind memory by a thread of its own and loaded
+    /// at start, so clients recover across a restart with the same positions. The file is
+    /// this server's alone while it runs; a clean stop writes what is queued first.
+    #[arg(long, value_name = "STORE", default_value = "memory", value_parser = parse_store)]
+    history_store: HistoryStore,
     /// How many of a chat room's last events a joiner gets.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=1000))]
     chat_history: u64,
@@ -115,6 +121,21 @@ pub struct ServeArgs {
     /// too); then the closing handshakes get --close-timeout, and the server exits 0.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = units::parse_duration)]
     drain_window: Duration,
+}
+
+/// `--history-store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HistoryStore {
+    Memory,
+    Sqlite(PathBuf),
+}
+
+fn parse_store(value: &str) -> Result<HistoryStore, String> {
+    match value.split_once(':') {
+        _ if value == "memory" => Ok(HistoryStore::Memory),
+        Some(("sqlite", path)) if !path.is_empty() => Ok(HistoryStore::Sqlite(path.into())),
+        _ => Err("expected memory or sqlite:PATH".into()),
+    }
 }
 
 /// `--log-format`.
@@ -143,11 +164,15 @@ impl ServeArgs {
     /// What keeps history: /pubsub channels (topics not starting with `/`) and chat rooms
     /// (`/chat:ROOM`); not `/broadcast`, nor private messages (`/chat@NAME`).
     fn history(&self) -> HistoryOptions {
-        HistoryOptions::default()
+        let options = HistoryOptions::default()
             .size(self.history_size as usize)
             .ttl(self.history_ttl)
             .memory(self.history_memory)
-            .topics(|topic| !topic.starts_with('/') || topic.starts_with("/chat:"))
+            .topics(|topic| !topic.starts_with('/') || topic.starts_with("/chat:"));
+        match &self.history_store {
+            HistoryStore::Memory => options,
+            HistoryStore::Sqlite(path) => options.sqlite(path),
+        }
     }
 
     fn config(&self) -> Config {
@@ -239,6 +264,27 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
         Err(e) => {
             eprintln!("wsloop: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_store_is_memory_or_an_sqlite_path() {
+        assert_eq!(parse_store("memory"), Ok(HistoryStore::Memory));
+        assert_eq!(
+            parse_store("sqlite:/var/lib/wsloop/history.db"),
+            Ok(HistoryStore::Sqlite("/var/lib/wsloop/history.db".into()))
+        );
+        assert_eq!(
+            parse_store("sqlite:a:b"),
+            Ok(HistoryStore::Sqlite("a:b".into()))
+        );
+        for bad in ["", "sqlite:", "sqlite", "redis://x", "Memory"] {
+            assert!(parse_store(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -15,7 +15,7 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::history::{HistoryStats, OUTCOMES};
+use super::history::{HistoryStats, OUTCOMES, WRITE_BUCKETS};
 
 /// Upper bounds of the loop-turn histogram's buckets, in seconds (`+Inf` is implied).
 const TURN_BUCKETS: [f64; 10] = [
@@ -240,30 +240,62 @@ impl Metrics {
                     "wsloop_recoveries_total{{outcome=\"{outcome}\"}} {count}"
                 );
             }
+            if let Some(store) = history.store {
+                family(
+                    &mut out,
+                    "wsloop_history_store_rows_total",
+                    "counter",
+                    "Kept messages for the history store, by outcome: written to its file, \
+                     dropped (its queue was full), failed (the write failed).",
+                );
+                for (outcome, count) in [
+                    ("written", store.written),
+                    ("dropped", store.dropped),
+                    ("failed", store.failed),
+                ] {
+                    let _ = writeln!(
+                        out,
+                        "wsloop_history_store_rows_total{{outcome=\"{outcome}\"}} {count}"
+                    );
+                }
+                histogram(
+                    &mut out,
+                    "wsloop_history_store_write_seconds",
+                    "How long each batch written to the history store took (one transaction).",
+                    (&WRITE_BUCKETS, &store.batches),
+                    store.batch_nanos as f64 / 1e9,
+                );
+            }
         }
-        family(
+        histogram(
             &mut out,
             "wsloop_loop_turn_seconds",
-            "histogram",
             "How long each event-loop turn took, from wakeup to the last write.",
+            (&TURN_BUCKETS, &self.turns),
+            self.turns_seconds,
         );
-        let mut cumulative = 0;
-        for (bound, count) in TURN_BUCKETS.iter().zip(&self.turns) {
-            cumulative += count;
-            let _ = writeln!(
-                out,
-                "wsloop_loop_turn_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        cumulative += self.turns[TURN_BUCKETS.len()];
-        let _ = writeln!(
-            out,
-            "wsloop_loop_turn_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-        );
-        let _ = writeln!(out, "wsloop_loop_turn_seconds_sum {}", self.turns_seconds);
-        let _ = writeln!(out, "wsloop_loop_turn_seconds_count {cumulative}");
         out
     }
+}
+
+/// A histogram: `counts` per bucket of `bounds`, then the `+Inf` one; `sum` in seconds.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    (bounds, counts): (&[f64], &[u64]),
+    sum: f64,
+) {
+    family(out, name, "histogram", help);
+    let mut cumulative = 0;
+    for (bound, count) in bounds.iter().zip(counts) {
+        cumulative += count;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += counts[bounds.len()];
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {cumulative}");
 }
 
 fn bump(counts: &mut Vec<(u16, u64)>, key: u16) {
@@ -303,6 +335,7 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::history::StoreStats;
 
     #[test]
     fn renders_every_family_with_labels_sorted_and_cumulative_buckets() {
@@ -325,6 +358,13 @@ mod tests {
                 messages: 3,
                 bytes: 120,
                 recoveries: [5, 1, 0, 2],
+                store: Some(StoreStats {
+                    written: 40,
+                    dropped: 2,
+                    failed: 1,
+                    batches: [0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1],
+                    batch_nanos: 2_500_000_000,
+                }),
             }),
         });
         for line in [
@@ -344,6 +384,16 @@ mod tests {
             "wsloop_history_bytes 120",
             "wsloop_recoveries_total{outcome=\"recovered\"} 5",
             "wsloop_recoveries_total{outcome=\"ahead\"} 2",
+            "wsloop_history_store_rows_total{outcome=\"written\"} 40",
+            "wsloop_history_store_rows_total{outcome=\"dropped\"} 2",
+            "wsloop_history_store_rows_total{outcome=\"failed\"} 1",
+            "wsloop_history_store_write_seconds_bucket{le=\"0.0005\"} 0",
+            "wsloop_history_store_write_seconds_bucket{le=\"0.001\"} 3",
+            "wsloop_history_store_write_seconds_bucket{le=\"5\"} 3",
+            "wsloop_history_store_write_seconds_bucket{le=\"+Inf\"} 4",
+            "wsloop_history_store_write_seconds_sum 2.5",
+            "wsloop_history_store_write_seconds_count 4",
+            "# TYPE wsloop_history_store_write_seconds histogram",
             "# TYPE wsloop_loop_turn_seconds histogram",
         ] {
             assert!(

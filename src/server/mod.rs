@@ -50,6 +50,15 @@ pub enum Error {
     Tls(crate::tls::TlsError),
     /// The event loop failed.
     Io(io::Error),
+    /// The history's store ([`HistoryOptions::sqlite`](crate::HistoryOptions)) cannot be
+    /// used: not an SQLite file, not a wsloop history, in use by another process, or not
+    /// where it can be created.
+    HistoryStore {
+        /// The file as given.
+        path: PathBuf,
+        /// Why, in a few words.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -59,6 +68,9 @@ impl fmt::Display for Error {
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Error::Tls(e) => write!(f, "TLS: {e}"),
             Error::Io(e) => write!(f, "event loop failed: {e}"),
+            Error::HistoryStore { path, reason } => {
+                write!(f, "history store {}: {reason}", path.display())
+            }
         }
     }
 }
@@ -76,6 +88,7 @@ impl std::error::Error for Error {
             Error::Bind { source, .. } => Some(source),
             Error::Tls(e) => Some(e),
             Error::Io(e) => Some(e),
+            Error::HistoryStore { .. } => None,
         }
     }
 }
@@ -229,7 +242,9 @@ impl ServerBuilder {
     /// Topics keep history ([`HistoryOptions`]: which topics, how many messages, how long, how
     /// much memory): each message published to one gets a position in its topic's stream, and
     /// [`Context::history`](crate::Context::history) serves what a client missed. One history
-    /// serves every loop; it is kept in memory and lost when the server stops.
+    /// serves every loop; it is kept in memory and lost when the server stops, unless it is
+    /// written to a file too (`HistoryOptions::sqlite`, with the `sqlite` feature), which this
+    /// opens and loads.
     pub fn history(mut self, options: HistoryOptions) -> Self {
         self.history = Some(options);
         self
@@ -273,6 +288,11 @@ impl ServerBuilder {
                 return Err(Error::Config(ConfigError(why)));
             }
         }
+        // Before the socket is bound: no client connects to a server that cannot start.
+        let history = match self.history {
+            Some(options) => Some(Arc::new(History::open(options)?)),
+            None => None,
+        };
         let tls = match self.tls {
             None => None,
             Some(Tls::Config(config)) => Some(TlsSource {
@@ -323,7 +343,6 @@ impl ServerBuilder {
         let mut routes: Vec<(String, Handlers, RouteOptions)> = self.routes;
         let paths: Vec<String> = routes.iter().map(|(path, ..)| path.clone()).collect();
         let directory = Arc::new(Directory::new());
-        let history = self.history.map(|options| Arc::new(History::new(options)));
         let bridge = match self.cluster {
             Some(url) => Some(
                 Bridge::start(
@@ -391,6 +410,7 @@ impl ServerBuilder {
             local_addr,
             handle,
             bridge,
+            history,
         })
     }
 }
@@ -444,6 +464,8 @@ pub struct Server {
     handle: ShutdownHandle,
     /// With a cluster: the Redis bridge's threads.
     bridge: Option<Bridge>,
+    /// The history, whose store (if any) is closed once every loop is done.
+    history: Option<Arc<History>>,
 }
 
 impl fmt::Debug for Server {
@@ -485,7 +507,8 @@ impl Server {
     /// threads as there are other loops) until shut down (by [`ShutdownHandle::shutdown`] or
     /// [`ShutdownHandle::drain`] or, if enabled, a signal). Shutdown closes every connection
     /// with 1001 at once, a drain with 1012 over the drain window; either then waits up to the
-    /// close timeout for the closing handshakes, and stops every loop.
+    /// close timeout for the closing handshakes, and stops every loop. Then the history's
+    /// store (if any) writes what is queued and closes its file (bounded in time).
     pub fn run(self) -> Result<(), Error> {
         let mut loops = self.loops.into_iter();
         let first = loops.next().expect("a server has a loop");
@@ -508,6 +531,9 @@ impl Server {
         }
         if let Some(bridge) = self.bridge {
             bridge.stop(); // every loop is done: so is the bridge, once it sent what waits
+        }
+        if let Some(history) = &self.history {
+            history.close(); // nothing appends any more
         }
         result.map_err(Error::Io)
     }

@@ -68,6 +68,78 @@ pub(crate) struct Page {
     pub(crate) position: StreamPosition,
 }
 
+/// A stream as a store gives it back at start.
+#[cfg(feature = "sqlite")]
+#[derive(Debug)]
+pub(crate) struct Restored {
+    pub(crate) topic: Arc<str>,
+    pub(crate) epoch: Arc<str>,
+    /// The offset its next message gets.
+    pub(crate) next: u64,
+    /// When its last message was appended.
+    pub(crate) last_at: u64,
+    /// Its newest messages, oldest first: consecutive offsets ending at `next - 1` (or none).
+    pub(crate) kept: Vec<Kept>,
+}
+
+/// Where a stream stands, as a store records it.
+#[cfg(feature = "sqlite")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub(crate) topic: Arc<str>,
+    pub(crate) epoch: Arc<str>,
+    pub(crate) next: u64,
+    pub(crate) last_at: u64,
+}
+
+#[cfg(feature = "sqlite")]
+impl Log {
+    /// A log holding the streams a store kept. The append order across topics follows the
+    /// messages' times (within a topic, their offsets: a clock that went back cannot reorder
+    /// a stream).
+    pub(crate) fn restore(streams: Vec<Restored>) -> Log {
+        let mut log = Log::default();
+        let mut order = Vec::new();
+        for restored in streams {
+            debug_assert!(restored
+                .kept
+                .last()
+                .is_none_or(|last| last.offset + 1 == restored.next));
+            let mut at = 0;
+            for kept in &restored.kept {
+                at = at.max(kept.at);
+                order.push((at, restored.topic.clone(), kept.offset));
+                log.count += 1;
+                log.bytes += kept.message.frame_len();
+            }
+            let stream = Stream {
+                epoch: restored.epoch,
+                next: restored.next,
+                kept: restored.kept.into(),
+                last_at: restored.last_at,
+            };
+            log.streams.insert(restored.topic, stream);
+        }
+        order.sort_by_key(|(at, ..)| *at); // stable: a topic's own order stays
+        log.order = (order.into_iter())
+            .map(|(at, topic, offset)| (topic, offset, at))
+            .collect();
+        log
+    }
+
+    /// Where every stream stands.
+    pub(crate) fn marks(&self) -> Vec<Mark> {
+        (self.streams.iter())
+            .map(|(topic, stream)| Mark {
+                topic: topic.clone(),
+                epoch: stream.epoch.clone(),
+                next: stream.next,
+                last_at: stream.last_at,
+            })
+            .collect()
+    }
+}
+
 impl Log {
     /// The latest position of `topic`, if it has a stream.
     pub(crate) fn position(&self, topic: &str) -> Option<StreamPosition> {

@@ -7,8 +7,16 @@
 //! One history serves every loop of a server: a topic's order is decided under its lock, in
 //! the loop that publishes. Kept messages are the frames that went out (shared, not copied),
 //! so replaying them encodes nothing again.
+//!
+//! With [`HistoryOptions::sqlite`], it survives a restart: the memory log is still all that
+//! reads and appends touch, and a thread of its own writes each kept message behind them to an
+//! SQLite file ([`store`]) that the next start loads, with the same epochs and offsets.
 
 mod log;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+#[cfg(feature = "sqlite")]
+mod store;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,13 +133,16 @@ impl HistoryPage {
     }
 }
 
-/// Which topics keep history, and how much (see [`ServerBuilder::history`](crate::ServerBuilder::history)).
+/// Which topics keep history, how much, and where (see [`ServerBuilder::history`](crate::ServerBuilder::history)).
 #[derive(Clone)]
 pub struct HistoryOptions {
     pub(crate) per_topic: usize,
     pub(crate) ttl: Duration,
     pub(crate) memory: usize,
     pub(crate) topics: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    /// The SQLite file it is also written to, if any.
+    #[cfg(feature = "sqlite")]
+    pub(crate) sqlite: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for HistoryOptions {
@@ -140,6 +151,7 @@ impl fmt::Debug for HistoryOptions {
             .field("per_topic", &self.per_topic)
             .field("ttl", &self.ttl)
             .field("memory", &self.memory)
+            .field("store", &self.store_name())
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +164,8 @@ impl Default for HistoryOptions {
             ttl: Duration::from_secs(600),
             memory: 64 << 20,
             topics: Arc::new(|_| true),
+            #[cfg(feature = "sqlite")]
+            sqlite: None,
         }
     }
 }
@@ -180,6 +194,37 @@ impl HistoryOptions {
     pub fn topics(mut self, keeps: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
         self.topics = Arc::new(keeps);
         self
+    }
+
+    /// Keeps history in the SQLite file at `path` too (created if new), so that it survives a
+    /// restart: the next server on the file serves recovery with the same epochs and offsets
+    /// (each topic's last [`size`](Self::size) messages younger than the
+    /// [`ttl`](Self::ttl), within the [`memory`](Self::memory) bound), and a client that comes
+    /// back after the restart gets exactly what it missed.
+    ///
+    /// Reads and appends still touch only memory: a thread of the store's own writes each
+    /// kept message behind them, in batches, so the event loop never waits for the disk. A
+    /// disk that falls behind or fails is logged; messages go on live and recovery is served
+    /// from memory, but what was not written is not there after a restart. A clean shutdown
+    /// writes what is queued first. After an unclean one (a crash, a kill), whose last
+    /// messages may never have reached the file, every stream goes on under a new epoch.
+    ///
+    /// The file is the server's alone while it runs: [`ServerBuilder::build`](crate::ServerBuilder::build)
+    /// refuses one that another process has open, or that is not a wsloop history file
+    /// ([`Error::HistoryStore`](crate::Error::HistoryStore)).
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.sqlite = Some(path.into());
+        self
+    }
+
+    /// Where history is kept, in words: `memory`, or `sqlite:PATH`.
+    fn store_name(&self) -> String {
+        #[cfg(feature = "sqlite")]
+        if let Some(path) = &self.sqlite {
+            return format!("sqlite:{}", path.display());
+        }
+        "memory".into()
     }
 
     /// Why these options cannot work, if they cannot.
@@ -211,6 +256,9 @@ pub(crate) struct History {
     log: Mutex<Log>,
     /// Reads with a position: served, then refused by [`NotRecovered::label`] order.
     recoveries: [AtomicU64; 4],
+    /// The file it is written to, with [`HistoryOptions::sqlite`].
+    #[cfg(feature = "sqlite")]
+    store: Option<store::Store>,
 }
 
 /// What `/metrics` shows of the history.
@@ -220,7 +268,29 @@ pub(crate) struct HistoryStats {
     pub(crate) bytes: usize,
     /// Reads with a position, by outcome ([`OUTCOMES`]).
     pub(crate) recoveries: [u64; 4],
+    /// With a store: what it wrote.
+    pub(crate) store: Option<StoreStats>,
 }
+
+/// What `/metrics` shows of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct StoreStats {
+    /// Messages written to the file.
+    pub(crate) written: u64,
+    /// Messages not queued for the file (the queue was full).
+    pub(crate) dropped: u64,
+    /// Messages whose write failed (disk full, I/O error).
+    pub(crate) failed: u64,
+    /// Committed batches by duration: per bucket of [`WRITE_BUCKETS`], then `+Inf`.
+    pub(crate) batches: [u64; WRITE_BUCKETS.len() + 1],
+    /// The sum of their durations, in nanoseconds.
+    pub(crate) batch_nanos: u64,
+}
+
+/// Upper bounds of the store's batch-write histogram's buckets, in seconds (`+Inf` implied).
+pub(crate) const WRITE_BUCKETS: [f64; 10] = [
+    0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
 
 /// The outcomes of a read with a position, as `/metrics` labels them.
 pub(crate) const OUTCOMES: [&str; 4] = ["recovered", "other_epoch", "evicted", "ahead"];
@@ -254,11 +324,41 @@ fn new_epoch() -> Arc<str> {
 }
 
 impl History {
+    /// A history in memory only (whatever `options` say of a store).
     pub(crate) fn new(options: HistoryOptions) -> History {
         History {
             options,
             log: Mutex::new(Log::default()),
             recoveries: Default::default(),
+            #[cfg(feature = "sqlite")]
+            store: None,
+        }
+    }
+
+    /// The history `options` ask for: with a store, what it kept is loaded and its writer
+    /// started. An error names the file and says why it cannot be used, in one line.
+    pub(crate) fn open(options: HistoryOptions) -> Result<History, crate::Error> {
+        #[cfg(feature = "sqlite")]
+        if let Some(path) = options.sqlite.clone() {
+            let (store, log) = store::Store::open(&path, options.bounds(), &mut new_epoch)
+                .map_err(|reason| crate::Error::HistoryStore { path, reason })?;
+            return Ok(History {
+                options,
+                log: Mutex::new(log),
+                recoveries: Default::default(),
+                store: Some(store),
+            });
+        }
+        Ok(History::new(options))
+    }
+
+    /// Lets the store write what is queued and where every stream stands, and close its file
+    /// cleanly (bounded in time); call once the loops are done. Without a store, nothing.
+    pub(crate) fn close(&self) {
+        #[cfg(feature = "sqlite")]
+        if let Some(store) = &self.store {
+            let marks = self.log().marks();
+            store.close(marks);
         }
     }
 
@@ -279,7 +379,20 @@ impl History {
         make: impl FnOnce(&StreamPosition) -> Prepared,
     ) -> (StreamPosition, Prepared) {
         let bounds = self.options.bounds();
-        let (position, kept) = self.log().append(topic, unix_ms(), bounds, new_epoch, make);
+        let mut log = self.log();
+        let (position, kept) = log.append(topic, unix_ms(), bounds, new_epoch, make);
+        #[cfg(feature = "sqlite")]
+        if let Some(store) = &self.store {
+            // Under the lock: the writer gets every topic's messages in their order.
+            store.push(sqlite::Row {
+                topic: topic.into(),
+                epoch: position.epoch.clone(),
+                offset: position.offset,
+                at: kept.at,
+                message: kept.message.clone(),
+            });
+        }
+        drop(log);
         (position, kept.message)
     }
 
@@ -331,9 +444,22 @@ impl History {
                 .recoveries
                 .each_ref()
                 .map(|n| n.load(Ordering::Relaxed)),
+            #[cfg(feature = "sqlite")]
+            store: self.store.as_ref().map(store::Store::stats),
+            #[cfg(not(feature = "sqlite"))]
+            store: None,
         }
     }
 }
 
+impl Drop for History {
+    /// A server dropped without running (or a history of a test) closes its file too.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod sqlite_tests;
 #[cfg(test)]
 mod tests;

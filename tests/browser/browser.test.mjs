@@ -109,7 +109,7 @@ test('echo: text, binary and file come back, with the round trip shown', async (
   await connect(page, '/echo');
   assert.equal(await page.locator('#chatPanel').isVisible(), false);
   // run.sh serves with --compression shared: Chromium's offer is taken.
-  assert.match(await page.evaluate('ws.extensions'), /^permessage-deflate/);
+  assert.match(await page.evaluate('client.socket.extensions'), /^permessage-deflate/);
 
   await page.fill('#text', 'hello from chromium');
   await page.click('#sendText');

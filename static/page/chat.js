@@ -133,13 +133,14 @@ function chatMessage(from, text, ts, tag) {
 function chatEvent(e) {
   switch (e.type) {
     case "joined":
-      if (e.history) {
-        chatLine("system", (e.name === chat.me ? "You" : e.name) + " joined " + e.room + ".", e.ts);
-      } else if (e.name === chat.me) {
+      if (e.name === chat.me && client.room === e.room && !chat.joined) {
+        // Our own joined: live, or (a long recovery) from the history pages read after it.
         chat.joined = true;
         chat.room = e.room;
         $("chatRoom").value = e.room;
         chatLine("system", "You joined " + e.room + ".", e.ts);
+      } else if (e.history || e.name === chat.me) {
+        chatLine("system", (e.name === chat.me ? "You" : e.name) + " joined " + e.room + ".", e.ts);
       } else {
         chatLine("system", e.name + " joined " + e.room + ".", e.ts);
         if (e.room === chat.room && !chat.users.includes(e.name)) {

@@ -20,7 +20,7 @@
   class ChatSession {
     #io; #stream; #name = null; #target = null; #room = null; #phase = "idle"; #auto = false;
     #expectHistory = false; #sentSince = null; #join = null; #sends = []; #queue = [];
-    #wait = null; #retryTimer = null; #retryStart = 0; #retries = 0; #rejoin = false;
+    #wait = null; #retryTimer = null; #retryStart = 0; #retries = 0; #rejoin = false; #conn = 0;
 
     constructor(io) {
       this.#io = io;
@@ -28,8 +28,8 @@
         current: io.current,
         fetch: (since) => this.#fetch(since),
         deliver: (event) => this.#deliver(event),
-        lost: (info) => io.emit("lost", { room: this.#room, ...info }),
-        recovered: (info) => io.emit("recovered", { room: this.#room, ...info }),
+        lost: (info) => this.#recovery(false, { room: this.#room, ...info }),
+        recovered: (info) => this.#recovery(true, { room: this.#room, ...info }),
         failed: (e) => (e.code === "timeout" ? io.drop("no history in time") : io.emit("error", e)),
       }, null);
     }
@@ -91,6 +91,7 @@
     }
 
     #flush(op) {
+      op.conn = this.#conn;
       this.#sends.push(op);
       this.#io.send(op.command);
     }
@@ -113,6 +114,7 @@
 
     /** A connection opened: join again, from the last position in the same room. */
     opened() {
+      this.#conn += 1;
       this.#rejoin = this.#phase === "rejoining";
       if (this.#name && this.#phase !== "idle") this.#sendJoin();
     }
@@ -125,8 +127,7 @@
       this.#io.send({ type: "join", name: this.#name, room: this.#target, since: this.#sentSince ?? undefined });
     }
 
-    /** The connection dropped. What was sent and not yet seen is never sent again (it may have
-     *  been delivered): its echo may come with the recovery, or its promise times out. */
+    /** The connection dropped. A message sent and not seen yet waits for the recovery. */
     dropped() {
       clearTimeout(this.#retryTimer);
       if (this.#wait) {
@@ -134,6 +135,9 @@
         this.#wait = null;
       }
       this.#stream.reset();
+      // A pm is not kept: whether it arrived cannot be checked after the rejoin.
+      const pms = this.#sends.filter((op) => op.command.type === "pm");
+      for (const op of pms) this.#done(op, new WsloopError("disconnected", "the connection closed before the pm came back: it may or may not have been delivered"));
       if (this.#phase === "moving") this.#target = this.#room;
       if (this.#phase !== "idle") this.#phase = "rejoining";
       this.#expectHistory = false;
@@ -143,6 +147,22 @@
     fail(error) {
       for (const op of [...this.#queue, ...this.#sends]) this.#done(op, error);
       if (this.#join) this.#done(this.#join, error);
+    }
+
+    /** A rejoin recovered the room (`complete`) or not. Messages sent on the old connection and
+     *  not among what came back: after a complete recovery they never reached the room, so they
+     *  are sent now, once; otherwise nobody can tell, and they fail (never sent twice). */
+    #recovery(complete, event) {
+      const unconfirmed = this.#sends.filter((op) => op.conn !== this.#conn);
+      for (const op of unconfirmed) {
+        if (complete) {
+          this.#sends = this.#sends.filter((o) => o !== op);
+          this.#flush(op);
+        } else {
+          this.#done(op, new WsloopError("disconnected", "the connection closed before the message came back, and what was said meanwhile could not be recovered: it may or may not have been delivered"));
+        }
+      }
+      this.#io.emit(complete ? "recovered" : "lost", event);
     }
 
     /** A `history` event answers the one request for more at a time. */
@@ -206,7 +226,7 @@
         this.#expectHistory = false;
         this.#stream.position = null;
         this.#stream.reset();
-        if (this.#rejoin) this.#io.emit("lost", { room: e.room, reason: "the server keeps no chat history", missed: null });
+        if (this.#rejoin) this.#recovery(false, { room: e.room, reason: "the server keeps no chat history", missed: null });
       }
       this.#rejoin = false;
       this.#phase = "joined";

@@ -32,7 +32,7 @@ function join() {
 }
 
 function chatDisconnected(e) {
-  if (chat.joined) chatLine("system", e.reconnect ? "Connection lost (" + closeName(e.code) + ") · reconnecting…" : "Disconnected.");
+  if (chat.joined) chatLine("system", e.reconnect ? "Connection lost (" + lostWhy(e) + ") · reconnecting…" : "Disconnected.");
   resetChat();
 }
 

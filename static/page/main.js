@@ -79,6 +79,8 @@ function describe(data) {
 const sizeOf = (data) => typeof data === "string" ? new TextEncoder().encode(data).length : data.byteLength;
 const seconds = (ms) => (ms / 1000).toFixed(ms < 10000 ? 1 : 0) + " s";
 const closeName = (code) => "code " + code + (CLOSE_CODES[code] ? " (" + CLOSE_CODES[code] + ")" : "");
+/** Why a connection was lost, for a line in the chat or the feed. */
+const lostWhy = (e) => e.reason || "code " + e.code + (CLOSE_CODES[e.code] ? ": " + CLOSE_CODES[e.code] : "");
 
 function isOpen() { return client !== null && client.state === "connected"; }
 

@@ -84,7 +84,7 @@ function publication(p) {
 }
 
 function pubsubDisconnected(e) {
-  if (e.reconnect && pubsubChannels.size) feedLine("system", "Connection lost (" + closeName(e.code) + ") · reconnecting…");
+  if (e.reconnect && pubsubChannels.size) feedLine("system", "Connection lost (" + lostWhy(e) + ") · reconnecting…");
   showSubs();
 }
 

@@ -173,8 +173,10 @@
     }
 
     /** `since` cannot be recovered (`info`: the stream's position now, and why). Say how much
-     *  was missed when that is known, then deliver what the stream still keeps after it: all of
-     *  a new epoch (a restarted stream) is news, and so is a kept tail past what was missed. */
+     *  was missed when that is known, then deliver what the stream still keeps that is surely
+     *  news: a kept tail past what was missed, the whole of a new epoch (a restarted stream),
+     *  what `since`'s epoch kept after it (a store that renamed its streams after a crash keeps
+     *  their past). Items of any other epoch cannot be placed: the loss covers them. */
     async #recoverWhatIsKept(info, since, current) {
       const sameStream = info.epoch === since.epoch;
       const base = sameStream ? Math.min(since.offset, info.offset) : 0;
@@ -184,16 +186,20 @@
       }
       if (!current()) return;
       const ours = page && page.epoch === info.epoch;
-      const fresh = ours ? page.items.filter((i) => i.offset != null && i.offset > base) : [];
+      const news = (i) => i.offset != null
+        && (i.epoch === since.epoch ? i.offset > since.offset : i.epoch === info.epoch && i.offset > base);
+      const fresh = ours ? page.items.filter(news) : [];
       const head = ours ? page.offset : info.offset;
+      const first = fresh.find((i) => i.epoch === info.epoch);
       const missed = sameStream && info.offset >= since.offset
-        ? (fresh.length ? fresh[0].offset : head + 1) - since.offset - 1
+        ? (first ? first.offset : head + 1) - since.offset - 1
         : null;
       this.hooks.lost({ reason: info.reason ?? "not recovered", missed });
       this.position = { offset: base, epoch: info.epoch };
       this.#take(fresh);
-      if (ours && page.more && fresh.length) await this.#pages(current);
-      else if (!fresh.length) this.position = { offset: Math.max(base, head), epoch: info.epoch };
+      const last = this.position;
+      if (ours && page.more && last.epoch === info.epoch && last.offset < head) await this.#pages(current);
+      else this.position = { offset: Math.max(base, head), epoch: info.epoch };
     }
 
     /** A fetch failed: the hook reports it (or ends the connection, and the next one starts

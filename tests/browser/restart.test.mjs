@@ -45,7 +45,7 @@ after(async () => { await browser?.close(); });
 async function server(t) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wsloop-restart-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const flags = ['--log-level', 'warn', '--compression', 'shared',
+  const flags = ['--log-level', 'warn', '--compression', 'shared', '--drain-window', '100ms',
     ...(TLS ? ['--tls-cert', path.join(CERT, 'cert.pem'), '--tls-key', path.join(CERT, 'key.pem')] : []),
     ...(SQLITE ? ['--history-store', 'sqlite:' + path.join(dir, 'history.db')] : [])];
   const s = { addr: null, child: null };
@@ -56,14 +56,15 @@ async function server(t) {
       once(child, 'exit').then(([code]) => { throw new Error('wsloop exited with ' + code); })]);
     s.addr = /^listening on wss?:\/\/(\S+)$/.exec(line)[1];
   };
-  s.kill = async () => {
+  s.kill = async (signal = 'SIGKILL') => {
     if (s.child.exitCode !== null || s.child.signalCode !== null) return;
     const exited = once(s.child, 'exit');
-    s.child.kill('SIGKILL');
+    s.child.kill(signal);
     await exited;
   };
+  /** A restart as a deploy does it: SIGTERM (a drain: close 1012, the store written), start. */
   s.restart = async () => {
-    await s.kill();
+    await s.kill('SIGTERM');
     for (let i = 0; ; i++) {
       try { return await s.start(s.addr); } catch (e) {
         if (i >= 20) throw e;

@@ -137,11 +137,11 @@ test("a restart with history in memory: the loss is reported and the new room's 
   assert.deepEqual(texts(alice.events), ["before the restart", "while bob was away", "hi again"]);
 });
 
-test("a restart with --history-store sqlite: nothing is missed", async (t) => {
+test("a clean restart with --history-store sqlite: nothing is missed", async (t) => {
   if (!hasSqliteStore()) return t.skip("this wsloop has no --history-store (SQLite history) yet");
   const dir = mkdtempSync(path.join(os.tmpdir(), "wsloop-js-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const server = await startServer(t, ["--history-store", "sqlite:" + path.join(dir, "history.db")]);
+  const server = await startServer(t, ["--history-store", "sqlite:" + path.join(dir, "history.db"), "--drain-window", "100ms"]);
   const lobby = room();
   const alice = chatter(t, server);
   const bob = chatter(t, server);
@@ -154,7 +154,7 @@ test("a restart with --history-store sqlite: nothing is missed", async (t) => {
   bob.c.on("lost", (e) => { lost = e; });
   const aliceBack = next(alice.c, "chat", (e) => e.type === "joined" && e.name === "alice" && !e.history);
   alice.away.open();
-  await server.restart();
+  await server.restart("SIGTERM");
   await aliceBack;
   await alice.c.say("while bob was away");
   bob.away.open();
@@ -162,6 +162,8 @@ test("a restart with --history-store sqlite: nothing is missed", async (t) => {
   assert.equal(lost, null);
   await until(() => texts(bob.events).length === 2, "the message said meanwhile");
   assert.deepEqual(texts(bob.events), ["before the restart", "while bob was away"]);
+  const kept = bob.events.filter((e) => e.offset !== undefined).map((e) => e.offset);
+  assert.equal(new Set(kept).size, kept.length, "none twice");
 });
 
 test("a name the server still holds for the old connection is asked for again until it is free", async (t) => {

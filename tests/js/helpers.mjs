@@ -61,9 +61,10 @@ export async function startServer(t, args = []) {
     child.kill(signal);
     await exited;
   };
-  /** The same address again (several tries: the port may still be held for a moment). */
-  server.restart = async () => {
-    await server.kill();
+  /** Stopped by `signal` (SIGKILL: a crash; SIGTERM: a clean stop, which drains), then
+   *  started on the same address (several tries: the port may still be held for a moment). */
+  server.restart = async (signal = "SIGKILL") => {
+    await server.kill(signal);
     for (let i = 0; ; i++) {
       try { return await server.start(server.addr); } catch (e) {
         if (i >= 20) throw e;

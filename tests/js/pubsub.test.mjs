@@ -128,11 +128,20 @@ test("kill and restart with history in memory: the loss is reported, the new epo
   assert.notEqual(got[3].epoch, got[0].epoch);
 });
 
-test("kill and restart with --history-store sqlite: nothing missed", async (t) => {
-  if (!hasSqliteStore()) return t.skip("this wsloop has no --history-store (SQLite history) yet");
+/** A server with an SQLite history store (skips the test when this wsloop has none). */
+async function sqliteServer(t) {
+  if (!hasSqliteStore()) {
+    t.skip("this wsloop has no --history-store (SQLite history) yet");
+    return null;
+  }
   const dir = mkdtempSync(path.join(os.tmpdir(), "wsloop-js-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const server = await startServer(t, ["--history-store", "sqlite:" + path.join(dir, "history.db")]);
+  return startServer(t, ["--history-store", "sqlite:" + path.join(dir, "history.db"), "--drain-window", "100ms"]);
+}
+
+test("a clean restart with --history-store sqlite: nothing missed, nothing twice", async (t) => {
+  const server = await sqliteServer(t);
+  if (!server) return;
   const { c, got, away } = subscriber(t, server.url("/pubsub"), "news");
   const publisher = client(t, server.url("/pubsub"), { minDelay: 50, maxDelay: 200 });
   c.connect();
@@ -143,13 +152,34 @@ test("kill and restart with --history-store sqlite: nothing missed", async (t) =
   const recovered = next(c, "recovered");
   let lost = null;
   c.on("lost", (e) => { lost = e; });
-  await server.restart();
+  await server.restart("SIGTERM");
   for (const n of [4, 5, 6, 7, 8]) await publisher.publish("news", n);
   away.open();
   assert.equal((await recovered).count, 5);
   assert.equal(lost, null);
   assert.deepEqual(got.map((p) => p.data), [1, 2, 3, 4, 5, 6, 7, 8]);
   assert.deepEqual(offsets(got), range(1, 8));
+});
+
+test("a crash with --history-store sqlite: a new epoch, told so, and still nothing twice", async (t) => {
+  const server = await sqliteServer(t);
+  if (!server) return;
+  const { c, got, away } = subscriber(t, server.url("/pubsub"), "news");
+  const publisher = client(t, server.url("/pubsub"), { minDelay: 50, maxDelay: 200 });
+  c.connect();
+  publisher.connect();
+  await next(c, "connected");
+  for (const n of [1, 2, 3]) await publisher.publish("news", n);
+  await until(() => got.length === 3, "three publications");
+  await new Promise((r) => setTimeout(r, 100)); // the store's batch is written behind
+  const lost = next(c, "lost");
+  await server.restart("SIGKILL");
+  for (const n of [4, 5]) await publisher.publish("news", n);
+  away.open();
+  assert.deepEqual([(await lost).reason, (await lost).missed], ["epoch changed", null]);
+  await until(() => got.length >= 5, "the two published after the crash");
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(got.map((p) => p.data), [1, 2, 3, 4, 5]);
 });
 
 test("what is no longer kept is reported with how much was missed; the kept rest follows", async (t) => {

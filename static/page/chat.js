@@ -133,8 +133,8 @@ function chatMessage(from, text, ts, tag) {
 function chatEvent(e) {
   switch (e.type) {
     case "joined":
-      if (e.name === chat.me && client.room === e.room && !chat.joined) {
-        // Our own joined: live, or (a long recovery) from the history pages read after it.
+      if (e.name === chat.me && client.room === e.room && (!chat.joined || chat.room !== e.room)) {
+        // Our own joined (a join, a room change): live, or from history pages read after it.
         chat.joined = true;
         chat.room = e.room;
         $("chatRoom").value = e.room;

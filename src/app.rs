@@ -1,14 +1,35 @@
 //! The router: which handler serves which path, each route's backpressure policy, and the page
-//! served at `GET /`. The event loop dispatches a connection's events through it; connections
-//! only know a route by its [`RouteId`].
+//! served at `GET /` with its scripts and the client library. The event loop dispatches a
+//! connection's events through it; connections only know a route by its [`RouteId`].
 
 use crate::connection::{Answer, RouteId};
 use crate::handler::Handler;
 use crate::protocol::deflate::CompressionMode;
 use crate::protocol::handshake::{http_response, without_body, Refusal, Request};
 
-/// The icon browsers ask for at `/favicon.ico`, served with the page.
-const FAVICON: &str = include_str!("../static/favicon.svg");
+/// What is served next to the index page: its icon and scripts, by path. The client library
+/// ([`WSLOOP_JS`](crate::WSLOOP_JS)) is served too.
+const PAGE_FILES: [(&str, &str); 5] = [
+    ("/favicon.ico", include_str!("../static/favicon.svg")),
+    ("/page/main.js", include_str!("../static/page/main.js")),
+    ("/page/chat.js", include_str!("../static/page/chat.js")),
+    ("/page/pubsub.js", include_str!("../static/page/pubsub.js")),
+    ("/page/server.js", include_str!("../static/page/server.js")),
+];
+
+/// A file served next to the index page: its content type and text.
+fn page_file(path: &str) -> Option<(&'static str, &'static str)> {
+    let (_, text) = PAGE_FILES
+        .iter()
+        .chain(crate::WSLOOP_JS.iter())
+        .find(|(at, _)| *at == path)?;
+    let content_type = match path.rsplit_once('.').map_or("", |(_, ext)| ext) {
+        "ico" => "image/svg+xml",
+        "js" => "text/javascript; charset=utf-8",
+        _ => "text/plain; charset=utf-8", // wsloop.d.ts
+    };
+    Some((content_type, text))
+}
 
 /// What happens to a message for a receiver that already leaves
 /// [`Backpressure::max_buffered`] bytes unread.
@@ -141,13 +162,20 @@ impl Router {
             if !matches!(request.method(), "GET" | "HEAD") {
                 return refuse(Refusal::MethodNotAllowed);
             }
-            let (content_type, body): (&str, &[u8]) = match (path, &self.index_page, route) {
-                ("/", Some(page), _) => ("text/html; charset=utf-8", page),
-                ("/favicon.ico", Some(_), _) => ("image/svg+xml", FAVICON.as_bytes()),
-                (_, _, Some(_)) => return refuse(Refusal::WebSocketOnly),
-                (_, _, None) => return refuse(Refusal::NoSuchPath),
+            let file = self.index_page.as_ref().and_then(|_| page_file(path));
+            let (content_type, body): (&str, &[u8]) = match (path, &self.index_page, route, file) {
+                ("/", Some(page), _, _) => ("text/html; charset=utf-8", page),
+                (_, _, _, Some((content_type, text))) => (content_type, text.as_bytes()),
+                (_, _, Some(_), None) => return refuse(Refusal::WebSocketOnly),
+                (_, _, None, None) => return refuse(Refusal::NoSuchPath),
             };
-            let response = http_response(200, content_type, "", body);
+            // Public files: a page on any origin may import the library (a module needs CORS).
+            let cors = if file.is_some() {
+                "Access-Control-Allow-Origin: *\r\n"
+            } else {
+                ""
+            };
+            let response = http_response(200, content_type, cors, body);
             return Answer::Reply {
                 status: 200,
                 response: if request.method() == "HEAD" {

@@ -77,5 +77,21 @@ pub use server::directory::Claim;
 pub use server::history::{HistoryOptions, HistoryPage, Kept, NotRecovered, StreamPosition};
 pub use server::{ClusterUrl, Error, Server, ServerBuilder, ShutdownHandle};
 
-/// The browser test client, embedded so `GET /` works from any directory.
+/// The browser test client, embedded so `GET /` works from any directory. It loads its scripts
+/// and the client library ([`WSLOOP_JS`]) by relative paths, which a server with an index page
+/// ([`ServerBuilder::index_page`]) answers too.
 pub const INDEX_HTML: &str = include_str!("../static/index.html");
+
+/// The JavaScript client library (README: "The JavaScript client"), by the path a server with
+/// an index page answers it at: the ES module, its TypeScript declarations, and the three
+/// classic scripts the module loads (a page opened from disk loads those with script tags).
+pub const WSLOOP_JS: [(&str, &str); 5] = [
+    ("/wsloop.js", include_str!("../static/wsloop.js")),
+    ("/wsloop.d.ts", include_str!("../static/wsloop.d.ts")),
+    ("/wsloop/core.js", include_str!("../static/wsloop/core.js")),
+    ("/wsloop/chat.js", include_str!("../static/wsloop/chat.js")),
+    (
+        "/wsloop/client.js",
+        include_str!("../static/wsloop/client.js"),
+    ),
+];

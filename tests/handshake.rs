@@ -186,6 +186,49 @@ fn the_page_comes_with_an_icon() {
 }
 
 #[test]
+fn the_page_comes_with_its_scripts_and_the_client_library() {
+    let server = TestServer::start();
+    for (path, text) in wsloop::WSLOOP_JS {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let response = exchange(&server, request.as_bytes());
+        assert_eq!(response.head.status, 200, "{path}");
+        let content_type = if path.ends_with(".js") {
+            "text/javascript; charset=utf-8"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        assert_eq!(response.head.header("Content-Type"), Some(content_type));
+        // A page on another origin may import the module.
+        assert_eq!(
+            response.head.header("Access-Control-Allow-Origin"),
+            Some("*")
+        );
+        assert_eq!(response.body, text.as_bytes(), "{path}");
+    }
+    // Everything the page loads by a relative path is served next to it.
+    let page = wsloop::INDEX_HTML;
+    let sources: Vec<&str> = page
+        .split("<script src=\"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert!(sources.len() >= 4, "{sources:?}");
+    for source in sources {
+        let request = format!("GET /{source} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let response = exchange(&server, request.as_bytes());
+        assert_eq!(response.head.status, 200, "{source}");
+        let content_type = response.head.header("Content-Type");
+        assert_eq!(content_type, Some("text/javascript; charset=utf-8"));
+    }
+    // Without an index page there is nothing to serve.
+    let bare = TestServer::with_routes(wsloop::Config::default(), |b| {
+        b.route("/echo", wsloop::apps::Echo)
+    });
+    let response = exchange(&bare, b"GET /wsloop.js HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(response.head.status, 404);
+}
+
+#[test]
 fn a_426_sends_one_connection_header() {
     let server = TestServer::start();
     let mut client = RawClient::connect(server.addr());

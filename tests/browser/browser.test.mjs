@@ -109,7 +109,7 @@ test('echo: text, binary and file come back, with the round trip shown', async (
   await connect(page, '/echo');
   assert.equal(await page.locator('#chatPanel').isVisible(), false);
   // run.sh serves with --compression shared: Chromium's offer is taken.
-  assert.match(await page.evaluate('ws.extensions'), /^permessage-deflate/);
+  assert.match(await page.evaluate('client.socket.extensions'), /^permessage-deflate/);
 
   await page.fill('#text', 'hello from chromium');
   await page.click('#sendText');
@@ -238,6 +238,13 @@ test('chat: room messages, private messages, typing, join/leave and errors', asy
   await a.waitForFunction(() => !document.querySelector('#users button[data-name="bob"]'), null,
     { timeout: WAIT });
   assert.deepEqual(await a.locator('#users button').allTextContents(), ['alice (you)', 'carol']);
+
+  // A changes rooms: the page follows, and carol sees her go.
+  await a.fill('#chatRoom', `${room}-2`);
+  await a.click('#join');
+  await a.locator('#roomLabel', { hasText: `alice in ${room}-2` }).waitFor({ timeout: WAIT });
+  await chatMsg(c, 'alice left').waitFor({ timeout: WAIT });
+  assert.deepEqual(await a.locator('#users button').allTextContents(), ['alice (you)']);
 });
 
 test('address: the served page uses its own host, the page from disk the default', async (t) => {

@@ -279,7 +279,7 @@ pub fn accept_response<'a>(
 ///   zlib-ng's and zlib-rs' level 1 use nothing else (random bytes grow by 5.5% there):
 ///   `len/8 + len/256 + len/512` (12.5% for 9-bit literals, and each block's header and end).
 ///
-/// The larger of the two, plus zlib's constants for the stream's end and [`MESSAGE_END`] for
+/// The larger of the two, plus zlib's constants for the stream's end and `MESSAGE_END` for
 /// how a message ends: about 13% over `len`.
 pub fn max_compressed_len(len: u64) -> u64 {
     if len > u64::MAX / 2 {
@@ -294,7 +294,7 @@ pub fn max_compressed_len(len: u64) -> u64 {
 /// the sync flush's empty stored block is its 3 header bits and their padding (1 byte) once its
 /// 4-byte tail is removed, or 5 bytes from a peer that leaves the tail in (§7.2.2 inflates that
 /// too); a final block (§7.2.3.3) ends with at most a byte of padding.
-pub const MESSAGE_END: u64 = 8;
+pub(crate) const MESSAGE_END: u64 = 8;
 
 /// Why a compressed message could not be inflated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -525,7 +525,7 @@ thread_local! {
 
 /// [`Deflater::compress_smaller`] with this thread's shared compressor (no context takeover,
 /// 15-bit window).
-pub fn compress_smaller_shared(payload: &[u8], out: &mut Vec<u8>) -> bool {
+pub(crate) fn compress_smaller_shared(payload: &[u8], out: &mut Vec<u8>) -> bool {
     SHARED_DEFLATER.with(|deflater| deflater.borrow_mut().compress_smaller(payload, out))
 }
 

@@ -311,7 +311,7 @@ impl Endpoint {
     /// [`Endpoint::receive`]. Returns what `read` returned and how much room it was offered, or
     /// `None` (without calling `read`) when the next bytes are better read into a shared buffer.
     /// Room is earned by bytes already sent, never by an announced length (see
-    /// [`MessageAssembler::payload_room`]).
+    /// `MessageAssembler::payload_room`).
     pub fn receive_in_place<F, E>(
         &mut self,
         read: impl FnOnce(&mut [u8]) -> Result<usize, E>,

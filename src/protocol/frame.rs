@@ -5,7 +5,7 @@
 //! what it found. It yields a frame's header as soon as the header is complete, then the
 //! payload in pieces, unmasked in place, as the pieces arrive. Header rules that do not depend on
 //! earlier frames (§5.2, §5.5) are checked here, as early as the bytes allow, so a bad frame fails
-//! before its payload is read. Rules across frames live in [`super::message`].
+//! before its payload is read. Rules across frames live in `message`.
 
 use super::deflate::max_compressed_len;
 use super::error::ProtocolError;
@@ -16,7 +16,7 @@ pub const MAX_HEADER_LEN: usize = 14;
 /// RSV1 in a frame's first byte: the frame starts a compressed message (RFC 7692 §6).
 const RSV1: u8 = 0x40;
 /// The largest payload a control frame may carry (§5.5).
-pub const MAX_CONTROL_PAYLOAD: u64 = 125;
+pub(crate) const MAX_CONTROL_PAYLOAD: u64 = 125;
 
 /// A frame's opcode (§5.2, §11.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,7 @@ pub enum Decoded<'a> {
 
 /// What [`FrameDecoder::decode_whole`] found.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step<'a> {
+pub(crate) enum Step<'a> {
     /// A whole frame, its payload unmasked: what a header and its payload pieces would say.
     Frame {
         /// The frame's header.
@@ -240,7 +240,7 @@ impl FrameDecoder {
     /// Like [`FrameDecoder::decode`], but a frame that lies whole at the front of `input` (the
     /// common case for small messages) comes in one step, its payload unmasked in place:
     /// half the steps, and no copy of its header.
-    pub fn decode_whole<'a>(
+    pub(crate) fn decode_whole<'a>(
         &mut self,
         input: &'a mut [u8],
     ) -> Result<Option<(usize, Step<'a>)>, ProtocolError> {
@@ -268,12 +268,12 @@ impl FrameDecoder {
     }
 
     /// Whether the decoder is between frames, holding no byte of the next header.
-    pub fn is_between_frames(&self) -> bool {
+    pub(crate) fn is_between_frames(&self) -> bool {
         matches!(self.state, DecodeState::Header { len: 0, .. })
     }
 
     /// Payload bytes of the current frame still to come; 0 between frames.
-    pub fn payload_remaining(&self) -> u64 {
+    pub(crate) fn payload_remaining(&self) -> u64 {
         match self.state {
             DecodeState::Payload { remaining, .. } => remaining,
             DecodeState::Header { .. } => 0,
@@ -288,7 +288,7 @@ impl FrameDecoder {
     /// If `data` is longer than [`FrameDecoder::payload_remaining`].
     ///
     /// [`MessageAssembler::payload_room`]: super::message::MessageAssembler::payload_room
-    pub fn unmask_read_payload(&mut self, data: &mut [u8]) -> bool {
+    pub(crate) fn unmask_read_payload(&mut self, data: &mut [u8]) -> bool {
         let DecodeState::Payload {
             mask,
             remaining,

@@ -134,7 +134,7 @@ pub struct HttpError {
 /// an [`HttpError`] of its choosing, from [`Handler::on_upgrade`](crate::Handler::on_upgrade).)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// httparse could not parse the head.
     Malformed,
     /// Not HTTP/1.1 (§4.1 item 2).
@@ -334,7 +334,12 @@ pub fn switching_protocols_with(
 }
 
 /// A complete HTTP reply with a body; the connection closes after it.
-pub fn http_response(status: u16, content_type: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+pub(crate) fn http_response(
+    status: u16,
+    content_type: &str,
+    extra_headers: &str,
+    body: &[u8],
+) -> Vec<u8> {
     response(status, content_type, "close", extra_headers, body)
 }
 

@@ -9,7 +9,7 @@
 //! | §4.2 opening handshake (server) | [`handshake`] |
 //! | §5.2 framing, §5.5 control frame rules | [`frame`] |
 //! | §5.3 masking | [`mask`] |
-//! | §5.4 fragmentation, §5.5 control frames, size limits | [`message`] |
+//! | §5.4 fragmentation, §5.5 control frames, size limits | `message` (crate-private; through [`endpoint`]) |
 //! | §5.5.1, §7.4 close frames and codes | [`close`] |
 //! | §8.1 UTF-8 | [`utf8`] |
 //! | §5.1-§5.5, §7.1: one endpoint of an open connection, either role | [`endpoint`] |
@@ -26,7 +26,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
-pub mod message;
+pub(crate) mod message;
 pub mod outbound;
 mod reassembly;
 pub mod utf8;

@@ -93,7 +93,7 @@ impl WriteQueue {
 
     /// Queues one frame with FIN set: unmasked (a server's frame), or masked with `mask` (a
     /// client's frame, §5.3); `rsv1` for a compressed message (RFC 7692 §6).
-    pub fn push_frame(
+    pub(crate) fn push_frame(
         &mut self,
         rsv1: bool,
         opcode: OpCode,
@@ -115,7 +115,7 @@ impl WriteQueue {
 
     /// Queues one unmasked frame whose payload is shared, not copied: the header goes into an
     /// owned chunk, the payload follows as its own chunk.
-    pub fn push_frame_shared(&mut self, opcode: OpCode, payload: Arc<Vec<u8>>) {
+    pub(crate) fn push_frame_shared(&mut self, opcode: OpCode, payload: Arc<Vec<u8>>) {
         let mut header = [0u8; MAX_HEADER_LEN];
         let n = encode_header(&mut header, true, false, opcode, payload.len() as u64, None);
         let pending = self.pending();
@@ -137,7 +137,7 @@ impl WriteQueue {
     }
 
     /// Whether payloads of the input buffer wait in the queue.
-    pub fn holds_input(&self) -> bool {
+    pub(crate) fn holds_input(&self) -> bool {
         self.pending.as_ref().is_some_and(|pending| {
             pending
                 .chunks
@@ -169,7 +169,7 @@ impl WriteQueue {
     }
 
     /// Queues an encoded frame shared with other queues (a published message).
-    pub fn push_shared(&mut self, frame: Arc<[u8]>) {
+    pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>) {
         let pending = self.pending();
         pending.len += frame.len();
         pending.chunks.push_back(Chunk::Shared(frame));

@@ -1,6 +1,9 @@
 //! The library's blocking client (`wsloop::client::Client`) against a running server: what a
 //! program using it gets back.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use common::{TestServer, TIMEOUT};

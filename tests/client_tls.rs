@@ -3,6 +3,9 @@
 //! replaced by a file of the test's own (`SSL_CERT_FILE`), so the machine's store plays no
 //! part.
 
+// These tests use the bundled apps and the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -95,9 +95,11 @@ fn main() -> ExitCode {
         .store
         .as_deref()
         .map_or("memory".into(), |p| format!("sqlite:{p}"));
-    report(&store, &args, latencies);
+    // A reader that stops early (`| head -1`) ends the output, not the run.
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{}", report(&store, &args, latencies));
     for line in store_lines {
-        println!("  {line}");
+        let _ = writeln!(out, "  {line}");
     }
     ExitCode::SUCCESS
 }
@@ -168,10 +170,11 @@ fn scrape(addr: SocketAddr) -> Vec<String> {
         .collect()
 }
 
-fn report(store: &str, args: &Args, mut latencies: Vec<u64>) {
+/// The run's line: its percentiles.
+fn report(store: &str, args: &Args, mut latencies: Vec<u64>) -> String {
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
-    println!(
+    format!(
         "{store}: {} msgs at {}/s, {} B payload: p50 {} us, p99 {} us, p99.9 {} us, max {} us",
         latencies.len(),
         args.rate,
@@ -180,5 +183,5 @@ fn report(store: &str, args: &Args, mut latencies: Vec<u64>) {
         at(0.99),
         at(0.999),
         at(1.0)
-    );
+    )
 }

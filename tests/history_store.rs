@@ -8,12 +8,12 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{client_frame, spawn_wsloop, RawClient, TestServer, TEXT};
+use common::pubsub::Client;
+use common::{spawn_wsloop, RawClient, TestServer};
 use serde_json::{json, Value};
 use wsloop::apps::PubSub;
 use wsloop::{Config, HistoryOptions};
@@ -44,49 +44,6 @@ fn remove(path: &Path) {
 impl Drop for Scratch {
     fn drop(&mut self) {
         remove(&self.0);
-    }
-}
-
-/// A /pubsub client; publications that arrive while it waits for a reply are kept for
-/// [`Client::next`] in order.
-struct Client(RawClient, VecDeque<Value>);
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        Client(RawClient::upgrade(addr, "/pubsub"), VecDeque::new())
-    }
-
-    fn next(&mut self) -> Value {
-        self.1.pop_front().unwrap_or_else(|| self.read())
-    }
-
-    fn read(&mut self) -> Value {
-        let frame = self.0.read_frame();
-        assert_eq!(frame.opcode, TEXT, "{frame:?}");
-        serde_json::from_slice(&frame.payload).expect("a JSON reply")
-    }
-
-    /// Sends `command` and reads its reply, which must carry the command's id.
-    fn ask(&mut self, mut command: Value, id: u64) -> Value {
-        command["id"] = json!(id);
-        let text = command.to_string();
-        self.0.send(&client_frame(true, TEXT, text.as_bytes()));
-        let reply = loop {
-            let reply = self.read();
-            if reply["type"] != "publication" {
-                break reply;
-            }
-            self.1.push_back(reply);
-        };
-        assert_eq!(reply["id"], id, "{reply}");
-        reply
-    }
-
-    fn publish(&mut self, channel: &str, data: Value, id: u64) -> Value {
-        let command = json!({"type": "publish", "channel": channel, "data": data});
-        let reply = self.ask(command, id);
-        assert_eq!(reply["type"], "published", "{reply}");
-        reply
     }
 }
 

@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
 
-use common::{client_frame, RawClient, TestServer, BINARY, TEXT};
+use common::pubsub::Client;
+use common::{client_frame, TestServer, BINARY, TEXT};
 use serde_json::{json, Value};
 use wsloop::apps::PubSub;
 use wsloop::{Config, HistoryOptions};
@@ -18,62 +18,6 @@ fn server(history: HistoryOptions) -> TestServer {
     TestServer::with_routes(Config::default(), |builder| {
         builder.route("/pubsub", PubSub).history(history)
     })
-}
-
-/// A /pubsub client; publications that arrive while it waits for a reply are kept for
-/// [`Client::next`] in order.
-struct Client(RawClient, std::collections::VecDeque<Value>);
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        Client(RawClient::upgrade(addr, "/pubsub"), Default::default())
-    }
-
-    fn send(&mut self, command: Value) {
-        self.0
-            .send(&client_frame(true, TEXT, command.to_string().as_bytes()));
-    }
-
-    fn next(&mut self) -> Value {
-        self.1.pop_front().unwrap_or_else(|| self.read())
-    }
-
-    fn read(&mut self) -> Value {
-        let frame = self.0.read_frame();
-        assert_eq!(frame.opcode, TEXT, "{frame:?}");
-        serde_json::from_slice(&frame.payload).expect("a JSON reply")
-    }
-
-    /// Sends `command` and reads its reply, which must carry the command's id.
-    fn ask(&mut self, mut command: Value, id: u64) -> Value {
-        command["id"] = json!(id);
-        self.send(command);
-        let reply = loop {
-            let reply = self.read();
-            if reply["type"] != "publication" {
-                break reply;
-            }
-            self.1.push_back(reply);
-        };
-        assert_eq!(reply["id"], id, "{reply}");
-        reply
-    }
-
-    fn publish(&mut self, channel: &str, data: Value, id: u64) -> Value {
-        let reply = self.ask(
-            json!({"type": "publish", "channel": channel, "data": data}),
-            id,
-        );
-        assert_eq!(reply["type"], "published", "{reply}");
-        reply
-    }
-
-    fn error(&mut self, command: Value, id: u64) -> (String, String) {
-        let reply = self.ask(command, id);
-        assert_eq!(reply["type"], "error", "{reply}");
-        let text = |field: &str| reply[field].as_str().unwrap().to_string();
-        (text("code"), text("message"))
-    }
 }
 
 fn offsets(publications: &Value) -> Vec<u64> {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use wsloop::{Config, Server, ServerBuilder, ShutdownHandle};
 
 pub mod chat;
+pub mod pubsub;
 pub mod redis;
 
 /// Starts the `wsloop` binary on a free port of 127.0.0.1 with `args`; returns it and the

@@ -7,7 +7,6 @@
 
 mod common;
 
-
 use common::pubsub::Client;
 use common::{client_frame, TestServer, BINARY, TEXT};
 use serde_json::{json, Value};

@@ -14,8 +14,9 @@ use clap::{Parser, Subcommand};
 /// A single-threaded WebSocket (RFC 6455) server.
 ///
 /// Without a subcommand, serves echo on ws://ADDR/ and ws://ADDR/echo, broadcast on
-/// ws://ADDR/broadcast, JSON chat on ws://ADDR/chat, and the browser test client at
-/// http://ADDR/. Sizes take a unit (B, KiB, MiB, GiB; K, M, G are the same); durations take
+/// ws://ADDR/broadcast, JSON chat on ws://ADDR/chat, JSON publish/subscribe with history on
+/// ws://ADDR/pubsub, the browser test client and its JavaScript client library at
+/// http://ADDR/ (and /wsloop.js), and the probes http://ADDR/healthz and /readyz. Sizes take a unit (B, KiB, MiB, GiB; K, M, G are the same); durations take
 /// ms, s or m (a bare number is seconds; 0 turns ping-interval and idle-timeout off).
 #[derive(Debug, Parser)]
 #[command(name = "wsloop", version, args_conflicts_with_subcommands = true)]

@@ -8,6 +8,8 @@ use crate::StreamPosition;
 
 /// The longest channel name, in bytes.
 pub const MAX_CHANNEL_BYTES: usize = 255;
+/// The longest epoch a `since` may name (the server's are 8 characters).
+const MAX_EPOCH_BYTES: usize = 64;
 /// The most messages one `history` asks for (and one page holds).
 pub const MAX_LIMIT: u64 = 1000;
 
@@ -54,9 +56,10 @@ fn bad(message: impl Into<String>) -> Refused {
 /// Parses one text message: the command and its `id` (any JSON number or string), if any.
 /// The `id` is read even when the command is refused, so the error can carry it.
 pub fn parse(text: &str) -> (Option<Value>, Result<Command, Refused>) {
-    let fields = match serde_json::from_str::<Map<String, Value>>(text) {
-        Ok(fields) => fields,
-        Err(_) => return (None, Err(bad("not a JSON object"))),
+    let fields = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => return (None, Err(bad("a command is a JSON object with a \"type\" field"))),
+        Err(_) => return (None, Err(bad("not JSON: a command is a JSON object such as {\"type\":\"subscribe\",\"channel\":\"news\"}"))),
     };
     let id = fields.get("id").cloned();
     if let Some(id) = &id {
@@ -160,7 +163,11 @@ fn since(fields: &Map<String, Value>) -> Result<Option<StreamPosition>, Refused>
     let offset = since.get("offset").and_then(Value::as_u64);
     let epoch = since.get("epoch").and_then(Value::as_str);
     match (offset, epoch) {
-        (Some(offset), Some(epoch)) if epoch.len() <= 64 => Ok(Some(StreamPosition {
+        (Some(_), Some(epoch)) if epoch.len() > MAX_EPOCH_BYTES => Err(bad(format!(
+            "\"since\" has an epoch of {} bytes; epochs are at most {MAX_EPOCH_BYTES}",
+            epoch.len()
+        ))),
+        (Some(offset), Some(epoch)) => Ok(Some(StreamPosition {
             offset,
             epoch: epoch.into(),
         })),

@@ -19,7 +19,7 @@ rm -rf "$out" && mkdir -p "$out"
 ./target/release/wsloop --bind "127.0.0.1:$port" --log-level warn --compression "$mode" \
   > "$out/server.log" 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 wait_for "$out/server.log" "listening on" "$server"
 
 kosoku "127.0.0.1:$port" -o "$out" > "$out/kosoku.log" 2>&1 || true

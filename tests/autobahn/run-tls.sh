@@ -25,7 +25,7 @@ server=$!
 socat "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" \
   "OPENSSL:127.0.0.1:$tls_port,verify=0" 2> "$out/socat.log" &
 relay=$!
-trap 'kill "$server" "$relay" 2>/dev/null || true' EXIT
+trap 'kill "$server" "$relay" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 wait_for "$out/server.log" "listening on" "$server"
 
 kosoku "127.0.0.1:$port" -x '12.*' -x '13.*' -o "$out" > "$out/kosoku.log" 2>&1 || true

@@ -104,7 +104,9 @@ pub struct ServeArgs {
     /// Where kept messages live: memory (lost when the server stops), or sqlite:PATH, an
     /// SQLite file (created if new) written behind memory by a thread of its own and loaded
     /// at start, so clients recover across a restart with the same positions. The file is
-    /// this server's alone while it runs; a clean stop writes what is queued first.
+    /// this server's alone while it runs; a clean stop writes what is queued first. With
+    /// --cluster, history lives in Redis Streams (shared by every instance) and this stays
+    /// memory.
     #[arg(long, value_name = "STORE", default_value = "memory", value_parser = parse_store)]
     history_store: HistoryStore,
     /// How many of a chat room's last events a joiner gets.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::directory::{Claim, Directory};
-use super::history::{History, HistoryPage, Kept, NotRecovered, StreamPosition};
+use super::history::{History, HistoryPage, Kept, NotRecovered, StreamPosition, Template};
 use super::hub::Hub;
 use crate::app::{Backpressure, SlowConsumer};
 use crate::connection::RouteId;
@@ -41,6 +41,12 @@ pub(crate) enum Target {
     Many(Vec<ConnectionId>),
     /// A topic's subscribers, but one.
     Topic {
+        topic: Arc<str>,
+        except: ConnectionId,
+    },
+    /// A topic's subscribers on this instance only (with a cluster: a kept message Redis
+    /// could not take), but one.
+    TopicHere {
         topic: Arc<str>,
         except: ConnectionId,
     },
@@ -247,6 +253,9 @@ impl<'a> Context<'a> {
     /// position of its stream ([`Context::publish_with`] tells the message its position).
     pub fn publish(&mut self, topic: &str, message: Message<'_>, to: Publish) -> usize {
         match self.history.filter(|history| history.keeps(topic)) {
+            Some(history) if history.cluster().is_some() => {
+                self.publish_shared(history, topic, Template::plain(message), to)
+            }
             Some(history) => {
                 let (_, prepared) = history.append(topic, |_| Prepared::new(message));
                 self.deliver_published(topic, prepared, to)
@@ -267,7 +276,11 @@ impl<'a> Context<'a> {
 
     /// Publishes to `topic` the text `make` builds from the message's position in the topic's
     /// stream (`None` when the topic keeps no history), so the message can carry its own
-    /// offset; otherwise as [`Context::publish`]. Returns the position.
+    /// offset; otherwise as [`Context::publish`]. Returns the position; with a cluster
+    /// ([`ServerBuilder::cluster`](crate::ServerBuilder::cluster)) Redis decides it after the
+    /// callback returns, so it is `None` here and the message carries it (`make` runs once,
+    /// with a stand-in position, and every instance writes the real one in where the stand-in's
+    /// offset and epoch appear).
     pub fn publish_with(
         &mut self,
         topic: &str,
@@ -275,18 +288,63 @@ impl<'a> Context<'a> {
         make: impl FnOnce(Option<&StreamPosition>) -> String,
     ) -> Option<StreamPosition> {
         match self.history.filter(|history| history.keeps(topic)) {
-            Some(history) => {
-                let (position, prepared) = history.append(topic, |position| {
-                    Prepared::new(Message::Text(&make(Some(position))))
-                });
-                self.deliver_published(topic, prepared, to);
-                Some(position)
-            }
+            Some(history) => match history.cluster() {
+                Some(shared) => {
+                    let text = make(Some(shared.marker().position()));
+                    let template = Template::from_text(&text, shared.marker());
+                    self.publish_shared(history, topic, template, to);
+                    None
+                }
+                None => {
+                    let (position, prepared) = history.append(topic, |position| {
+                        Prepared::new(Message::Text(&make(Some(position))))
+                    });
+                    self.deliver_published(topic, prepared, to);
+                    Some(position)
+                }
+            },
             None => {
                 self.publish(topic, Message::Text(&make(None)), to);
                 None
             }
         }
+    }
+
+    /// With a cluster: hands a kept message to Redis, which orders it and sends it back to every
+    /// instance (this one too) with its position. Without Redis, this instance's subscribers
+    /// get it at once, unkept and without a position (the stand-in's is written out as 0 and
+    /// an empty epoch). Returns how many subscribers on this loop it goes to.
+    fn publish_shared(
+        &mut self,
+        history: &History,
+        topic: &str,
+        template: Template,
+        to: Publish,
+    ) -> usize {
+        let subscribed = self.hub.is_subscribed(topic, self.id);
+        let to_self = to == Publish::ToAll && subscribed;
+        let here = self.hub.subscriber_count(topic) - usize::from(subscribed && !to_self);
+        let except = if to_self {
+            ConnectionId::NOBODY
+        } else {
+            self.id
+        };
+        let unsent = template.clone();
+        if history.append_shared(topic, except, template) {
+            return here;
+        }
+        let Some(prepared) = unsent.render(&StreamPosition::none()) else {
+            return 0;
+        };
+        if to_self {
+            self.send_prepared(&prepared);
+        }
+        let target = Target::TopicHere {
+            topic: Arc::from(topic),
+            except: self.id,
+        };
+        self.outbox.deliveries.push((target, prepared));
+        here
     }
 
     /// Queues a published message for this connection (if it subscribed and `to` says so) and

@@ -240,6 +240,16 @@ impl Metrics {
                     "wsloop_recoveries_total{{outcome=\"{outcome}\"}} {count}"
                 );
             }
+            if let Some(unkept) = history.unkept {
+                family(
+                    &mut out,
+                    "wsloop_history_unkept_total",
+                    "counter",
+                    "With a cluster: messages on kept topics that Redis could not take, sent to \
+                     this instance's subscribers only and not kept.",
+                );
+                let _ = writeln!(out, "wsloop_history_unkept_total {unkept}");
+            }
             if let Some(store) = history.store {
                 family(
                     &mut out,
@@ -358,6 +368,7 @@ mod tests {
                 messages: 3,
                 bytes: 120,
                 recoveries: [5, 1, 0, 2],
+                unkept: Some(4),
                 store: Some(StoreStats {
                     written: 40,
                     dropped: 2,
@@ -381,6 +392,7 @@ mod tests {
             "wsloop_loop_turn_seconds_count 3",
             "wsloop_cluster_dropped_total 7",
             "wsloop_history_messages 3",
+            "wsloop_history_unkept_total 4",
             "wsloop_history_bytes 120",
             "wsloop_recoveries_total{outcome=\"recovered\"} 5",
             "wsloop_recoveries_total{outcome=\"ahead\"} 2",

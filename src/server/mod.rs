@@ -244,7 +244,9 @@ impl ServerBuilder {
     /// [`Context::history`](crate::Context::history) serves what a client missed. One history
     /// serves every loop; it is kept in memory and lost when the server stops, unless it is
     /// written to a file too (`HistoryOptions::sqlite`, with the `sqlite` feature), which this
-    /// opens and loads.
+    /// opens and loads. With a [`cluster`](Self::cluster), Redis orders every kept topic and
+    /// keeps its stream (Redis Streams, shared by every instance: a client recovers on any of
+    /// them); memory holds each instance's copy, which serves reads.
     pub fn history(mut self, options: HistoryOptions) -> Self {
         self.history = Some(options);
         self
@@ -270,6 +272,14 @@ impl ServerBuilder {
         }
         if let Some(why) = self.history.as_ref().and_then(HistoryOptions::invalid) {
             return Err(Error::Config(ConfigError(why)));
+        }
+        #[cfg(feature = "sqlite")]
+        if let (Some(history), Some(_)) = (&self.history, &self.cluster) {
+            if history.sqlite.is_some() {
+                let why = "with a cluster, history lives in Redis Streams, shared by every \
+                           instance: an SQLite history store cannot be used with it";
+                return Err(Error::Config(ConfigError(why.into())));
+            }
         }
         if self.cluster_ttl < Duration::from_millis(300) {
             let why = format!(
@@ -351,6 +361,7 @@ impl ServerBuilder {
                     inboxes.clone(),
                     paths,
                     directory.clone(),
+                    history.clone(),
                 )
                 .map_err(Error::Io)?,
             ),

@@ -30,6 +30,7 @@ mod publish;
 mod receive;
 mod record;
 mod resp;
+mod streams;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -44,6 +45,7 @@ use log::{info, warn};
 
 use super::context::Target;
 use super::directory::Directory;
+use super::history::{Append, History};
 use super::mailbox::Inbox;
 use crate::app::Router;
 use crate::ids::ConnectionId;
@@ -58,6 +60,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// How often blocked threads look up to see whether the server is stopping.
 const TICK: Duration = Duration::from_millis(200);
+/// How long a server's start waits for the bridge to read the history from Redis.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An instance's random id, in front of everything it publishes and in every key it claims.
 pub(crate) use super::directory::InstanceId;
@@ -116,6 +120,8 @@ pub(crate) enum Outgoing {
     Release { key: String },
     /// Another instance said hello: tell everyone what this instance holds.
     Snapshot,
+    /// A message for a kept topic: Redis orders it (see `streams`).
+    Append(Append),
 }
 
 impl From<News> for Outgoing {
@@ -145,7 +151,7 @@ impl ClusterLink {
             Target::RouteExcept { route, .. } => {
                 format!("{prefix}r:{}", router.routes[*route].path)
             }
-            Target::One(_) | Target::Many(_) => return,
+            Target::One(_) | Target::Many(_) | Target::TopicHere { .. } => return,
         };
         let message = prepared.clone();
         match self.sender.try_send(Outgoing::Publish { channel, message }) {
@@ -176,13 +182,17 @@ pub(crate) struct Bridge {
 
 impl Bridge {
     /// Starts the bridge to `url` for a server whose loops' inboxes are `inboxes`, whose
-    /// routes are `paths`, and whose claims live `ttl` past their instance.
+    /// routes are `paths`, whose claims live `ttl` past their instance, and whose kept topics
+    /// (if `history`) Redis orders. Returns once the history has been read from Redis, or
+    /// Redis could not be reached (at most [`READY_TIMEOUT`]), so that the first clients find
+    /// what was kept.
     pub(crate) fn start(
         url: ClusterUrl,
         ttl: Duration,
         inboxes: Arc<[Inbox]>,
         paths: Vec<String>,
         directory: Arc<Directory>,
+        history: Option<Arc<History>>,
     ) -> io::Result<Bridge> {
         let (sender, outgoing) = std::sync::mpsc::sync_channel(OUTBOX_CAPACITY);
         let mut id = InstanceId::default();
@@ -192,6 +202,13 @@ impl Bridge {
         let queue = sender.clone();
         let news: NewsSink = Box::new(move |news| queue.try_send(Outgoing::from(news)).is_ok());
         directory.join_cluster(news, ttl);
+        if let Some(history) = &history {
+            let queue = sender.clone();
+            history.join_cluster(Box::new(move |append| {
+                queue.try_send(Outgoing::Append(append)).is_ok()
+            }));
+        }
+        let (ready, started) = std::sync::mpsc::sync_channel(1);
         let shared = Arc::new(Shared {
             url,
             prefix: prefix.clone(),
@@ -202,10 +219,14 @@ impl Bridge {
             inboxes,
             directory,
             sender: sender.clone(),
+            history,
+            synced: AtomicBool::new(false),
+            ready: Mutex::new(Some(ready)),
         });
         let thread = std::thread::Builder::new()
             .name("wsloop-cluster".into())
             .spawn(move || run(&shared, &outgoing))?;
+        let _ = started.recv_timeout(READY_TIMEOUT);
         Ok(Bridge {
             sender,
             dropped: Arc::new(AtomicU64::new(0)),
@@ -258,11 +279,24 @@ struct Shared {
     directory: Arc<Directory>,
     /// For the reading threads to queue what they make the publisher say.
     sender: SyncSender<Outgoing>,
+    /// The history whose kept topics Redis orders, if topics keep any.
+    history: Option<Arc<History>>,
+    /// The history was read from Redis once.
+    synced: AtomicBool,
+    /// Tells `Bridge::start` the bridge is ready (or Redis unreachable), once.
+    ready: Mutex<Option<SyncSender<()>>>,
 }
 
 impl Shared {
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The first connection is ready, or failed: the server may start.
+    fn ready(&self) {
+        if let Some(ready) = self.ready.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = ready.try_send(());
+        }
     }
 }
 
@@ -275,7 +309,10 @@ fn run(shared: &Arc<Shared>, outgoing: &Receiver<Outgoing>) {
     while !shared.stopping() {
         match bridge(shared, outgoing, &mut was_up) {
             Ok(()) => return, // stopping
+            // The server stopping ends the connections too: not an outage.
+            Err(_) if shared.stopping() => return,
             Err(e) => {
+                shared.ready();
                 if was_up || failures == 0 {
                     warn!(
                         "cluster: Redis at {} unreachable ({e}); local delivery goes on, retrying",
@@ -311,6 +348,7 @@ fn bridge(
 ) -> io::Result<()> {
     let mut publisher = connect(&shared.url)?;
     let mut subscriber = connect(&shared.url)?;
+    let commands = streams::Commands::new(connect(&shared.url)?);
     let mut command = Vec::new();
     let pattern = format!("{}*", shared.prefix);
     encode_command(&mut command, &[b"PSUBSCRIBE", pattern.as_bytes()]);
@@ -322,7 +360,7 @@ fn bridge(
         std::thread::Builder::new()
             .name("wsloop-cluster-sub".into())
             .spawn(move || {
-                if let Err(e) = receive::pushes(&shared, subscriber, &failed) {
+                if let Err(e) = receive::pushes(&shared, subscriber, commands, &failed) {
                     if !failed.load(Ordering::Acquire) {
                         warn!("cluster: subscriber connection: {e}");
                     }
@@ -347,6 +385,9 @@ fn bridge(
     shared.directory.set_connected(true);
     let result = publish::commands(shared, outgoing, &mut publisher, &failed, &expected);
     shared.directory.set_connected(false);
+    if let Some(history) = &shared.history {
+        history.set_cluster_up(false);
+    }
     let _ = publisher.shutdown(std::net::Shutdown::Both);
     failed.store(true, Ordering::Release);
     let _ = reader.join();

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::record::{self, News};
 use super::resp::encode_command;
+use super::streams;
 use super::{Expected, Outgoing, Shared, TICK};
 use crate::ids::ConnectionId;
 
@@ -135,6 +136,33 @@ impl Commands<'_> {
                 let args: [&[u8]; 5] = [b"EVAL", RELEASE.as_bytes(), b"1", name.as_bytes(), id];
                 self.write(&args, Expect::Nothing)?;
                 self.news(&News::Release { keys: vec![key] })
+            }
+            Outgoing::Append(append) => {
+                let Some(history) = &self.shared.history else {
+                    return Ok(());
+                };
+                let [hash, stream, channel] = streams::keys(&self.shared.prefix, &append.topic);
+                let length = history.per_topic().to_string();
+                let ttl = history.stream_ttl_ms().to_string();
+                let at = append.at.to_string();
+                let header = record::kept_header(id, append.except, append.at);
+                let mut template = Vec::new();
+                append.template.encode(&mut template);
+                let args: [&[u8]; 12] = [
+                    b"EVAL",
+                    streams::APPEND.as_bytes(),
+                    b"2",
+                    hash.as_bytes(),
+                    stream.as_bytes(),
+                    channel.as_bytes(),
+                    append.epoch.as_bytes(),
+                    length.as_bytes(),
+                    ttl.as_bytes(),
+                    at.as_bytes(),
+                    &header,
+                    &template,
+                ];
+                self.write(&args, Expect::Nothing)
             }
             Outgoing::Snapshot => {
                 let entries = self.shared.directory.ours();

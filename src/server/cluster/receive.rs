@@ -6,11 +6,12 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use log::{error, warn};
+use log::{error, info, warn};
 
 use super::publish::Expect;
 use super::record::{self, Heard, News};
 use super::resp::{parse, Value};
+use super::streams::{Commands, Copy};
 use super::{Expected, Outgoing, Shared};
 use crate::ids::ConnectionId;
 use crate::protocol::outbound::Prepared;
@@ -58,7 +59,16 @@ fn read_values(
 
 /// Reads the subscriber connection: posts other instances' messages to every loop and applies
 /// their directory news, until the connection fails or the server stops.
-pub(super) fn pushes(shared: &Shared, stream: TcpStream, failed: &AtomicBool) -> io::Result<()> {
+///
+/// With kept topics, `commands` reads their streams: once subscribed, every copy is brought up
+/// to Redis's streams (what it appends delivered, but on the first connection, before any
+/// client), and later whenever a message shows a gap.
+pub(super) fn pushes(
+    shared: &Shared,
+    stream: TcpStream,
+    mut commands: Commands,
+    failed: &AtomicBool,
+) -> io::Result<()> {
     let mut postbox = Postbox::outside(shared.inboxes.clone());
     read_values(shared, stream, failed, |value| {
         if let Value::Error(said) = value {
@@ -67,8 +77,26 @@ pub(super) fn pushes(shared: &Shared, stream: TcpStream, failed: &AtomicBool) ->
                 "Redis refused to subscribe: {said}"
             )));
         }
+        if is_subscribed(&value) {
+            if let Some(history) = &shared.history {
+                let first = !shared.synced.swap(true, Ordering::AcqRel);
+                let mut copy = Copy {
+                    shared,
+                    history,
+                    postbox: &mut postbox,
+                    commands: &mut commands,
+                };
+                let topics = copy.sync_all(!first)?;
+                if first {
+                    info!("cluster: history of {topics} kept topic(s) read from Redis");
+                }
+                history.set_cluster_up(true);
+            }
+            shared.ready();
+            return Ok(());
+        }
         let Some((channel, body)) = pattern_message(value) else {
-            return Ok(()); // the subscription's confirmation
+            return Ok(());
         };
         let Some(channel) = std::str::from_utf8(&channel)
             .ok()
@@ -79,10 +107,40 @@ pub(super) fn pushes(shared: &Shared, stream: TcpStream, failed: &AtomicBool) ->
         let Some((from, heard)) = record::read(&body) else {
             return Ok(());
         };
-        if from == shared.id {
+        if from == shared.id && !matches!(heard, Heard::Kept(_)) {
             return Ok(()); // our own, delivered by our loops already
         }
         match heard {
+            Heard::Kept(record) => {
+                let Some(topic) = channel.strip_prefix("k:") else {
+                    return Ok(());
+                };
+                match shared.history.as_deref().filter(|h| h.keeps(topic)) {
+                    Some(history) => {
+                        let mut copy = Copy {
+                            shared,
+                            history,
+                            postbox: &mut postbox,
+                            commands: &mut commands,
+                        };
+                        copy.heard(topic, &from, record)?;
+                    }
+                    // An instance that keeps no history of the topic delivers it as it is.
+                    None if from != shared.id => {
+                        if let Some(prepared) = record.template.render(&record.position) {
+                            let target = Target::Topic {
+                                topic: Arc::from(topic),
+                                except: ConnectionId::NOBODY,
+                            };
+                            let mail = Mail::Deliver(target, prepared);
+                            for other in postbox.others() {
+                                postbox.post(other, mail.clone());
+                            }
+                        }
+                    }
+                    None => {}
+                }
+            }
             Heard::Message(message) => {
                 if let Some(target) = target_of(shared, channel) {
                     let mail = Mail::Deliver(target, Prepared::new(message));
@@ -101,6 +159,12 @@ pub(super) fn pushes(shared: &Shared, stream: TcpStream, failed: &AtomicBool) ->
         }
         Ok(())
     })
+}
+
+/// Whether `value` confirms the pattern subscription.
+fn is_subscribed(value: &Value) -> bool {
+    matches!(value, Value::Array(Some(parts))
+        if matches!(parts.first(), Some(Value::Bulk(Some(kind))) if kind == b"psubscribe"))
 }
 
 /// The channel and body of a pattern subscription's message.

@@ -3,13 +3,16 @@
 //! `u32` big-endian length, then UTF-8 bytes).
 
 use super::InstanceId;
+use crate::ids::ConnectionId;
 use crate::protocol::frame::OpCode;
 use crate::protocol::outbound::{Message, Prepared};
+use crate::server::history::{StreamPosition, Template};
 
 const ID_LEN: usize = std::mem::size_of::<InstanceId>();
 const TEXT: u8 = b't';
 const BINARY: u8 = b'b';
 const DIRECTORY: u8 = b'd';
+const KEPT: u8 = b'k';
 
 /// News about the directory (see `directory`).
 #[derive(Debug, PartialEq, Eq)]
@@ -100,11 +103,64 @@ fn read_news(bytes: &[u8]) -> Option<News> {
     }
 }
 
+/// The start of a kept message's record, which Redis's script completes with the position
+/// (`EPOCH \n OFFSET \n`) and the template: the publisher's connection (the one that does not
+/// get it, or nobody), and when it was published (Unix milliseconds, in decimal).
+pub(super) fn kept_header(id: &InstanceId, except: ConnectionId, at: u64) -> Vec<u8> {
+    let mut bytes = id.to_vec();
+    bytes.push(KEPT);
+    bytes.extend_from_slice(&except.0.to_be_bytes());
+    bytes.extend_from_slice(format!("{at}\n").as_bytes());
+    bytes
+}
+
+/// Reads what [`kept_header`] wrote: the publishing instance, its connection, the time.
+pub(super) fn read_kept_header(bytes: &[u8]) -> Option<(InstanceId, ConnectionId, u64)> {
+    let id: InstanceId = bytes.get(..ID_LEN)?.try_into().ok()?;
+    let rest = bytes[ID_LEN..].strip_prefix(&[KEPT])?;
+    let except = ConnectionId(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?));
+    let at = std::str::from_utf8(rest[8..].strip_suffix(b"\n")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((id, except, at))
+}
+
+/// A kept message as Redis published it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct KeptRecord {
+    pub(super) except: ConnectionId,
+    pub(super) at: u64,
+    pub(super) position: StreamPosition,
+    pub(super) template: Template,
+}
+
+/// Reads a kept message's record (after the id and kind).
+fn read_kept(bytes: &[u8]) -> Option<KeptRecord> {
+    let except = ConnectionId(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?));
+    let mut fields = bytes[8..].splitn(4, |&b| b == b'\n');
+    let mut number = || -> Option<&[u8]> { fields.next() };
+    let at = std::str::from_utf8(number()?).ok()?.parse().ok()?;
+    let epoch = std::str::from_utf8(number()?).ok()?;
+    let offset = std::str::from_utf8(number()?).ok()?.parse().ok()?;
+    let template = Template::decode(number()?)?;
+    Some(KeptRecord {
+        except,
+        at,
+        position: StreamPosition {
+            offset,
+            epoch: epoch.into(),
+        },
+        template,
+    })
+}
+
 /// What came from another instance.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Heard<'a> {
     Message(Message<'a>),
     News(News),
+    Kept(KeptRecord),
 }
 
 /// Reads what `body` says and who sent it; `None` for what no instance sends.
@@ -115,6 +171,7 @@ pub(super) fn read(body: &[u8]) -> Option<(InstanceId, Heard<'_>)> {
         TEXT => Heard::Message(Message::Text(std::str::from_utf8(payload).ok()?)),
         BINARY => Heard::Message(Message::Binary(payload)),
         DIRECTORY => Heard::News(read_news(payload)?),
+        KEPT => Heard::Kept(read_kept(payload)?),
         _ => return None,
     };
     Some((id, heard))
@@ -155,6 +212,28 @@ mod tests {
             let bytes = news(&id, &news_item);
             assert_eq!(read(&bytes), Some((id, Heard::News(news_item))));
         }
+    }
+
+    #[test]
+    fn a_kept_record_as_the_script_completes_it_reads_back() {
+        let id = [7; ID_LEN];
+        let template = Template::plain(Message::Text("hi\nthere"));
+        let mut bytes = kept_header(&id, ConnectionId(42), 1_700_000_000_123);
+        bytes.extend_from_slice(b"ab12cd34\n17\n");
+        template.encode(&mut bytes);
+        let record = KeptRecord {
+            except: ConnectionId(42),
+            at: 1_700_000_000_123,
+            position: StreamPosition {
+                offset: 17,
+                epoch: "ab12cd34".into(),
+            },
+            template,
+        };
+        assert_eq!(read(&bytes), Some((id, Heard::Kept(record))));
+        let mut short = kept_header(&id, ConnectionId(1), 5);
+        short.extend_from_slice(b"e\nx\n");
+        assert_eq!(read(&short), None);
     }
 
     #[test]

@@ -44,9 +44,10 @@ pub(crate) fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
-/// Arrays inside arrays at most: nothing the bridge reads nests deeper, and a bound keeps a
-/// bad peer from exhausting the stack.
-const MAX_DEPTH: usize = 2;
+/// Arrays inside arrays at most: nothing the bridge reads nests deeper (a stream read: the
+/// reply, its entries, an entry, its fields), and a bound keeps a bad peer from exhausting the
+/// stack.
+const MAX_DEPTH: usize = 4;
 
 /// The first value in `input` and the bytes it took, or `None` if it is not complete yet.
 pub(crate) fn parse(input: &[u8]) -> Result<Option<(Value, usize)>, RespError> {
@@ -160,7 +161,15 @@ mod tests {
         assert!(parse(b":x\r\n").is_err());
         assert!(parse(b"$3\r\nabcXY").is_err());
         assert!(parse(b"$999999999999\r\n").is_err());
-        assert!(parse(b"*1\r\n*1\r\n*1\r\n:1\r\n").is_err(), "too deep");
+        let stream_read = b"*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n";
+        assert!(
+            parse(stream_read).is_ok_and(|v| v.is_some()),
+            "a stream read"
+        );
+        assert!(
+            parse(&[&b"*1\r\n"[..], stream_read].concat()).is_err(),
+            "too deep"
+        );
         assert!(
             parse(&b"*1\r\n".repeat(100_000)).is_err(),
             "no stack overflow"

@@ -68,7 +68,7 @@ impl EventLoop {
                     }
                 }
             }
-            Target::RouteExcept { .. } | Target::Topic { .. } => {
+            Target::RouteExcept { .. } | Target::Topic { .. } | Target::TopicHere { .. } => {
                 for other in self.postbox.others() {
                     let mail = Mail::Deliver(target.clone(), prepared.clone());
                     self.postbox.post(other, mail);
@@ -119,7 +119,7 @@ impl EventLoop {
                     }
                 }
             }
-            Target::Topic { topic, except } => {
+            Target::Topic { topic, except } | Target::TopicHere { topic, except } => {
                 // A slow consumer's on_close may change the topic while it is served.
                 let mut receivers = std::mem::take(&mut self.scratch);
                 receivers.extend_from_slice(self.app.hub.subscribers(&topic));

@@ -68,6 +68,17 @@ pub(crate) struct Page {
     pub(crate) position: StreamPosition,
 }
 
+/// What became of a message [`Log::mirror`] was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mirrored {
+    /// It was the next: appended.
+    Appended,
+    /// The copy has it already.
+    Duplicate,
+    /// Messages before it (or its epoch's start) are missing from the copy.
+    Missing,
+}
+
 /// A stream as a store gives it back at start.
 #[cfg(feature = "sqlite")]
 #[derive(Debug)]
@@ -178,11 +189,21 @@ impl Log {
             at: now,
             message: make(&position),
         };
+        self.push(name, kept.clone(), now, bounds);
+        (position, kept)
+    }
+
+    /// Appends `kept`, the next message of `topic`'s stream (which exists), and applies the
+    /// bounds.
+    fn push(&mut self, name: Arc<str>, kept: Kept, now: u64, bounds: Bounds) {
+        let stream = self.streams.get_mut(&name).expect("the stream exists");
+        debug_assert_eq!(kept.offset, stream.next);
+        let offset = kept.offset;
         stream.next += 1;
-        stream.last_at = now;
-        stream.kept.push_back(kept.clone());
+        stream.last_at = stream.last_at.max(kept.at);
         self.count += 1;
         self.bytes += kept.message.frame_len();
+        stream.kept.push_back(kept);
         let mut dropped = 0;
         while stream.kept.len() > bounds.per_topic {
             let old = stream.kept.pop_front().expect("longer than the bound");
@@ -190,7 +211,7 @@ impl Log {
             self.count -= 1;
         }
         self.bytes -= dropped;
-        self.order.push_back((name, position.offset, now));
+        self.order.push_back((name, offset, now));
         self.expire(now, bounds);
         while self.bytes > bounds.total_bytes && self.drop_oldest() {}
         if self.order.len() > 2 * self.count + 1024 {
@@ -198,7 +219,59 @@ impl Log {
             self.order
                 .retain(|(topic, offset, _)| streams.get(topic).is_some_and(|s| s.keeps(*offset)));
         }
-        (position, kept)
+    }
+
+    /// With a cluster, the log is this instance's copy of the streams Redis orders: appends
+    /// the message Redis placed at `offset` of `epoch`, if it is the next one of the copy.
+    pub(crate) fn mirror(
+        &mut self,
+        topic: &str,
+        at: &StreamPosition,
+        published_at: u64,
+        message: Prepared,
+        now: u64,
+        bounds: Bounds,
+    ) -> Mirrored {
+        let name = match self.streams.get_key_value(topic) {
+            Some((_, stream)) if stream.epoch != at.epoch => return Mirrored::Missing,
+            Some((_, stream)) if at.offset < stream.next => return Mirrored::Duplicate,
+            Some((_, stream)) if at.offset > stream.next => return Mirrored::Missing,
+            Some((name, _)) => name.clone(),
+            None if at.offset != 1 => return Mirrored::Missing,
+            None => {
+                self.reset(topic, at.epoch.clone(), 1, now);
+                self.streams.get_key_value(topic).expect("made").0.clone()
+            }
+        };
+        let kept = Kept {
+            offset: at.offset,
+            at: published_at,
+            message,
+        };
+        self.push(name, kept, now, bounds);
+        Mirrored::Appended
+    }
+
+    /// Starts `topic`'s stream anew under `epoch`, its next message at `next`; what it kept
+    /// goes.
+    pub(crate) fn reset(&mut self, topic: &str, epoch: Arc<str>, next: u64, now: u64) {
+        if let Some(old) = self.streams.remove(topic) {
+            self.count -= old.kept.len();
+            self.bytes -= old
+                .kept
+                .iter()
+                .map(|k| k.message.frame_len())
+                .sum::<usize>();
+            // Entries of the old stream must not stand for the new one's messages.
+            self.order.retain(|(name, ..)| **name != *topic);
+        }
+        let stream = Stream {
+            epoch,
+            next,
+            kept: VecDeque::new(),
+            last_at: now,
+        };
+        self.streams.insert(topic.into(), stream);
     }
 
     /// Lets go of messages older than the TTL, and of streams that kept nothing for two TTLs.

@@ -12,11 +12,17 @@
 //! reads and appends touch, and a thread of its own writes each kept message behind them to an
 //! SQLite file ([`store`]) that the next start loads, with the same epochs and offsets.
 
+mod cluster;
 mod log;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
 mod store;
+mod template;
+
+pub(crate) use cluster::Append;
+pub(crate) use log::Mirrored;
+pub(crate) use template::Template;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -259,6 +265,8 @@ pub(crate) struct History {
     /// The file it is written to, with [`HistoryOptions::sqlite`].
     #[cfg(feature = "sqlite")]
     store: Option<store::Store>,
+    /// With a cluster: Redis orders the topics ([`cluster`]).
+    cluster: cluster::Cell,
 }
 
 /// What `/metrics` shows of the history.
@@ -268,6 +276,8 @@ pub(crate) struct HistoryStats {
     pub(crate) bytes: usize,
     /// Reads with a position, by outcome ([`OUTCOMES`]).
     pub(crate) recoveries: [u64; 4],
+    /// With a cluster: kept messages Redis could not take.
+    pub(crate) unkept: Option<u64>,
     /// With a store: what it wrote.
     pub(crate) store: Option<StoreStats>,
 }
@@ -332,6 +342,7 @@ impl History {
             recoveries: Default::default(),
             #[cfg(feature = "sqlite")]
             store: None,
+            cluster: Default::default(),
         }
     }
 
@@ -347,6 +358,7 @@ impl History {
                 log: Mutex::new(log),
                 recoveries: Default::default(),
                 store: Some(store),
+                cluster: Default::default(),
             });
         }
         Ok(History::new(options))
@@ -444,6 +456,7 @@ impl History {
                 .recoveries
                 .each_ref()
                 .map(|n| n.load(Ordering::Relaxed)),
+            unkept: self.cluster().is_some().then(|| self.unkept()),
             #[cfg(feature = "sqlite")]
             store: self.store.as_ref().map(store::Store::stats),
             #[cfg(not(feature = "sqlite"))]

@@ -25,6 +25,16 @@ impl Client {
         self.1.pop_front().unwrap_or_else(|| self.read())
     }
 
+    /// The next message, if one arrives by `deadline`.
+    pub fn next_by(&mut self, deadline: std::time::Instant) -> Option<Value> {
+        if let Some(kept) = self.1.pop_front() {
+            return Some(kept);
+        }
+        let frame = self.0.read_frame_by(deadline)?;
+        assert_eq!(frame.opcode, TEXT, "{frame:?}");
+        Some(serde_json::from_slice(&frame.payload).expect("a JSON message"))
+    }
+
     pub fn read(&mut self) -> Value {
         let frame = self.0.read_frame();
         assert_eq!(frame.opcode, TEXT, "{frame:?}");

@@ -280,7 +280,8 @@ impl<'a> Context<'a> {
     /// ([`ServerBuilder::cluster`](crate::ServerBuilder::cluster)) Redis decides it after the
     /// callback returns, so it is `None` here and the message carries it (`make` runs once,
     /// with a stand-in position, and every instance writes the real one in where the stand-in's
-    /// offset and epoch appear).
+    /// offset and epoch appear; while Redis is unreachable, `make` gets `None` and the message
+    /// reaches this instance's subscribers only).
     pub fn publish_with(
         &mut self,
         topic: &str,
@@ -289,9 +290,15 @@ impl<'a> Context<'a> {
     ) -> Option<StreamPosition> {
         match self.history.filter(|history| history.keeps(topic)) {
             Some(history) => match history.cluster() {
-                Some(shared) => {
+                Some(shared) if shared.is_up() => {
                     let text = make(Some(shared.marker().position()));
                     let template = Template::from_text(&text, shared.marker());
+                    self.publish_shared(history, topic, template, to);
+                    None
+                }
+                Some(_) => {
+                    // Redis is unreachable: the message goes out here only, with no position.
+                    let template = Template::plain(Message::Text(&make(None)));
                     self.publish_shared(history, topic, template, to);
                     None
                 }
@@ -312,8 +319,9 @@ impl<'a> Context<'a> {
 
     /// With a cluster: hands a kept message to Redis, which orders it and sends it back to every
     /// instance (this one too) with its position. Without Redis, this instance's subscribers
-    /// get it at once, unkept and without a position (the stand-in's is written out as 0 and
-    /// an empty epoch). Returns how many subscribers on this loop it goes to.
+    /// get it at once, unkept and without a position (if Redis was lost after the text was
+    /// made with the stand-in, its offset is written out as 0, which no kept message has, and
+    /// its epoch as ""). Returns how many subscribers on this loop it goes to.
     fn publish_shared(
         &mut self,
         history: &History,

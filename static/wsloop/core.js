@@ -71,6 +71,9 @@
   }
 
   const positionOf = (o) => ({ offset: o.offset, epoch: o.epoch });
+  /** Whether an item has a place in its stream: offsets start at 1, and an item without one
+   *  (or with 0: a cluster's instance that lost Redis sent it unkept) is delivered as it comes. */
+  const placed = (o) => typeof o.offset === "number" && o.offset > 0;
   const same = (a, b) => typeof a === "string" && typeof b === "string" && a.toLowerCase() === b.toLowerCase();
 
   /**
@@ -130,7 +133,7 @@
 
     /** A live item. */
     live(item) {
-      if (item.offset == null) return this.#deliver(item);
+      if (!placed(item)) return this.#deliver(item);
       if (this.syncing) return void this.held.push(item);
       const at = this.position;
       if (!at) return this.#deliver(item);
@@ -233,7 +236,7 @@
     }
 
     #deliver(item) {
-      if (item.offset != null) this.position = positionOf(item);
+      if (placed(item)) this.position = positionOf(item);
       this.hooks.deliver(item);
     }
 

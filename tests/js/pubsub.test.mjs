@@ -228,6 +228,31 @@ test("duplicates are dropped and a gap is filled from history before delivery go
   assert.deepEqual(asked, [{ offset: 2, epoch: "e" }]);
 });
 
+test("publications without a position (a cluster whose Redis is away) are delivered as they come, no history asked", async (t) => {
+  const asked = [];
+  const server = await fakeServer(t, (socket) => {
+    commands(socket, (cmd) => {
+      if (cmd.type === "subscribe") {
+        socket.json({ type: "subscribed", channel: "c", offset: 7, epoch: "e", publications: [], id: cmd.id });
+        setTimeout(() => {
+          socket.json({ type: "publication", channel: "c", data: "a", ts: 0 });
+          socket.json({ type: "publication", channel: "c", offset: 0, epoch: "", data: "b", ts: 0 });
+          socket.json({ type: "publication", channel: "c", offset: 8, epoch: "e", data: "c", ts: 0 });
+        }, 30);
+      } else if (cmd.type === "history") {
+        asked.push(cmd.since);
+      }
+    });
+  });
+  const c = client(t, server.url("/pubsub"));
+  const got = [];
+  c.subscribe("c", { onPublication: (p) => got.push(p.data) });
+  c.connect();
+  await until(() => got.length >= 3, "three publications").catch((e) => { throw new Error(e.message + ": got " + JSON.stringify(got) + ", asked " + JSON.stringify(asked)); });
+  assert.deepEqual(got, ["a", "b", "c"]);
+  assert.deepEqual(asked, []);
+});
+
 test("a recovery with more: true pages through history, holding live publications until caught up", async (t) => {
   const server = await fakeServer(t, (socket) => {
     const pub = (offset) => ({ type: "publication", channel: "c", offset, epoch: "e", data: offset, ts: 0 });

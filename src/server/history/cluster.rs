@@ -131,6 +131,11 @@ impl History {
 }
 
 impl Shared {
+    /// Whether Redis is reachable, as far as the bridge knows.
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
     /// The position to make a kept message's text with (see `template`).
     pub(crate) fn marker(&self) -> &Marker {
         &self.marker

@@ -15,14 +15,23 @@ message by the floor's (the median over the rounds of the ratio within a round):
 server pays over the unavoidable work. The floor has no /broadcast, and it is left out of the
 idle-memory row (it is a floor for CPU, not memory). The table also gives the generator's own
 CPU time per message against each server: what the server's figure compares with, and a sign
-of how its replies arrive (fewer, larger reads cost the generator less too). Run through
-scripts/bench.sh, which builds everything first.
+of how its replies arrive (fewer, larger reads cost the generator less too).
+
+The history table (`--only history`) gives what topic history costs: the broadcast row against
+examples/history-broadcast-server.rs, whose topic keeps memory history (on) or none (off), the
+same handler otherwise, with the median over the rounds of on's CPU per delivery divided by
+off's in the same round; and recovery: examples/history-recovery.rs timing a client that comes
+back for 10,000 missed messages on /pubsub, in memory and, when redis-server is on the PATH,
+across two instances sharing history in Redis Streams (a redis-server started for it, on a free
+port). Run through scripts/bench.sh, which builds everything first.
 """
 
 import argparse
 import json
 import os
 import resource
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -74,6 +83,21 @@ DEFLATE_SCENARIOS = [
      ["--mode", "broadcast", "--connections", "1000", "--size", "300", "--pipeline", "32"] + JSON,
      "deliveries/s"),
 ]
+# History: the broadcast row against one server with its topic keeping memory history and
+# without (examples/history-broadcast-server.rs, which takes a port, not an address); and the
+# recovery of missed messages (examples/history-recovery.rs), with the issue's goals.
+HISTORY_SERVER = "./target/release/examples/history-broadcast-server"
+SERVERS_HISTORY = {
+    "history-off": [HISTORY_SERVER, "--history", "off", "--port"],
+    "history-on": [HISTORY_SERVER, "--history", "on", "--port"],
+}
+HISTORY_SCENARIOS = [
+    ("history broadcast 1 -> 1000 x 64 B", "/broadcast",
+     ["--mode", "broadcast", "--connections", "1000", "--size", "64", "--pipeline", "32"], "deliveries/s"),
+]
+HISTORY_CPU_GOAL = 1.3  # CPU per delivery with history over without, at most
+RECOVERY = "./target/release/examples/history-recovery"
+RECOVERY_GOAL_MS = {"memory": 100, "redis": 300, "redis-cold": 300}  # milliseconds, median
 TLS_SCENARIOS = [
     ("wss echo 100 x 20 B", "/", ["--connections", "100", "--size", "20"], "msgs/s"),
     ("wss echo 100 x 16 KiB", "/", ["--connections", "100", "--size", "16KiB"], "msgs/s"),
@@ -85,8 +109,9 @@ class Server:
 
     def __init__(self, name, port):
         tls = name in SERVERS_TLS
-        servers = {**SERVERS, **SERVERS_TLS, **SERVERS_DEFLATE}
-        command = ["taskset", "-c", "0"] + servers[name] + [f"127.0.0.1:{port}"]
+        servers = {**SERVERS, **SERVERS_TLS, **SERVERS_DEFLATE, **SERVERS_HISTORY}
+        address = str(port) if name in SERVERS_HISTORY else f"127.0.0.1:{port}"
+        command = ["taskset", "-c", "0"] + servers[name] + [address]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
         if "listening on" not in line:
@@ -183,6 +208,16 @@ def main():
                 continue
             port, row = measure(name, path, args, unit, servers(path), options, port)
             table_rows.append(row)
+    history_rows = []
+    for name, path, args, unit in HISTORY_SCENARIOS:
+        if options.only and options.only not in name:
+            continue
+        port, row = measure(name, path, args, unit, list(SERVERS_HISTORY), options, port,
+                            reference="history-off", cost_base="history-off")
+        history_rows.append(row)
+    recovery = []
+    if not options.only or options.only in "history recovery":
+        recovery = measure_recovery()
 
     idle = None
     if not options.only or options.only in "idle":
@@ -199,11 +234,13 @@ def main():
     print_table(rows, idle)
     print_tls_table(tls_rows, idle, idle_tls)
     print_deflate_table(deflate_rows)
+    print_history_table(history_rows, recovery)
 
 
-def measure(name, path, args, unit, servers, options, port):
+def measure(name, path, args, unit, servers, options, port, reference="wsloop", cost_base=FLOOR):
     """Rounds of `name` against each of `servers`, alternating; returns the next free port and
-    the table row."""
+    the table row: rates as ratios of `reference`'s, CPU per message as ratios over
+    `cost_base`'s (when it is among the servers)."""
     results = {server: [] for server in servers}
     server_cpus = {server: [] for server in servers}
     cost = {server: [] for server in servers}  # server CPU microseconds per message
@@ -236,18 +273,86 @@ def measure(name, path, args, unit, servers, options, port):
     medians = {s: statistics.median(v) for s, v in results.items()}
     # Each round measures the servers back to back, so the ratio within a round is the
     # least touched by the machine's drift: the table gives the median of those.
-    ratios = {s: statistics.median(w / p if p else float("inf") for w, p in zip(results["wsloop"], v))
+    ratios = {s: statistics.median(w / p if p else float("inf") for w, p in zip(results[reference], v))
               for s, v in results.items()}
     cpus = {s: statistics.median(v) for s, v in server_cpus.items()}
     costs = {s: statistics.median(v) for s, v in cost.items()}
     wires = {s: statistics.median(v) for s, v in wire.items()}
-    # CPU per message over the floor's, within each round as for the rates; none without a floor.
+    # CPU per message over the floor's (or cost_base's), within each round as for the rates;
+    # none without it.
     floor_ratios = {}
-    if FLOOR in cost:
-        floor_ratios = {s: statistics.median(c / f if f else float("inf") for c, f in zip(v, cost[FLOOR]))
+    if cost_base in cost:
+        floor_ratios = {s: statistics.median(c / f if f else float("inf") for c, f in zip(v, cost[cost_base]))
                         for s, v in cost.items()}
     bench_costs = {s: statistics.median(v) for s, v in bench_cost.items()}
     return port, (name, unit, medians, ratios, cpus, costs, max(cpu or [0]), wires, floor_ratios, bench_costs)
+
+
+def measure_recovery():
+    """examples/history-recovery.rs in memory and, with redis-server on the PATH, across two
+    instances on a redis-server of its own; returns (label, goal in ms, its JSON summary)."""
+    runs = [("memory", ["--store", "memory"])]
+    redis = None
+    if shutil.which("redis-server"):
+        with socket.socket() as probe:  # a free port, for the moment it takes redis to bind it
+            probe.bind(("127.0.0.1", 0))
+            redis_port = probe.getsockname()[1]
+        redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "",
+                                  "--appendonly", "no"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or redis.poll() is not None:
+                    sys.exit("bench: redis-server did not start")
+                time.sleep(0.05)
+        runs.append(("redis", ["--cluster", f"redis://127.0.0.1:{redis_port}"]))
+        runs.append(("redis-cold", ["--cluster", f"redis://127.0.0.1:{redis_port}", "--cold", "--runs", "9"]))
+    else:
+        print("  history recovery: redis-server is not on the PATH, Redis Streams skipped", file=sys.stderr)
+    results = []
+    try:
+        for label, args in runs:
+            command = [RECOVERY] + args + ["--json"]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            if result.returncode != 0 or not result.stdout.startswith("{"):
+                sys.exit(f"bench: {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+            summary = json.loads(result.stdout.splitlines()[-1])
+            print(f"  history recovery: {label} median {summary['median_ms']} ms, max {summary['max_ms']} ms",
+                  file=sys.stderr)
+            results.append((label, RECOVERY_GOAL_MS[label], summary))
+    finally:
+        if redis:
+            redis.kill()
+            redis.wait()
+    return results
+
+
+def print_history_table(rows, recovery):
+    """Topic history's costs: the broadcast with history in memory (on) against the same server
+    without (off), and the time a client that comes back takes to get what it missed."""
+    if not rows and not recovery:
+        return
+    print()
+    print("| history | off | on | on / off | server cpu µs per delivery (off / on) | server cpu (off / on) "
+          "| bench cpu (max) | goal |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, unit, medians, ratios, cpus, costs, bench_cpu, _wires, cost_ratios, _bench_costs in rows:
+        off, on = "history-off", "history-on"
+        print(f"| {name} | {medians[off]:,.0f} {unit} | {medians[on]:,.0f} | "
+              f"cpu per delivery **{cost_ratios[on]:.2f}x**, rate {1 / ratios[on]:.2f}x | "
+              f"{costs[off]:.2f} / {costs[on]:.2f} | {cpus[off]:.0f}% / {cpus[on]:.0f}% | {bench_cpu:.0f}% | "
+              f"cpu per delivery <= {HISTORY_CPU_GOAL}x |")
+    for label, goal, summary in recovery:
+        where = {"memory": "memory",
+                 "redis": "Redis Streams, recovered on the other of 2 instances",
+                 "redis-cold": "Redis Streams, on an instance started after them: its start counted"}[label]
+        print(f"| recover {summary['count']:,} missed x {summary['payload']} B ({where}) | - | "
+              f"median **{summary['median_ms']:.1f} ms**, max {summary['max_ms']:.1f} ms "
+              f"({len(summary['runs_ms'])} runs) | - | - | - | - | < {goal} ms |")
 
 
 def print_deflate_table(rows):

@@ -5,16 +5,19 @@
 #   scripts/bench.sh --rounds 2 --duration 3s --only "1000 x"
 #   scripts/bench.sh --only "1 MiB" --baseline /tmp/wsloop-main   also measure another build
 #   scripts/bench.sh --only wss           wss:// against ws:// (and idle memory per TLS connection)
+#   scripts/bench.sh --only history       broadcast with topic history on / off, and recovery
+#                                         of 10,000 missed messages (memory; Redis if installed)
 #
 # Prints a Markdown table: scenario, wsloop, each peer (the floor, examples/floor.rs, among
 # them), the ratios, each server's CPU time per message divided by the floor's, each server's
 # CPU share and CPU time per message, and the load generator's own CPU share (near 100%, it was
-# the limit) and CPU time per message.
+# the limit) and CPU time per message. Then the history table (see scripts/bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v taskset >/dev/null || { echo "bench: taskset is missing (util-linux)" >&2; exit 1; }
 cargo build --release --quiet --bin wsloop --example floor \
-  --example peer-tokio-tungstenite --example peer-fastwebsockets
+  --example peer-tokio-tungstenite --example peer-fastwebsockets \
+  --example history-broadcast-server --example history-recovery
 # The wss:// scenarios' certificate.
 mkdir -p target/bench-tls
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \

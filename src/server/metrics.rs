@@ -367,7 +367,7 @@ mod tests {
             history: Some(HistoryStats {
                 messages: 3,
                 bytes: 120,
-                recoveries: [5, 1, 0, 2],
+                recoveries: [5, 1, 0, 2, 0],
                 unkept: Some(4),
                 store: Some(StoreStats {
                     written: 40,

@@ -62,6 +62,23 @@ impl Redis {
         ClusterUrl::parse(&format!("redis://127.0.0.1:{}", self.port)).unwrap()
     }
 
+    /// Runs one command and returns its reply's first line (a plain socket and RESP).
+    pub fn command(&self, args: &[&str]) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut command = format!("*{}\r\n", args.len());
+        for arg in args {
+            command += &format!("${}\r\n{arg}\r\n", arg.len());
+        }
+        (&stream).write_all(command.as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(&stream)
+            .read_line(&mut line)
+            .expect("a reply from redis");
+        line.trim_end().to_string()
+    }
+
     pub fn stop(mut self) -> u16 {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -221,6 +221,9 @@ impl Bridge {
             sender: sender.clone(),
             history,
             synced: AtomicBool::new(false),
+            id_hex: id.iter().map(|b| format!("{b:02x}")).collect(),
+            appends: AtomicU64::new(0),
+            resend: Mutex::default(),
             ready: Mutex::new(Some(ready)),
         });
         let thread = std::thread::Builder::new()
@@ -283,6 +286,12 @@ struct Shared {
     history: Option<Arc<History>>,
     /// The history was read from Redis once.
     synced: AtomicBool,
+    /// `id` in hex, as the append script records it.
+    id_hex: String,
+    /// Appends numbered so far (see `streams::APPEND`).
+    appends: AtomicU64,
+    /// Appends a lost connection left unanswered, for the next one to send first.
+    resend: Mutex<VecDeque<(u64, Append)>>,
     /// Tells `Bridge::start` the bridge is ready (or Redis unreachable), once.
     ready: Mutex<Option<SyncSender<()>>>,
 }
@@ -392,6 +401,8 @@ fn bridge(
     failed.store(true, Ordering::Release);
     let _ = reader.join();
     let _ = replies.join();
+    // What was noted after the reply reader ended will not be answered either.
+    receive::unanswered(shared, &expected);
     result
 }
 

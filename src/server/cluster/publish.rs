@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::record::{self, News};
 use super::resp::encode_command;
 use super::streams;
-use super::{Expected, Outgoing, Shared, TICK};
+use super::{Append, Expected, Outgoing, Shared, TICK};
 use crate::ids::ConnectionId;
 
 /// Renews a key this instance holds, or claims it again when it expired (Redis was away
@@ -31,6 +31,9 @@ pub(super) enum Expect {
     Claim { key: String, id: ConnectionId },
     /// Whether this instance still holds `key`.
     Renew { key: String },
+    /// A kept message's append, numbered `seq`: sent again on the next connection if this one
+    /// ends before Redis answers (the script skips it if it was appended after all).
+    Append { seq: u64, append: Append },
 }
 
 /// Writes every command as it comes, and a heartbeat every TTL/3, until the server stops
@@ -51,6 +54,7 @@ pub(super) fn commands(
     let every = shared.ttl / 3;
     // Back or new: ask the others what they hold, and tell them what we do.
     out.news(&News::Hello)?;
+    out.resend()?;
     let mut next_beat = Instant::now();
     loop {
         if failed.load(Ordering::Acquire) {
@@ -95,6 +99,11 @@ impl Commands<'_> {
     fn write(&mut self, args: &[&[u8]], expect: Expect) -> io::Result<()> {
         self.command.clear();
         encode_command(&mut self.command, args);
+        self.write_encoded(expect)
+    }
+
+    /// Writes `self.command`, already encoded, as [`Commands::write`] does.
+    fn write_encoded(&mut self, expect: Expect) -> io::Result<()> {
         let mut expected = self.expected.lock().unwrap_or_else(|e| e.into_inner());
         expected.push_back(expect);
         drop(expected);
@@ -138,31 +147,8 @@ impl Commands<'_> {
                 self.news(&News::Release { keys: vec![key] })
             }
             Outgoing::Append(append) => {
-                let Some(history) = &self.shared.history else {
-                    return Ok(());
-                };
-                let [hash, stream, channel] = streams::keys(&self.shared.prefix, &append.topic);
-                let length = history.per_topic().to_string();
-                let ttl = history.stream_ttl_ms().to_string();
-                let at = append.at.to_string();
-                let header = record::kept_header(id, append.except, append.at);
-                let mut template = Vec::new();
-                append.template.encode(&mut template);
-                let args: [&[u8]; 12] = [
-                    b"EVAL",
-                    streams::APPEND.as_bytes(),
-                    b"2",
-                    hash.as_bytes(),
-                    stream.as_bytes(),
-                    channel.as_bytes(),
-                    append.epoch.as_bytes(),
-                    length.as_bytes(),
-                    ttl.as_bytes(),
-                    at.as_bytes(),
-                    &header,
-                    &template,
-                ];
-                self.write(&args, Expect::Nothing)
+                let seq = self.shared.appends.fetch_add(1, Ordering::Relaxed) + 1;
+                self.append(seq, append)
             }
             Outgoing::Snapshot => {
                 let entries = self.shared.directory.ours();
@@ -176,6 +162,50 @@ impl Commands<'_> {
 
     /// Renews every key this instance holds and tells the others all of them; forgets other
     /// instances not heard of within the TTL.
+    /// `EVAL APPEND` for a kept message (see `streams::APPEND`), numbered `seq`.
+    fn append(&mut self, seq: u64, append: Append) -> io::Result<()> {
+        let Some(history) = &self.shared.history else {
+            return Ok(());
+        };
+        let [hash, stream, channel] = streams::keys(&self.shared.prefix, &append.topic);
+        let length = history.per_topic().to_string();
+        let ttl = history.stream_ttl_ms().to_string();
+        let at = append.at.to_string();
+        let header = record::kept_header(&self.shared.id, append.except, append.at);
+        let mut template = Vec::new();
+        append.template.encode(&mut template);
+        let number = seq.to_string();
+        let args: [&[u8]; 14] = [
+            b"EVAL",
+            streams::APPEND.as_bytes(),
+            b"2",
+            hash.as_bytes(),
+            stream.as_bytes(),
+            channel.as_bytes(),
+            append.epoch.as_bytes(),
+            length.as_bytes(),
+            ttl.as_bytes(),
+            at.as_bytes(),
+            &header,
+            &template,
+            self.shared.id_hex.as_bytes(),
+            number.as_bytes(),
+        ];
+        self.command.clear();
+        encode_command(&mut self.command, &args);
+        self.write_encoded(Expect::Append { seq, append })
+    }
+
+    /// Sends again the appends a lost connection left unanswered, in their order.
+    fn resend(&mut self) -> io::Result<()> {
+        let again =
+            std::mem::take(&mut *self.shared.resend.lock().unwrap_or_else(|e| e.into_inner()));
+        for (seq, append) in again {
+            self.append(seq, append)?;
+        }
+        Ok(())
+    }
+
     fn heartbeat(&mut self) -> io::Result<()> {
         let entries = self.shared.directory.ours();
         let ttl = self.shared.ttl.as_millis().to_string();

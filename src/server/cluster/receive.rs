@@ -224,6 +224,9 @@ pub(super) fn replies(
                     complained = true;
                     error!("cluster: Redis refused a command: {said}");
                 }
+                if let (Some(Expect::Append { .. }), Some(history)) = (&expect, &shared.history) {
+                    history.count_unkept(); // Redis will not keep it
+                }
                 // Redis will not decide: decided here.
                 if let Some(Expect::Claim { key, id }) = expect {
                     decide(shared, &mut postbox, id, key, true);
@@ -240,14 +243,18 @@ pub(super) fn replies(
     }
 }
 
-/// Claims Redis will not answer (the connection ended): granted here, where they are unique,
-/// and claimed in Redis again by the next heartbeat after reconnecting.
+/// What Redis will not answer (the connection ended). Claims: granted here, where they are
+/// unique, and claimed in Redis again by the next heartbeat after reconnecting. Appends: sent
+/// again, first, on the next connection (Redis skips those it appended after all).
 pub(super) fn unanswered(shared: &Shared, expected: &Expected) {
     let mut postbox = Postbox::outside(shared.inboxes.clone());
     let left = std::mem::take(&mut *expected.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut resend = shared.resend.lock().unwrap_or_else(|e| e.into_inner());
     for expect in left {
-        if let Expect::Claim { key, id } = expect {
-            decide(shared, &mut postbox, id, key, true);
+        match expect {
+            Expect::Claim { key, id } => decide(shared, &mut postbox, id, key, true),
+            Expect::Append { seq, append } => resend.push_back((seq, append)),
+            Expect::Nothing | Expect::Renew { .. } => {}
         }
     }
 }

@@ -21,14 +21,22 @@ use crate::server::history::{History, Mirrored, StreamPosition, Template};
 use crate::server::mailbox::{Mail, Postbox};
 
 /// KEYS: the hash, the stream. ARGV: the channel, an epoch for a new stream, the stream's
-/// length, its TTL in ms, the time, the record's header, the template.
+/// length, its TTL in ms, the time, the record's header, the template, the instance's id and
+/// the append's number. An instance numbers its appends in the order it sends them and sends
+/// again those a lost connection left unanswered; the hash keeps each instance's last
+/// number (`seq:ID`), so one that was appended before is not appended twice (answer 0).
 pub(super) const APPEND: &str = "\
+    local seen = 'seq:' .. ARGV[8] \
+    if tonumber(redis.call('HGET', KEYS[1], seen) or '0') >= tonumber(ARGV[9]) then \
+      return 0 \
+    end \
     local epoch = redis.call('HGET', KEYS[1], 'epoch') \
     if not epoch then \
       epoch = ARGV[2] \
       redis.call('DEL', KEYS[2]) \
       redis.call('HSET', KEYS[1], 'epoch', epoch) \
     end \
+    redis.call('HSET', KEYS[1], seen, ARGV[9]) \
     local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1) \
     redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-0', \
       'h', ARGV[6], 'm', ARGV[7]) \
@@ -202,7 +210,11 @@ impl Copy<'_> {
                 self.sync(topic, deliver)?;
             }
         }
-        Ok(topics.len())
+        // What Redis no longer has, the copy must not serve (it would answer for positions
+        // the next publish gives out again under a new epoch).
+        let count = topics.len();
+        self.history.forget_all_but(&topics.into_iter().collect());
+        Ok(count)
     }
 
     /// Brings `topic`'s copy up to its stream in Redis, page by page.

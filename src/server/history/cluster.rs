@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     marker: Marker,
     /// Kept messages that went out on this instance only, unkept (Redis unreachable).
     unkept: AtomicU64,
+    /// The outage's first unkept message was logged.
+    warned: AtomicBool,
 }
 
 impl History {
@@ -48,6 +50,7 @@ impl History {
             up: AtomicBool::new(false),
             marker: Marker::new(),
             unkept: AtomicU64::new(0),
+            warned: AtomicBool::new(false),
         };
         if self.cluster.set(shared).is_err() {
             unreachable!("one cluster per history");
@@ -62,6 +65,13 @@ impl History {
     pub(crate) fn set_cluster_up(&self, up: bool) {
         if let Some(shared) = self.cluster.get() {
             shared.up.store(up, Ordering::Release);
+            if up && shared.warned.swap(false, Ordering::Relaxed) {
+                log::info!(
+                    "history: Redis is back: kept topics are kept again ({} messages went out \
+                     unkept so far)",
+                    shared.unkept.load(Ordering::Relaxed)
+                );
+            }
         }
     }
 
@@ -85,13 +95,25 @@ impl History {
                 epoch: new_epoch(),
                 at: unix_ms(),
             });
-        if !sent && shared.unkept.fetch_add(1, Ordering::Relaxed) == 0 {
+        if !sent {
+            self.count_unkept();
+        }
+        sent
+    }
+
+    /// One more kept message that went to this instance's subscribers only (or nowhere: Redis
+    /// refused it); the first of each outage is logged.
+    pub(crate) fn count_unkept(&self) {
+        let Some(shared) = self.cluster.get() else {
+            return;
+        };
+        shared.unkept.fetch_add(1, Ordering::Relaxed);
+        if !shared.warned.swap(true, Ordering::Relaxed) {
             log::warn!(
                 "history: Redis is unreachable: messages on kept topics go to this instance's \
                  subscribers only, and are not kept (wsloop_history_unkept_total)"
             );
         }
-        sent
     }
 
     /// Appends to this instance's copy a message Redis placed at `at`.
@@ -110,6 +132,17 @@ impl History {
     /// Starts `topic`'s copy anew under `epoch`, its next message at `next`.
     pub(crate) fn reset(&self, topic: &str, epoch: Arc<str>, next: u64) {
         self.log().reset(topic, epoch, next, unix_ms());
+    }
+
+    /// Lets go of the copy of every topic but those in `kept` (the streams Redis holds): a
+    /// Redis that lost its data, or let a stream expire, has no position for them any more.
+    pub(crate) fn forget_all_but(&self, kept: &std::collections::HashSet<String>) {
+        let mut log = self.log();
+        for topic in log.topics() {
+            if !kept.contains(&*topic) {
+                log.forget(&topic);
+            }
+        }
     }
 
     /// How many messages each topic keeps.

@@ -255,16 +255,7 @@ impl Log {
     /// Starts `topic`'s stream anew under `epoch`, its next message at `next`; what it kept
     /// goes.
     pub(crate) fn reset(&mut self, topic: &str, epoch: Arc<str>, next: u64, now: u64) {
-        if let Some(old) = self.streams.remove(topic) {
-            self.count -= old.kept.len();
-            self.bytes -= old
-                .kept
-                .iter()
-                .map(|k| k.message.frame_len())
-                .sum::<usize>();
-            // Entries of the old stream must not stand for the new one's messages.
-            self.order.retain(|(name, ..)| **name != *topic);
-        }
+        self.forget(topic);
         let stream = Stream {
             epoch,
             next,
@@ -272,6 +263,25 @@ impl Log {
             last_at: now,
         };
         self.streams.insert(topic.into(), stream);
+    }
+
+    /// Lets go of `topic`'s stream, as if it never had one.
+    pub(crate) fn forget(&mut self, topic: &str) {
+        if let Some(old) = self.streams.remove(topic) {
+            self.count -= old.kept.len();
+            self.bytes -= old
+                .kept
+                .iter()
+                .map(|k| k.message.frame_len())
+                .sum::<usize>();
+            // Entries of the old stream must not stand for a new one's messages.
+            self.order.retain(|(name, ..)| **name != *topic);
+        }
+    }
+
+    /// The topics that have a stream.
+    pub(crate) fn topics(&self) -> Vec<Arc<str>> {
+        self.streams.keys().cloned().collect()
     }
 
     /// Lets go of messages older than the TTL, and of streams that kept nothing for two TTLs.

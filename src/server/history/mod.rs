@@ -69,13 +69,19 @@ pub enum NotRecovered {
     Evicted(StreamPosition),
     /// The position is ahead of the stream: no such message was ever published.
     Ahead(StreamPosition),
+    /// With a cluster whose Redis is unreachable: this instance has no copy of the stream
+    /// (it started, or the stream was new, while Redis was away), so it cannot tell.
+    Unavailable(StreamPosition),
 }
 
 impl NotRecovered {
     /// The topic's current position.
     pub fn position(&self) -> &StreamPosition {
         match self {
-            NotRecovered::OtherEpoch(p) | NotRecovered::Evicted(p) | NotRecovered::Ahead(p) => p,
+            NotRecovered::OtherEpoch(p)
+            | NotRecovered::Evicted(p)
+            | NotRecovered::Ahead(p)
+            | NotRecovered::Unavailable(p) => p,
         }
     }
 
@@ -85,6 +91,7 @@ impl NotRecovered {
             NotRecovered::OtherEpoch(_) => "epoch changed",
             NotRecovered::Evicted(_) => "no longer kept",
             NotRecovered::Ahead(_) => "offset ahead of the stream",
+            NotRecovered::Unavailable(_) => "history unavailable: Redis is unreachable",
         }
     }
 }
@@ -261,7 +268,7 @@ pub(crate) struct History {
     options: HistoryOptions,
     log: Mutex<Log>,
     /// Reads with a position: served, then refused by [`NotRecovered::label`] order.
-    recoveries: [AtomicU64; 4],
+    recoveries: [AtomicU64; 5],
     /// The file it is written to, with [`HistoryOptions::sqlite`].
     #[cfg(feature = "sqlite")]
     store: Option<store::Store>,
@@ -275,7 +282,7 @@ pub(crate) struct HistoryStats {
     pub(crate) messages: usize,
     pub(crate) bytes: usize,
     /// Reads with a position, by outcome ([`OUTCOMES`]).
-    pub(crate) recoveries: [u64; 4],
+    pub(crate) recoveries: [u64; 5],
     /// With a cluster: kept messages Redis could not take.
     pub(crate) unkept: Option<u64>,
     /// With a store: what it wrote.
@@ -303,7 +310,13 @@ pub(crate) const WRITE_BUCKETS: [f64; 10] = [
 ];
 
 /// The outcomes of a read with a position, as `/metrics` labels them.
-pub(crate) const OUTCOMES: [&str; 4] = ["recovered", "other_epoch", "evicted", "ahead"];
+pub(crate) const OUTCOMES: [&str; 5] = [
+    "recovered",
+    "other_epoch",
+    "evicted",
+    "ahead",
+    "unavailable",
+];
 
 impl fmt::Debug for History {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -418,12 +431,22 @@ impl History {
         let page = self
             .log()
             .read(topic, since, limit, unix_ms(), self.options.bounds());
+        let page = match page {
+            // No copy of the stream here, and no Redis to ask: say so, not "epoch changed".
+            Err(NotRecovered::OtherEpoch(at))
+                if at.epoch.is_empty() && self.cluster().is_some_and(|c| !c.is_up()) =>
+            {
+                Err(NotRecovered::Unavailable(at))
+            }
+            page => page,
+        };
         if since.is_some() {
             let outcome = match &page {
                 Ok(_) => 0,
                 Err(NotRecovered::OtherEpoch(_)) => 1,
                 Err(NotRecovered::Evicted(_)) => 2,
                 Err(NotRecovered::Ahead(_)) => 3,
+                Err(NotRecovered::Unavailable(_)) => 4,
             };
             self.recoveries[outcome].fetch_add(1, Ordering::Relaxed);
         }

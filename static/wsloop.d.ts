@@ -115,7 +115,9 @@ export class Emitter<Events> {
 
 export class WsloopError extends Error {
   /** The server's error code (bad_channel, not_recovered, name_taken, ...) or the library's:
-   *  timeout, disconnected, refused, closed, bad_message, unknown_message, token. */
+   *  timeout, disconnected, refused, closed, bad_message, unknown_message, token, and
+   *  unavailable (a subscribe's recovery the server could not answer, a cluster's instance
+   *  without Redis: the position is kept, and a later gap is fetched). */
   code: string;
   /** refused: the close code or HTTP status, and no more attempts. */
   closeCode?: number;

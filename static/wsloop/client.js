@@ -334,6 +334,7 @@
         deliver: (publication) => emit("publication", publication),
         lost: (info) => emit("lost", { channel, ...info }),
         recovered: (info) => emit("recovered", { channel, ...info }),
+        unavailable: (info) => emit("error", new WsloopError("unavailable", info.reason, { channel })),
         failed: (e) => this.#syncFailed(s, e),
       }, since ? positionOf(since) : null);
       this.#subs.set(channel, s);

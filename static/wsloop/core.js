@@ -85,7 +85,8 @@
    * hooks: current() -> () => bool (is this sync still the connection's), fetch(since | null)
    * -> {offset, epoch, items, more} (null: the latest kept; throws a WsloopError
    * "not_recovered" with the stream's offset, epoch and reason), deliver(item), lost({reason,
-   * missed}), recovered({count}), failed(error).
+   * missed}), recovered({count}), failed(error), and optionally unavailable({reason}) (the
+   * server could not tell: the position is kept).
    */
   class Stream {
     constructor(hooks, position) {
@@ -116,6 +117,11 @@
           this.position = null;
           this.#take(page.items);
           this.position = positionOf(page);
+        } else if (page.recovered === false && page.reason?.startsWith("history unavailable")) {
+          // The server cannot tell now (a cluster's instance without Redis): nothing is lost
+          // yet. Keep the position; a later publication past it shows the gap, fetched then.
+          this.position = { ...since };
+          this.hooks.unavailable?.({ reason: page.reason });
         } else if (page.recovered === false) {
           await this.#recoverWhatIsKept(page, since, current);
         } else {

@@ -253,6 +253,30 @@ test("publications without a position (a cluster whose Redis is away) are delive
   assert.deepEqual(asked, []);
 });
 
+test("history unavailable (a cluster's instance without Redis): the position is kept, nothing is called lost", async (t) => {
+  const server = await fakeServer(t, (socket) => {
+    commands(socket, (cmd) => {
+      if (cmd.type !== "subscribe") return;
+      socket.json({ type: "subscribed", channel: "c", offset: 0, epoch: "", recovered: false,
+        reason: "history unavailable: Redis is unreachable", publications: [], id: cmd.id });
+      setTimeout(() => socket.json({ type: "publication", channel: "c", offset: 8, epoch: "e", data: 8, ts: 0 }), 30);
+    });
+  });
+  const c = client(t, server.url("/pubsub"));
+  const got = [];
+  const lost = [];
+  const errors = [];
+  c.on("lost", (e) => lost.push(e));
+  c.on("error", (e) => errors.push(e.code));
+  const sub = c.subscribe("c", { since: { offset: 7, epoch: "e" }, onPublication: (p) => got.push(p.offset) });
+  c.connect();
+  await until(() => got.length >= 1, "the next publication");
+  assert.deepEqual(got, [8]);
+  assert.deepEqual(lost, []);
+  assert.deepEqual(errors, ["unavailable"]);
+  assert.deepEqual(sub.position, { offset: 8, epoch: "e" });
+});
+
 test("a recovery with more: true pages through history, holding live publications until caught up", async (t) => {
   const server = await fakeServer(t, (socket) => {
     const pub = (offset) => ({ type: "publication", channel: "c", offset, epoch: "e", data: offset, ts: 0 });

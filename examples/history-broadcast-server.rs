@@ -1,14 +1,14 @@
-//! What keeping history costs a broadcast: a `/broadcast` route that does what wsloop's own
-//! does (each connection subscribes to the route's topic on open, and every message it sends
-//! is published to that topic, to every subscriber but itself, as `Publish::ToOthers`), on a
-//! server whose topics keep memory history (`--history on`: `HistoryOptions::default()`, the
+//! What keeping history costs a broadcast: wsloop's own `/broadcast` (each connection
+//! subscribes to the route's topic on open, and every message it sends is published to that
+//! topic with `Context::publish`, to every subscriber but itself), on a server whose topics
+//! keep memory history (`--history on`: `HistoryOptions::default()`, the
 //! last 1,000 messages) or keep none (`--history off`).
 //!
-//! Both run the same handler, which calls `Context::publish`; the only difference is whether
-//! the server was built with `ServerBuilder::history`. Without it, `publish` is the plain
-//! topic delivery (what `publish_ephemeral` and wsloop's own `/broadcast` do), so `off` is
-//! exactly `on` minus the append to the topic's stream (and its eviction of the oldest
-//! message): the honest "same work, minus history".
+//! Both run the same handler; the only difference is whether the server was built with
+//! `ServerBuilder::history` (which keeps every topic by default). Without it, `publish` is
+//! the plain topic delivery (as `publish_ephemeral`), so `off` is exactly `on` minus the
+//! append to the topic's stream (and its eviction of the oldest message): the honest "same
+//! work, minus history". (The `wsloop` command keeps no history for `/broadcast`.)
 //!
 //! It runs as a process of its own so that `scripts/bench.py --only history` can pin it to
 //! a core and read its CPU time from /proc, like the other servers it measures.
@@ -20,22 +20,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use wsloop::{Config, Context, Handler, HistoryOptions, Message, Publish, Server};
-
-/// wsloop's own `Broadcast`, written against the public API.
-struct Relay;
-
-impl Handler for Relay {
-    fn on_open(&mut self, ctx: &mut Context<'_>) {
-        let topic = ctx.path();
-        ctx.subscribe(topic);
-    }
-
-    fn on_message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
-        let topic = ctx.path();
-        ctx.publish(topic, message, Publish::ToOthers);
-    }
-}
+use wsloop::apps::Broadcast;
+use wsloop::{Config, HistoryOptions, Server};
 
 /// `--history on|off` (default on) and `--port N` (default 9001).
 fn parse_args() -> Result<(bool, u16), String> {
@@ -65,7 +51,7 @@ fn main() -> ExitCode {
     let mut builder = Server::builder()
         .bind(format!("127.0.0.1:{port}"))
         .config(Config::default())
-        .route("/broadcast", Relay)
+        .route("/broadcast", Broadcast)
         .handle_signals(true);
     if history {
         builder = builder.history(HistoryOptions::default());

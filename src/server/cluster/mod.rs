@@ -406,6 +406,15 @@ fn bridge(
     result
 }
 
+/// Whether a read error only says the socket was quiet for its timeout (or a signal came):
+/// not a failed connection.
+fn quiet(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 /// A connection to Redis, on the configured database.
 fn connect(url: &ClusterUrl) -> io::Result<TcpStream> {
     let addr = (url.addr.to_socket_addrs()?.next())

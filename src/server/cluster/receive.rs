@@ -35,16 +35,7 @@ fn read_values(
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => n,
             // The read timeout (TICK): a quiet connection is not a failed one.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+            Err(e) if super::quiet(&e) => continue,
             Err(e) => return Err(e),
         };
         buffer.extend_from_slice(&chunk[..n]);

@@ -102,13 +102,7 @@ impl Commands {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) && !shared.stopping() => {}
+                Err(e) if super::quiet(&e) && !shared.stopping() => {}
                 Err(e) => return Err(e),
             }
         }

@@ -287,16 +287,27 @@ fn an_instance_without_redis_says_history_is_unavailable_not_that_the_epoch_chan
             .history(HistoryOptions::default())
     });
     let mut client = Client::connect(server.addr());
-    let since = json!({"offset": 3, "epoch": "8f3a09c1"});
-    let reply = client.ask(
-        json!({"type": "subscribe", "channel": "news", "since": since}),
-        1,
-    );
-    assert_eq!(reply["recovered"], false, "{reply}");
-    assert_eq!(
-        reply["reason"], "history unavailable: Redis is unreachable",
-        "{reply}"
-    );
+    // Neither a position in a stream nor the start of one (offset 0) can be answered for.
+    for (n, since) in [
+        json!({"offset": 0, "epoch": ""}),
+        json!({"offset": 3, "epoch": "8f3a09c1"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let reply = client.ask(
+            json!({"type": "subscribe", "channel": "news", "since": since}),
+            1,
+        );
+        assert_eq!(reply["recovered"], false, "{reply}");
+        assert_eq!(
+            reply["reason"], "history unavailable: Redis is unreachable",
+            "{reply}"
+        );
+        if n == 0 {
+            client.ask(json!({"type": "unsubscribe", "channel": "news"}), 9);
+        }
+    }
     // Live delivery on this instance goes on, unkept.
     client.publish("news", json!("here"), 2);
     let live = publication(&mut client);

@@ -431,12 +431,15 @@ impl History {
         let page = self
             .log()
             .read(topic, since, limit, unix_ms(), self.options.bounds());
+        // No copy of the stream here and no Redis to ask: say so, neither "epoch changed" nor
+        // (from offset 0) "nothing missed".
+        let cannot_tell = || self.cluster().is_some_and(|c| !c.is_up());
         let page = match page {
-            // No copy of the stream here, and no Redis to ask: say so, not "epoch changed".
-            Err(NotRecovered::OtherEpoch(at))
-                if at.epoch.is_empty() && self.cluster().is_some_and(|c| !c.is_up()) =>
-            {
+            Err(NotRecovered::OtherEpoch(at)) if at.epoch.is_empty() && cannot_tell() => {
                 Err(NotRecovered::Unavailable(at))
+            }
+            Ok(page) if since.is_some() && page.position.epoch.is_empty() && cannot_tell() => {
+                Err(NotRecovered::Unavailable(page.position))
             }
             page => page,
         };

@@ -11,7 +11,7 @@ use log::{error, info, warn};
 use super::publish::Expect;
 use super::record::{self, Heard, News};
 use super::resp::{parse, Value};
-use super::streams::{Commands, Copy};
+use super::streams::{deliver_to_loops, Commands, Copy};
 use super::{Expected, Outgoing, Shared};
 use crate::ids::ConnectionId;
 use crate::protocol::outbound::Prepared;
@@ -119,14 +119,7 @@ pub(super) fn pushes(
                     // An instance that keeps no history of the topic delivers it as it is.
                     None if from != shared.id => {
                         if let Some(prepared) = record.template.render(&record.position) {
-                            let target = Target::Topic {
-                                topic: Arc::from(topic),
-                                except: ConnectionId::NOBODY,
-                            };
-                            let mail = Mail::Deliver(target, prepared);
-                            for other in postbox.others() {
-                                postbox.post(other, mail.clone());
-                            }
+                            deliver_to_loops(&mut postbox, topic, ConnectionId::NOBODY, prepared);
                         }
                     }
                     None => {}

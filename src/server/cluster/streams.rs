@@ -152,14 +152,7 @@ impl Copy<'_> {
         except: ConnectionId,
         prepared: crate::protocol::outbound::Prepared,
     ) {
-        let target = Target::Topic {
-            topic: Arc::from(topic),
-            except,
-        };
-        let mail = Mail::Deliver(target, prepared);
-        for other in self.postbox.others() {
-            self.postbox.post(other, mail.clone());
-        }
+        deliver_to_loops(self.postbox, topic, except, prepared);
     }
 
     /// Brings every kept topic's copy up to Redis's streams; with `deliver`, what it appends
@@ -263,6 +256,23 @@ impl Copy<'_> {
                 return Ok(()); // all read (or nothing more this copy can take)
             }
         }
+    }
+}
+
+/// Posts a kept message to `topic`'s subscribers on every loop (but `except`).
+pub(super) fn deliver_to_loops(
+    postbox: &mut Postbox,
+    topic: &str,
+    except: ConnectionId,
+    prepared: crate::protocol::outbound::Prepared,
+) {
+    let target = Target::Topic {
+        topic: Arc::from(topic),
+        except,
+    };
+    let mail = Mail::Deliver(target, prepared);
+    for other in postbox.others() {
+        postbox.post(other, mail.clone());
     }
 }
 

@@ -1,41 +1,39 @@
 //! Embedding wsloop: a handler with an origin check, subprotocol selection and per-connection
-//! state, served next to the stock echo endpoint.
+//! data (attached at the upgrade, read back in every callback), served next to the stock echo
+//! endpoint.
 //!
 //! Run: `cargo run --example embed`, then connect to ws://127.0.0.1:9002/count.
 
-use std::collections::HashMap;
-
 use wsloop::apps::Echo;
-use wsloop::{CloseCode, ConnectionId, Context, Handler, HttpError, Message, Request, Server};
+use wsloop::{Accept, CloseCode, Context, Handler, HttpError, Message, Request, Server};
 
 /// Counts each connection's messages and answers every text with its running count.
 /// Offers the `count.v1` subprotocol; refuses browsers from foreign origins.
-#[derive(Default)]
-struct Counter {
-    counts: HashMap<ConnectionId, u64>,
-}
+struct Counter;
+
+/// What each connection carries: its messages so far.
+struct Count(u64);
 
 impl Handler for Counter {
-    fn on_upgrade(&mut self, request: &Request) -> Result<Option<String>, HttpError> {
-        match request.origin() {
-            Some(origin) if !is_local_origin(origin) && origin != "null" => Err(HttpError {
-                status: 403,
-                reason: "origin not allowed",
-            }),
-            _ => Ok(request
-                .protocols()
-                .find(|p| *p == "count.v1")
-                .map(str::to_string)),
+    fn on_upgrade(&mut self, request: &Request) -> Result<Accept, HttpError> {
+        if let Some(origin) = request.origin() {
+            if !is_local_origin(origin) && origin != "null" {
+                return Err(HttpError::new(403, "origin not allowed"));
+            }
         }
-    }
-
-    fn on_open(&mut self, ctx: &mut Context<'_>) {
-        self.counts.insert(ctx.id(), 0);
+        let accept = Accept::new().data(Count(0));
+        Ok(match request.protocols().find(|p| *p == "count.v1") {
+            Some(protocol) => accept.protocol(protocol),
+            None => accept,
+        })
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
-        let count = self.counts.entry(ctx.id()).or_default();
+        let Some(Count(count)) = ctx.data_mut::<Count>() else {
+            return;
+        };
         *count += 1;
+        let count = *count;
         match message {
             Message::Text("bye") => ctx.close(CloseCode::NORMAL, "see you"),
             Message::Text(text) => {
@@ -46,7 +44,7 @@ impl Handler for Counter {
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>, code: CloseCode, _reason: &str) {
-        let count = self.counts.remove(&ctx.id()).unwrap_or(0);
+        let count = ctx.data::<Count>().map_or(0, |c| c.0);
         println!("{} left with code {code} after {count} messages", ctx.id());
     }
 }
@@ -70,7 +68,7 @@ fn is_local_origin(origin: &str) -> bool {
 fn main() -> Result<(), wsloop::Error> {
     let server = Server::builder()
         .bind("127.0.0.1:9002")
-        .route("/count", Counter::default())
+        .route("/count", Counter)
         .route("/echo", Echo)
         .handle_signals(true)
         .build()?;

@@ -2,10 +2,10 @@
 //! served at `GET /` with its scripts and the client library. The event loop dispatches a
 //! connection's events through it; connections only know a route by its [`RouteId`].
 
-use crate::connection::{Answer, RouteId};
-use crate::handler::Handler;
+use crate::connection::{Answer, Attached, RouteId};
+use crate::handler::{Accept, Handler};
 use crate::protocol::deflate::CompressionMode;
-use crate::protocol::handshake::{http_response, without_body, Refusal, Request};
+use crate::protocol::handshake::{http_response, without_body, HttpError, Refusal, Request};
 
 /// What is served next to the index page: its icon and scripts, by path. The client library
 /// ([`WSLOOP_JS`](crate::WSLOOP_JS)) is served too.
@@ -153,8 +153,14 @@ impl Router {
     }
 
     /// Routes a complete request: the index page, an upgrade the route's handler accepts, or
-    /// an error.
-    pub(crate) fn answer(&mut self, request: &Request, upgrade: bool) -> Answer {
+    /// an error. An upgrade to a route from an allowed origin is first `authenticate`d (which
+    /// may note an identity in the request), then offered to the handler.
+    pub(crate) fn answer(
+        &mut self,
+        request: &mut Request,
+        upgrade: bool,
+        authenticate: impl FnOnce(&mut Request) -> Result<(), HttpError>,
+    ) -> Answer {
         let refuse = |refusal: Refusal| Answer::Refuse(refusal.into());
         let path = request.path();
         let route = self.route_for(path);
@@ -195,14 +201,32 @@ impl Router {
                 return refuse(Refusal::OriginNotAllowed);
             }
         }
+        if let Err(error) = authenticate(request) {
+            return Answer::Refuse(error);
+        }
         let compression = self.routes[route].compression;
-        match self.routes[route].handler.on_upgrade(request) {
-            Ok(protocol) => Answer::Upgrade {
-                route,
-                protocol,
-                compression,
-            },
-            Err(error) => Answer::Refuse(error),
+        let Accept { protocol, data } = match self.routes[route].handler.on_upgrade(request) {
+            Ok(accept) => accept,
+            Err(error) => return Answer::Refuse(error),
+        };
+        if let Some(chosen) = &protocol {
+            if !request.protocols().any(|offered| offered == chosen) {
+                return refuse(Refusal::SubprotocolNotOffered);
+            }
+        }
+        let identity = request.shared_identity();
+        let attached = (identity.is_some() || data.is_some()).then(|| {
+            Box::new(Attached {
+                identity,
+                data,
+                ..Attached::default()
+            })
+        });
+        Answer::Upgrade {
+            route,
+            protocol,
+            compression,
+            attached,
         }
     }
 

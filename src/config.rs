@@ -65,6 +65,19 @@ pub struct Config {
     /// Serve `GET /metrics` (Prometheus text format 0.0.4) on the server's own port. Counting
     /// goes on either way; without this, `/metrics` is 404 like any unknown path. Default off.
     pub metrics: bool,
+    /// Flood limit: the most messages a connection may send per second, with a burst of as
+    /// many. A message over it is not handed to the application
+    /// ([`Handler::on_rate_limited`](crate::Handler::on_rate_limited) is called instead,
+    /// which closes 1008 `rate limit` unless the route replies otherwise); a connection
+    /// that goes on for another burst is closed 1008 either way. Default off.
+    pub max_message_rate: Option<u32>,
+    /// The most open WebSocket connections from one client IP address, counted across every
+    /// loop; past it an upgrade gets 429 with `Retry-After`. Default off (benchmarks and
+    /// tests open thousands from one address).
+    pub max_connections_per_ip: Option<u32>,
+    /// The most open WebSocket connections of one user (a token's `sub`), across every loop;
+    /// past it 429. Default off.
+    pub max_connections_per_user: Option<u32>,
 }
 
 impl Default for Config {
@@ -84,6 +97,9 @@ impl Default for Config {
             compression_threshold: 64,
             allowed_origins: Vec::new(),
             metrics: false,
+            max_message_rate: None,
+            max_connections_per_ip: None,
+            max_connections_per_user: None,
         }
     }
 }
@@ -170,6 +186,24 @@ impl Config {
     /// Sets [`Config::compression_threshold`](#structfield.compression_threshold).
     pub fn compression_threshold(mut self, value: usize) -> Self {
         self.compression_threshold = value;
+        self
+    }
+
+    /// Sets [`Config::max_message_rate`](#structfield.max_message_rate).
+    pub fn max_message_rate(mut self, value: Option<u32>) -> Self {
+        self.max_message_rate = value;
+        self
+    }
+
+    /// Sets [`Config::max_connections_per_ip`](#structfield.max_connections_per_ip).
+    pub fn max_connections_per_ip(mut self, value: Option<u32>) -> Self {
+        self.max_connections_per_ip = value;
+        self
+    }
+
+    /// Sets [`Config::max_connections_per_user`](#structfield.max_connections_per_user).
+    pub fn max_connections_per_user(mut self, value: Option<u32>) -> Self {
+        self.max_connections_per_user = value;
         self
     }
 }
@@ -271,6 +305,17 @@ impl Config {
         ] {
             if value > MAX_DURATION {
                 return err(format!("{name} must be at most 24h, got {value:?}"));
+            }
+        }
+        for (name, value) in [
+            ("max-message-rate", self.max_message_rate),
+            ("max-connections-per-ip", self.max_connections_per_ip),
+            ("max-connections-per-user", self.max_connections_per_user),
+        ] {
+            if value == Some(0) {
+                return err(format!(
+                    "{name} must be at least 1 (leave it out for no limit)"
+                ));
             }
         }
         if !self.ping_interval.is_zero()

@@ -49,6 +49,7 @@
 mod app;
 #[cfg(feature = "apps")]
 pub mod apps;
+pub mod auth;
 mod buffer_pool;
 pub mod client;
 mod config;
@@ -63,7 +64,7 @@ pub mod tls;
 
 pub use app::{Backpressure, RouteOptions, SlowConsumer};
 pub use config::{Config, ConfigError};
-pub use handler::Handler;
+pub use handler::{Accept, Handler};
 pub use ids::{ConnectionId, SendStatus};
 pub use protocol::close::CloseCode;
 pub use protocol::deflate::CompressionMode;

@@ -6,23 +6,20 @@
 mod common;
 
 use common::{client_frame, upgrade_request, RawClient, TestServer, TEXT};
-use wsloop::{Config, Context, Handler, HttpError, Message, Request};
+use wsloop::{Accept, Config, Context, Handler, HttpError, Message, Request};
 
 /// Echo that speaks "chat" when offered, and only to one origin.
 struct ChatOnly;
 
 impl Handler for ChatOnly {
-    fn on_upgrade(&mut self, request: &Request) -> Result<Option<String>, HttpError> {
+    fn on_upgrade(&mut self, request: &Request) -> Result<Accept, HttpError> {
         if request.origin().is_some_and(|o| o != "http://good.example") {
-            return Err(HttpError {
-                status: 403,
-                reason: "origin not allowed",
-            });
+            return Err(HttpError::new(403, "origin not allowed"));
         }
-        Ok(request
-            .protocols()
-            .find(|p| *p == "chat")
-            .map(str::to_string))
+        Ok(match request.protocols().find(|p| *p == "chat") {
+            Some(chat) => Accept::new().protocol(chat),
+            None => Accept::new(),
+        })
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {

@@ -17,13 +17,13 @@ use common::chat::ChatClient;
 use common::{client_frame, RawClient, TestServer, TEXT};
 use serde_json::json;
 use wsloop::apps::{Broadcast, Chat};
-use wsloop::{CloseCode, Config, Context, Handler, HttpError, Message, Request};
+use wsloop::{Accept, CloseCode, Config, Context, Handler, HttpError, Message, Request};
 
 /// Tells each new connection which loop it is on, then serves it with the inner handler.
 struct Tagged<H>(H);
 
 impl<H: Handler> Handler for Tagged<H> {
-    fn on_upgrade(&mut self, request: &Request) -> Result<Option<String>, HttpError> {
+    fn on_upgrade(&mut self, request: &Request) -> Result<Accept, HttpError> {
         self.0.on_upgrade(request)
     }
 
@@ -219,11 +219,11 @@ fn shutdown_closes_connections_on_every_loop() {
 struct PanicsOnUpgrade;
 
 impl Handler for PanicsOnUpgrade {
-    fn on_upgrade(&mut self, request: &Request) -> Result<Option<String>, HttpError> {
+    fn on_upgrade(&mut self, request: &Request) -> Result<Accept, HttpError> {
         if request.target().ends_with("?panic") {
             panic!("on_upgrade was asked to panic");
         }
-        Ok(None)
+        Ok(Accept::new())
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, _message: Message<'_>) {

@@ -15,7 +15,10 @@
 //! ([`Connection::wants_read`], [`Connection::wants_write_shutdown`],
 //! [`Connection::next_deadline`]).
 
+mod attached;
 mod upgrade;
+
+pub(crate) use attached::{Allowance, Attached, RateBucket};
 
 use std::io;
 use std::net::SocketAddr;
@@ -62,12 +65,15 @@ impl ConnectionConfig {
 /// How the server answers a complete request head.
 #[derive(Debug)]
 pub(crate) enum Answer {
-    /// 101: open a WebSocket on this route, with this subprotocol (one the client offered).
+    /// 101: open a WebSocket on this route, with this subprotocol (one the client offered,
+    /// checked by whoever answers).
     Upgrade {
         route: RouteId,
         protocol: Option<String>,
         /// How to answer a permessage-deflate offer.
         compression: CompressionMode,
+        /// What the connection carries from here on, if anything.
+        attached: Option<Box<Attached>>,
     },
     /// A complete HTTP reply (a page) with its status; the connection closes after it.
     Reply { status: u16, response: Vec<u8> },
@@ -76,35 +82,42 @@ pub(crate) enum Answer {
 }
 
 /// What a connection reports to whoever drives it. Every callback gets the connection's id; the
-/// open-phase ones get its route and its sending half, so replies go straight to its queue.
+/// open-phase ones get its route, its sending half (so replies go straight to its queue) and
+/// what it carries.
 pub(crate) trait ConnectionEvents {
     /// A complete request head: `upgrade` when it is a valid upgrade request (§4.2.1), false
-    /// for a plain HTTP request.
-    fn on_request(&mut self, id: ConnectionId, request: &Request, upgrade: bool) -> Answer;
+    /// for a plain HTTP request. Whoever answers may note what it learned in the request.
+    fn on_request(&mut self, id: ConnectionId, request: &mut Request, upgrade: bool) -> Answer;
 
     /// The request was refused with an HTTP error `status` (already logged and queued).
     fn on_refused(&mut self, status: u16);
 
     /// The 101 is queued: the connection is open.
-    fn on_open(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound);
+    fn on_open(&mut self, id: ConnectionId, route: RouteId, open: Open<'_>);
 
     /// The connection's queue fell to its route's low watermark after rising above its high
     /// one (the loop tells the connection, which reports it while open).
-    fn on_drain(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound);
+    fn on_drain(&mut self, id: ConnectionId, route: RouteId, open: Open<'_>);
 
     /// A whole message arrived.
     fn on_message(
         &mut self,
         id: ConnectionId,
         route: RouteId,
-        out: &mut Outbound,
+        open: Open<'_>,
         message: Message<'_>,
         gathered: Option<&Arc<Vec<u8>>>,
     );
 
     /// The connection left the open phase (reported once): `code` is the peer's close code,
     /// the one the server sent, or 1006 when it dropped; `how` says which.
-    fn on_close(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound, close: Closed<'_>);
+    fn on_close(&mut self, id: ConnectionId, route: RouteId, open: Open<'_>, close: Closed<'_>);
+}
+
+/// An open connection's parts a callback works with: its sending half and what it carries.
+pub(crate) struct Open<'a> {
+    pub(crate) out: &'a mut Outbound,
+    pub(crate) attached: &'a mut Option<Box<Attached>>,
 }
 
 /// How a connection left the open phase, as reported to [`ConnectionEvents::on_close`].
@@ -124,7 +137,11 @@ enum State {
     /// Part of the request head has arrived.
     Handshaking { head: Vec<u8>, deadline: Instant },
     /// Upgraded: messages flow both ways.
-    Open { ws: Endpoint, route: RouteId },
+    Open {
+        ws: Endpoint,
+        route: RouteId,
+        attached: Option<Box<Attached>>,
+    },
     /// A close frame was sent or received, or the connection failed: the endpoint reads on
     /// until the peer's close ([`Phase::CloseSent`]) or reads nothing more ([`Phase::Closed`]);
     /// then the queue drains, the write side is shut down and the rest of the input discarded
@@ -133,6 +150,7 @@ enum State {
         ws: Endpoint,
         route: RouteId,
         deadline: Instant,
+        attached: Option<Box<Attached>>,
     },
     /// An HTTP reply drains; then the same as a drained `Closing`.
     Replying {
@@ -158,10 +176,15 @@ fn report<'e, E: ConnectionEvents>(
     events: &'e mut E,
     id: ConnectionId,
     route: RouteId,
+    attached: &'e mut Option<Box<Attached>>,
 ) -> impl FnMut(&mut Outbound, Event<'_>) + 'e {
     move |out, event| match event {
         Event::Message { message, gathered } => {
-            events.on_message(id, route, out, message, gathered);
+            let open = Open {
+                out,
+                attached: &mut *attached,
+            };
+            events.on_message(id, route, open, message, gathered);
         }
         Event::Ping(_) | Event::Pong(_) => {}
         Event::Closed { code, reason, by } => {
@@ -171,7 +194,11 @@ fn report<'e, E: ConnectionEvents>(
                 ClosedBy::Local | ClosedBy::Violation(_) => "by server",
                 ClosedBy::Dropped => "abnormally",
             };
-            events.on_close(id, route, out, Closed { code, reason, how });
+            let open = Open {
+                out,
+                attached: &mut *attached,
+            };
+            events.on_close(id, route, open, Closed { code, reason, how });
         }
     }
 }
@@ -206,12 +233,21 @@ impl Connection {
             State::New { .. } | State::Handshaking { .. } => {
                 upgrade::receive_head(self, input, now, config, events);
             }
-            State::Open { ws, route } => {
-                ws.receive(input, now, &mut report(events, self.id, *route));
+            State::Open {
+                ws,
+                route,
+                attached,
+            } => {
+                ws.receive(input, now, &mut report(events, self.id, *route, attached));
                 self.settle(now, config);
             }
-            State::Closing { ws, route, .. } => {
-                ws.receive(input, now, &mut report(events, self.id, *route));
+            State::Closing {
+                ws,
+                route,
+                attached,
+                ..
+            } => {
+                ws.receive(input, now, &mut report(events, self.id, *route, attached));
             }
             // Discarded until the peer closes.
             State::Replying { .. } | State::Closed => {}
@@ -230,12 +266,17 @@ impl Connection {
         events: &mut impl ConnectionEvents,
     ) -> Option<(io::Result<usize>, usize)> {
         let done = match &mut self.state {
-            State::Open { ws, route } => {
-                ws.receive_in_place(read, now, &mut report(events, self.id, *route))
+            State::Open {
+                ws,
+                route,
+                attached,
             }
-            State::Closing { ws, route, .. } => {
-                ws.receive_in_place(read, now, &mut report(events, self.id, *route))
-            }
+            | State::Closing {
+                ws,
+                route,
+                attached,
+                ..
+            } => ws.receive_in_place(read, now, &mut report(events, self.id, *route, attached)),
             _ => None,
         };
         self.settle(now, config);
@@ -245,7 +286,11 @@ impl Connection {
     /// Moves an open connection whose endpoint left the open phase to `Closing`.
     fn settle(&mut self, now: Instant, config: &ConnectionConfig) {
         if matches!(&self.state, State::Open { ws, .. } if ws.phase() != Phase::Open) {
-            let State::Open { ws, route } = std::mem::replace(&mut self.state, State::Closed)
+            let State::Open {
+                ws,
+                route,
+                attached,
+            } = std::mem::replace(&mut self.state, State::Closed)
             else {
                 unreachable!("matched above");
             };
@@ -253,6 +298,7 @@ impl Connection {
                 ws,
                 route,
                 deadline: now + config.close_timeout,
+                attached,
             };
         }
     }
@@ -274,9 +320,20 @@ impl Connection {
     ) {
         self.peer_eof = true;
         match &mut self.state {
-            State::Open { ws, route } | State::Closing { ws, route, .. } => {
-                let mut report = report(events, self.id, *route);
+            State::Open {
+                ws,
+                route,
+                attached,
+            }
+            | State::Closing {
+                ws,
+                route,
+                attached,
+                ..
+            } => {
+                let mut report = report(events, self.id, *route, attached);
                 ws.drop_connection(CloseCode::ABNORMAL, "connection dropped", &mut report);
+                drop(report);
                 if ws.buffered() == 0 {
                     self.state = State::Closed;
                 } else {
@@ -291,8 +348,13 @@ impl Connection {
     /// Reading or writing the socket failed: the connection is gone.
     pub(crate) fn on_io_error(&mut self, error: &io::Error, events: &mut impl ConnectionEvents) {
         debug!("{} socket error: {error}", self.peer);
-        if let State::Open { ws, route } = &mut self.state {
-            let mut report = report(events, self.id, *route);
+        if let State::Open {
+            ws,
+            route,
+            attached,
+        } = &mut self.state
+        {
+            let mut report = report(events, self.id, *route, attached);
             ws.drop_connection(CloseCode::ABNORMAL, "connection dropped", &mut report);
         }
         self.state = State::Closed;
@@ -310,8 +372,23 @@ impl Connection {
                 let error = Refusal::HandshakeTimeout.into();
                 upgrade::reply_error(self, None, &error, now, config, events);
             }
-            State::Open { ws, route } => {
-                ws.handle_timeout(now, &mut report(events, self.id, *route));
+            State::Open {
+                ws,
+                route,
+                attached,
+            } => {
+                let expired = attached
+                    .as_ref()
+                    .and_then(|a| a.expires)
+                    .is_some_and(|at| now >= at);
+                let mut report = report(events, self.id, *route, attached);
+                if expired {
+                    debug!("{} token expired", self.peer);
+                    ws.close(CloseCode::POLICY_VIOLATION, "token expired", &mut report);
+                } else {
+                    ws.handle_timeout(now, &mut report);
+                }
+                drop(report);
                 self.settle(now, config);
             }
             State::Closing { deadline, .. } | State::Replying { deadline, .. }
@@ -331,9 +408,18 @@ impl Connection {
         config: &ConnectionConfig,
         events: &mut impl ConnectionEvents,
     ) {
-        if let State::Open { ws, route } = &mut self.state {
-            events.on_drain(self.id, *route, ws.outbound());
-            ws.after_send(&mut report(events, self.id, *route));
+        if let State::Open {
+            ws,
+            route,
+            attached,
+        } = &mut self.state
+        {
+            let open = Open {
+                out: ws.outbound(),
+                attached: &mut *attached,
+            };
+            events.on_drain(self.id, *route, open);
+            ws.after_send(&mut report(events, self.id, *route, attached));
             self.settle(now, config);
         }
     }
@@ -349,9 +435,12 @@ impl Connection {
     ) {
         match &mut self.state {
             State::New { .. } | State::Handshaking { .. } => self.state = State::Closed,
-            State::Open { ws, route } => {
-                let mut report = report(events, self.id, *route);
-                ws.close(code, reason, &mut report);
+            State::Open {
+                ws,
+                route,
+                attached,
+            } => {
+                ws.close(code, reason, &mut report(events, self.id, *route, attached));
                 self.settle(now, config);
             }
             _ => {}
@@ -368,16 +457,23 @@ impl Connection {
         events: &mut impl ConnectionEvents,
     ) {
         const REASON: &str = "slow consumer: too much unread data";
-        let State::Open { ws, route } = &mut self.state else {
+        let State::Open {
+            ws,
+            route,
+            attached,
+        } = &mut self.state
+        else {
             return;
         };
-        let mut report = report(events, self.id, *route);
+        let mut report = report(events, self.id, *route, attached);
         let close_frame_len = 2 + 2 + REASON.len();
         if ws.buffered() + close_frame_len <= max_buffered {
             ws.close_and_stop(CloseCode::POLICY_VIOLATION, REASON, &mut report);
+            drop(report);
             self.settle(now, config);
         } else {
             ws.drop_connection(CloseCode::POLICY_VIOLATION, REASON, &mut report);
+            drop(report);
             self.state = State::Closed;
         }
     }
@@ -397,7 +493,14 @@ impl Connection {
             | State::Handshaking { deadline, .. }
             | State::Closing { deadline, .. }
             | State::Replying { deadline, .. } => Some(*deadline),
-            State::Open { ws, .. } => ws.poll_timeout().map(|(at, _)| at),
+            State::Open { ws, attached, .. } => {
+                let protocol = ws.poll_timeout().map(|(at, _)| at);
+                let expires = attached.as_ref().and_then(|a| a.expires);
+                match (protocol, expires) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
             State::Closed => None,
         }
     }
@@ -469,8 +572,18 @@ impl Connection {
 
     /// The sending half, while the connection is open and accepts messages.
     pub(crate) fn outbound(&mut self) -> Option<&mut Outbound> {
+        self.open().map(|open| open.out)
+    }
+
+    /// The sending half and what the connection carries, while it is open and accepts
+    /// messages.
+    pub(crate) fn open(&mut self) -> Option<Open<'_>> {
         match &mut self.state {
-            State::Open { ws, .. } => Some(ws.outbound()).filter(|out| out.is_open()),
+            State::Open { ws, attached, .. } => Some(Open {
+                out: ws.outbound(),
+                attached,
+            })
+            .filter(|open| open.out.is_open()),
             _ => None,
         }
     }

@@ -62,26 +62,27 @@ impl TestEvents {
 }
 
 impl ConnectionEvents for TestEvents {
-    fn on_request(&mut self, _id: ConnectionId, request: &Request, upgrade: bool) -> Answer {
-        self.router.answer(request, upgrade)
+    fn on_request(&mut self, _id: ConnectionId, request: &mut Request, upgrade: bool) -> Answer {
+        self.router.answer(request, upgrade, |_| Ok(()))
     }
 
     fn on_refused(&mut self, _status: u16) {}
 
-    fn on_open(&mut self, _id: ConnectionId, _route: RouteId, _out: &mut Outbound) {
+    fn on_open(&mut self, _id: ConnectionId, _route: RouteId, _open: Open<'_>) {
         self.opened += 1;
     }
 
-    fn on_drain(&mut self, _id: ConnectionId, _route: RouteId, _out: &mut Outbound) {}
+    fn on_drain(&mut self, _id: ConnectionId, _route: RouteId, _open: Open<'_>) {}
 
     fn on_message(
         &mut self,
         _id: ConnectionId,
         _route: RouteId,
-        out: &mut Outbound,
+        open: Open<'_>,
         message: Message<'_>,
         gathered: Option<&Arc<Vec<u8>>>,
     ) {
+        let out = open.out;
         if let Some(payload) = gathered {
             out.send_shared(message.opcode(), payload);
         } else {
@@ -89,13 +90,7 @@ impl ConnectionEvents for TestEvents {
         }
     }
 
-    fn on_close(
-        &mut self,
-        _id: ConnectionId,
-        _route: RouteId,
-        _out: &mut Outbound,
-        close: Closed<'_>,
-    ) {
+    fn on_close(&mut self, _id: ConnectionId, _route: RouteId, _open: Open<'_>, close: Closed<'_>) {
         self.closes.push((close.code, close.reason.to_string()));
     }
 }

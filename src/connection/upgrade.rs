@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use log::{debug, info};
 
-use super::{report, Answer, Connection, ConnectionConfig, ConnectionEvents, State};
+use super::{report, Answer, Connection, ConnectionConfig, ConnectionEvents, Open, State};
 use crate::protocol::deflate;
 use crate::protocol::endpoint::Endpoint;
 use crate::protocol::handshake::{
     classify, error_response, parse_request, switching_protocols_with, without_body, HttpError,
-    Intent, Parsed, Refusal, Request,
+    Intent, Parsed, Request,
 };
 use crate::protocol::write_queue::WriteQueue;
 
@@ -48,12 +48,13 @@ pub(super) fn receive_head(
         }
         _ => unreachable!("receive_head is only called during the handshake"),
     };
-    let (request, head_len) = match parsed {
+    let (mut request, head_len) = match parsed {
         Ok(Parsed::Complete { request, head_len }) => (request, head_len),
         Ok(Parsed::Partial) => unreachable!("handled above"),
         Err(error) => return reply_error(conn, None, &error, now, config, events),
     };
-    if answer(conn, &request, now, config, events) {
+    request.set_peer(conn.peer);
+    if answer(conn, &mut request, now, config, events) {
         let rest = match buffered.as_mut() {
             None => &mut input[head_len..],
             Some(head) => &mut head[head_len..],
@@ -67,7 +68,7 @@ pub(super) fn receive_head(
 /// Answers a complete request; returns whether the connection is now open.
 fn answer(
     conn: &mut Connection,
-    request: &Request,
+    request: &mut Request,
     now: Instant,
     config: &ConnectionConfig,
     events: &mut impl ConnectionEvents,
@@ -85,17 +86,15 @@ fn answer(
             route,
             protocol,
             compression,
+            mut attached,
         } => {
             let Some(accept) = accept else {
                 unreachable!("only an upgrade request is answered with an upgrade");
             };
-            if let Some(chosen) = &protocol {
-                if !request.protocols().any(|offered| offered == chosen) {
-                    let error = Refusal::SubprotocolNotOffered.into();
-                    reply_error(conn, Some(request), &error, now, config, events);
-                    return false;
-                }
-            }
+            debug_assert!(
+                (protocol.iter()).all(|chosen| request.protocols().any(|p| p == chosen)),
+                "the router checks the subprotocol is one offered"
+            );
             // permessage-deflate: the first acceptable offer, as the configuration allows.
             let offers = request.headers_named("Sec-WebSocket-Extensions");
             let deflate = deflate::negotiate(offers, compression);
@@ -109,15 +108,23 @@ fn answer(
             if let Some(params) = &deflate {
                 ws.enable_deflate(params, config.compression_threshold);
             }
-            events.on_open(conn.id, route, ws.outbound());
+            let open = Open {
+                out: ws.outbound(),
+                attached: &mut attached,
+            };
+            events.on_open(conn.id, route, open);
             // A close asked for in on_open.
-            ws.after_send(&mut report(events, conn.id, route));
-            conn.state = State::Open { ws, route };
+            ws.after_send(&mut report(events, conn.id, route, &mut attached));
+            conn.state = State::Open {
+                ws,
+                route,
+                attached,
+            };
             conn.settle(now, config);
             true
         }
         Answer::Reply { status, response } => {
-            let (method, target) = (request.method(), request.target());
+            let (method, target) = (request.method(), request.logged_target());
             // A page or a metrics scrape: not a WebSocket event, and scraped every few seconds.
             debug!(
                 peer:% = conn.peer, path = target, status = status;
@@ -143,7 +150,7 @@ pub(super) fn reply_error(
     events: &mut impl ConnectionEvents,
 ) {
     events.on_refused(error.status);
-    let target = request.map_or("-", Request::target);
+    let target = request.map_or("-".into(), Request::logged_target);
     info!(
         peer:% = conn.peer, path = target, status = error.status, reason = error.reason;
         "{} {target} refused: {} {}", conn.peer, error.status, error.reason

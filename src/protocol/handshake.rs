@@ -1,24 +1,71 @@
 //! The opening handshake, server side, RFC 6455 §4.2: parse the HTTP/1.1 request head, decide
 //! whether it is a valid upgrade, and build the reply.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
+
+use crate::auth::Identity;
 
 /// The GUID every accept key is derived with (§1.3).
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// The most header lines a request may carry.
 const MAX_HEADERS: usize = 64;
 
-/// A parsed HTTP request head.
+/// A parsed HTTP request head, and what the server learned of who sent it: the peer's address
+/// and, with [`ServerBuilder::auth`](crate::ServerBuilder::auth), the verified identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     method: String,
     path: String,
     headers: Vec<(String, String)>,
+    peer: Option<SocketAddr>,
+    identity: Option<Arc<Identity>>,
 }
 
 impl Request {
+    /// The address the request came from (`None` only for a request parsed outside a server).
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// Who the request's token says sent it, when the server checks tokens and this one
+    /// carried a valid token; `None` for an anonymous request.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_deref()
+    }
+
+    pub(crate) fn set_peer(&mut self, peer: SocketAddr) {
+        self.peer = Some(peer);
+    }
+
+    pub(crate) fn set_identity(&mut self, identity: Option<Arc<Identity>>) {
+        self.identity = identity;
+    }
+
+    pub(crate) fn shared_identity(&self) -> Option<Arc<Identity>> {
+        self.identity.clone()
+    }
+
+    /// The target as logs show it: the path, and the query's parameter names with every value
+    /// left out (a token in the query must never reach a log).
+    pub fn logged_target(&self) -> String {
+        let Some((path, query)) = self.path.split_once('?') else {
+            return self.path.clone();
+        };
+        let names: Vec<String> = (query.split('&'))
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) => format!("{name}=…"),
+                None => pair.to_string(),
+            })
+            .collect();
+        format!("{path}?{}", names.join("&"))
+    }
+
     /// The request method (`GET` for any valid upgrade).
     pub fn method(&self) -> &str {
         &self.method
@@ -120,13 +167,42 @@ fn tokens(value: &str) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// An HTTP error reply: the status and a one-line reason sent as the body.
+/// An HTTP error reply: the status, a one-line reason sent as the body, and any headers the
+/// status needs (`WWW-Authenticate` with 401, `Retry-After` with 429 or 503).
+///
+/// ```
+/// use wsloop::HttpError;
+///
+/// let error = HttpError::new(429, "too many connections").header("Retry-After", "5");
+/// assert_eq!((error.status, error.reason.as_ref()), (429, "too many connections"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HttpError {
     /// The status code.
     pub status: u16,
     /// Why, in one line.
-    pub reason: &'static str,
+    pub reason: std::borrow::Cow<'static, str>,
+    /// Header lines added to the reply, as (name, value). One whose name is not an HTTP token
+    /// or whose value holds a line break is left out.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpError {
+    /// A reply with this status and reason, and no extra header.
+    pub fn new(status: u16, reason: impl Into<std::borrow::Cow<'static, str>>) -> HttpError {
+        HttpError {
+            status,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same reply with one more header line.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> HttpError {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
 }
 
 /// Every way the server itself refuses a request, each mapped to its status and one-line
@@ -199,7 +275,7 @@ impl Refusal {
             Refusal::SubprotocolNotOffered => (500, "server chose a subprotocol not offered"),
             Refusal::AtCapacity => (503, "server is at its connection limit"),
         };
-        HttpError { status, reason }
+        HttpError::new(status, reason)
     }
 }
 
@@ -252,6 +328,8 @@ pub fn parse_request(buf: &[u8], max_head_size: usize) -> Result<Parsed, HttpErr
         method: parsed.method.unwrap_or_default().to_string(),
         path: parsed.path.unwrap_or_default().to_string(),
         headers: fields,
+        peer: None,
+        identity: None,
     };
     Ok(Parsed::Complete { request, head_len })
 }
@@ -374,13 +452,24 @@ pub fn error_response(error: &HttpError) -> Vec<u8> {
         405 => ("close", "Allow: GET, HEAD\r\n"),
         _ => ("close", ""),
     };
-    let body = format!("{}\n", error.reason);
+    let mut extra = extra.to_string();
+    let token = |name: &str| {
+        !name.is_empty()
+            && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    for (name, value) in &error.headers {
+        if token(name) && !value.contains(['\r', '\n']) {
+            extra += &format!("{name}: {value}\r\n");
+        }
+    }
+    // The reason is one line, whatever a handler put in it.
+    let body = format!("{}\n", error.reason.replace(['\r', '\n'], " "));
     let content_type = "text/plain; charset=utf-8";
     response(
         error.status,
         content_type,
         connection,
-        extra,
+        &extra,
         body.as_bytes(),
     )
 }
@@ -397,11 +486,13 @@ fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

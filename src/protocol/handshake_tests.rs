@@ -115,16 +115,41 @@ fn responses_are_well_formed() {
     assert!(ok.contains("Sec-WebSocket-Accept: abc=\r\n"));
     assert!(ok.contains("Sec-WebSocket-Protocol: chat\r\n"));
     assert!(ok.ends_with("\r\n\r\n"));
-    let err = error_response(&HttpError {
-        status: 426,
-        reason: "version",
-    });
+    let err = error_response(&HttpError::new(426, "version"));
     let err = String::from_utf8(err).unwrap();
     assert!(err.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
     assert!(err.contains("Sec-WebSocket-Version: 13\r\n"));
     assert_eq!(err.matches("Connection:").count(), 1, "{err}");
     assert!(err.contains("Connection: Upgrade, close\r\n"));
     assert!(err.ends_with("\r\n\r\nversion\n"));
+}
+
+#[test]
+fn an_error_carries_its_headers_but_never_a_line_break() {
+    let error = HttpError::new(401, "bad\r\ntoken")
+        .header("WWW-Authenticate", "Bearer realm=\"wsloop\"")
+        .header("X-Evil", "a\r\nSet-Cookie: x=1")
+        .header("Bad Name", "v");
+    let reply = String::from_utf8(error_response(&error)).unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+        "{reply}"
+    );
+    assert!(reply.contains("\r\nWWW-Authenticate: Bearer realm=\"wsloop\"\r\n"));
+    assert!(
+        !reply.contains("Set-Cookie") && !reply.contains("Bad Name"),
+        "{reply}"
+    );
+    assert!(reply.ends_with("\r\n\r\nbad  token\n"), "{reply}");
+}
+
+#[test]
+fn a_logged_target_shows_parameter_names_but_no_values() {
+    let request = |target: &str| parse(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let r = request("/pubsub?token=eyJhbGciOi.x.y&room=a");
+    assert_eq!(r.logged_target(), "/pubsub?token=…&room=…");
+    assert_eq!(request("/chat").logged_target(), "/chat");
+    assert_eq!(request("/chat?").logged_target(), "/chat?");
 }
 
 #[test]

@@ -2,13 +2,15 @@
 //! sending half, the topic hub, and the outbox for messages to other connections (delivered by
 //! the loop once the callback returns, since the callback holds this connection, not theirs).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::directory::{Claim, Directory};
 use super::history::{History, HistoryPage, Kept, NotRecovered, StreamPosition, Template};
 use super::hub::Hub;
 use crate::app::{Backpressure, SlowConsumer};
-use crate::connection::RouteId;
+use crate::auth::Verifier;
+use crate::connection::{Attached, RouteId};
 use crate::ids::{ConnectionId, SendStatus};
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::OpCode;
@@ -80,7 +82,12 @@ pub struct Context<'a> {
     pub(crate) id: ConnectionId,
     pub(crate) route: RouteId,
     pub(crate) path: &'a str,
+    pub(crate) peer: SocketAddr,
     pub(crate) out: &'a mut Outbound,
+    /// What the connection carries (identity, data, ...): see `server::access`.
+    pub(crate) attached: &'a mut Option<Box<Attached>>,
+    /// The server's token checks, if any.
+    pub(crate) auth: Option<&'a Verifier>,
     pub(crate) backpressure: &'a Backpressure,
     pub(crate) hub: &'a mut Hub,
     pub(crate) outbox: &'a mut Outbox,

@@ -51,6 +51,11 @@ pub(crate) struct Metrics {
     turns: [u64; TURN_BUCKETS.len() + 1],
     /// The sum of every turn's duration, in seconds.
     turns_seconds: f64,
+    /// Upgrades refused by auth (a token error's code) or a connection limit (`per_ip`,
+    /// `per_user`): (reason, count).
+    pub(crate) access_refused: Vec<(&'static str, u64)>,
+    /// Messages over a connection's rate limit (not handed to its handler).
+    pub(crate) rate_limited: u64,
     /// Open WebSocket connections by route, as of the copy left on the [`Board`].
     pub(crate) connections: Vec<usize>,
 }
@@ -74,6 +79,11 @@ impl Metrics {
         bump(&mut self.refused, status);
     }
 
+    /// Counts one upgrade refused by auth or a connection limit.
+    pub(crate) fn access_refused(&mut self, reason: &'static str) {
+        bump(&mut self.access_refused, reason);
+    }
+
     /// Counts one open connection that ended with `code`.
     pub(crate) fn closed(&mut self, code: u16) {
         bump(&mut self.closes, code);
@@ -93,6 +103,10 @@ impl Metrics {
             bump_by(&mut self.closes, code, count);
         }
         self.slow_consumers_closed += other.slow_consumers_closed;
+        for &(reason, count) in &other.access_refused {
+            bump_by(&mut self.access_refused, reason, count);
+        }
+        self.rate_limited += other.rate_limited;
         self.write_buffered += other.write_buffered;
         for (mine, theirs) in self.turns.iter_mut().zip(&other.turns) {
             *mine += theirs;
@@ -197,6 +211,24 @@ impl Metrics {
             "wsloop_slow_consumers_closed_total",
             "Connections closed for leaving too much unread.",
             self.slow_consumers_closed,
+        );
+        family(
+            &mut out,
+            "wsloop_access_refused_total",
+            "counter",
+            "Upgrades refused by token checks or connection limits, by reason.",
+        );
+        for (reason, count) in sorted(&self.access_refused) {
+            let _ = writeln!(
+                out,
+                "wsloop_access_refused_total{{reason=\"{reason}\"}} {count}"
+            );
+        }
+        counter(
+            &mut out,
+            "wsloop_rate_limited_total",
+            "Messages over a connection's rate limit, not handed to the application.",
+            self.rate_limited,
         );
         family(
             &mut out,
@@ -308,18 +340,18 @@ fn histogram(
     let _ = writeln!(out, "{name}_count {cumulative}");
 }
 
-fn bump(counts: &mut Vec<(u16, u64)>, key: u16) {
+fn bump<K: PartialEq>(counts: &mut Vec<(K, u64)>, key: K) {
     bump_by(counts, key, 1);
 }
 
-fn bump_by(counts: &mut Vec<(u16, u64)>, key: u16, by: u64) {
+fn bump_by<K: PartialEq>(counts: &mut Vec<(K, u64)>, key: K, by: u64) {
     match counts.iter_mut().find(|(k, _)| *k == key) {
         Some((_, count)) => *count += by,
         None => counts.push((key, by)),
     }
 }
 
-fn sorted(counts: &[(u16, u64)]) -> Vec<(u16, u64)> {
+fn sorted<K: Ord + Copy>(counts: &[(K, u64)]) -> Vec<(K, u64)> {
     let mut counts = counts.to_vec();
     counts.sort_unstable();
     counts

@@ -1,11 +1,13 @@
 //! The server: a builder for its routes and limits, and the loop that runs them.
 
+mod access;
 mod cluster;
 pub(crate) mod context;
 pub(crate) mod directory;
 mod event_loop;
 pub(crate) mod history;
 mod hub;
+pub(crate) mod limits;
 mod mailbox;
 mod metrics;
 mod shutdown;
@@ -22,6 +24,7 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 
 use crate::app::{Backpressure, Route, RouteOptions, Router};
+use crate::auth::{Auth, AuthError};
 use crate::config::{Config, ConfigError};
 use crate::handler::Handler;
 use crate::ids::ConnectionId;
@@ -48,6 +51,8 @@ pub enum Error {
     },
     /// The TLS certificate or key cannot be used.
     Tls(crate::tls::TlsError),
+    /// A token key file ([`ServerBuilder::auth`]) cannot be used.
+    Auth(AuthError),
     /// The event loop failed.
     Io(io::Error),
     /// The history's store ([`HistoryOptions::sqlite`](crate::HistoryOptions)) cannot be
@@ -67,6 +72,7 @@ impl fmt::Display for Error {
             Error::Config(e) => write!(f, "invalid configuration: {e}"),
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Error::Tls(e) => write!(f, "TLS: {e}"),
+            Error::Auth(e) => write!(f, "auth: {e}"),
             Error::Io(e) => write!(f, "event loop failed: {e}"),
             Error::HistoryStore { path, reason } => {
                 write!(f, "history store {}: {reason}", path.display())
@@ -87,6 +93,7 @@ impl std::error::Error for Error {
             Error::Config(e) => Some(e),
             Error::Bind { source, .. } => Some(source),
             Error::Tls(e) => Some(e),
+            Error::Auth(e) => Some(e),
             Error::Io(e) => Some(e),
             Error::HistoryStore { .. } => None,
         }
@@ -106,6 +113,7 @@ pub struct ServerBuilder {
     cluster: Option<ClusterUrl>,
     cluster_ttl: Duration,
     history: Option<HistoryOptions>,
+    auth: Option<Auth>,
 }
 
 /// Where a route's handler comes from.
@@ -128,6 +136,16 @@ impl ServerBuilder {
     /// The address to listen on, such as `127.0.0.1:9001` (port 0 picks a free port).
     pub fn bind(mut self, addr: impl Into<String>) -> Self {
         self.addr = addr.into();
+        self
+    }
+
+    /// Checks a signed token (JWT) on every WebSocket upgrade, as `auth` says: the key files
+    /// are read at [`build`](Self::build) (a file that cannot be used stops it, named) and
+    /// again on SIGHUP with [`ServerBuilder::handle_signals`] (a set that cannot be used is
+    /// logged and the old one kept). A missing or bad token is refused with 401; a verified
+    /// one is the connection's [`Identity`](crate::auth::Identity).
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
         self
     }
 
@@ -299,6 +317,15 @@ impl ServerBuilder {
             }
         }
         // Before the socket is bound: no client connects to a server that cannot start.
+        let auth = match self.auth {
+            Some(auth) => Some(Arc::new(auth.load().map_err(Error::Auth)?)),
+            None => None,
+        };
+        let gate = limits::Gate::new(
+            self.config.max_connections_per_ip,
+            self.config.max_connections_per_user,
+        )
+        .map(Arc::new);
         let history = match self.history {
             Some(options) => Some(Arc::new(History::open(options)?)),
             None => None,
@@ -411,6 +438,8 @@ impl ServerBuilder {
                 postbox,
                 directory: directory.clone(),
                 history: history.clone(),
+                auth: auth.clone(),
+                gate: gate.clone(),
             })
             .map_err(Error::Io)?;
             loops.push(event_loop);
@@ -501,6 +530,7 @@ impl Server {
             cluster: None,
             cluster_ttl: cluster::DEFAULT_TTL,
             history: None,
+            auth: None,
         }
     }
 

@@ -117,7 +117,10 @@ impl EventLoop {
         };
         for signal in caught {
             match signal {
-                SIGHUP => self.reload_tls(),
+                SIGHUP => {
+                    self.reload_tls();
+                    self.reload_auth();
+                }
                 SIGINT => {
                     self.stop.shutdown();
                     self.on_stop_request(now, Some("SIGINT"));
@@ -149,6 +152,20 @@ impl EventLoop {
                 );
             }
             Err(e) => warn!("SIGHUP: keeping the old TLS certificate: {e}"),
+        }
+    }
+}
+
+impl EventLoop {
+    /// Reads the token key files again; new upgrades are checked with them. A set that cannot
+    /// be used is logged and the old one kept.
+    fn reload_auth(&mut self) {
+        let Some(auth) = self.app.auth.as_ref() else {
+            return;
+        };
+        match auth.reload() {
+            Ok(keys) => info!("SIGHUP: reloaded {keys} token key(s)"),
+            Err(e) => warn!("SIGHUP: keeping the old token keys: {e}"),
         }
     }
 }

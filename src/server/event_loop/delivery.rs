@@ -86,16 +86,17 @@ impl EventLoop {
             return;
         };
         let (route, peer) = (entry.conn.route(), entry.conn.peer());
-        let (Some(route), Some(out)) = (route, entry.conn.outbound()) else {
+        let (Some(route), Some(open)) = (route, entry.conn.open()) else {
             self.app.directory.release(id, key); // closing
             return;
         };
         let mut events = Dispatch {
             app: &mut self.app,
             peer,
+            now: Instant::now(),
             input: None,
         };
-        events.call(id, route, out, Current::None, |handler, ctx| {
+        events.call(id, route, open, Current::None, |handler, ctx| {
             handler.on_claim(ctx, key, granted)
         });
         self.mark_dirty(id.slot());
@@ -155,6 +156,7 @@ impl EventLoop {
         let mut events = Dispatch {
             app: &mut self.app,
             peer: conn.peer(),
+            now,
             input: None,
         };
         let len = prepared.frame_len();

@@ -3,24 +3,28 @@
 //! a [`Context`] for every open, message and close, logging each open and close once.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-use std::panic::AssertUnwindSafe;
+use std::time::Instant;
 
 use log::{error, info};
 
 use crate::app::{Route, Router};
-use crate::connection::{Answer, Closed, ConnectionEvents, RouteId};
+use crate::auth::{TokenError, Verifier};
+use crate::connection::{
+    Allowance, Answer, Attached, Closed, ConnectionEvents, Open, RateBucket, RouteId,
+};
 use crate::handler::Handler;
 use crate::ids::ConnectionId;
 use crate::protocol::close::CloseCode;
 use crate::protocol::handshake::{http_response, without_body, HttpError, Request};
-use crate::protocol::outbound::{Message, Outbound};
+use crate::protocol::outbound::Message;
 use crate::server::context::{Context, Current, Outbox};
 use crate::server::directory::Directory;
 use crate::server::history::History;
 use crate::server::hub::Hub;
+use crate::server::limits::Gate;
 use crate::server::metrics::{Board, Gauges, Metrics};
 use crate::server::shutdown::Stop;
 use crate::server::ShutdownHandle;
@@ -47,6 +51,12 @@ pub(crate) struct App {
     pub(crate) cluster_dropped: Option<Arc<AtomicU64>>,
     /// The server's stop state, shared by its loops: `/readyz` fails once it is not `No`.
     pub(crate) stop: ShutdownHandle,
+    /// With auth: the keys and rules every upgrade's token is checked with.
+    pub(crate) auth: Option<Arc<Verifier>>,
+    /// With connection limits per IP or per user: the server's counts.
+    pub(crate) gate: Option<Arc<Gate>>,
+    /// [`Config::max_message_rate`](crate::Config::max_message_rate).
+    pub(crate) max_message_rate: Option<u32>,
 }
 
 impl App {
@@ -125,6 +135,8 @@ impl App {
 pub(super) struct Dispatch<'a> {
     pub(super) app: &'a mut App,
     pub(super) peer: SocketAddr,
+    /// The loop's time for this turn.
+    pub(super) now: Instant,
     /// Where the loop's read buffer is, while the connection receives from it: a message
     /// found there can be echoed from it (see [`Context::echo`]).
     pub(super) input: Option<InputBuffer>,
@@ -166,10 +178,11 @@ impl Dispatch<'_> {
         &mut self,
         id: ConnectionId,
         route: RouteId,
-        out: &mut Outbound,
+        open: Open<'_>,
         current: Current<'_>,
         callback: impl FnOnce(&mut dyn Handler, &mut Context<'_>),
     ) {
+        let Open { out, attached } = open;
         let Route {
             path,
             handler,
@@ -179,13 +192,18 @@ impl Dispatch<'_> {
         let (hub, outbox, directory) =
             (&mut self.app.hub, &mut self.app.outbox, &self.app.directory);
         let history = self.app.history.as_deref();
+        let auth = self.app.auth.as_deref();
         let sent = &mut self.app.metrics.messages_sent;
+        let peer = self.peer;
         let run = AssertUnwindSafe(|| {
             let mut ctx = Context {
                 id,
                 route,
                 path,
+                peer,
                 out: &mut *out,
+                attached,
+                auth,
                 backpressure,
                 hub,
                 outbox,
@@ -216,7 +234,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl ConnectionEvents for Dispatch<'_> {
-    fn on_request(&mut self, _id: ConnectionId, request: &Request, upgrade: bool) -> Answer {
+    fn on_request(&mut self, _id: ConnectionId, request: &mut Request, upgrade: bool) -> Answer {
         let get = matches!(request.method(), "GET" | "HEAD");
         if !upgrade && get {
             if let Some(answer) = self.app.probe(request) {
@@ -229,15 +247,29 @@ impl ConnectionEvents for Dispatch<'_> {
         // Draining: the listener stays open for the window, but a new WebSocket would only be
         // closed again; 503 sends its client elsewhere (or back later) at once.
         if upgrade && self.app.stop.requested() != Stop::No {
-            return Answer::Refuse(HttpError {
-                status: 503,
-                reason: "server draining",
-            });
+            return Answer::Refuse(HttpError::new(503, "server draining"));
         }
         // The router calls the route's `Handler::on_upgrade`: a panic there is isolated like
         // one in any other callback, and the request answered 500.
-        let router = &mut self.app.router;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| router.answer(request, upgrade))) {
+        let (router, metrics) = (&mut self.app.router, &mut self.app.metrics);
+        let auth = self.app.auth.as_deref();
+        let authenticate = |request: &mut Request| authenticate(auth, request, metrics);
+        let answer = || router.answer(request, upgrade, authenticate);
+        match std::panic::catch_unwind(AssertUnwindSafe(answer)) {
+            Ok(Answer::Upgrade {
+                route,
+                protocol,
+                compression,
+                attached,
+            }) => match self.admit(attached) {
+                Ok(attached) => Answer::Upgrade {
+                    route,
+                    protocol,
+                    compression,
+                    attached,
+                },
+                Err(error) => Answer::Refuse(error),
+            },
             Ok(answer) => answer,
             Err(panic) => {
                 let (peer, path) = (self.peer, request.path());
@@ -245,10 +277,7 @@ impl ConnectionEvents for Dispatch<'_> {
                     peer:% = peer, path = path, status = 500;
                     "{peer} {path} on_upgrade panicked: {}; answering 500", panic_message(&*panic)
                 );
-                Answer::Refuse(HttpError {
-                    status: 500,
-                    reason: "internal error",
-                })
+                Answer::Refuse(HttpError::new(500, "internal error"))
             }
         }
     }
@@ -257,10 +286,19 @@ impl ConnectionEvents for Dispatch<'_> {
         self.app.metrics.refused(status);
     }
 
-    fn on_open(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound) {
+    fn on_open(&mut self, id: ConnectionId, route: RouteId, open: Open<'_>) {
         let path = self.app.router.routes[route].path.as_str();
-        info!(peer:% = self.peer, path = path, id:% = id; "{} {path} open {id}", self.peer);
-        self.call(id, route, out, Current::None, |handler, ctx| {
+        let user = (open.attached.as_ref()).and_then(|a| a.identity.as_ref().map(|i| i.user()));
+        match user {
+            Some(user) => info!(
+                peer:% = self.peer, path = path, id:% = id, user = user;
+                "{} {path} open {id} user {user:?}", self.peer
+            ),
+            None => {
+                info!(peer:% = self.peer, path = path, id:% = id; "{} {path} open {id}", self.peer)
+            }
+        }
+        self.call(id, route, open, Current::None, |handler, ctx| {
             handler.on_open(ctx)
         });
     }
@@ -269,11 +307,26 @@ impl ConnectionEvents for Dispatch<'_> {
         &mut self,
         id: ConnectionId,
         route: RouteId,
-        out: &mut Outbound,
+        open: Open<'_>,
         message: Message<'_>,
         gathered: Option<&Arc<Vec<u8>>>,
     ) {
         self.app.metrics.messages_received += 1;
+        let rate = (open.attached.as_mut()).and_then(|a| a.rate.as_mut());
+        match rate.map_or(Allowance::Within, |rate| rate.take(self.now)) {
+            Allowance::Within => {}
+            Allowance::Over => {
+                self.app.metrics.rate_limited += 1;
+                return self.call(id, route, open, Current::None, |handler, ctx| {
+                    handler.on_rate_limited(ctx, message)
+                });
+            }
+            Allowance::Flood => {
+                self.app.metrics.rate_limited += 1;
+                open.out.close(CloseCode::POLICY_VIOLATION, "rate limit");
+                return;
+            }
+        }
         let current = match gathered {
             Some(payload) => Current::Gathered(message.opcode(), payload),
             None => {
@@ -283,18 +336,12 @@ impl ConnectionEvents for Dispatch<'_> {
                 Current::Borrowed(message, offset)
             }
         };
-        self.call(id, route, out, current, |handler, ctx| {
+        self.call(id, route, open, current, |handler, ctx| {
             handler.on_message(ctx, message)
         });
     }
 
-    fn on_close(
-        &mut self,
-        id: ConnectionId,
-        route: RouteId,
-        out: &mut Outbound,
-        close: Closed<'_>,
-    ) {
+    fn on_close(&mut self, id: ConnectionId, route: RouteId, open: Open<'_>, close: Closed<'_>) {
         let Closed { code, reason, how } = close;
         self.app.metrics.closed(code.0);
         let path = &self.app.router.routes[route].path;
@@ -302,16 +349,85 @@ impl ConnectionEvents for Dispatch<'_> {
             peer:% = self.peer, path = path.as_str(), id:% = id, code = code.0, reason = reason;
             "{} {path} closed {how} {code} {reason:?} {id}", self.peer
         );
-        self.call(id, route, out, Current::None, |handler, ctx| {
+        if let (Some(gate), Some(attached)) = (&self.app.gate, open.attached.as_mut()) {
+            if std::mem::take(&mut attached.counted) {
+                let user = attached.identity.as_ref().map(|i| i.user());
+                gate.release(self.peer.ip(), user);
+            }
+        }
+        self.call(id, route, open, Current::None, |handler, ctx| {
             handler.on_close(ctx, code, reason)
         });
         self.app.hub.unsubscribe_all(id);
         self.app.directory.release_all(id);
     }
 
-    fn on_drain(&mut self, id: ConnectionId, route: RouteId, out: &mut Outbound) {
-        self.call(id, route, out, Current::None, |handler, ctx| {
+    fn on_drain(&mut self, id: ConnectionId, route: RouteId, open: Open<'_>) {
+        self.call(id, route, open, Current::None, |handler, ctx| {
             handler.on_drain(ctx)
         });
+    }
+}
+
+/// Checks an upgrade's token, when the server checks tokens: from the `token` query parameter
+/// (browsers cannot set headers on a WebSocket) or `Authorization: Bearer`. A valid one is
+/// noted in the request; a bad one is refused 401 and counted, whether or not one is required.
+fn authenticate(
+    auth: Option<&Verifier>,
+    request: &mut Request,
+    metrics: &mut Metrics,
+) -> Result<(), HttpError> {
+    let Some(verifier) = auth else {
+        return Ok(());
+    };
+    let bearer = (request.header("Authorization"))
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|token| token.trim().to_string());
+    let token = request.query("token").map(|t| t.into_owned()).or(bearer);
+    let identity = match token {
+        None if verifier.required() => Err(TokenError::Missing),
+        None => Ok(None),
+        Some(token) => verifier.verify(&token).map(Some),
+    };
+    match identity {
+        Ok(identity) => {
+            request.set_identity(identity.map(Arc::new));
+            Ok(())
+        }
+        Err(error) => {
+            metrics.access_refused(error.code());
+            Err(error.http_error())
+        }
+    }
+}
+
+impl Dispatch<'_> {
+    /// Fills in what an accepted upgrade carries: when its token expires, its rate bucket,
+    /// and its place in the per-IP and per-user counts (or 429 when there is none left).
+    fn admit(
+        &mut self,
+        mut attached: Option<Box<Attached>>,
+    ) -> Result<Option<Box<Attached>>, HttpError> {
+        let identity = attached.as_ref().and_then(|a| a.identity.clone());
+        let leeway = self.app.auth.as_ref().map(|auth| auth.leeway());
+        let expires = identity
+            .as_deref()
+            .zip(leeway)
+            .and_then(|(identity, leeway)| crate::auth::time_left(identity, leeway));
+        if let Some(left) = expires {
+            attached.get_or_insert_default().expires = Some(self.now + left);
+        }
+        if let Some(rate) = self.app.max_message_rate {
+            attached.get_or_insert_default().rate = Some(RateBucket::new(rate, self.now));
+        }
+        if let Some(gate) = &self.app.gate {
+            let user = identity.as_deref().map(|i| i.user());
+            if let Err(limit) = gate.admit(self.peer.ip(), user) {
+                self.app.metrics.access_refused(limit.code());
+                return Err(limit.http_error());
+            }
+            attached.get_or_insert_default().counted = true;
+        }
+        Ok(attached)
     }
 }

@@ -190,6 +190,7 @@ impl EventLoop {
         let mut events = Dispatch {
             app: &mut self.app,
             peer: entry.conn.peer(),
+            now,
             input: None,
         };
         entry

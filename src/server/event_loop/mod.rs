@@ -39,10 +39,12 @@ use super::timers::{Deadline, Tick, Timers};
 use super::transport::Transport;
 use super::ShutdownHandle;
 use crate::app::Router;
+use crate::auth::Verifier;
 use crate::buffer_pool;
 use crate::config::Config;
 use crate::connection::{Connection, ConnectionConfig, RouteId};
 use crate::ids::ConnectionId;
+use crate::server::limits::Gate;
 pub(crate) use accept::TlsSource;
 use dispatch::{App, Dispatch};
 use drain::Drain;
@@ -104,6 +106,10 @@ pub(crate) struct LoopSetup {
     pub(crate) directory: Arc<Directory>,
     /// The server's history, if topics keep any; loop 0 lets go of what expired.
     pub(crate) history: Option<Arc<History>>,
+    /// The server's token checks, if any; SIGHUP reloads their keys.
+    pub(crate) auth: Option<Arc<Verifier>>,
+    /// The server's per-IP and per-user connection counts, if limited.
+    pub(crate) gate: Option<Arc<Gate>>,
 }
 
 /// The server's event loop.
@@ -169,13 +175,16 @@ impl EventLoop {
             postbox,
             directory,
             history,
+            auth,
+            gate,
         } = setup;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = if handle_signals {
             use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-            // SIGHUP reloads the certificate, when there are files to reload it from.
-            let reloadable = tls.as_ref().is_some_and(|tls| tls.files.is_some());
+            // SIGHUP reloads the certificate, when there are files to reload it from, and the
+            // token keys.
+            let reloadable = tls.as_ref().is_some_and(|tls| tls.files.is_some()) || auth.is_some();
             let caught: &[i32] = if reloadable {
                 &[SIGINT, SIGTERM, SIGHUP]
             } else {
@@ -189,6 +198,7 @@ impl EventLoop {
             None
         };
         let serve_metrics = config.metrics;
+        let max_message_rate = config.max_message_rate;
         Ok(EventLoop {
             poll,
             listener: Some(listener),
@@ -215,6 +225,9 @@ impl EventLoop {
                 history,
                 cluster_dropped: cluster.as_ref().map(ClusterLink::dropped),
                 stop: stop.clone(),
+                auth,
+                gate,
+                max_message_rate,
             },
             timers: Timers::new(Instant::now()),
             dirty: Vec::new(),
@@ -362,6 +375,7 @@ impl EventLoop {
         let mut events = Dispatch {
             app: &mut self.app,
             peer: entry.conn.peer(),
+            now,
             input: None,
         };
         let end = read_batch(
@@ -409,6 +423,7 @@ impl EventLoop {
                 let mut events = Dispatch {
                     app: &mut self.app,
                     peer: entry.conn.peer(),
+                    now,
                     input: None,
                 };
                 entry.conn.on_timeout(now, &self.conn_config, &mut events);
@@ -458,6 +473,7 @@ impl EventLoop {
                     let mut events = Dispatch {
                         app: &mut self.app,
                         peer: entry.conn.peer(),
+                        now,
                         input: None,
                     };
                     entry.conn.on_io_error(&e, &mut events);
@@ -498,6 +514,7 @@ impl EventLoop {
             let mut events = Dispatch {
                 app: &mut self.app,
                 peer: entry.conn.peer(),
+                now,
                 input: None,
             };
             entry.conn.on_drain(now, &self.conn_config, &mut events);
@@ -583,7 +600,9 @@ mod tests {
     /// is 256 bytes per connection (server RSS growth at 10,000 idle connections, measured by
     /// `scripts/bench.sh`'s idle row), which also pays for its place in its route's member list
     /// and for the allocator's slack. (Release builds: 8 bytes less, as mio's debug builds add
-    /// a selector id to every socket.)
+    /// a selector id to every socket.) 8 of these bytes are the pointer to what a connection
+    /// carries (`Attached`: identity, data, token expiry, rate bucket), null without auth,
+    /// attached data or limits.
     ///
     /// What this does not see: the heap. Without compression an idle connection has none (its
     /// reader is let go at the end of each batch, its queue when it empties); with
@@ -594,6 +613,6 @@ mod tests {
     fn an_idle_connection_fits_in_its_slab_entry() {
         let entry = std::mem::size_of::<super::Entry>();
         let timer = std::mem::size_of::<super::Deadline>();
-        assert!(entry + timer <= 216, "entry {entry} B + timer {timer} B");
+        assert!(entry + timer <= 224, "entry {entry} B + timer {timer} B");
     }
 }

@@ -58,6 +58,9 @@ fn app(config: &Config) -> App {
         history: None,
         cluster_dropped: None,
         stop: ShutdownHandle::new(Arc::new([])),
+        auth: None,
+        gate: None,
+        max_message_rate: None,
     }
 }
 
@@ -179,6 +182,7 @@ fn replies_to_one_read(stream: &[u8]) -> Vec<u8> {
     let (conn_config, mut app, mut conn, now) = fixture();
     let mut events = Dispatch {
         peer: conn.peer(),
+        now,
         app: &mut app,
         input: None,
     };
@@ -199,6 +203,7 @@ fn replies_through_the_read_path(stream: &[u8], rng: &mut Rng) -> Vec<u8> {
     let high_watermark = Backpressure::new(Config::default().max_buffered).high_watermark;
     let mut events = Dispatch {
         peer: conn.peer(),
+        now,
         app: &mut app,
         input: None,
     };

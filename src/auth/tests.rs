@@ -1,0 +1,313 @@
+//! Tokens signed here with the test keys in tests/keys, checked by the verifier.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+use super::*;
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
+
+fn key_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A scratch file holding `bytes`, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str, bytes: &[u8]) -> Scratch {
+        let path = std::env::temp_dir().join(format!("wsloop-auth-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        Scratch(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn sign(alg: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    encode(&header, claims, key).unwrap()
+}
+
+fn private(name: &str) -> Vec<u8> {
+    std::fs::read(key_path(&format!("{name}-private.pem"))).unwrap()
+}
+
+fn claims(sub: &str) -> Value {
+    json!({ "sub": sub, "exp": now() + 600 })
+}
+
+fn hmac_verifier(auth: Auth) -> (Verifier, Scratch) {
+    let secret = Scratch::new("secret", SECRET);
+    let verifier = auth.secret_file(&secret.0).load().unwrap();
+    (verifier, secret)
+}
+
+fn hs256(claims: &Value) -> String {
+    sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET),
+        None,
+        claims,
+    )
+}
+
+#[test]
+fn an_hs256_token_becomes_an_identity_with_its_claims() {
+    let (verifier, _secret) = hmac_verifier(Auth::new().default_pubs(Grants::none()));
+    let exp = now() + 600;
+    let token = hs256(&json!({
+        "sub": "u-42", "name": "Alice", "exp": exp, "subs": ["news", "room:*"], "role": "admin"
+    }));
+    let identity = verifier.verify(&token).unwrap();
+    assert_eq!((identity.user(), identity.name()), ("u-42", "Alice"));
+    assert!(identity.may_subscribe("room:1") && !identity.may_subscribe("secret"));
+    // No pubs claim: the configured default (none here).
+    assert!(!identity.may_publish("news"));
+    assert_eq!(
+        identity.expires(),
+        Some(UNIX_EPOCH + Duration::from_secs(exp))
+    );
+    assert_eq!(identity.claims()["role"], "admin");
+    let plain = verifier.verify(&hs256(&json!({ "sub": "bob" }))).unwrap();
+    assert_eq!((plain.name(), plain.expires()), ("bob", None));
+}
+
+#[test]
+fn every_public_key_family_verifies_from_pem() {
+    let cases = [
+        ("rsa", Algorithm::RS256),
+        ("rsa", Algorithm::PS512),
+        ("ec", Algorithm::ES256),
+        ("ed", Algorithm::EdDSA),
+    ];
+    for (name, alg) in cases {
+        let verifier = (Auth::new().key_file(key_path(&format!("{name}-public.pem"))))
+            .load()
+            .unwrap();
+        let pem = private(name);
+        let key = match name {
+            "rsa" => EncodingKey::from_rsa_pem(&pem),
+            "ec" => EncodingKey::from_ec_pem(&pem),
+            _ => EncodingKey::from_ed_pem(&pem),
+        }
+        .unwrap();
+        let token = sign(alg, &key, None, &claims("alice"));
+        assert_eq!(
+            verifier.verify(&token).map(|i| i.user),
+            Ok("alice".into()),
+            "{alg:?}"
+        );
+        // Another key of the same family: a bad signature.
+        if name == "ec" {
+            let other = EncodingKey::from_ec_pem(&private("ec2")).unwrap();
+            let forged = sign(alg, &other, None, &claims("alice"));
+            assert_eq!(verifier.verify(&forged), Err(TokenError::BadSignature));
+        }
+    }
+}
+
+#[test]
+fn a_jwk_set_chooses_the_key_by_kid() {
+    let verifier = Auth::new().key_file(key_path("jwks.json")).load().unwrap();
+    let ec = EncodingKey::from_ec_pem(&private("ec2")).unwrap();
+    let ed = EncodingKey::from_ed_pem(&private("ed")).unwrap();
+    let by_ec = sign(Algorithm::ES256, &ec, Some("ec-2026"), &claims("a"));
+    let by_ed = sign(Algorithm::EdDSA, &ed, Some("ed-2026"), &claims("b"));
+    assert_eq!(verifier.verify(&by_ec).unwrap().user(), "a");
+    assert_eq!(verifier.verify(&by_ed).unwrap().user(), "b");
+    let unknown = sign(Algorithm::ES256, &ec, Some("ec-1999"), &claims("a"));
+    assert_eq!(verifier.verify(&unknown), Err(TokenError::UnknownKey));
+    // The ES256 key alone can check an ES256 token without a kid.
+    let no_kid = sign(Algorithm::ES256, &ec, None, &claims("a"));
+    assert_eq!(verifier.verify(&no_kid).unwrap().user(), "a");
+    // A kid naming a key of another family: that key does not allow the algorithm.
+    let crossed = sign(Algorithm::ES256, &ec, Some("ed-2026"), &claims("a"));
+    assert_eq!(verifier.verify(&crossed), Err(TokenError::UnknownKey));
+}
+
+#[test]
+fn no_algorithm_outside_the_keys_family_is_accepted() {
+    let verifier = (Auth::new().key_file(key_path("rsa-public.pem")))
+        .load()
+        .unwrap();
+    // alg none, unsigned.
+    let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(claims("mallory").to_string());
+    assert_eq!(
+        verifier.verify(&format!("{head}.{body}.")),
+        Err(TokenError::Algorithm)
+    );
+    // HS256 "signed" with the public key's own bytes (the key-confusion attack).
+    let public = std::fs::read(key_path("rsa-public.pem")).unwrap();
+    let confused = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(&public),
+        None,
+        &claims("mallory"),
+    );
+    assert_eq!(verifier.verify(&confused), Err(TokenError::Algorithm));
+}
+
+#[test]
+fn time_claims_get_the_leeway_and_no_more() {
+    let (verifier, _secret) = hmac_verifier(Auth::new().leeway(Duration::from_secs(30)));
+    let t = now();
+    let check = |claims: Value| verifier.verify(&hs256(&claims)).map(|_| ());
+    assert_eq!(check(json!({"sub": "a", "exp": t - 10})), Ok(()));
+    assert_eq!(
+        check(json!({"sub": "a", "exp": t - 100})),
+        Err(TokenError::Expired)
+    );
+    assert_eq!(check(json!({"sub": "a", "nbf": t + 10})), Ok(()));
+    assert_eq!(
+        check(json!({"sub": "a", "nbf": t + 100})),
+        Err(TokenError::NotYetValid)
+    );
+}
+
+#[test]
+fn issuer_audience_and_claims_are_checked() {
+    let auth = Auth::new().issuer("https://login").audience("chat");
+    let (verifier, _secret) = hmac_verifier(auth);
+    let check = |claims: Value| verifier.verify(&hs256(&claims)).map(|_| ());
+    let good = json!({"sub": "a", "iss": "https://login", "aud": ["x", "chat"]});
+    assert_eq!(check(good), Ok(()));
+    let cases = [
+        (
+            json!({"sub": "a", "iss": "https://evil", "aud": "chat"}),
+            TokenError::Issuer,
+        ),
+        (json!({"sub": "a", "aud": "chat"}), TokenError::Issuer),
+        (
+            json!({"sub": "a", "iss": "https://login", "aud": "mail"}),
+            TokenError::Audience,
+        ),
+        (
+            json!({"sub": "a", "iss": "https://login"}),
+            TokenError::Audience,
+        ),
+        (
+            json!({"iss": "https://login", "aud": "chat"}),
+            TokenError::NoSubject,
+        ),
+        (
+            json!({"sub": "", "iss": "https://login", "aud": "chat"}),
+            TokenError::NoSubject,
+        ),
+        (
+            json!({"sub": "a", "iss": "https://login", "aud": "chat", "subs": "news"}),
+            TokenError::BadClaim,
+        ),
+        (
+            json!({"sub": "a", "iss": "https://login", "aud": "chat", "pubs": [1]}),
+            TokenError::BadClaim,
+        ),
+    ];
+    for (claims, error) in cases {
+        assert_eq!(check(claims.clone()), Err(error), "{claims}");
+    }
+}
+
+#[test]
+fn malformed_and_oversized_tokens_are_refused_before_any_crypto() {
+    let (verifier, _secret) = hmac_verifier(Auth::new());
+    let mut tampered = hs256(&claims("a"));
+    tampered.pop();
+    tampered.push(if tampered.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(verifier.verify(&tampered), Err(TokenError::BadSignature));
+    for bad in ["", "abc", "a.b.c", "....", "eyJhbGciOiJIUzI1NiJ9"] {
+        assert_eq!(verifier.verify(bad), Err(TokenError::Malformed), "{bad:?}");
+    }
+    let huge = hs256(&json!({"sub": "a", "pad": "x".repeat(100_000)}));
+    assert_eq!(verifier.verify(&huge), Err(TokenError::Malformed));
+}
+
+#[test]
+fn a_refresh_keeps_the_user() {
+    let (verifier, _secret) = hmac_verifier(Auth::new());
+    let alice = verifier.verify(&hs256(&claims("alice"))).unwrap();
+    let fresh = json!({"sub": "alice", "exp": now() + 3600, "name": "Alice B."});
+    assert_eq!(
+        verifier.refresh(&alice, &hs256(&fresh)).unwrap().name(),
+        "Alice B."
+    );
+    assert_eq!(
+        verifier.refresh(&alice, &hs256(&claims("bob"))),
+        Err(TokenError::OtherUser)
+    );
+}
+
+#[test]
+fn unusable_key_files_are_refused_with_the_file_and_key_named() {
+    let short = Scratch::new("short", b"too short\n");
+    let error = Auth::new().secret_file(&short.0).load().unwrap_err();
+    assert!(error.to_string().contains("at least 32 bytes"), "{error}");
+    assert!(
+        error.to_string().contains(&*short.0.to_string_lossy()),
+        "{error}"
+    );
+    let broken = Auth::new().key_file(key_path("jwks-broken.json")).load();
+    let error = broken.unwrap_err().to_string();
+    assert!(error.contains("jwks-broken.json: key broken:"), "{error}");
+    let private = Auth::new().key_file(key_path("ec-private.pem")).load();
+    assert!(private.unwrap_err().to_string().contains("private key"));
+    let not_a_key = Scratch::new("text", b"hello");
+    let error = Auth::new().key_file(&not_a_key.0).load().unwrap_err();
+    assert!(error.to_string().contains("neither a PEM"), "{error}");
+    let missing = Auth::new()
+        .key_file("/nonexistent/key.pem")
+        .load()
+        .unwrap_err();
+    assert!(
+        missing.to_string().starts_with("/nonexistent/key.pem: "),
+        "{missing}"
+    );
+    assert!(Auth::new().load().is_err(), "no key at all");
+    let no_kids = Scratch::new(
+        "kids.json",
+        br#"{"keys":[{"kty":"oct","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"},
+                     {"kty":"oct","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}"#,
+    );
+    let error = Auth::new().key_file(&no_kids.0).load().unwrap_err();
+    assert!(error.to_string().contains("no \"kid\""), "{error}");
+}
+
+#[test]
+fn a_reload_takes_new_keys_and_a_bad_file_keeps_the_old() {
+    let secret = Scratch::new("reload", SECRET);
+    let verifier = Auth::new().secret_file(&secret.0).load().unwrap();
+    let old = hs256(&claims("a"));
+    assert!(verifier.verify(&old).is_ok());
+    std::fs::write(&secret.0, b"short").unwrap();
+    assert!(verifier.reload().is_err());
+    assert!(verifier.verify(&old).is_ok(), "the old key stays");
+    let next = b"fedcba9876543210fedcba9876543210-next";
+    std::fs::write(&secret.0, next).unwrap();
+    assert_eq!(verifier.reload(), Ok(1));
+    assert_eq!(verifier.verify(&old), Err(TokenError::BadSignature));
+    let token = sign(
+        Algorithm::HS512,
+        &EncodingKey::from_secret(next),
+        None,
+        &claims("b"),
+    );
+    assert_eq!(verifier.verify(&token).unwrap().user(), "b");
+}

@@ -108,7 +108,7 @@ fn bad_requests_say_plainly_what_is_wrong() {
     for (text, says) in [
         (
             r#"{"type": "foo"}"#,
-            r#"unknown type "foo"; expected one of join, message, pm, typing, room, list, history"#,
+            r#"unknown type "foo"; expected one of join, message, pm, typing, room, list, history, refresh"#,
         ),
         (r#"{"type": "join"}"#, r#"missing field "name""#),
         (

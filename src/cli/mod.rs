@@ -1,10 +1,12 @@
 //! Command-line parsing and dispatch.
 
+mod access_args;
 mod bench;
 mod chat_view;
 mod console;
 mod json_log;
 mod serve;
+mod token;
 mod units;
 
 use std::process::ExitCode;
@@ -17,7 +19,7 @@ use clap::{Parser, Subcommand};
 /// ws://ADDR/broadcast, JSON chat on ws://ADDR/chat, JSON publish/subscribe with history on
 /// ws://ADDR/pubsub, the browser test client and its JavaScript client library at
 /// http://ADDR/ (and /wsloop.js), and the probes http://ADDR/healthz and /readyz. Sizes take a unit (B, KiB, MiB, GiB; K, M, G are the same); durations take
-/// ms, s or m (a bare number is seconds; 0 turns ping-interval and idle-timeout off).
+/// ms, s, m or h (a bare number is seconds; 0 turns ping-interval and idle-timeout off).
 #[derive(Debug, Parser)]
 #[command(name = "wsloop", version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -39,6 +41,10 @@ enum Command {
     /// Many connections on one loop, with a progress line every second and a summary at the
     /// end; every connection then ends with a close handshake (1000 "bench done").
     Bench(bench::BenchArgs),
+    /// Sign a token (JWT) for a server with --auth-jwt-secret-file or --auth-jwt-key.
+    ///
+    /// Prints the token; connect with ws://ADDR/chat?token=TOKEN.
+    Token(token::TokenArgs),
 }
 
 /// Parses the command line and runs what it asks for.
@@ -48,5 +54,6 @@ pub fn run() -> ExitCode {
         None => serve::run(&cli.serve),
         Some(Command::Client(args)) => console::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Token(args)) => token::run(&args),
     }
 }

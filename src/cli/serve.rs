@@ -12,6 +12,7 @@ use wsloop::apps::{Broadcast, Chat, Echo, PubSub};
 use wsloop::protocol::deflate::CompressionMode;
 use wsloop::{ClusterUrl, Config, HistoryOptions, Server};
 
+use super::access_args::AccessArgs;
 use super::units;
 
 /// The server's flags.
@@ -123,6 +124,8 @@ pub struct ServeArgs {
     /// too); then the closing handshakes get --close-timeout, and the server exits 0.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = units::parse_duration)]
     drain_window: Duration,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 /// `--history-store`.
@@ -178,7 +181,7 @@ impl ServeArgs {
     }
 
     fn config(&self) -> Config {
-        Config::default()
+        let config = Config::default()
             .max_message_size(self.max_message_size)
             .max_frame_size(self.max_frame_size)
             .max_header_size(self.max_header_size)
@@ -198,7 +201,8 @@ impl ServeArgs {
             })
             .compression_threshold(self.compression_threshold)
             .allowed_origins(self.allow_origin.clone())
-            .metrics(self.metrics)
+            .metrics(self.metrics);
+        self.access.limits(config)
     }
 }
 
@@ -233,6 +237,14 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
     }
     if let Some(redis) = &cli.cluster {
         builder = builder.cluster(redis.clone()).cluster_ttl(cli.cluster_ttl);
+    }
+    match cli.access.auth() {
+        Ok(Some(auth)) => builder = builder.auth(auth),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("wsloop: {e}");
+            return ExitCode::from(2);
+        }
     }
     let server = builder
         .bind(cli.bind.clone())

@@ -71,7 +71,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(value)),
         "" | "s" => Ok(Duration::from_secs(value)),
         "m" | "min" => Ok(Duration::from_secs(value.saturating_mul(60))),
-        _ => Err(format!("unknown duration unit '{unit}' (use ms, s or m)")),
+        "h" => Ok(Duration::from_secs(value.saturating_mul(3600))),
+        _ => Err(format!(
+            "unknown duration unit '{unit}' (use ms, s, m or h)"
+        )),
     }
 }
 
@@ -125,6 +128,7 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("1h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("1d").is_err());
     }
 }

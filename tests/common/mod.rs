@@ -15,6 +15,7 @@ use wsloop::{Config, Server, ServerBuilder, ShutdownHandle};
 pub mod chat;
 pub mod pubsub;
 pub mod redis;
+pub mod tokens;
 
 /// Starts the `wsloop` binary on a free port of 127.0.0.1 with `args`; returns it and the
 /// address its first line announces (`ws://` or, with TLS, `wss://`). Its stdout is drained on a thread; its log (stderr) is

@@ -13,7 +13,12 @@ pub struct Client(pub RawClient, VecDeque<Value>);
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        Client(RawClient::upgrade(addr, "/pubsub"), Default::default())
+        Client::on(RawClient::upgrade(addr, "/pubsub"))
+    }
+
+    /// A client on a connection upgraded by the caller (with a token, say).
+    pub fn on(raw: RawClient) -> Client {
+        Client(raw, Default::default())
     }
 
     pub fn send(&mut self, command: Value) {

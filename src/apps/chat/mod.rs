@@ -7,6 +7,11 @@
 //! names unique and lists complete across every loop and, with a cluster, every instance; a
 //! private message goes to the recipient's own topic (`<path>@<name in lower case>`), wherever
 //! it is connected. Each loop's chat keeps only its own connections' users.
+//!
+//! With auth ([`ServerBuilder::auth`](crate::ServerBuilder::auth)) a user's name is their
+//! token's (`name`, else `sub`): a `join` cannot choose another, and joining needs a token. A
+//! room is the channel `<path without />:<room>` (`chat:lobby`) for the token's permissions:
+//! entering it needs `subs`, speaking in it (messages, typing) needs `pubs`.
 
 pub mod wire;
 
@@ -83,6 +88,60 @@ fn name_value(room: &str, name: &str) -> String {
 /// The topic of `room` on this route.
 fn topic(ctx: &Context<'_>, room: &str) -> String {
     format!("{}:{room}", ctx.path())
+}
+
+/// The channel name a room's permissions are checked against: `chat:lobby` on `/chat`.
+fn room_channel(ctx: &Context<'_>, room: &str) -> String {
+    format!("{}:{room}", ctx.path().trim_start_matches('/'))
+}
+
+/// Refuses with `forbidden` unless the token lets this connection enter `room`.
+fn may_enter(ctx: &mut Context<'_>, room: &str) -> bool {
+    let allowed = ctx.may_subscribe(&room_channel(ctx, room));
+    if !allowed {
+        refuse(
+            ctx,
+            ErrorCode::Forbidden,
+            format!("not allowed in room {room}"),
+        );
+    }
+    allowed
+}
+
+/// Refuses with `forbidden` unless the token lets this connection speak in `room`.
+fn may_speak(ctx: &mut Context<'_>, room: &str) -> bool {
+    let allowed = ctx.may_publish(&room_channel(ctx, room));
+    if !allowed {
+        refuse(
+            ctx,
+            ErrorCode::Forbidden,
+            format!("not allowed to speak in room {room}"),
+        );
+    }
+    allowed
+}
+
+/// The name a `join` takes: the token's when there is one (a different one asked for is
+/// refused), else the one asked for. `None` when refused (the error is sent).
+fn joining_name(ctx: &mut Context<'_>, asked: Option<String>) -> Option<String> {
+    if let Some(identity) = ctx.identity() {
+        let own = identity.name().to_string();
+        if asked.is_some_and(|asked| asked.to_lowercase() != own.to_lowercase()) {
+            let why = format!("your name is {own}: it comes from your token");
+            refuse(ctx, ErrorCode::Forbidden, why);
+            return None;
+        }
+        return Some(own);
+    }
+    if ctx.tokens_checked() {
+        let why = "names come from tokens here: connect with ?token=... to chat";
+        refuse(ctx, ErrorCode::Forbidden, why);
+        return None;
+    }
+    if asked.is_none() {
+        refuse(ctx, ErrorCode::BadRequest, "missing field \"name\"");
+    }
+    asked
 }
 
 /// The topic only the user named `name` listens to, for private messages.
@@ -233,7 +292,7 @@ impl Chat {
     fn join(
         &mut self,
         ctx: &mut Context<'_>,
-        name: String,
+        name: Option<String>,
         room: Option<String>,
         since: Option<StreamPosition>,
     ) {
@@ -246,6 +305,9 @@ impl Chat {
                 format!("already {how} as {}", user.name),
             );
         }
+        let Some(name) = joining_name(ctx, name) else {
+            return;
+        };
         if !valid_name(&name) {
             return refuse(
                 ctx,
@@ -260,6 +322,9 @@ impl Chat {
                 ErrorCode::BadRoom,
                 "a room name is 1-32 characters, no control characters or surrounding spaces",
             );
+        }
+        if !may_enter(ctx, &room) {
+            return;
         }
         let key = name_key(ctx, &name);
         let claim = ctx.claim(&key, &name_value(&room, &name));
@@ -286,6 +351,7 @@ impl Chat {
                 Request::Join { name, room, since } => {
                     self.join(ctx, name, room, since.map(|s| s.position()))
                 }
+                Request::Refresh { token } => refresh(ctx, &token),
                 _ => refuse(ctx, ErrorCode::NotJoined, "send join first"),
             };
         };
@@ -308,6 +374,7 @@ impl Chat {
                     "text is blank: a message needs a non-space character",
                 );
             }
+            Request::Message { .. } | Request::Typing { .. } if !may_speak(ctx, &room) => {}
             Request::Message { text } => {
                 publish(ctx, &room, Publish::ToAll, |at| {
                     let ts = now_ms();
@@ -359,6 +426,7 @@ impl Chat {
                 );
             }
             Request::Room { room: next } if next == room => send_users(ctx, &room),
+            Request::Room { room: next } if !may_enter(ctx, &next) => {}
             Request::Room { room: next } => {
                 self.leave_room(ctx, true);
                 self.enter(ctx, next, None);
@@ -369,7 +437,23 @@ impl Chat {
                 let since = since.map(|s| s.position());
                 send_history(ctx, &room, since.as_ref(), limit, limit);
             }
+            Request::Refresh { token } => refresh(ctx, &token),
         }
+    }
+}
+
+/// Takes a fresh token: `refreshed` with its `exp`, or `bad_token` and why.
+fn refresh(ctx: &mut Context<'_>, token: &str) {
+    match ctx.refresh_token(token) {
+        Ok(identity) => {
+            let exp = identity.expires().and_then(|at| {
+                let since = at.duration_since(UNIX_EPOCH).ok()?;
+                Some(since.as_secs())
+            });
+            let event = Event::Refreshed { exp, ts: now_ms() };
+            ctx.send_text(&event.to_json());
+        }
+        Err(why) => refuse(ctx, ErrorCode::BadToken, why.reason()),
     }
 }
 
@@ -394,6 +478,11 @@ impl Handler for Chat {
             Ok(request) => self.handle(ctx, request),
             Err(why) => refuse(ctx, ErrorCode::BadRequest, why),
         }
+    }
+
+    fn on_rate_limited(&mut self, ctx: &mut Context<'_>, _message: Message<'_>) {
+        let why = "too many messages: slow down, or the connection is closed";
+        refuse(ctx, ErrorCode::RateLimit, why);
     }
 
     fn on_claim(&mut self, ctx: &mut Context<'_>, _key: &str, granted: bool) {

@@ -16,8 +16,9 @@ pub const MAX_NAME_CHARS: usize = 32;
 pub enum Request {
     /// Must come first: take a name and enter a room (`lobby` when absent).
     Join {
-        /// The user name.
-        name: String,
+        /// The user name; with a token, the token's name (so it may be left out).
+        #[serde(default)]
+        name: Option<String>,
         /// The room to enter.
         #[serde(default)]
         room: Option<String>,
@@ -59,6 +60,11 @@ pub enum Request {
         #[serde(default)]
         limit: Option<u64>,
     },
+    /// A fresh token for the same user, before the connection's runs out.
+    Refresh {
+        /// The token.
+        token: String,
+    },
 }
 
 /// A position in a room's stream of events, as a client sends it back.
@@ -90,7 +96,7 @@ const REQUESTS: &[(&str, &[Field])] = &[
     (
         "join",
         &[
-            ("name", true, Kind::Text),
+            ("name", false, Kind::Text),
             ("room", false, Kind::Text),
             ("since", false, Kind::Position),
         ],
@@ -110,6 +116,7 @@ const REQUESTS: &[(&str, &[Field])] = &[
             ("limit", false, Kind::Count),
         ],
     ),
+    ("refresh", &[("token", true, Kind::Text)]),
 ];
 
 /// The JSON kind of a request field.
@@ -128,7 +135,7 @@ const MAX_QUOTED_CHARS: usize = 32;
 
 impl Request {
     /// Parses a request, or says plainly what is wrong with it (for a `bad_request` error):
-    /// `unknown type "foo"; expected one of join, message, pm, typing, room, list, history`,
+    /// `unknown type "foo"; expected one of join, message, pm, typing, room, list, history, refresh`,
     /// `missing field "text"`, `field "active" must be true or false`.
     pub fn parse(text: &str) -> Result<Request, String> {
         let value: Value = serde_json::from_str(text).map_err(|_| {
@@ -256,6 +263,12 @@ pub enum Event<'a> {
         names: Vec<&'a str>,
         ts: u64,
     },
+    /// A `refresh` was taken: the connection stays open until the new token's `exp`.
+    Refreshed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exp: Option<u64>,
+        ts: u64,
+    },
     /// A request was refused; the connection stays open.
     Error {
         code: ErrorCode,
@@ -301,6 +314,13 @@ pub enum ErrorCode {
     AlreadyJoined,
     /// No user has that name.
     UnknownUser,
+    /// The token does not allow it (a room not in `subs` or `pubs`, another name than the
+    /// token's, joining without a token where names come from tokens).
+    Forbidden,
+    /// Too many messages: the connection is closed if it goes on.
+    RateLimit,
+    /// A `refresh` with a token that is not valid, or for another user.
+    BadToken,
 }
 
 impl Event<'_> {
@@ -328,7 +348,7 @@ mod tests {
         assert_eq!(
             join,
             Request::Join {
-                name: "alice".into(),
+                name: Some("alice".into()),
                 room: None,
                 since: None
             }
@@ -344,7 +364,7 @@ mod tests {
         let error = |text: &str| Request::parse(text).unwrap_err();
         assert_eq!(
             error(r#"{"type":"foo"}"#),
-            r#"unknown type "foo"; expected one of join, message, pm, typing, room, list, history"#
+            r#"unknown type "foo"; expected one of join, message, pm, typing, room, list, history, refresh"#
         );
         assert_eq!(error(r#"{"type":"message"}"#), r#"missing field "text""#);
         assert_eq!(
@@ -361,7 +381,7 @@ mod tests {
         );
         assert_eq!(
             error(r#"{"name":"alice"}"#),
-            r#"missing field "type"; expected one of join, message, pm, typing, room, list, history"#
+            r#"missing field "type"; expected one of join, message, pm, typing, room, list, history, refresh"#
         );
         assert_eq!(error(r#"{"type":1}"#), r#"field "type" must be a string"#);
         assert_eq!(
@@ -373,8 +393,8 @@ mod tests {
         let long = format!("{{\"type\":\"a\\nb{}\"}}", "x".repeat(100));
         let quoted = error(&long);
         assert!(quoted.starts_with(r#"unknown type "a\nbxxx"#), "{quoted}");
-        assert!(quoted.contains("…;") && quoted.len() < 120, "{quoted}");
-        for text in ["hello", "[1]", r#"{"type":"join"}"#, r#"{"type":"foo"}"#] {
+        assert!(quoted.contains("…;") && quoted.len() < 130, "{quoted}");
+        for text in ["hello", "[1]", r#"{"type":"pm"}"#, r#"{"type":"foo"}"#] {
             let message = error(text);
             assert!(
                 !message.contains("line 1") && !message.contains('`'),
@@ -385,7 +405,7 @@ mod tests {
         assert_eq!(
             Request::parse(r#"{"type":"join","name":"a","room":null}"#),
             Ok(Request::Join {
-                name: "a".into(),
+                name: Some("a".into()),
                 room: None,
                 since: None
             })

@@ -7,6 +7,12 @@
 //! A reply (or error) repeats the command's `id`: an acknowledgement. What one reply carries
 //! is bounded (256 KiB of publications): the rest of a long recovery is a `history` away
 //! (`more`).
+//!
+//! With auth ([`ServerBuilder::auth`](crate::ServerBuilder::auth)) a `subscribe` or `history`
+//! needs the channel in the token's `subs`, a `publish` in its `pubs` ([`Context::may_subscribe`],
+//! [`Context::may_publish`]); a refusal is an error (`forbidden`) with the command's `id`, and
+//! the connection stays. `refresh` hands the server a fresh token before the old one expires.
+//! Over the rate limit a command is answered `rate_limit` instead of being served.
 
 pub mod wire;
 
@@ -39,10 +45,49 @@ impl Handler for PubSub {
             Err(Refused { code, message }) => error(ctx, &id, code, &message),
         }
     }
+
+    fn on_rate_limited(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
+        let id = match message {
+            Message::Text(text) => wire::parse(text).0,
+            Message::Binary(_) => None,
+        };
+        let why = "too many messages: slow down, or the connection is closed";
+        error(ctx, &id, "rate_limit", why);
+    }
+}
+
+/// Whether this connection may do `command`; the error to answer when not.
+fn permitted(ctx: &Context<'_>, command: &Command) -> Result<(), String> {
+    let (channel, allowed, verb) = match command {
+        Command::Subscribe { channel, .. } | Command::History { channel, .. } => {
+            (channel, ctx.may_subscribe(channel), "subscribe to")
+        }
+        Command::Publish { channel, .. } => (channel, ctx.may_publish(channel), "publish on"),
+        Command::Unsubscribe { .. } | Command::Refresh { .. } => return Ok(()),
+    };
+    match allowed {
+        true => Ok(()),
+        false => Err(format!("not allowed to {verb} {channel:?}")),
+    }
 }
 
 fn serve(ctx: &mut Context<'_>, id: &Option<Value>, command: Command) {
+    if let Err(why) = permitted(ctx, &command) {
+        return error(ctx, id, "forbidden", &why);
+    }
     match command {
+        Command::Refresh { token } => match ctx.refresh_token(&token) {
+            Ok(identity) => {
+                let expires = identity.expires().and_then(|at| {
+                    let since = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+                    Some(since.as_secs())
+                });
+                let expires = expires.map_or(String::new(), |exp| format!(",\"exp\":{exp}"));
+                let reply = format!("{{\"type\":\"refreshed\"{expires}{}}}", id_field(id));
+                ctx.send_text(&reply);
+            }
+            Err(why) => error(ctx, id, "bad_token", why.reason()),
+        },
         Command::Subscribe { channel, since } => {
             if !ctx.subscribe(&channel) {
                 return error(

@@ -35,6 +35,8 @@ pub enum Command {
         since: Option<StreamPosition>,
         limit: u64,
     },
+    /// A fresh token for the same user, before the connection's runs out.
+    Refresh { token: String },
 }
 
 /// A command that cannot be served, with what to tell the client.
@@ -121,10 +123,18 @@ fn command(text: &str, fields: &Map<String, Value>) -> Result<Command, Refused> 
                 limit,
             }
         }
+        "refresh" => match fields.get("token") {
+            Some(Value::String(token)) => Command::Refresh {
+                token: token.clone(),
+            },
+            Some(_) => return Err(bad("\"token\" must be a string")),
+            None => return Err(bad("missing field \"token\"")),
+        },
         other => {
             let other: String = other.chars().take(32).collect();
             return Err(bad(format!(
-                "unknown type {other:?}; expected subscribe, unsubscribe, publish or history"
+                "unknown type {other:?}; expected subscribe, unsubscribe, publish, history or \
+                 refresh"
             )));
         }
     })

@@ -27,8 +27,14 @@ export interface ClientOptions {
    *  `disconnected` ({reconnect: false}). */
   retryFirst?: boolean;
   /** Sent as the `token` query parameter; a function is called again before every attempt
-   *  (fresh tokens). A function that throws: an `error` event, then the usual backoff. */
+   *  (fresh tokens), and on /pubsub and /chat also `refreshAhead` ms before the current
+   *  token's `exp`, the fresh token then sent as a `refresh` (the server would close the
+   *  connection 1008 "token expired"). A function that throws: an `error` event (`token`),
+   *  then the usual backoff. */
   token?: string | null | (() => string | null | Promise<string | null>);
+  /** Milliseconds before a token's `exp` that a token function is asked for the next one.
+   *  Default 30000. */
+  refreshAhead?: number;
   /** What the endpoint speaks. Default: from the path's last segment (`pubsub`, `chat`),
    *  else "raw" (echo, /broadcast: no parsing). */
   protocol?: "pubsub" | "chat" | "raw";
@@ -99,6 +105,8 @@ export interface ClientEvents {
   chat: ChatEvent;
   /** A rejoin after a reconnect found the name still taken and tries again after `delay`. */
   rejoining: { name: string; room: string; attempt: number; delay: number };
+  /** The server took a fresh token (`refresh`); `exp` is its expiry in seconds, if any. */
+  refreshed: { exp: number | null };
   /** Every frame received, raw (string or ArrayBuffer), before any parsing. */
   message: string | ArrayBuffer | Blob;
   /** Every frame sent, the library's own commands included. */

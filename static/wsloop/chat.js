@@ -8,7 +8,7 @@
   const { WsloopError, backoff } = wsloop;
   const { Stream, positionOf, same } = wsloop._internal;
   const KEPT = new Set(["joined", "left", "message"]);
-  const JOIN_ERRORS = new Set(["name_taken", "bad_name", "bad_room", "already_joined"]);
+  const JOIN_ERRORS = new Set(["name_taken", "bad_name", "bad_room", "already_joined", "forbidden"]);
 
   /**
    * phase: "idle" (no join asked), "joining" (a join sent), "joined", "moving" (a room change
@@ -249,7 +249,7 @@
           this.#retries = 0;
         }
         if (this.#join) this.#done(this.#join, new WsloopError(e.code, e.message, { reply: e }));
-      } else if (["unknown_user", "bad_request", "not_joined"].includes(e.code)) {
+      } else if (["unknown_user", "bad_request", "not_joined", "forbidden", "rate_limit"].includes(e.code)) {
         const op = this.#sends.find((o) => e.code !== "unknown_user" || o.command.type === "pm");
         if (op) this.#done(op, new WsloopError(e.code, e.message, { reply: e }));
       }

@@ -5,7 +5,7 @@
   const wsloop = root.wsloop;
   if (!wsloop?._internal?.ChatSession || wsloop.Client) return;
   const { WsloopError, Emitter, backoff } = wsloop;
-  const { DEFAULTS, closeRule, positionOf, Stream, ChatSession } = wsloop._internal;
+  const { DEFAULTS, closeRule, expiryOf, positionOf, Stream, ChatSession } = wsloop._internal;
   const LATEST = 1000; // kept publications asked for when a position cannot be recovered
   const offline = () => root.navigator?.onLine === false && typeof root.addEventListener === "function";
 
@@ -28,7 +28,7 @@
     #o; #url; #socket = null; #state = "disconnected"; #wanted = false; #opened = false;
     #everOpened = false; #attempt = 0; #attempts = 0; #timer = null; #due = 0; #stable = null;
     #gen = 0; #ids = 0; #pending = new Map(); #waiting = new Set(); #subs = new Map(); #chat;
-    #env = null;
+    #env = null; #token = null; #refreshTimer = null; #nextToken = null;
 
     constructor(url, options = {}) {
       super();
@@ -135,6 +135,7 @@
         }
         if (gen !== this.#gen || !this.#wanted) return;
         if (token != null && token !== "") url.searchParams.set("token", String(token));
+        this.#token = token ?? null;
       }
       const ws = new (this.#o.WebSocket ?? root.WebSocket)(url.href);
       ws.binaryType = this.#o.binaryType;
@@ -158,6 +159,7 @@
       // Resubscribe and rejoin first: what a `connected` listener asks for is then sent once.
       if (this.protocol === "pubsub") for (const s of this.#subs.values()) this.#resubscribe(s);
       if (this.protocol === "chat") this.#chat.opened();
+      this.#planRefresh();
       this.emit("connected", { url: this.url, reconnected });
       for (const w of [...this.#waiting]) w.go();
     }
@@ -166,6 +168,7 @@
     #ended({ code, reason, wasClean, error }, forced) {
       this.#gen += 1; // what the old socket or an unfinished sync says from now on is stale
       clearTimeout(this.#stable);
+      clearTimeout(this.#refreshTimer);
       const opened = this.#opened;
       this.#socket = null;
       this.#opened = false;
@@ -179,7 +182,7 @@
       }
       this.#chat.dropped();
       const status = Number(/Unexpected server response: (\d{3})/.exec(error ?? "")?.[1]) || undefined;
-      let rule = forced ?? closeRule(code, status);
+      let rule = forced ?? closeRule(code, status, reason);
       if (!this.#wanted || (!this.#everOpened && !this.#o.retryFirst)) rule = "stop";
       if (rule === "refused") {
         const why = status ? "HTTP " + status : code + (reason ? " " + reason : "");
@@ -251,6 +254,48 @@
       if (!this.#timer || this.#due - Date.now() > delay) this.#schedule(delay);
     }
 
+    // ---- token refresh ---------------------------------------------------------------------
+
+    /** With a token function on /pubsub or /chat: `refreshAhead` ms before the token's `exp`,
+     *  a fresh one is asked for and sent (`refresh`), so the server does not close the
+     *  connection when the old one expires. */
+    #planRefresh() {
+      clearTimeout(this.#refreshTimer);
+      if (typeof this.#o.token !== "function" || this.protocol === "raw") return;
+      const exp = expiryOf(this.#token);
+      if (exp == null) return;
+      const current = this.#current();
+      const delay = Math.max(0, exp - Date.now() - this.#o.refreshAhead);
+      this.#refreshTimer = setTimeout(() => { if (current()) this.#refresh(current); }, delay);
+    }
+
+    async #refresh(current) {
+      let token;
+      try {
+        token = await this.#o.token();
+      } catch (e) {
+        if (current()) this.emit("error", new WsloopError("token", "the token function failed: " + e?.message, { cause: e }));
+        return;
+      }
+      if (!current() || token == null || token === "") return;
+      if (this.protocol === "chat") {
+        this.#nextToken = token;
+        return this.#sendJson({ type: "refresh", token });
+      }
+      try {
+        const reply = await this.#request({ type: "refresh", token });
+        if (current()) this.#refreshed(token, reply);
+      } catch (e) {
+        if (current()) this.emit("error", e);
+      }
+    }
+
+    #refreshed(token, reply) {
+      this.#token = token;
+      this.#planRefresh();
+      this.emit("refreshed", { exp: reply.exp ?? null });
+    }
+
     #onMessage(data) {
       this.emit("message", data);
       if (this.protocol === "raw") return;
@@ -261,6 +306,7 @@
         return this.emit("error", new WsloopError("bad_message", "not a " + this.protocol + " message: " + what, { data }));
       }
       if (msg.id != null && this.#pending.has(msg.id)) return this.#settle(msg);
+      if (msg.type === "refreshed" && this.protocol === "chat") return this.#refreshed(this.#nextToken, msg);
       if (!(this.protocol === "pubsub" ? this.#onPubsub(msg) : this.#chat.handle(msg))) {
         this.emit("error", new WsloopError("unknown_message", "an unknown message type: " + JSON.stringify(msg.type), { data: msg }));
       }
@@ -401,7 +447,7 @@
     #onPubsub(msg) {
       if (msg.type === "publication") this.#subs.get(msg.channel)?.stream.live(msg);
       else if (msg.type === "error") this.emit("error", new WsloopError(msg.code ?? "error", msg.message ?? "", { reply: msg }));
-      else return ["subscribed", "unsubscribed", "published", "history"].includes(msg.type); // late replies
+      else return ["subscribed", "unsubscribed", "published", "history", "refreshed"].includes(msg.type); // late replies
       return true;
     }
 

@@ -13,7 +13,7 @@
   const DEFAULTS = Object.freeze({
     minDelay: 500, maxDelay: 20000, stableAfter: 5000, timeout: 10000, rejoinFor: 90000,
     retryFirst: true, token: null, protocol: null, WebSocket: null, random: Math.random,
-    binaryType: "arraybuffer",
+    binaryType: "arraybuffer", refreshAhead: 30000,
   });
 
   /** An error with a machine-readable `code` (the server's, or the library's own). */
@@ -62,12 +62,27 @@
    *  "refused" (stop and say so), "error" (say so, then back off) or "retry" (back off). An
    *  HTTP status is known only where the WebSocket reports it (Node's ws package); in a
    *  browser a refused handshake is a 1006 like an unreachable server. */
-  function closeRule(code, status) {
+  function closeRule(code, status, reason) {
     if (status) return status >= 500 || status === 408 || status === 429 ? "retry" : "refused";
     if (code === 1001 || code === 1012) return "soon";
+    // A token that ran out: come back with a fresh one (a token function is called again).
+    if (code === 1008 && reason === "token expired") return "soon";
+    if (code === 1008 && reason === "rate limit") return "error";
     if (code === 1003 || code === 1008 || (code >= 4000 && code <= 4999)) return "refused";
     if (code === 1002 || code === 1007 || code === 1009) return "error";
     return "retry";
+  }
+
+  /** A JWT's `exp` in milliseconds, or null (not a JWT, no exp). Not verified: only to know
+   *  when to ask for a fresh one. */
+  function expiryOf(token) {
+    try {
+      const part = String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const exp = JSON.parse(atob(part + "===".slice((part.length + 3) % 4))).exp;
+      return Number.isFinite(exp) ? exp * 1000 : null;
+    } catch {
+      return null;
+    }
   }
 
   const positionOf = (o) => ({ offset: o.offset, epoch: o.epoch });
@@ -262,5 +277,5 @@
   }
 
   Object.assign(wsloop, { WsloopError, Emitter, backoff, version: "0.1.0" });
-  Object.assign(wsloop._internal, { DEFAULTS, closeRule, positionOf, same, Stream });
+  Object.assign(wsloop._internal, { DEFAULTS, closeRule, expiryOf, positionOf, same, Stream });
 })(globalThis);

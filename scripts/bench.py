@@ -23,7 +23,10 @@ same handler otherwise, with the median over the rounds of on's CPU per delivery
 off's in the same round; and recovery: examples/history-recovery.rs timing a client that comes
 back for 10,000 missed messages on /pubsub, in memory and, when redis-server is on the PATH,
 across two instances sharing history in Redis Streams (a redis-server started for it, on a free
-port). Run through scripts/bench.sh, which builds everything first.
+port). The auth table (`--only auth`) gives what a token check at the upgrade costs: the
+server's CPU per connection under examples/connect-rate.rs without auth, with an HS256 secret
+and with an ES256 key, and the within-round difference from no auth. Run through
+scripts/bench.sh, which builds everything first.
 """
 
 import argparse
@@ -98,6 +101,19 @@ HISTORY_SCENARIOS = [
 HISTORY_CPU_GOAL = 1.3  # CPU per delivery with history over without, at most
 RECOVERY = "./target/release/examples/history-recovery"
 RECOVERY_GOAL_MS = {"memory": 100, "redis": 300, "redis-cold": 300}  # milliseconds, median
+# Auth: what checking a token at the upgrade costs the server per connection, as the same
+# binary without auth, with an HS256 secret and with an ES256 public key, under
+# examples/connect-rate.rs (upgrade, close handshake, again) with a token in the URL.
+AUTH_DIR = "target/bench-auth"
+SERVERS_AUTH = {
+    "no auth": [WSLOOP, "--log-level", "warn", "--bind"],
+    "HS256": [WSLOOP, "--log-level", "warn", "--auth-jwt-secret-file", f"{AUTH_DIR}/secret", "--bind"],
+    "ES256": [WSLOOP, "--log-level", "warn", "--auth-jwt-key", "tests/keys/ec-public.pem", "--bind"],
+}
+TOKEN_SIGNERS = {"HS256": ["--secret-file", f"{AUTH_DIR}/secret"],
+                 "ES256": ["--key-file", "tests/keys/ec-private.pem"]}
+AUTH_GOAL_US = {"HS256": 5, "ES256": 100}  # server CPU per connection over no auth, at most
+CONNECT_RATE = "./target/release/examples/connect-rate"
 TLS_SCENARIOS = [
     ("wss echo 100 x 20 B", "/", ["--connections", "100", "--size", "20"], "msgs/s"),
     ("wss echo 100 x 16 KiB", "/", ["--connections", "100", "--size", "16KiB"], "msgs/s"),
@@ -109,7 +125,7 @@ class Server:
 
     def __init__(self, name, port):
         tls = name in SERVERS_TLS
-        servers = {**SERVERS, **SERVERS_TLS, **SERVERS_DEFLATE, **SERVERS_HISTORY}
+        servers = {**SERVERS, **SERVERS_TLS, **SERVERS_DEFLATE, **SERVERS_HISTORY, **SERVERS_AUTH}
         address = str(port) if name in SERVERS_HISTORY else f"127.0.0.1:{port}"
         command = ["taskset", "-c", "0"] + servers[name] + [address]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -218,6 +234,9 @@ def main():
     recovery = []
     if not options.only or options.only in "history recovery":
         recovery = measure_recovery()
+    auth_rows = []
+    if not options.only or options.only in "auth connect":
+        port, auth_rows = measure_auth(options, port)
 
     idle = None
     if not options.only or options.only in "idle":
@@ -235,6 +254,7 @@ def main():
     print_tls_table(tls_rows, idle, idle_tls)
     print_deflate_table(deflate_rows)
     print_history_table(history_rows, recovery)
+    print_auth_table(auth_rows, options)
 
 
 def measure(name, path, args, unit, servers, options, port, reference="wsloop", cost_base=FLOOR):
@@ -329,6 +349,59 @@ def measure_recovery():
             redis.kill()
             redis.wait()
     return results
+
+
+def measure_auth(options, port):
+    """Rounds of connect-rate against the server without auth, with HS256 and with ES256,
+    alternating; returns the next free port and, per server: median connections per second,
+    median server CPU microseconds per connection, and the median within-round difference
+    from no auth (what the check costs)."""
+    tokens = {}
+    for name, signer in TOKEN_SIGNERS.items():
+        made = subprocess.run([WSLOOP, "token", "--sub", "bench", "--ttl", "1h"] + signer,
+                              capture_output=True, text=True, check=True)
+        tokens[name] = made.stdout.strip()
+    rates = {s: [] for s in SERVERS_AUTH}
+    cost = {s: [] for s in SERVERS_AUTH}
+    seconds = options.duration.rstrip("s")
+    for _ in range(options.rounds):
+        for server_name in SERVERS_AUTH:
+            port += 1
+            server = Server(server_name, port)
+            url = server.url + "/echo" + (f"?token={tokens[server_name]}" if server_name in tokens else "")
+            try:
+                cpu_before = server.cpu_seconds()
+                result = subprocess.run(["taskset", "-c", "1", CONNECT_RATE, url, "--threads", "4",
+                                         "--duration", seconds], capture_output=True, text=True, timeout=600)
+                cpu_seconds = server.cpu_seconds() - cpu_before
+            finally:
+                server.stop()
+            summary = json.loads(result.stdout.strip().splitlines()[-1])
+            if summary["refused"]:
+                sys.exit(f"bench: {server_name} refused {summary['refused']} connections")
+            rates[server_name].append(summary["rate"])
+            cost[server_name].append(1e6 * cpu_seconds / max(summary["connections"], 1))
+            print(f"  auth: {server_name} {summary['rate']:.0f} connections/s, "
+                  f"{cost[server_name][-1]:.1f} us server CPU each", file=sys.stderr)
+    base = cost["no auth"]
+    rows = [(s, statistics.median(rates[s]), statistics.median(cost[s]),
+             statistics.median(c - b for c, b in zip(cost[s], base)))
+            for s in SERVERS_AUTH]
+    return port, rows
+
+
+def print_auth_table(rows, options):
+    if not rows:
+        return
+    print(f"\nToken check at the upgrade (examples/connect-rate.rs, 4 threads on CPU 1; "
+          f"{options.rounds} rounds of {options.duration}, medians)\n")
+    print("| server | connections/s | server CPU per connection | over no auth | goal |")
+    print("|---|---|---|---|---|")
+    for name, rate, cost, over in rows:
+        goal = AUTH_GOAL_US.get(name)
+        goal = f"< {goal} us: {'met' if over < goal else 'NOT met'}" if goal else "-"
+        over = f"{over:+.1f} us" if name != "no auth" else "-"
+        print(f"| {name} | {rate:,.0f} | {cost:.1f} us | {over} | {goal} |")
 
 
 def print_history_table(rows, recovery):

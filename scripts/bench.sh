@@ -7,6 +7,7 @@
 #   scripts/bench.sh --only wss           wss:// against ws:// (and idle memory per TLS connection)
 #   scripts/bench.sh --only history       broadcast with topic history on / off, and recovery
 #                                         of 10,000 missed messages (memory; Redis if installed)
+#   scripts/bench.sh --only auth          what a token check (HS256, ES256) costs per connection
 #
 # Prints a Markdown table: scenario, wsloop, each peer (the floor, examples/floor.rs, among
 # them), the ratios, each server's CPU time per message divided by the floor's, each server's
@@ -17,11 +18,14 @@ cd "$(dirname "$0")/.."
 command -v taskset >/dev/null || { echo "bench: taskset is missing (util-linux)" >&2; exit 1; }
 cargo build --release --quiet --bin wsloop --example floor \
   --example peer-tokio-tungstenite --example peer-fastwebsockets \
-  --example history-broadcast-server --example history-recovery
+  --example history-broadcast-server --example history-recovery --example connect-rate
 # The wss:// scenarios' certificate.
 mkdir -p target/bench-tls
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
   -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1" \
   -keyout target/bench-tls/key.pem -out target/bench-tls/cert.pem 2>/dev/null
+# The auth table's HMAC secret (its tokens are made by `wsloop token`).
+mkdir -p target/bench-auth
+head -c 32 /dev/urandom | base64 > target/bench-auth/secret
 ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need as many descriptors on each side
 exec python3 scripts/bench.py "$@"

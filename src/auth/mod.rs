@@ -156,8 +156,9 @@ impl Auth {
         self
     }
 
-    /// Reads the key files into a verifier.
-    pub(crate) fn load(self) -> Result<Verifier, AuthError> {
+    /// Reads the key files into a verifier (what the server does at build; for checking
+    /// tokens elsewhere, say an HTTP endpoint of one's own).
+    pub fn load(self) -> Result<Verifier, AuthError> {
         let keys = self.read_keys()?;
         Ok(Verifier {
             keys: Mutex::new(Arc::new(keys)),
@@ -318,9 +319,10 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
-/// The loaded keys and the settings, shared by every loop; SIGHUP reads the files again.
+/// The loaded keys and the settings: checks tokens. The server shares one between its loops;
+/// SIGHUP reads the files again ([`Verifier::reload`]).
 #[derive(Debug)]
-pub(crate) struct Verifier {
+pub struct Verifier {
     settings: Auth,
     keys: Mutex<Arc<Vec<(Key, Validation)>>>,
 }
@@ -355,15 +357,16 @@ impl Verifier {
     }
 
     /// Reads the key files again; on failure the old keys stay. Returns how many keys.
-    pub(crate) fn reload(&self) -> Result<usize, AuthError> {
+    pub fn reload(&self) -> Result<usize, AuthError> {
         let keys = self.settings.read_keys()?;
         let count = keys.len();
         *self.keys.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
         Ok(count)
     }
 
-    /// Checks `token` and makes its identity.
-    pub(crate) fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+    /// Checks `token` (signature, `exp`, `nbf`, `iss`, `aud`, `sub`, the claims' types) and
+    /// makes its identity.
+    pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
@@ -399,7 +402,7 @@ impl Verifier {
     }
 
     /// Checks a fresh token for a connection that has `current`: the same user, new claims.
-    pub(crate) fn refresh(&self, current: &Identity, token: &str) -> Result<Identity, TokenError> {
+    pub fn refresh(&self, current: &Identity, token: &str) -> Result<Identity, TokenError> {
         let fresh = self.verify(token)?;
         if fresh.user != current.user {
             return Err(TokenError::OtherUser);

@@ -155,6 +155,18 @@ function endpointUrl() {
   return url.href;
 }
 
+/** The name a token gives (its `name`, else its `sub`), read without checking it: the server
+ *  checks. Null when it is not a JWT. */
+function tokenName(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(part + "===".slice((part.length + 3) % 4)));
+    return typeof claims.name === "string" ? claims.name : typeof claims.sub === "string" ? claims.sub : null;
+  } catch {
+    return null;
+  }
+}
+
 function connect() {
   modeFromUrl();
   mode = $("endpoint").value;
@@ -163,10 +175,14 @@ function connect() {
     $("chatName").focus();
     return;
   }
+  const token = $("token").value.trim() || null;
+  // With a token the chat name is the token's: show it, and join with it.
+  const named = token && tokenName(token);
+  if (named) $("chatName").value = named;
   const previous = client;
   try {
     // The first attempt is not retried: a wrong address gets a hint, not a retry loop.
-    client = new wsloop.Client(endpointUrl(), { retryFirst: false });
+    client = new wsloop.Client(endpointUrl(), { retryFirst: false, token });
   } catch (e) {
     log("error", "cannot connect: " + e.message);
     return;
@@ -220,8 +236,11 @@ function disconnected(e) {
   log("info", "closed: code " + e.code + (e.reason ? ", reason \"" + e.reason + "\"" : "")
     + (e.wasClean ? "" : " (not clean)") + (e.reconnect && e.delay !== null ? "; reconnecting in " + seconds(e.delay) : ""));
   if (!e.opened && !e.reconnect && e.code === 1006 && !closing) {
+    // A browser cannot see an HTTP refusal: a 401 for a missing or bad token looks the same.
     const hint = "could not connect: is wsloop running at " + new URL(client.url).host
-      + "? (start it with: cargo run --release)";
+      + "? (start it with: cargo run --release)" + ($("token").value.trim()
+        ? " Or the server refused the token: its log says why."
+        : " Or the server wants a token (--auth-jwt-…).");
     $("closeInfo").textContent = hint;
     log("error", hint);
   }

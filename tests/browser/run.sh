@@ -8,8 +8,9 @@
 # The same tests run twice: over http:// and ws:// on PORT, then over https:// and wss:// on
 # PORT+1 with a certificate made here by openssl (Chromium is told to accept it). Both servers
 # run with --compression shared, so every page connection is compressed (permessage-deflate),
-# and --metrics, so the page shows its Server view. restart.test.mjs starts servers of its own,
-# which it kills and starts again.
+# and --metrics, so the page shows its Server view. restart.test.mjs and auth.test.mjs start
+# servers of their own (auth.test.mjs: one checking tokens);
+# restart.test.mjs kills its servers and starts them again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 port="${1:-9311}"
@@ -44,11 +45,12 @@ start() {
 }
 
 start plain "$port"
-WSLOOP_PORT="$port" node --test --test-reporter=spec tests/browser/browser.test.mjs tests/browser/restart.test.mjs
+WSLOOP_PORT="$port" node --test --test-reporter=spec tests/browser/browser.test.mjs tests/browser/restart.test.mjs \
+  tests/browser/auth.test.mjs
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
   -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
   -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
 start tls "$((port + 1))" --tls-cert "$out/cert.pem" --tls-key "$out/key.pem"
 WSLOOP_TLS=1 WSLOOP_PORT="$((port + 1))" node --test --test-reporter=spec tests/browser/browser.test.mjs \
-  tests/browser/restart.test.mjs
+  tests/browser/restart.test.mjs tests/browser/auth.test.mjs

@@ -309,11 +309,13 @@ impl Chat {
             return;
         };
         if !valid_name(&name) {
-            return refuse(
-                ctx,
-                ErrorCode::BadName,
-                "a name is 1-32 characters, no control characters or surrounding spaces",
-            );
+            let whose = if ctx.identity().is_some() {
+                "the token's name does not fit: "
+            } else {
+                ""
+            };
+            let rule = "a name is 1-32 characters, no control characters or surrounding spaces";
+            return refuse(ctx, ErrorCode::BadName, format!("{whose}{rule}"));
         }
         let room = room.unwrap_or_else(|| DEFAULT_ROOM.to_string());
         if !valid_name(&room) {

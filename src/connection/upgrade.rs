@@ -127,7 +127,7 @@ fn answer(
             let (method, target) = (request.method(), request.logged_target());
             // A page or a metrics scrape: not a WebSocket event, and scraped every few seconds.
             debug!(
-                peer:% = conn.peer, path = target, status = status;
+                peer:% = conn.peer, path = target.as_str(), status = status;
                 "{} {method} {target} {status}", conn.peer
             );
             reply_then_close(conn, &response, now, config);
@@ -152,7 +152,8 @@ pub(super) fn reply_error(
     events.on_refused(error.status);
     let target = request.map_or("-".into(), Request::logged_target);
     info!(
-        peer:% = conn.peer, path = target, status = error.status, reason = error.reason;
+        peer:% = conn.peer, path = target.as_str(), status = error.status,
+        reason = error.reason.as_ref();
         "{} {target} refused: {} {}", conn.peer, error.status, error.reason
     );
     let response = error_response(error);

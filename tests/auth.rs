@@ -279,6 +279,28 @@ fn unusable_key_files_stop_the_start_with_the_file_and_key_named() {
             "/nonexistent.pem:",
         ),
         (vec!["--auth", "optional"], "--auth needs a key"),
+        (
+            vec!["--auth-jwt-key", "tests/keys/rsa1024-public.pem"],
+            "an RSA key needs 2048 bits or more, this has 1024",
+        ),
+        (
+            vec![
+                "--auth-jwt-key",
+                "tests/keys/ec-public.pem",
+                "--auth-anonymous-pubs",
+                "news",
+            ],
+            "--auth-anonymous-pubs is for anonymous connections: add --auth optional",
+        ),
+        (
+            vec![
+                "--auth-jwt-key",
+                "tests/keys/ec-public.pem",
+                "--auth-leeway",
+                "25h",
+            ],
+            "the leeway (90000s) must be at most 24h",
+        ),
     ];
     for (args, expected) in cases {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_wsloop"))
@@ -364,4 +386,62 @@ fn on_upgrade_sees_the_identity_and_attaches_data_every_callback_reads() {
     let banned = for_user("u-2", json!({"banned": true}));
     let (_, head) = upgrade_with(server.addr(), "/who", &banned);
     assert_eq!((head.status, head.header("X-Why")), (403, Some("banned")));
+}
+
+#[test]
+fn far_future_and_unreadable_time_claims_neither_crash_nor_live_forever() {
+    let server = server(Auth::new().secret_file(secret_file()));
+    let addr = server.addr();
+    // The last second of the year 9999: a token like any other, the server stays up.
+    let far = hs256(&json!({"sub": "a", "exp": 253_402_300_799u64}));
+    let (mut echo, head) = upgrade_with(addr, "/echo", &far);
+    assert_eq!(head.status, 101);
+    echoes(&mut echo, "still up");
+    for exp in [json!(u64::MAX), json!(-1), json!("1"), json!(null)] {
+        let (mut refused, head) =
+            upgrade_with(addr, "/echo", &hs256(&json!({"sub": "a", "exp": exp})));
+        assert_eq!(head.status, 401, "exp {exp}");
+        assert_eq!(
+            refused.read_to_eof(),
+            b"token claim of the wrong type\n",
+            "exp {exp}"
+        );
+    }
+    // As a refresh too: taken or refused, never a panic.
+    let (raw, _) = upgrade_with(addr, "/pubsub", &for_user("a", json!({})));
+    let mut pubsub = Client::on(raw);
+    let reply = pubsub.ask(json!({"type": "refresh", "token": far}), 1);
+    assert_eq!(reply["type"], "refreshed", "{reply}");
+    let never = hs256(&json!({"sub": "a", "exp": -1}));
+    let (code, why) = pubsub.error(json!({"type": "refresh", "token": never}), 2);
+    assert_eq!(
+        (code.as_str(), why.as_str()),
+        ("bad_token", "token claim of the wrong type")
+    );
+    echoes(&mut echo, "and still up");
+}
+
+#[test]
+fn the_bearer_scheme_is_case_insensitive_and_an_empty_token_is_none() {
+    let server = server(Auth::new().secret_file(secret_file()).required(false));
+    let token = for_user("a", json!({}));
+    for header in [
+        format!("authorization: bearer {token}\r\n"),
+        format!("Authorization: BEARER {token}\r\n"),
+    ] {
+        let mut client = RawClient::connect(server.addr());
+        client.send(upgrade_request("/pubsub?token=", &header).as_bytes());
+        assert_eq!(client.read_head().status, 101, "{header}");
+        let mut pubsub = Client::on(client);
+        // The header's token is the connection's: it may publish (anonymous may not).
+        pubsub.publish("news", json!(1), 1);
+    }
+    // An anonymous connection cannot take a token later.
+    let mut anonymous = Client::connect(server.addr());
+    let (code, why) = anonymous.error(json!({"type": "refresh", "token": token}), 1);
+    assert_eq!(code, "bad_token");
+    assert_eq!(
+        why,
+        "this connection came without a token: connect with one"
+    );
 }

@@ -70,16 +70,21 @@ impl fmt::Display for Grants {
 }
 
 impl std::str::FromStr for Grants {
-    type Err = std::convert::Infallible;
+    type Err = String;
 
-    /// A comma-separated list (`news,room:*`); `-` or nothing is no channel.
+    /// A comma-separated list (`news,room:*`); `-` or nothing is no channel, and `-` cannot
+    /// stand in a list.
     fn from_str(list: &str) -> Result<Grants, Self::Err> {
         if list.trim() == "-" {
             return Ok(Grants::none());
         }
-        Ok(Grants::parse(
-            list.split(',').map(str::trim).filter(|e| !e.is_empty()),
-        ))
+        let entries: Vec<&str> = (list.split(',').map(str::trim))
+            .filter(|e| !e.is_empty())
+            .collect();
+        if entries.contains(&"-") {
+            return Err("'-' means no channel, alone; it cannot be one of a list".into());
+        }
+        Ok(Grants::parse(entries))
     }
 }
 
@@ -111,6 +116,11 @@ mod tests {
             assert_eq!(grants.to_string(), list);
         }
         assert_eq!("".parse::<Grants>().unwrap(), Grants::none());
+        assert_eq!(
+            " news , room:* ".parse(),
+            Ok(Grants::parse(["news", "room:*"]))
+        );
+        assert!("-,news".parse::<Grants>().is_err());
         assert!("*".parse::<Grants>().unwrap().allows(""));
     }
 }

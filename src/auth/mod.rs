@@ -40,6 +40,17 @@ use keys::Key;
 /// request head limit, 8 KiB by default, usually refuses them first, with 431.)
 pub const MAX_TOKEN_BYTES: usize = 8 << 10;
 
+/// The latest NumericDate accepted in `exp` and `nbf`: the last second of the year 9999. A
+/// later one is a claim of the wrong kind, not a token that never expires.
+const LAST_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// The most leeway for clocks: more would make every `exp` pass, or none.
+const MAX_LEEWAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How far ahead a connection's token deadline is set at most; a token valid for longer is
+/// looked at again then (the loop's clock cannot hold a deadline of any size).
+const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// How the server checks tokens: the keys, what a token must say, whether one is needed, and
 /// the permissions of tokens without `subs`/`pubs` claims and of anonymous connections.
 ///
@@ -167,6 +178,10 @@ impl Auth {
     }
 
     fn read_keys(&self) -> Result<Vec<(Key, Validation)>, AuthError> {
+        if self.leeway > MAX_LEEWAY {
+            let why = format!("the leeway ({:?}) must be at most 24h", self.leeway);
+            return Err(AuthError::new(why));
+        }
         let mut keys = Vec::new();
         if let Some(path) = &self.secret_file {
             keys.push(keys::secret(path)?);
@@ -236,8 +251,10 @@ impl std::error::Error for AuthError {}
 pub enum TokenError {
     /// No token, where one is required.
     Missing,
-    /// Not three base64url parts with JSON in them, or over [`MAX_TOKEN_BYTES`].
+    /// Not three base64url parts with JSON in them.
     Malformed,
+    /// Over [`MAX_TOKEN_BYTES`].
+    TooLong,
     /// Its `alg` is not one the keys allow (`none`, HMAC with a public key, ...).
     Algorithm,
     /// No key has its `kid` (or several could check it and it names none).
@@ -258,6 +275,9 @@ pub enum TokenError {
     BadClaim,
     /// A refresh for another user than the connection's.
     OtherUser,
+    /// A refresh on a connection that came without a token (anonymous), or to a server that
+    /// checks none.
+    Anonymous,
 }
 
 impl TokenError {
@@ -266,6 +286,7 @@ impl TokenError {
         match self {
             TokenError::Missing => "a token is required",
             TokenError::Malformed => "malformed token",
+            TokenError::TooLong => "token longer than 8 KiB",
             TokenError::Algorithm => "token algorithm not allowed",
             TokenError::UnknownKey => "no key for this token",
             TokenError::BadSignature => "bad token signature",
@@ -276,6 +297,7 @@ impl TokenError {
             TokenError::NoSubject => "token has no sub",
             TokenError::BadClaim => "token claim of the wrong type",
             TokenError::OtherUser => "token is for another user",
+            TokenError::Anonymous => "this connection came without a token: connect with one",
         }
     }
 
@@ -284,6 +306,7 @@ impl TokenError {
         match self {
             TokenError::Missing => "missing",
             TokenError::Malformed => "malformed",
+            TokenError::TooLong => "too_long",
             TokenError::Algorithm => "algorithm",
             TokenError::UnknownKey => "unknown_key",
             TokenError::BadSignature => "signature",
@@ -294,6 +317,7 @@ impl TokenError {
             TokenError::NoSubject => "no_sub",
             TokenError::BadClaim => "bad_claim",
             TokenError::OtherUser => "other_user",
+            TokenError::Anonymous => "anonymous",
         }
     }
 
@@ -368,7 +392,7 @@ impl Verifier {
     /// makes its identity.
     pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::Malformed);
+            return Err(TokenError::TooLong);
         }
         let head = token.split('.').next().ok_or(TokenError::Malformed)?;
         let head = URL_SAFE_NO_PAD
@@ -388,9 +412,16 @@ impl Verifier {
             return Err(TokenError::Algorithm);
         }
         let chosen = match &head.kid {
-            Some(kid) => (candidates.iter())
-                .find(|(key, _)| key.kid.as_deref() == Some(kid))
-                .or_else(|| candidates.iter().find(|(key, _)| key.kid.is_none())),
+            Some(kid) => {
+                let named = |key: &&(Key, Validation)| key.0.kid.as_deref() == Some(kid.as_str());
+                // A kid naming a key of another family: that key does not take this algorithm.
+                if keys.iter().any(|k| named(&k)) && !candidates.iter().any(named) {
+                    return Err(TokenError::Algorithm);
+                }
+                (candidates.iter())
+                    .find(|key| named(key))
+                    .or_else(|| candidates.iter().find(|(key, _)| key.kid.is_none()))
+            }
             None if candidates.len() == 1 => candidates.first(),
             None => None,
         };
@@ -431,7 +462,10 @@ impl Verifier {
         };
         let subs = grants("subs", &self.settings.default_subs)?;
         let pubs = grants("pubs", &self.settings.default_pubs)?;
-        let expires = claims.get("exp").and_then(Value::as_u64);
+        // jsonwebtoken skips a time claim it cannot read (-1, "1", true, null): here such a
+        // claim refuses the token, or it would never expire.
+        numeric_date(&claims, "nbf")?;
+        let expires = numeric_date(&claims, "exp")?;
         let expires = expires.map(|exp| UNIX_EPOCH + Duration::from_secs(exp));
         Ok(Identity {
             user,
@@ -444,14 +478,29 @@ impl Verifier {
     }
 }
 
-/// How long until an identity's token must be replaced: its `exp` plus the leeway, from now.
+/// A NumericDate claim (RFC 7519 §2: seconds since 1970, a fraction allowed), if present: a
+/// number from 0 to the end of the year 9999, else the token's claim is of the wrong kind.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(seconds) if (0.0..=LAST_NUMERIC_DATE).contains(&seconds) => {
+                Ok(Some(seconds as u64))
+            }
+            _ => Err(TokenError::BadClaim),
+        },
+        Some(_) => Err(TokenError::BadClaim),
+    }
+}
+
+/// How long until an identity's token must be replaced: its `exp` plus the leeway, from now
+/// (at most [`MAX_DEADLINE`]).
 pub(crate) fn time_left(identity: &Identity, leeway: Duration) -> Option<Duration> {
     let expires = identity.expires? + leeway;
-    Some(
-        expires
-            .duration_since(SystemTime::now())
-            .unwrap_or_default(),
-    )
+    let left = expires
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    Some(left.min(MAX_DEADLINE))
 }
 
 fn token_error(kind: &ErrorKind) -> TokenError {

@@ -28,7 +28,11 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str, bytes: &[u8]) -> Scratch {
-        let path = std::env::temp_dir().join(format!("wsloop-auth-{}-{name}", std::process::id()));
+        // Tests run in parallel: each scratch file its own name.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let path = std::env::temp_dir().join(format!("wsloop-auth-{pid}-{n}-{name}"));
         std::fs::write(&path, bytes).unwrap();
         Scratch(path)
     }
@@ -140,7 +144,7 @@ fn a_jwk_set_chooses_the_key_by_kid() {
     assert_eq!(verifier.verify(&no_kid).unwrap().user(), "a");
     // A kid naming a key of another family: that key does not allow the algorithm.
     let crossed = sign(Algorithm::ES256, &ec, Some("ed-2026"), &claims("a"));
-    assert_eq!(verifier.verify(&crossed), Err(TokenError::UnknownKey));
+    assert_eq!(verifier.verify(&crossed), Err(TokenError::Algorithm));
 }
 
 #[test]
@@ -237,7 +241,7 @@ fn malformed_and_oversized_tokens_are_refused_before_any_crypto() {
         assert_eq!(verifier.verify(bad), Err(TokenError::Malformed), "{bad:?}");
     }
     let huge = hs256(&json!({"sub": "a", "pad": "x".repeat(100_000)}));
-    assert_eq!(verifier.verify(&huge), Err(TokenError::Malformed));
+    assert_eq!(verifier.verify(&huge), Err(TokenError::TooLong));
 }
 
 #[test]
@@ -310,4 +314,119 @@ fn a_reload_takes_new_keys_and_a_bad_file_keeps_the_old() {
         &claims("b"),
     );
     assert_eq!(verifier.verify(&token).unwrap().user(), "b");
+}
+
+#[test]
+fn pem_keys_ring_cannot_verify_with_are_refused_at_load() {
+    let cases = [
+        (
+            "rsa1024-public.pem",
+            "an RSA key needs 2048 bits or more, this has 1024",
+        ),
+        (
+            "p521-public.pem",
+            "EC keys must be on P-256 (ES256) or P-384 (ES384)",
+        ),
+        (
+            "secp256k1-public.pem",
+            "EC keys must be on P-256 (ES256) or P-384 (ES384)",
+        ),
+    ];
+    for (file, why) in cases {
+        let error = Auth::new().key_file(key_path(file)).load().unwrap_err();
+        assert!(error.to_string().ends_with(why), "{file}: {error}");
+    }
+}
+
+#[test]
+fn an_ec_key_allows_its_own_curves_algorithm_only() {
+    let p384 = Auth::new()
+        .key_file(key_path("ec384-public.pem"))
+        .load()
+        .unwrap();
+    let es384 = EncodingKey::from_ec_pem(&private("ec384")).unwrap();
+    let token = sign(Algorithm::ES384, &es384, None, &claims("a"));
+    assert_eq!(p384.verify(&token).unwrap().user(), "a");
+    let p256 = Auth::new()
+        .key_file(key_path("ec-public.pem"))
+        .load()
+        .unwrap();
+    let es256 = EncodingKey::from_ec_pem(&private("ec")).unwrap();
+    // ES384 named on a P-256 key: not its algorithm (before: a "bad signature").
+    let token = sign(Algorithm::ES256, &es256, None, &claims("a"));
+    let (_, rest) = token.split_once('.').unwrap();
+    let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES384","typ":"JWT"}"#);
+    assert_eq!(
+        p256.verify(&format!("{head}.{rest}")),
+        Err(TokenError::Algorithm)
+    );
+}
+
+#[test]
+fn time_claims_that_cannot_be_read_refuse_the_token() {
+    let (verifier, _secret) = hmac_verifier(Auth::new());
+    let far = 9_223_372_036_854_775_807u64;
+    for bad in [
+        json!(-1),
+        json!("1"),
+        json!(true),
+        json!(null),
+        json!(-1e20),
+        json!(1e20),
+        json!(far),
+    ] {
+        let exp = hs256(&json!({"sub": "a", "exp": bad}));
+        assert_eq!(
+            verifier.verify(&exp),
+            Err(TokenError::BadClaim),
+            "exp: {bad}"
+        );
+        // An nbf far ahead may be refused as not yet valid first: refused either way.
+        let nbf = hs256(&json!({"sub": "a", "nbf": bad}));
+        assert!(verifier.verify(&nbf).is_err(), "nbf: {bad}");
+    }
+    // A fraction is a NumericDate too; the year 9999 is the last.
+    let fraction = hs256(&json!({"sub": "a", "exp": now() as f64 + 600.5}));
+    assert!(verifier.verify(&fraction).is_ok());
+    let last = hs256(&json!({"sub": "a", "exp": 253_402_300_799u64}));
+    let identity = verifier.verify(&last).unwrap();
+    assert!(time_left(&identity, Duration::ZERO).unwrap() <= MAX_DEADLINE);
+}
+
+#[test]
+fn a_leeway_over_a_day_is_refused_and_long_tokens_are_too_long() {
+    let secret = Scratch::new("leeway", SECRET);
+    let leeway = Duration::from_secs(25 * 3600);
+    let error = Auth::new()
+        .secret_file(&secret.0)
+        .leeway(leeway)
+        .load()
+        .unwrap_err();
+    assert!(error.to_string().contains("at most 24h"), "{error}");
+    let (verifier, _secret) = hmac_verifier(Auth::new());
+    let long = "a".repeat(MAX_TOKEN_BYTES + 1);
+    assert_eq!(verifier.verify(&long), Err(TokenError::TooLong));
+}
+
+#[test]
+fn a_jwk_set_refuses_private_keys_and_names_a_missing_kty() {
+    let cases = [
+        (
+            r#"{"keys":[{"kid":"p","kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}]}"#,
+            "key p: a private key",
+        ),
+        (
+            r#"{"keys":[{"kid":"n","crv":"P-256"}]}"#,
+            "key n: no \"kty\"",
+        ),
+        (
+            r#"{"keys":[{"kid":"z","kty":"XYZ"}]}"#,
+            "key z: kty \"XYZ\" is not one of",
+        ),
+    ];
+    for (set, why) in cases {
+        let file = Scratch::new("set.json", set.as_bytes());
+        let error = Auth::new().key_file(&file.0).load().unwrap_err();
+        assert!(error.to_string().contains(why), "{error}");
+    }
 }

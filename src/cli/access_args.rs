@@ -10,6 +10,9 @@ use wsloop::Config;
 
 use super::units;
 
+/// One of [`Auth`]'s permission setters.
+type SetGrants = fn(Auth, Grants) -> Auth;
+
 /// Whether an upgrade without a token is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
@@ -44,23 +47,23 @@ pub struct AccessArgs {
     /// Whether a token is required once a key is given [default: required].
     #[arg(long, value_enum, value_name = "MODE")]
     auth: Option<AuthMode>,
-    /// How far `exp` and `nbf` may be off between clocks.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = units::parse_duration)]
-    auth_leeway: Duration,
+    /// How far `exp` and `nbf` may be off between clocks (at most 24h) [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    auth_leeway: Option<Duration>,
     /// Channels a token without a `subs` claim may subscribe to: names and prefixes ending in
     /// `*`, comma-separated (`news,room:*`); `*` is all, `-` none. Chat rooms are channels
-    /// `chat:ROOM`.
-    #[arg(long, value_name = "LIST", default_value = "*")]
-    auth_default_subs: Grants,
-    /// Channels a token without a `pubs` claim may publish on.
-    #[arg(long, value_name = "LIST", default_value = "*")]
-    auth_default_pubs: Grants,
-    /// Channels an anonymous connection (--auth optional) may subscribe to.
-    #[arg(long, value_name = "LIST", default_value = "*")]
-    auth_anonymous_subs: Grants,
-    /// Channels an anonymous connection may publish on.
-    #[arg(long, value_name = "LIST", default_value = "-")]
-    auth_anonymous_pubs: Grants,
+    /// `chat:ROOM` [default: *].
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    auth_default_subs: Option<Grants>,
+    /// Channels a token without a `pubs` claim may publish on [default: *].
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    auth_default_pubs: Option<Grants>,
+    /// Channels an anonymous connection (--auth optional) may subscribe to [default: *].
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    auth_anonymous_subs: Option<Grants>,
+    /// Channels an anonymous connection (--auth optional) may publish on [default: -].
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    auth_anonymous_pubs: Option<Grants>,
     /// Close a connection that sends more than N messages a second (bursts of N allowed) with
     /// 1008 "rate limit"; chat and /pubsub answer an error first [default: no limit].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -78,30 +81,52 @@ impl AccessArgs {
     /// The token checks the flags ask for, if any; an error line when they do not fit.
     pub fn auth(&self) -> Result<Option<Auth>, String> {
         let keyed = self.auth_jwt_secret_file.is_some() || self.auth_jwt_key.is_some();
+        let anonymous = [
+            (self.auth_anonymous_subs.is_some(), "--auth-anonymous-subs"),
+            (self.auth_anonymous_pubs.is_some(), "--auth-anonymous-pubs"),
+        ];
+        let set = [
+            (self.auth.is_some(), "--auth"),
+            (self.auth_issuer.is_some(), "--auth-issuer"),
+            (self.auth_audience.is_some(), "--auth-audience"),
+            (self.auth_leeway.is_some(), "--auth-leeway"),
+            (self.auth_default_subs.is_some(), "--auth-default-subs"),
+            (self.auth_default_pubs.is_some(), "--auth-default-pubs"),
+            (
+                self.max_connections_per_user.is_some(),
+                "--max-connections-per-user",
+            ),
+        ];
+        let given = set.iter().chain(&anonymous).find(|(set, _)| *set);
+        if let (false, Some((_, flag))) = (keyed, given) {
+            return Err(format!(
+                "{flag} needs a key: --auth-jwt-secret-file FILE or --auth-jwt-key FILE"
+            ));
+        }
+        let optional = self.auth == Some(AuthMode::Optional);
+        if let (false, Some((_, flag))) = (optional, anonymous.iter().find(|(set, _)| *set)) {
+            return Err(format!(
+                "{flag} is for anonymous connections: add --auth optional"
+            ));
+        }
         if !keyed {
-            let set = [
-                (self.auth.is_some(), "--auth"),
-                (self.auth_issuer.is_some(), "--auth-issuer"),
-                (self.auth_audience.is_some(), "--auth-audience"),
-                (
-                    self.max_connections_per_user.is_some(),
-                    "--max-connections-per-user",
-                ),
-            ];
-            if let Some((_, flag)) = set.iter().find(|(set, _)| *set) {
-                return Err(format!(
-                    "{flag} needs a key: --auth-jwt-secret-file FILE or --auth-jwt-key FILE"
-                ));
-            }
             return Ok(None);
         }
-        let mut auth = Auth::new()
-            .required(self.auth != Some(AuthMode::Optional))
-            .leeway(self.auth_leeway)
-            .default_subs(self.auth_default_subs.clone())
-            .default_pubs(self.auth_default_pubs.clone())
-            .anonymous_subs(self.auth_anonymous_subs.clone())
-            .anonymous_pubs(self.auth_anonymous_pubs.clone());
+        let mut auth = Auth::new().required(!optional);
+        if let Some(leeway) = self.auth_leeway {
+            auth = auth.leeway(leeway);
+        }
+        let grants: [(&Option<Grants>, SetGrants); 4] = [
+            (&self.auth_default_subs, Auth::default_subs),
+            (&self.auth_default_pubs, Auth::default_pubs),
+            (&self.auth_anonymous_subs, Auth::anonymous_subs),
+            (&self.auth_anonymous_pubs, Auth::anonymous_pubs),
+        ];
+        for (given, set) in grants {
+            if let Some(grants) = given {
+                auth = set(auth, grants.clone());
+            }
+        }
         if let Some(file) = &self.auth_jwt_secret_file {
             auth = auth.secret_file(file);
         }

@@ -98,7 +98,12 @@ pub fn run(args: &ClientArgs) -> ExitCode {
         return fail(&e.to_string());
     }
     // Status goes to stderr, so stdout carries only what the server sent.
-    eprintln!("connected to {} (Ctrl+D or Ctrl+C to quit)", args.url);
+    // A token in the query string stays off the terminal (and whatever records it).
+    let shown = match args.url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => args.url.clone(),
+    };
+    eprintln!("connected to {shown} (Ctrl+D or Ctrl+C to quit)");
     if args.compression {
         eprintln!("{}", compression_status(client.compression()));
     }

@@ -53,17 +53,23 @@ impl Request {
     /// The target as logs show it: the path, and the query's parameter names with every value
     /// left out (a token in the query must never reach a log).
     pub fn logged_target(&self) -> String {
-        let Some((path, query)) = self.path.split_once('?') else {
-            return self.path.clone();
+        // A fragment is never sent by browsers; whatever a client put there stays out too.
+        let (target, fragment) = match self.path.split_once('#') {
+            Some((target, _)) => (target, "#…"),
+            None => (self.path.as_str(), ""),
         };
+        let Some((path, query)) = target.split_once('?') else {
+            return format!("{target}{fragment}");
+        };
+        // A bare parameter (no `=`) may be a token sent without its name: left out whole.
         let names: Vec<String> = (query.split('&'))
             .filter(|pair| !pair.is_empty())
             .map(|pair| match pair.split_once('=') {
                 Some((name, _)) => format!("{name}=…"),
-                None => pair.to_string(),
+                None => "…".to_string(),
             })
             .collect();
-        format!("{path}?{}", names.join("&"))
+        format!("{path}?{}{fragment}", names.join("&"))
     }
 
     /// The request method (`GET` for any valid upgrade).

@@ -150,6 +150,9 @@ fn a_logged_target_shows_parameter_names_but_no_values() {
     assert_eq!(r.logged_target(), "/pubsub?token=…&room=…");
     assert_eq!(request("/chat").logged_target(), "/chat");
     assert_eq!(request("/chat?").logged_target(), "/chat?");
+    assert_eq!(request("/chat?eyJ.x.y").logged_target(), "/chat?…");
+    assert_eq!(request("/chat#token=eyJ").logged_target(), "/chat#…");
+    assert_eq!(request("/chat?a=1#eyJ").logged_target(), "/chat?a=…#…");
 }
 
 #[test]

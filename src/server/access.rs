@@ -67,12 +67,12 @@ impl Context<'_> {
 
     /// Replaces this connection's token with a fresh one for the same user (`sub`): its
     /// claims (name, permissions) apply from now on and the connection stays open until the
-    /// new `exp`. A bad token changes nothing; an anonymous connection cannot refresh
-    /// ([`TokenError::Missing`] when the server checks no tokens, [`TokenError::OtherUser`]
-    /// when the connection has no identity to keep).
+    /// new `exp`. A bad token changes nothing; an anonymous connection, or one on a server
+    /// that checks no tokens, cannot take one ([`TokenError::Anonymous`]). Subscriptions made
+    /// before stay; the fresh token's permissions apply to what the connection asks next.
     pub fn refresh_token(&mut self, token: &str) -> Result<&Identity, TokenError> {
-        let auth = self.auth.ok_or(TokenError::Missing)?;
-        let current = self.identity().ok_or(TokenError::OtherUser)?;
+        let auth = self.auth.ok_or(TokenError::Anonymous)?;
+        let current = self.identity().ok_or(TokenError::Anonymous)?;
         let fresh = auth.refresh(current, token)?;
         let left = crate::auth::time_left(&fresh, auth.leeway());
         let attached = self.attached.get_or_insert_default();

@@ -9,11 +9,16 @@ use serde_json::{json, Value};
 /// The HMAC secret the tests' servers read ([`secret_file`]).
 pub const SECRET: &[u8] = b"wsloop-tests-0123456789abcdef-0123456789";
 
-/// A file holding [`SECRET`], one per test process.
+/// A file holding [`SECRET`], one per test process, written once (tests run in parallel, and
+/// a file being written again could be read half-written).
 pub fn secret_file() -> PathBuf {
-    let path = std::env::temp_dir().join(format!("wsloop-test-secret-{}", std::process::id()));
-    std::fs::write(&path, SECRET).expect("write the secret");
-    path
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("wsloop-test-secret-{}", std::process::id()));
+        std::fs::write(&path, SECRET).expect("write the secret");
+        path
+    })
+    .clone()
 }
 
 /// A test key file.

@@ -370,7 +370,8 @@ impl ConnectionEvents for Dispatch<'_> {
 }
 
 /// Checks an upgrade's token, when the server checks tokens: from the `token` query parameter
-/// (browsers cannot set headers on a WebSocket) or `Authorization: Bearer`. A valid one is
+/// (browsers cannot set headers on a WebSocket; the first one wins) or else `Authorization:
+/// Bearer`. A valid one is
 /// noted in the request; a bad one is refused 401 and counted, whether or not one is required.
 fn authenticate(
     auth: Option<&Verifier>,
@@ -380,10 +381,15 @@ fn authenticate(
     let Some(verifier) = auth else {
         return Ok(());
     };
+    // RFC 7235 §2.1: the scheme is case-insensitive. An empty token is no token.
     let bearer = (request.header("Authorization"))
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(|token| token.trim().to_string());
-    let token = request.query("token").map(|t| t.into_owned()).or(bearer);
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+        .map(|(_, token)| token.trim().to_string());
+    let query = request.query("token").map(|t| t.into_owned());
+    let token = query
+        .filter(|t| !t.is_empty())
+        .or(bearer.filter(|t| !t.is_empty()));
     let identity = match token {
         None if verifier.required() => Err(TokenError::Missing),
         None => Ok(None),

@@ -12,6 +12,8 @@ use serde_json::Value;
 
 use super::AuthError;
 
+mod spki;
+
 /// The fewest bytes of HMAC secret accepted: 256 bits, as RFC 7518 §3.2 asks of HS256.
 pub(crate) const MIN_SECRET_BYTES: usize = 32;
 
@@ -85,17 +87,21 @@ pub(crate) fn public(path: &Path) -> Result<Vec<Key>, AuthError> {
                    (openssl pkey -in KEY -pubout)";
         return Err(AuthError::new(format!("{}: {why}", path.display())));
     }
+    let fail = |why: String| AuthError::new(format!("{}: {why}", path.display()));
+    // What the key is, checked before a token arrives (jsonwebtoken takes any size or curve
+    // here, and every token would then fail as a bad signature).
+    let kind = pem_der(&text)
+        .ok_or_else(|| fail("not a readable PEM block".into()))
+        .and_then(|(label, der)| spki::inspect(&label, &der).map_err(fail))?;
     let pem = bytes.as_slice();
-    let (key, algorithms) = if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-        (key, RSA.to_vec())
-    } else if let Ok(key) = DecodingKey::from_ec_pem(pem) {
-        (key, vec![Algorithm::ES256, Algorithm::ES384])
-    } else if let Ok(key) = DecodingKey::from_ed_pem(pem) {
-        (key, vec![Algorithm::EdDSA])
-    } else {
-        let why = "not a usable PEM public key (RSA, EC P-256/P-384 or Ed25519)";
-        return Err(AuthError::new(format!("{}: {why}", path.display())));
+    let decoded = match kind {
+        spki::KeyKind::Rsa => DecodingKey::from_rsa_pem(pem).map(|key| (key, RSA.to_vec())),
+        spki::KeyKind::Ec(alg) => DecodingKey::from_ec_pem(pem).map(|key| (key, vec![alg])),
+        spki::KeyKind::Ed25519 => {
+            DecodingKey::from_ed_pem(pem).map(|key| (key, vec![Algorithm::EdDSA]))
+        }
     };
+    let (key, algorithms) = decoded.map_err(|e| fail(format!("not a usable public key: {e}")))?;
     Ok(vec![Key {
         kid: None,
         key,
@@ -140,6 +146,15 @@ fn jwk_set(path: &Path, text: &str) -> Result<Vec<Key>, AuthError> {
 fn jwk(entry: &Value) -> Result<(DecodingKey, Vec<Algorithm>), String> {
     if entry.get("use").and_then(Value::as_str) == Some("enc") {
         return Err("\"use\": \"enc\" is an encryption key, not a signing one".into());
+    }
+    match entry.get("kty").and_then(Value::as_str) {
+        None => return Err("no \"kty\" (RSA, EC, OKP or oct)".into()),
+        Some("RSA" | "EC" | "OKP" | "oct") => {}
+        Some(other) => return Err(format!("kty {other:?} is not one of RSA, EC, OKP, oct")),
+    }
+    // A private key's `d` (an `oct` key's secret is its `k`): the server needs the public one.
+    if entry.get("d").is_some() {
+        return Err("a private key (it has \"d\"): give the server the public one".into());
     }
     let jwk: Jwk = serde_json::from_value(entry.clone())
         .map_err(|e| format!("not a key this server can use ({e})"))?;
@@ -192,4 +207,15 @@ fn jwk(entry: &Value) -> Result<(DecodingKey, Vec<Algorithm>), String> {
     };
     let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable: {e}"))?;
     Ok((key, algorithms))
+}
+
+/// The first PEM block of `text`: its label and its DER bytes.
+fn pem_der(text: &str) -> Option<(String, Vec<u8>)> {
+    use base64::engine::general_purpose::STANDARD;
+    let start = text.find("-----BEGIN ")?;
+    let rest = &text[start + "-----BEGIN ".len()..];
+    let (label, rest) = rest.split_once("-----")?;
+    let end = rest.find(&format!("-----END {label}-----"))?;
+    let body: String = rest[..end].split_whitespace().collect();
+    Some((label.to_string(), STANDARD.decode(body).ok()?))
 }

@@ -42,6 +42,12 @@
 //! Callbacks run on the loop's thread, so they must not block; they get a [`Context`] to send,
 //! subscribe to topics and publish, broadcast and close.
 //!
+//! Who a connection is: [`ServerBuilder::auth`] checks a signed token on every upgrade
+//! ([`auth`]: HMAC secrets, PEM keys, JWK sets; channel permissions from its claims), and
+//! [`Handler::on_upgrade`] may attach data of its own ([`Accept::data`]); every later callback
+//! reads both from its [`Context`]. [`Config`] sets the flood limits (messages per second,
+//! connections per IP and per user).
+//!
 //! [RFC 6455]: https://www.rfc-editor.org/rfc/rfc6455
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -122,7 +122,8 @@ export class Emitter<Events> {
 }
 
 export class WsloopError extends Error {
-  /** The server's error code (bad_channel, not_recovered, name_taken, ...) or the library's:
+  /** The server's error code (bad_channel, not_recovered, name_taken, forbidden: the token
+   *  does not allow it, bad_token: a refresh refused, rate_limit, ...) or the library's:
    *  timeout, disconnected, refused, closed, bad_message, unknown_message, token, and
    *  unavailable (a subscribe's recovery the server could not answer, a cluster's instance
    *  without Redis: the position is kept, and a later gap is fetched). */

@@ -14,9 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
+import { TLS, launchChromium } from './chromium.mjs';
 
-const TLS = process.env.WSLOOP_TLS === '1';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = process.env.WSLOOP_BIN
   || path.join(path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target'), 'release/wsloop');
@@ -38,13 +37,7 @@ let addr;
 let server;
 let dir;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--no-first-run', ...(TLS ? ['--ignore-certificate-errors'] : [])],
-  });
+  browser = await launchChromium();
   dir = mkdtempSync(path.join(os.tmpdir(), 'wsloop-browser-auth-'));
   writeFileSync(path.join(dir, 'secret'), SECRET);
   const child = spawn(BIN, ['--bind', '127.0.0.1:0', '--log-level', 'warn',

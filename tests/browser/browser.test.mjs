@@ -14,10 +14,9 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { TLS, launchChromium } from './chromium.mjs';
 
 const PORT = process.env.WSLOOP_PORT || '9311';
-const TLS = process.env.WSLOOP_TLS === '1';
 const HTTP = TLS ? 'https' : 'http';
 const WS = TLS ? 'wss' : 'ws';
 const SERVED = `${HTTP}://127.0.0.1:${PORT}/`;
@@ -29,13 +28,7 @@ const WAIT = 10_000;
 let browser;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--no-first-run', ...(TLS ? ['--ignore-certificate-errors'] : [])],
-  });
+  browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
 });
 

@@ -16,9 +16,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
+import { TLS, launchChromium } from './chromium.mjs';
 
-const TLS = process.env.WSLOOP_TLS === '1';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = process.env.WSLOOP_BIN
   || path.join(path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target'), 'release/wsloop');
@@ -30,13 +29,7 @@ const SQLITE = execFileSync(BIN, ['--help'], { encoding: 'utf8' }).includes('--h
 
 let browser;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--no-first-run', ...(TLS ? ['--ignore-certificate-errors'] : [])],
-  });
+  browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
 });
 after(async () => { await browser?.close(); });

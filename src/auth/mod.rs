@@ -429,7 +429,13 @@ impl Verifier {
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
             .map_err(|e| token_error(e.kind()))?
             .claims;
-        self.identity(claims)
+        let identity = self.identity(claims)?;
+        // jsonwebtoken compares whole seconds and lets the second of `exp` itself pass; a
+        // connection would be let in and closed at once. Expired is expired.
+        if time_left(&identity, self.settings.leeway).is_some_and(|left| left.is_zero()) {
+            return Err(TokenError::Expired);
+        }
+        Ok(identity)
     }
 
     /// Checks a fresh token for a connection that has `current`: the same user, new claims.

@@ -176,6 +176,11 @@ fn time_claims_get_the_leeway_and_no_more() {
     let t = now();
     let check = |claims: Value| verifier.verify(&hs256(&claims)).map(|_| ());
     assert_eq!(check(json!({"sub": "a", "exp": t - 10})), Ok(()));
+    // The second of exp + leeway itself is over: not a connection let in and closed at once.
+    assert_eq!(
+        check(json!({"sub": "a", "exp": t - 30})),
+        Err(TokenError::Expired)
+    );
     assert_eq!(
         check(json!({"sub": "a", "exp": t - 100})),
         Err(TokenError::Expired)
@@ -233,9 +238,15 @@ fn issuer_audience_and_claims_are_checked() {
 #[test]
 fn malformed_and_oversized_tokens_are_refused_before_any_crypto() {
     let (verifier, _secret) = hmac_verifier(Auth::new());
+    // One character inside the signature (the last one may differ only in padding bits).
     let mut tampered = hs256(&claims("a"));
-    tampered.pop();
-    tampered.push(if tampered.ends_with('A') { 'B' } else { 'A' });
+    let at = tampered.len() - 10;
+    let other = if tampered.as_bytes()[at] == b'A' {
+        "B"
+    } else {
+        "A"
+    };
+    tampered.replace_range(at..=at, other);
     assert_eq!(verifier.verify(&tampered), Err(TokenError::BadSignature));
     for bad in ["", "abc", "a.b.c", "....", "eyJhbGciOiJIUzI1NiJ9"] {
         assert_eq!(verifier.verify(bad), Err(TokenError::Malformed), "{bad:?}");

@@ -71,7 +71,7 @@ pub fn tls_options(
 pub fn run(args: &ClientArgs) -> ExitCode {
     let chat = match WsUrl::parse(&args.url) {
         Ok(url) => url.path() == "/chat",
-        Err(e) => return fail(&format!("bad URL {}: {e}", args.url)),
+        Err(e) => return fail(&format!("bad URL {}: {e}", shown(&args.url))),
     };
     if chat && args.name.is_none() {
         return fail("a /chat URL needs --name NAME");
@@ -85,7 +85,7 @@ pub fn run(args: &ClientArgs) -> ExitCode {
     };
     let mut client = match Client::connect_with(&args.url, &options) {
         Ok(client) => client,
-        Err(e) => return fail(&format!("{}: {e}{}", args.url, hint(&e))),
+        Err(e) => return fail(&format!("{}: {e}{}", shown(&args.url), hint(&e))),
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -98,12 +98,10 @@ pub fn run(args: &ClientArgs) -> ExitCode {
         return fail(&e.to_string());
     }
     // Status goes to stderr, so stdout carries only what the server sent.
-    // A token in the query string stays off the terminal (and whatever records it).
-    let shown = match args.url.split_once('?') {
-        Some((base, _)) => format!("{base}?…"),
-        None => args.url.clone(),
-    };
-    eprintln!("connected to {shown} (Ctrl+D or Ctrl+C to quit)");
+    eprintln!(
+        "connected to {} (Ctrl+D or Ctrl+C to quit)",
+        shown(&args.url)
+    );
     if args.compression {
         eprintln!("{}", compression_status(client.compression()));
     }
@@ -406,6 +404,15 @@ fn chat_request(line: &str) -> Result<Option<Typed>, String> {
         _ => return Err(format!("unknown command /{verb}; {CHAT_HELP}")),
     };
     Ok(Some(Typed::Request(request)))
+}
+
+/// The URL as the console shows it: without its query, where a token would be (the terminal,
+/// and whatever records it, never sees one).
+fn shown(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_string(),
+    }
 }
 
 #[cfg(test)]

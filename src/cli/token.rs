@@ -68,6 +68,9 @@ pub fn run(args: &TokenArgs) -> ExitCode {
 }
 
 fn token(args: &TokenArgs) -> Result<String, String> {
+    if args.sub.is_empty() {
+        return Err("--sub cannot be empty: the server refuses a token without a user".into());
+    }
     let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
     let (key, family) = match (&args.secret_file, &args.key_file) {
         (Some(file), _) => {
@@ -133,15 +136,22 @@ fn token(args: &TokenArgs) -> Result<String, String> {
     let mut header = Header::new(alg);
     header.kid = args.kid.clone();
     let claims = Value::Object(claims);
-    match encode(&header, &claims, &key) {
+    let signed = match encode(&header, &claims, &key) {
         // An EC key not on P-256: P-384 signs ES384.
         Err(_) if args.alg.is_none() && alg == Algorithm::ES256 => {
             header.alg = Algorithm::ES384;
             encode(&header, &claims, &key)
         }
         signed => signed,
-    }
-    .map_err(|e| format!("cannot sign with this key: {e}"))
+    };
+    signed.map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey => format!(
+            "cannot sign {:?} with this key: P-256 keys sign ES256, P-384 keys ES384, and no \
+             other curve is taken by the server",
+            header.alg
+        ),
+        _ => format!("cannot sign with this key: {e}"),
+    })
 }
 
 const HMAC: &[Algorithm] = &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
@@ -158,10 +168,15 @@ const ED: &[Algorithm] = &[Algorithm::EdDSA];
 const ALGORITHMS: [&[Algorithm]; 4] = [HMAC, RSA, EC, ED];
 
 /// A list as given after `--subs`/`--pubs`, each entry trimmed (`news, room:*`), empty ones
-/// left out.
+/// left out; `-` alone is no channel, as in the server's flags.
 fn trimmed(list: &[String]) -> Vec<&str> {
-    list.iter()
+    let entries: Vec<&str> = list
+        .iter()
         .map(|e| e.trim())
         .filter(|e| !e.is_empty())
-        .collect()
+        .collect();
+    if entries == ["-"] {
+        return Vec::new();
+    }
+    entries
 }

@@ -183,6 +183,9 @@
       this.#chat.dropped();
       const status = Number(/Unexpected server response: (\d{3})/.exec(error ?? "")?.[1]) || undefined;
       let rule = forced ?? closeRule(code, status, reason);
+      // The same token again would only be refused: an expired token that is not a function
+      // ends the client.
+      if (rule === "soon" && code === 1008 && typeof this.#o.token !== "function") rule = "refused";
       if (!this.#wanted || (!this.#everOpened && !this.#o.retryFirst)) rule = "stop";
       if (rule === "refused") {
         const why = status ? "HTTP " + status : code + (reason ? " " + reason : "");
@@ -266,7 +269,11 @@
       if (exp == null) return;
       const current = this.#current();
       const delay = Math.max(0, exp - Date.now() - this.#o.refreshAhead);
-      this.#refreshTimer = setTimeout(() => { if (current()) this.#refresh(current); }, delay);
+      // setTimeout takes at most 2^31-1 ms (24.8 days): a longer wait is planned again then.
+      const MAX_WAIT = 2 ** 31 - 1;
+      this.#refreshTimer = setTimeout(() => {
+        if (current()) delay > MAX_WAIT ? this.#planRefresh() : this.#refresh(current);
+      }, Math.min(delay, MAX_WAIT));
     }
 
     async #refresh(current) {
@@ -307,6 +314,9 @@
       }
       if (msg.id != null && this.#pending.has(msg.id)) return this.#settle(msg);
       if (msg.type === "refreshed" && this.protocol === "chat") return this.#refreshed(this.#nextToken, msg);
+      if (msg.type === "error" && msg.code === "bad_token" && this.protocol === "chat") {
+        this.emit("error", new WsloopError("bad_token", msg.message ?? "refused", { reply: msg }));
+      }
       if (!(this.protocol === "pubsub" ? this.#onPubsub(msg) : this.#chat.handle(msg))) {
         this.emit("error", new WsloopError("unknown_message", "an unknown message type: " + JSON.stringify(msg.type), { data: msg }));
       }

@@ -107,6 +107,41 @@ test("a publish the token does not allow is refused with its reason; the connect
   assert.equal(c.state, "connected");
 });
 
+test("a string token that expires ends the client: the same token would only be refused", async (t) => {
+  const server = await authServer(t);
+  const c = client(t, server.url("/pubsub"), { token: sign({ sub: "s", exp: now() + 2 }) });
+  const refused = next(c, "error", (e) => e.code === "refused");
+  const ended = next(c, "disconnected", (e) => !e.reconnect);
+  c.connect();
+  const error = await refused;
+  assert.equal(error.closeCode, 1008);
+  assert.equal((await ended).reason, "token expired");
+});
+
+test("a token for a month is renewed once, not in a loop (timers hold at most 24.8 days)", async (t) => {
+  const server = await authServer(t);
+  const token = shortTokens("m", 30 * 24 * 3600);
+  const c = client(t, server.url("/pubsub"), { token });
+  const sub = c.subscribe("month");
+  c.connect();
+  await next(sub, "subscribed");
+  await c.publish("month", 1);
+  await c.history("month");
+  assert.equal(token.calls, 1);
+});
+
+test("a refused chat refresh is an error event", async (t) => {
+  const server = await authServer(t);
+  let calls = 0;
+  // The second token names another user: the server refuses it.
+  const token = () => sign({ sub: ++calls === 1 ? "u-1" : "u-2", exp: now() + 5 });
+  const c = client(t, server.url("/chat"), { token, refreshAhead: 4900 });
+  const refused = next(c, "error", (e) => e.code === "bad_token");
+  c.connect();
+  await c.join("u-1");
+  assert.equal((await refused).message, "token is for another user");
+});
+
 test("closed 1008 'token expired' means come back with a fresh token; 'rate limit' means back off", () => {
   const { closeRule, expiryOf } = wsloop._internal;
   assert.equal(closeRule(1008, undefined, "token expired"), "soon");

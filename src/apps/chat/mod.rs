@@ -434,6 +434,8 @@ impl Chat {
                 self.enter(ctx, next, None);
             }
             Request::List => send_users(ctx, &room),
+            // A refresh may have taken the room away: its past too (it stays live).
+            Request::History { .. } if !may_enter(ctx, &room) => {}
             Request::History { since, limit } => {
                 let limit = limit.map_or(wire::MAX_HISTORY as usize, |n| n as usize);
                 let since = since.map(|s| s.position());

@@ -152,6 +152,13 @@ fn jwk(entry: &Value) -> Result<(DecodingKey, Vec<Algorithm>), String> {
         Some("RSA" | "EC" | "OKP" | "oct") => {}
         Some(other) => return Err(format!("kty {other:?} is not one of RSA, EC, OKP, oct")),
     }
+    let curve = entry.get("crv").and_then(Value::as_str);
+    match (entry.get("kty").and_then(Value::as_str), curve) {
+        (Some("EC"), Some("P-256" | "P-384")) | (Some("OKP"), Some("Ed25519")) => {}
+        (Some("EC"), _) => return Err("EC keys must be on P-256 or P-384 (\"crv\")".into()),
+        (Some("OKP"), _) => return Err("OKP keys must be Ed25519 (\"crv\")".into()),
+        _ => {}
+    }
     // A private key's `d` (an `oct` key's secret is its `k`): the server needs the public one.
     if entry.get("d").is_some() {
         return Err("a private key (it has \"d\"): give the server the public one".into());

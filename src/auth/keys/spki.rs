@@ -19,6 +19,9 @@ const P256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
 const P384: &[u8] = &[0x2B, 0x81, 0x04, 0x00, 0x22];
 const ED25519: &[u8] = &[0x2B, 0x65, 0x70];
 
+/// What an element that is not a SubjectPublicKeyInfo is called.
+const NOT_SPKI: &str = "not a SubjectPublicKeyInfo";
+
 const SEQUENCE: u8 = 0x30;
 const INTEGER: u8 = 0x02;
 const BIT_STRING: u8 = 0x03;
@@ -63,14 +66,20 @@ pub(super) fn inspect(label: &str, der: &[u8]) -> Result<KeyKind, String> {
         // A certificate: its SubjectPublicKeyInfo is the element of its tbsCertificate that
         // reads as one.
         "CERTIFICATE" => {
-            let tbs = children(content)
+            let tbs = children(content).into_iter().next();
+            let tbs = tbs.ok_or("an empty certificate")?;
+            let mut why = "a certificate without a public key".to_string();
+            for (_, inner) in children(tbs.1)
                 .into_iter()
-                .next()
-                .ok_or("an empty certificate")?;
-            (children(tbs.1).into_iter())
                 .filter(|(tag, _)| *tag == SEQUENCE)
-                .find_map(|(_, inner)| subject_public_key(inner).ok())
-                .ok_or_else(|| "a certificate without a key this server can use".into())
+            {
+                match subject_public_key(inner) {
+                    Ok(kind) => return Ok(kind),
+                    Err(e) if e != NOT_SPKI => why = format!("the certificate's key: {e}"),
+                    Err(_) => {}
+                }
+            }
+            Err(why)
         }
         other => Err(format!("a PEM {other:?}, not a public key")),
     }
@@ -81,13 +90,13 @@ pub(super) fn inspect(label: &str, der: &[u8]) -> Result<KeyKind, String> {
 fn subject_public_key(content: &[u8]) -> Result<KeyKind, String> {
     let parts = children(content);
     let [(SEQUENCE, algorithm), (BIT_STRING, key)] = parts.as_slice() else {
-        return Err("not a SubjectPublicKeyInfo".into());
+        return Err(NOT_SPKI.into());
     };
     let algorithm = children(algorithm);
     let (oid, parameter) = match algorithm.as_slice() {
         [(OID, oid)] => (*oid, None),
         [(OID, oid), (tag, parameter), ..] => (*oid, Some((*tag, *parameter))),
-        _ => return Err("not a SubjectPublicKeyInfo".into()),
+        _ => return Err(NOT_SPKI.into()),
     };
     match oid {
         RSA_ENCRYPTION => {

@@ -85,6 +85,14 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// What a connection with a rate limit, a token or attached data carries besides its
+    /// slab entry (README: Authentication, Floods).
+    #[test]
+    fn what_a_connection_carries_stays_small() {
+        let size = std::mem::size_of::<Attached>();
+        assert!(size <= 96, "Attached is {size} B");
+    }
+
     #[test]
     fn a_burst_passes_the_next_is_over_and_another_burst_floods() {
         let start = Instant::now();

@@ -43,6 +43,19 @@ impl ConnectionId {
         ((self.0 >> SLOT_BITS) & ((1 << LOOP_BITS) - 1)) as usize
     }
 
+    /// The id as a number, for naming a connection outside the process (the HTTP API, logs
+    /// a backend reads): [`ConnectionId::from_u64`] gives the id back. (It uses all 64 bits:
+    /// JSON carries it as a string, since JavaScript's numbers hold 53.)
+    pub fn to_u64(self) -> u64 {
+        self.0
+    }
+
+    /// The id [`ConnectionId::to_u64`] gave this number for. Any number is some id; one no
+    /// connection has is simply not found.
+    pub fn from_u64(n: u64) -> ConnectionId {
+        ConnectionId(n)
+    }
+
     fn serial(self) -> u64 {
         self.0 >> (SLOT_BITS + LOOP_BITS)
     }

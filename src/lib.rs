@@ -82,7 +82,9 @@ pub use server::context::Context;
 pub use server::context::Publish;
 pub use server::directory::Claim;
 pub use server::history::{HistoryOptions, HistoryPage, Kept, NotRecovered, StreamPosition};
-pub use server::{ClusterUrl, Error, Server, ServerBuilder, ShutdownHandle};
+pub use server::{
+    ClusterUrl, Error, PublishError, Publisher, Server, ServerBuilder, ShutdownHandle,
+};
 
 /// The browser test client, embedded so `GET /` works from any directory. It loads its scripts
 /// and the client library ([`WSLOOP_JS`]) by relative paths, which a server with an index page

@@ -435,15 +435,38 @@ impl Connection {
     ) {
         match &mut self.state {
             State::New { .. } | State::Handshaking { .. } => self.state = State::Closed,
-            State::Open {
-                ws,
-                route,
-                attached,
-            } => {
-                ws.close(code, reason, &mut report(events, self.id, *route, attached));
-                self.settle(now, config);
+            _ => self.close(now, config, (code, reason), events),
+        }
+    }
+
+    /// The server closes an open connection (asked from outside a callback): with `code` and
+    /// `reason`, then waits for the peer's close.
+    pub(crate) fn close(
+        &mut self,
+        now: Instant,
+        config: &ConnectionConfig,
+        (code, reason): (CloseCode, &str),
+        events: &mut impl ConnectionEvents,
+    ) {
+        if let State::Open {
+            ws,
+            route,
+            attached,
+        } = &mut self.state
+        {
+            ws.close(code, reason, &mut report(events, self.id, *route, attached));
+            self.settle(now, config);
+        }
+    }
+
+    /// The user an open connection's token names, if it had one.
+    pub(crate) fn user(&self) -> Option<&str> {
+        match &self.state {
+            State::Open { attached, .. } => {
+                let identity = attached.as_ref()?.identity.as_deref()?;
+                Some(identity.user())
             }
-            _ => {}
+            _ => None,
         }
     }
 

@@ -8,18 +8,21 @@
 //! outbox, without forwarding it again. One sender's mail arrives in the order it was posted,
 //! so every receiver gets one publisher's messages in order. Loops share nothing else mutable.
 //!
-//! The channel is bounded: a loop that cannot keep up loses the mail past
-//! [`INBOX_CAPACITY`] (counted and logged once per burst), and a sender never blocks.
+//! An inbox is a vector behind a mutex: a sender pushes one mail, the loop takes the whole
+//! vector at once. An empty inbox holds no memory, so every loop has one (a [`Publisher`]
+//! (crate::Publisher) posts to a single loop too). It is bounded: a loop that cannot keep up
+//! loses the mail past [`INBOX_CAPACITY`] (counted and logged once per burst), and a sender
+//! never blocks. Once its loop has stopped, an inbox refuses mail ([`Posted::Gone`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use log::warn;
 use mio::Waker;
 
 use super::context::Target;
 use crate::ids::ConnectionId;
+use crate::protocol::close::CloseCode;
 use crate::protocol::outbound::Prepared;
 
 /// Deliveries waiting in one loop's inbox at most.
@@ -30,6 +33,18 @@ pub(crate) const INBOX_CAPACITY: usize = 64 * 1024;
 pub(crate) enum Mail {
     /// A message for some of its connections.
     Deliver(Target, Prepared),
+    /// Close one of its connections ([`Publisher::close`](crate::Publisher::close)).
+    Close {
+        id: ConnectionId,
+        code: CloseCode,
+        reason: String,
+    },
+    /// Close its connections of this user ([`Publisher::close_user`](crate::Publisher)).
+    CloseUser {
+        user: Arc<str>,
+        code: CloseCode,
+        reason: Arc<str>,
+    },
     /// Redis decided a claim one of its connections made (see `directory`).
     Decided {
         id: ConnectionId,
@@ -40,42 +55,75 @@ pub(crate) enum Mail {
 
 /// One loop's inbox, as every loop sees it.
 pub(crate) struct Inbox {
-    sender: SyncSender<Mail>,
+    mail: Mutex<Vec<Mail>>,
     waker: Arc<Waker>,
     /// The loop was woken and has not drained its inbox since.
     notified: AtomicBool,
+    /// Its loop has stopped: nobody will read what is posted.
+    closed: AtomicBool,
+}
+
+/// What became of a mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Posted {
+    /// In the inbox; the loop is woken.
+    Sent,
+    /// The inbox is full: lost.
+    Full,
+    /// The loop has stopped.
+    Gone,
 }
 
 impl Inbox {
-    /// An inbox waking `waker`, and the receiving end its loop drains.
-    pub(crate) fn new(waker: Arc<Waker>) -> (Inbox, Receiver<Mail>) {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(INBOX_CAPACITY);
-        let inbox = Inbox {
-            sender,
+    /// An inbox waking `waker`.
+    pub(crate) fn new(waker: Arc<Waker>) -> Inbox {
+        Inbox {
+            mail: Mutex::new(Vec::new()),
             waker,
             notified: AtomicBool::new(false),
-        };
-        (inbox, receiver)
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Posts `mail`, waking the loop unless it already was.
+    pub(crate) fn post(&self, mail: Mail) -> Posted {
+        if self.closed.load(Ordering::Acquire) {
+            return Posted::Gone;
+        }
+        {
+            let mut queue = self.mail.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.len() >= INBOX_CAPACITY {
+                return Posted::Full;
+            }
+            queue.push(mail);
+        }
+        if !self.notified.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+        Posted::Sent
+    }
+
+    /// Whether its loop has stopped.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }
 
 /// A loop's view of every inbox: its own (to drain) and the others' (to post to).
 pub(crate) struct Postbox {
     inboxes: Arc<[Inbox]>,
-    /// This loop's index.
+    /// This loop's index (`inboxes.len()` outside the loops).
     me: usize,
-    mine: Option<Receiver<Mail>>,
     /// Mail this loop lost to full inboxes since the last post that got through.
     lost: u64,
 }
 
 impl Postbox {
-    /// Loop `me`'s postbox over `inboxes`, draining `mine`.
-    pub(crate) fn new(inboxes: Arc<[Inbox]>, me: usize, mine: Receiver<Mail>) -> Postbox {
+    /// Loop `me`'s postbox over `inboxes`.
+    pub(crate) fn new(inboxes: Arc<[Inbox]>, me: usize) -> Postbox {
         Postbox {
             inboxes,
             me,
-            mine: Some(mine),
             lost: 0,
         }
     }
@@ -85,17 +133,6 @@ impl Postbox {
         Postbox {
             me: inboxes.len(),
             inboxes,
-            mine: None,
-            lost: 0,
-        }
-    }
-
-    /// A single loop's: nobody to post to.
-    pub(crate) fn alone() -> Postbox {
-        Postbox {
-            inboxes: Arc::from([]),
-            me: 0,
-            mine: None,
             lost: 0,
         }
     }
@@ -119,12 +156,8 @@ impl Postbox {
     /// Posts `mail` to loop `to`, waking it unless it already was; lost (and counted) if its
     /// inbox is full.
     pub(crate) fn post(&mut self, to: usize, mail: Mail) {
-        let inbox = &self.inboxes[to];
-        match inbox.sender.try_send(mail) {
-            Ok(()) => {
-                if !inbox.notified.swap(true, Ordering::AcqRel) {
-                    let _ = inbox.waker.wake();
-                }
+        match self.inboxes[to].post(mail) {
+            Posted::Sent => {
                 if self.lost > 0 {
                     warn!(
                         "{} messages for other loops' connections were dropped",
@@ -133,25 +166,36 @@ impl Postbox {
                     self.lost = 0;
                 }
             }
-            Err(TrySendError::Full(_)) => {
+            Posted::Full => {
                 if self.lost == 0 {
                     warn!("loop {to} is not keeping up: messages for its connections are dropped");
                 }
                 self.lost += 1;
             }
-            Err(TrySendError::Disconnected(_)) => {} // that loop has stopped
+            Posted::Gone => {} // that loop has stopped
         }
     }
 
     /// Takes everything in this loop's inbox, in the order it was posted.
     pub(crate) fn drain(&mut self) -> Vec<Mail> {
-        let Some(mine) = &self.mine else {
+        let Some(mine) = self.inboxes.get(self.me) else {
             return Vec::new();
         };
         // Cleared first: mail posted from now on wakes the loop again.
-        self.inboxes[self.me]
-            .notified
-            .store(false, Ordering::Release);
-        mine.try_iter().collect()
+        mine.notified.store(false, Ordering::Release);
+        std::mem::take(&mut *mine.mail.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Drop for Postbox {
+    /// A loop's postbox goes with its loop: its inbox takes no more mail, and what waits in it
+    /// is let go of.
+    fn drop(&mut self) {
+        if let Some(mine) = self.inboxes.get(self.me) {
+            mine.closed.store(true, Ordering::Release);
+            drop(std::mem::take(
+                &mut *mine.mail.lock().unwrap_or_else(PoisonError::into_inner),
+            ));
+        }
     }
 }

@@ -10,6 +10,7 @@ mod hub;
 pub(crate) mod limits;
 mod mailbox;
 mod metrics;
+mod publisher;
 mod shutdown;
 mod timers;
 mod transport;
@@ -34,6 +35,7 @@ use directory::Directory;
 use event_loop::{EventLoop, LoopSetup, TlsSource, WAKER};
 use history::{History, HistoryOptions};
 use mailbox::{Inbox, Postbox};
+pub use publisher::{PublishError, Publisher};
 pub use shutdown::ShutdownHandle;
 
 /// Why a server could not start or stopped. Its `Debug` is its one-line `Display`, so a `main`
@@ -369,13 +371,7 @@ impl ServerBuilder {
             polls.push(poll);
         }
         let handle = ShutdownHandle::new(wakers.clone().into());
-        // A channel's slots are allocated up front (megabytes): only when there is mail.
-        let mail = threads > 1 || self.cluster.is_some();
-        let (inboxes, mut receivers): (Vec<Inbox>, Vec<_>) = match mail {
-            true => wakers.into_iter().map(Inbox::new).unzip(),
-            false => (Vec::new(), Vec::new()),
-        };
-        let inboxes: Arc<[Inbox]> = inboxes.into();
+        let inboxes: Arc<[Inbox]> = wakers.into_iter().map(Inbox::new).collect();
         let default_policy = Backpressure::new(self.config.max_buffered);
         let mut routes: Vec<(String, Handlers, RouteOptions)> = self.routes;
         let paths: Vec<String> = routes.iter().map(|(path, ..)| path.clone()).collect();
@@ -416,14 +412,7 @@ impl ServerBuilder {
                 allowed_origins: self.config.allowed_origins.clone(),
                 index_page: self.index_page.clone(),
             };
-            let postbox = match (threads, &bridge) {
-                (1, None) => Postbox::alone(),
-                _ => Postbox::new(
-                    inboxes.clone(),
-                    index,
-                    receivers.pop().expect("one per loop"),
-                ),
-            };
+            let postbox = Postbox::new(inboxes.clone(), index);
             let event_loop = EventLoop::new(LoopSetup {
                 index,
                 cluster: bridge.as_ref().map(Bridge::link),
@@ -445,10 +434,12 @@ impl ServerBuilder {
             loops.push(event_loop);
         }
         loops.reverse();
+        let publisher = Publisher::new(inboxes, history.clone(), bridge.as_ref().map(Bridge::link));
         Ok(Server {
             loops,
             local_addr,
             handle,
+            publisher,
             bridge,
             history,
         })
@@ -502,6 +493,7 @@ pub struct Server {
     loops: Vec<EventLoop>,
     local_addr: SocketAddr,
     handle: ShutdownHandle,
+    publisher: Publisher,
     /// With a cluster: the Redis bridge's threads.
     bridge: Option<Bridge>,
     /// The history, whose store (if any) is closed once every loop is done.
@@ -542,6 +534,12 @@ impl Server {
     /// A handle that stops the server from any thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.handle.clone()
+    }
+
+    /// A handle that publishes to topics, sends to connections and closes them from any
+    /// thread while the server runs (see [`Publisher`]).
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
     }
 
     /// Serves on the calling thread (and, with [`ServerBuilder::threads`], on as many more

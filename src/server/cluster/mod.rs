@@ -153,6 +153,15 @@ impl ClusterLink {
             }
             Target::One(_) | Target::Many(_) | Target::TopicHere { .. } => return,
         };
+        self.send(channel, prepared);
+    }
+
+    /// Hands other instances a message published to `topic`.
+    pub(crate) fn forward_topic(&self, topic: &str, prepared: &Prepared) {
+        self.send(format!("{}t:{topic}", self.prefix), prepared);
+    }
+
+    fn send(&self, channel: String, prepared: &Prepared) {
         let message = prepared.clone();
         match self.sender.try_send(Outgoing::Publish { channel, message }) {
             Ok(()) => {}

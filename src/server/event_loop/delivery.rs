@@ -12,6 +12,7 @@ use super::dispatch::Dispatch;
 use super::EventLoop;
 use crate::app::SlowConsumer;
 use crate::ids::ConnectionId;
+use crate::protocol::close::CloseCode;
 use crate::protocol::outbound::Prepared;
 use crate::server::context::{Current, Target};
 use crate::server::mailbox::Mail;
@@ -40,10 +41,44 @@ impl EventLoop {
             match mail {
                 Mail::Deliver(target, prepared) => self.deliver_here(target, &prepared, now),
                 Mail::Decided { id, key, granted } => self.claim_decided(id, &key, granted),
+                Mail::Close { id, code, reason } => {
+                    let found = self
+                        .entries
+                        .get(id.slot())
+                        .is_some_and(|e| e.conn.id() == id);
+                    if found {
+                        self.close_by_server(id.slot(), code, &reason, now);
+                    }
+                }
+                Mail::CloseUser { user, code, reason } => {
+                    let keys: Vec<usize> = (self.entries.iter())
+                        .filter(|(_, entry)| entry.conn.user() == Some(&*user))
+                        .map(|(key, _)| key)
+                        .collect();
+                    for key in keys {
+                        self.close_by_server(key, code, &reason, now);
+                    }
+                }
             }
         }
         // Callbacks the delivery caused (a slow consumer's close) may have sent more.
         self.deliver_outbox(now);
+    }
+
+    /// Closes the open connection in slot `key` with `code` and `reason`, asked from outside
+    /// its callbacks (a [`Publisher`](crate::Publisher), the HTTP API).
+    fn close_by_server(&mut self, key: usize, code: CloseCode, reason: &str, now: Instant) {
+        let entry = &mut self.entries[key];
+        let mut events = Dispatch {
+            app: &mut self.app,
+            peer: entry.conn.peer(),
+            now,
+            input: None,
+        };
+        entry
+            .conn
+            .close(now, &self.conn_config, (code, reason), &mut events);
+        self.mark_dirty(key);
     }
 
     /// Posts to every other loop the part of a delivery that may concern its connections.

@@ -1,0 +1,271 @@
+//! [`Publisher`]: sending into a running server from any thread. It does what a handler's
+//! [`Context`](crate::Context) does with topics and other connections, without a connection
+//! of its own: the message is framed once here, kept in the topic's history (the position is
+//! decided under the history's lock, as for a handler), handed to Redis with a cluster, and
+//! posted to every loop's inbox, which wakes the loop; each loop delivers it like its own
+//! outbox. Closes go the same way, as mail for the loop that owns the connection.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::cluster::ClusterLink;
+use super::context::Target;
+use super::history::{History, StreamPosition, Template};
+use super::mailbox::{Inbox, Mail, Posted};
+use crate::ids::ConnectionId;
+use crate::protocol::close::CloseCode;
+use crate::protocol::outbound::{Message, Prepared};
+
+/// A handle that publishes to topics, sends to connections and closes them from any thread,
+/// while the server runs ([`Server::publisher`](crate::Server::publisher)). Cheap to clone;
+/// every clone reaches the same server.
+///
+/// Each call frames the message once and posts it to the event loops' inboxes; the loops
+/// deliver it on their next turn, in the order this handle posted (one thread's calls keep
+/// their order for every receiver). A loop that cannot keep up refuses mail past its inbox's
+/// bound ([`PublishError::Full`]: nothing was delivered to that loop, try again later); a
+/// server that has stopped answers [`PublishError::Gone`].
+///
+/// ```
+/// use wsloop::{Message, Server};
+/// # use wsloop::{Context, Handler};
+/// # struct Sub;
+/// # impl Handler for Sub {
+/// #     fn on_open(&mut self, ctx: &mut Context<'_>) { ctx.subscribe("news"); }
+/// #     fn on_message(&mut self, _: &mut Context<'_>, _: Message<'_>) {}
+/// # }
+///
+/// let server = Server::builder().bind("127.0.0.1:0").route("/news", Sub).build()?;
+/// let publisher = server.publisher();
+/// let stop = server.shutdown_handle();
+/// let thread = std::thread::spawn(move || server.run());
+///
+/// // From any thread: every subscriber of "news" gets it.
+/// publisher.publish("news", Message::Text("hello")).expect("the server runs");
+///
+/// stop.shutdown();
+/// thread.join().expect("no panic")?;
+/// assert!(publisher.publish("news", Message::Text("late")).is_err());
+/// # Ok::<(), wsloop::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Publisher {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    inboxes: Arc<[Inbox]>,
+    history: Option<Arc<History>>,
+    cluster: Option<ClusterLink>,
+}
+
+impl fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("loops", &self.shared.inboxes.len())
+            .field("running", &self.is_running())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a [`Publisher`] call did not reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// An event loop's inbox is full: it is not keeping up. Nothing was posted to it.
+    Full,
+    /// The server has stopped (or its loops have).
+    Gone,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PublishError::Full => "the server is not keeping up: its inbox is full",
+            PublishError::Gone => "the server has stopped",
+        })
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+impl Publisher {
+    pub(crate) fn new(
+        inboxes: Arc<[Inbox]>,
+        history: Option<Arc<History>>,
+        cluster: Option<ClusterLink>,
+    ) -> Publisher {
+        Publisher {
+            shared: Arc::new(Shared {
+                inboxes,
+                history,
+                cluster,
+            }),
+        }
+    }
+
+    /// Whether the server still runs (some loop takes mail).
+    pub fn is_running(&self) -> bool {
+        !self.shared.inboxes.iter().all(Inbox::is_closed)
+    }
+
+    /// Publishes `message` to `topic`'s subscribers on every loop (and, with a cluster, every
+    /// instance), as [`Context::publish`](crate::Context::publish) does; a topic that keeps
+    /// history keeps it. Returns its position when this server decided it (with a cluster,
+    /// Redis decides it later).
+    pub fn publish(
+        &self,
+        topic: &str,
+        message: Message<'_>,
+    ) -> Result<Option<StreamPosition>, PublishError> {
+        match self.kept(topic) {
+            Some(history) if history.cluster().is_some() => {
+                self.publish_shared(history, topic, Template::plain(message))
+            }
+            _ => self.publish_here(topic, |_| Prepared::new(message)),
+        }
+    }
+
+    /// Publishes the text `make` builds from the message's position in `topic`'s stream
+    /// (`None` when the topic keeps none), so the message can carry its own offset, as
+    /// [`Context::publish_with`](crate::Context::publish_with) does.
+    pub fn publish_with(
+        &self,
+        topic: &str,
+        make: impl FnOnce(Option<&StreamPosition>) -> String,
+    ) -> Result<Option<StreamPosition>, PublishError> {
+        let history = self.kept(topic);
+        match history.and_then(|history| Some((history, history.cluster()?))) {
+            Some((history, shared)) if shared.is_up() => {
+                let text = make(Some(shared.marker().position()));
+                let template = Template::from_text(&text, shared.marker());
+                self.publish_shared(history, topic, template)
+            }
+            Some((history, _)) => {
+                let template = Template::plain(Message::Text(&make(None)));
+                self.publish_shared(history, topic, template)
+            }
+            None => self.publish_here(topic, |at| Prepared::new(Message::Text(&make(at)))),
+        }
+    }
+
+    /// The history, if it keeps `topic`.
+    fn kept(&self, topic: &str) -> Option<&History> {
+        (self.shared.history.as_deref()).filter(|history| history.keeps(topic))
+    }
+
+    /// A kept topic with a cluster: Redis orders the message and sends it to every instance
+    /// (this one too). While Redis is unreachable, this instance's subscribers get it, without
+    /// a position.
+    fn publish_shared(
+        &self,
+        history: &History,
+        topic: &str,
+        template: Template,
+    ) -> Result<Option<StreamPosition>, PublishError> {
+        if !self.is_running() {
+            return Err(PublishError::Gone);
+        }
+        let unsent = template.clone();
+        if history.append_shared(topic, ConnectionId::NOBODY, template) {
+            return Ok(None);
+        }
+        let Some(prepared) = unsent.render(&StreamPosition::none()) else {
+            return Ok(None);
+        };
+        let (topic, except) = (Arc::from(topic), ConnectionId::NOBODY);
+        let target = Target::TopicHere { topic, except };
+        self.post_all(|| Mail::Deliver(target.clone(), prepared.clone()))?;
+        Ok(None)
+    }
+
+    /// Any other topic: `make` frames the message (from its position, in a topic that keeps
+    /// history here), and every loop gets it, and other instances with a cluster.
+    fn publish_here(
+        &self,
+        topic: &str,
+        make: impl FnOnce(Option<&StreamPosition>) -> Prepared,
+    ) -> Result<Option<StreamPosition>, PublishError> {
+        if !self.is_running() {
+            return Err(PublishError::Gone);
+        }
+        let (position, prepared) = match self.kept(topic) {
+            Some(history) => {
+                let (position, prepared) = history.append(topic, |at| make(Some(at)));
+                (Some(position), prepared)
+            }
+            None => (None, make(None)),
+        };
+        let (topic, except): (Arc<str>, _) = (Arc::from(topic), ConnectionId::NOBODY);
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.forward_topic(&topic, &prepared);
+        }
+        let target = Target::Topic { topic, except };
+        self.post_all(|| Mail::Deliver(target.clone(), prepared.clone()))?;
+        Ok(position)
+    }
+
+    /// Sends `message` to connection `to`, if it is still open.
+    pub fn send(&self, to: ConnectionId, message: Message<'_>) -> Result<(), PublishError> {
+        let mail = Mail::Deliver(Target::One(to), Prepared::new(message));
+        self.post(to.loop_index(), mail)
+    }
+
+    /// Starts the closing handshake of connection `id` with `code` and `reason`, if it is
+    /// open.
+    pub fn close(
+        &self,
+        id: ConnectionId,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), PublishError> {
+        let reason = reason.to_string();
+        self.post(id.loop_index(), Mail::Close { id, code, reason })
+    }
+
+    /// Closes every connection of `user` (the `sub` of its token: see
+    /// [`ServerBuilder::auth`](crate::ServerBuilder::auth)) on every loop of this server with
+    /// `code` and `reason`.
+    pub fn close_user(
+        &self,
+        user: &str,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), PublishError> {
+        let user: Arc<str> = Arc::from(user);
+        let reason: Arc<str> = Arc::from(reason);
+        self.post_all(|| Mail::CloseUser {
+            user: user.clone(),
+            code,
+            reason: reason.clone(),
+        })
+    }
+
+    fn post(&self, to: usize, mail: Mail) -> Result<(), PublishError> {
+        match self.shared.inboxes.get(to).map(|inbox| inbox.post(mail)) {
+            Some(Posted::Sent) => Ok(()),
+            Some(Posted::Full) => Err(PublishError::Full),
+            // A loop index this server does not have: no such connection, nothing to do.
+            None => Ok(()),
+            Some(Posted::Gone) => Err(PublishError::Gone),
+        }
+    }
+
+    /// Posts a mail to every loop; the first refusal is the answer (the loops that took it
+    /// still deliver it).
+    fn post_all(&self, mail: impl Fn() -> Mail) -> Result<(), PublishError> {
+        let mut result = Ok(());
+        let mut running = false;
+        for inbox in self.shared.inboxes.iter() {
+            match inbox.post(mail()) {
+                Posted::Sent => running = true,
+                Posted::Full => result = result.and(Err(PublishError::Full)),
+                Posted::Gone => {}
+            }
+        }
+        if !running && result.is_ok() {
+            return Err(PublishError::Gone);
+        }
+        result
+    }
+}

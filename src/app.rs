@@ -4,6 +4,7 @@
 
 use crate::connection::{Answer, Attached, RouteId};
 use crate::handler::{Accept, Handler};
+use crate::http::HttpHandler;
 use crate::protocol::deflate::CompressionMode;
 use crate::protocol::handshake::{http_response, without_body, HttpError, Refusal, Request};
 
@@ -144,9 +145,22 @@ pub(crate) struct Router {
     pub(crate) allowed_origins: Vec<String>,
     /// Served to a plain `GET /`.
     pub(crate) index_page: Option<Vec<u8>>,
+    /// Plain HTTP routes, by path prefix.
+    pub(crate) http_routes: Vec<HttpRoute>,
+}
+
+/// A plain HTTP route: every path that starts with `prefix`.
+pub(crate) struct HttpRoute {
+    pub(crate) prefix: String,
+    pub(crate) handler: Box<dyn HttpHandler + Send>,
 }
 
 impl Router {
+    /// The HTTP route serving `path`, if any.
+    pub(crate) fn http_route_for(&self, path: &str) -> Option<usize> {
+        (self.http_routes.iter()).position(|route| path.starts_with(&route.prefix))
+    }
+
     /// The route serving `path`, if any.
     pub(crate) fn route_for(&self, path: &str) -> Option<RouteId> {
         self.routes.iter().position(|route| route.path == path)

@@ -32,6 +32,10 @@ pub struct Config {
     pub max_frame_size: usize,
     /// The largest HTTP request head in bytes; larger ones get 431. Default 8 KiB.
     pub max_header_size: usize,
+    /// The largest body of a request to an HTTP route
+    /// ([`ServerBuilder::http_route_each`](crate::ServerBuilder::http_route_each)); larger
+    /// ones get 413. Default 1 MiB.
+    pub max_http_body: usize,
     /// The most connections held at once; more are refused with 503. Default 100,000.
     pub max_connections: usize,
     /// The most bytes a connection may leave unread of what other connections send it
@@ -86,6 +90,7 @@ impl Default for Config {
             max_message_size: 16 << 20,
             max_frame_size: 16 << 20,
             max_header_size: 8 << 10,
+            max_http_body: 1 << 20,
             max_connections: 100_000,
             max_buffered: 4 << 20,
             handshake_timeout: Duration::from_secs(10),
@@ -121,6 +126,12 @@ impl Config {
     /// Sets [`Config::max_header_size`](#structfield.max_header_size).
     pub fn max_header_size(mut self, value: usize) -> Self {
         self.max_header_size = value;
+        self
+    }
+
+    /// Sets [`Config::max_http_body`](#structfield.max_http_body).
+    pub fn max_http_body(mut self, value: usize) -> Self {
+        self.max_http_body = value;
         self
     }
 
@@ -255,6 +266,12 @@ impl Config {
             return err(format!(
                 "max-header-size must be between 256B and 1MiB, got {}",
                 size(self.max_header_size)
+            ));
+        }
+        if !(1..=MAX_SIZE_LIMIT).contains(&self.max_http_body) {
+            return err(format!(
+                "max-http-body must be between 1B and 1GiB, got {}",
+                size(self.max_http_body)
             ));
         }
         if !(1024..=MAX_SIZE_LIMIT).contains(&self.max_buffered) {

@@ -61,6 +61,7 @@ pub mod client;
 mod config;
 mod connection;
 mod handler;
+pub mod http;
 mod ids;
 pub mod protocol;
 mod server;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::builder::TypedValueParser as _;
 use clap::Args;
 use log::LevelFilter;
-use wsloop::apps::{Broadcast, Chat, Echo, PubSub};
+use wsloop::apps::{Api, Broadcast, Chat, Echo, PubSub};
 use wsloop::protocol::deflate::CompressionMode;
 use wsloop::{ClusterUrl, Config, HistoryOptions, Server};
 
@@ -126,6 +126,23 @@ pub struct ServeArgs {
     drain_window: Duration,
     #[command(flatten)]
     access: AccessArgs,
+    /// Serve the HTTP API for backends on /api/ (publish, broadcast, history, disconnect,
+    /// info; see README), for clients sending `Authorization: apikey KEY` with the key in
+    /// FILE (at least 16 bytes; a trailing newline is not part of it).
+    #[arg(long, value_name = "FILE", help_heading = "HTTP API")]
+    api_key_file: Option<PathBuf>,
+    /// The largest body of an API request; larger ones get 413 [default: 1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, help_heading = "HTTP API", requires = "api_key_file")]
+    api_max_body: Option<usize>,
+}
+
+/// The API key in `path`: its bytes without a trailing newline.
+fn read_api_key(path: &std::path::Path) -> Result<Api, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("--api-key-file {}: {e}", path.display()))?;
+    let key = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    let key = key.strip_suffix(b"\r").unwrap_or(key);
+    Api::new(key).map_err(|e| format!("--api-key-file {}: {e}", path.display()))
 }
 
 /// `--history-store`.
@@ -201,7 +218,8 @@ impl ServeArgs {
             })
             .compression_threshold(self.compression_threshold)
             .allowed_origins(self.allow_origin.clone())
-            .metrics(self.metrics);
+            .metrics(self.metrics)
+            .max_http_body(self.api_max_body.unwrap_or(1 << 20));
         self.access.limits(config)
     }
 }
@@ -244,6 +262,15 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
         Err(e) => {
             eprintln!("wsloop: {e}");
             return ExitCode::from(2);
+        }
+    }
+    if let Some(path) = &cli.api_key_file {
+        match read_api_key(path) {
+            Ok(api) => builder = builder.http_route_each("/api/", move || api.clone()),
+            Err(e) => {
+                eprintln!("wsloop: {e}");
+                return ExitCode::from(2);
+            }
         }
     }
     let server = builder

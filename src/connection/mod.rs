@@ -16,6 +16,7 @@
 //! [`Connection::next_deadline`]).
 
 mod attached;
+mod http;
 mod upgrade;
 
 pub(crate) use attached::{Allowance, Attached, RateBucket};
@@ -79,6 +80,10 @@ pub(crate) enum Answer {
     Reply { status: u16, response: Vec<u8> },
     /// Refuse with an HTTP error; the connection closes after it.
     Refuse(HttpError),
+    /// Read the request's body of `length` bytes (already checked against the limits), then
+    /// have it answered ([`ConnectionEvents::on_http`]); the connection stays open for the
+    /// next request unless the client asked to close.
+    ReadBody { length: usize },
 }
 
 /// What a connection reports to whoever drives it. Every callback gets the connection's id; the
@@ -88,6 +93,16 @@ pub(crate) trait ConnectionEvents {
     /// A complete request head: `upgrade` when it is a valid upgrade request (§4.2.1), false
     /// for a plain HTTP request. Whoever answers may note what it learned in the request.
     fn on_request(&mut self, id: ConnectionId, request: &mut Request, upgrade: bool) -> Answer;
+
+    /// A request answered with [`Answer::ReadBody`] arrived whole: the complete reply to it
+    /// (with `Connection: keep-alive`, or `close` when `keep_alive` is false).
+    fn on_http(
+        &mut self,
+        id: ConnectionId,
+        request: &Request,
+        body: &[u8],
+        keep_alive: bool,
+    ) -> Vec<u8>;
 
     /// The request was refused with an HTTP error `status` (already logged and queued).
     fn on_refused(&mut self, status: u16);
@@ -152,6 +167,9 @@ enum State {
         deadline: Instant,
         attached: Option<Box<Attached>>,
     },
+    /// Between HTTP requests on a kept-alive connection, or reading one's body (see
+    /// `http.rs`).
+    Http(Box<http::Exchange>),
     /// An HTTP reply drains; then the same as a drained `Closing`.
     Replying {
         queue: WriteQueue,
@@ -249,6 +267,7 @@ impl Connection {
             } => {
                 ws.receive(input, now, &mut report(events, self.id, *route, attached));
             }
+            State::Http(_) => http::receive(self, input, now, config, events),
             // Discarded until the peer closes.
             State::Replying { .. } | State::Closed => {}
         }
@@ -341,6 +360,14 @@ impl Connection {
                 }
             }
             State::Replying { queue, .. } if !queue.is_empty() => {}
+            State::Http(exchange) if !exchange.queue.is_empty() => {
+                // Its replies still go out, then it ends.
+                let queue = std::mem::take(&mut exchange.queue);
+                self.state = State::Replying {
+                    queue,
+                    deadline: now + config.close_timeout,
+                };
+            }
             _ => self.state = State::Closed,
         }
     }
@@ -370,8 +397,9 @@ impl Connection {
         match &mut self.state {
             State::New { deadline } | State::Handshaking { deadline, .. } if now >= *deadline => {
                 let error = Refusal::HandshakeTimeout.into();
-                upgrade::reply_error(self, None, &error, now, config, events);
+                upgrade::reply_error(self, None, &error, None, now, config, events);
             }
+            State::Http(_) => http::on_timeout(self, now, config, events),
             State::Open {
                 ws,
                 route,
@@ -434,7 +462,9 @@ impl Connection {
         events: &mut impl ConnectionEvents,
     ) {
         match &mut self.state {
-            State::New { .. } | State::Handshaking { .. } => self.state = State::Closed,
+            State::New { .. } | State::Handshaking { .. } | State::Http(_) => {
+                self.state = State::Closed
+            }
             _ => self.close(now, config, (code, reason), events),
         }
     }
@@ -516,6 +546,7 @@ impl Connection {
             | State::Handshaking { deadline, .. }
             | State::Closing { deadline, .. }
             | State::Replying { deadline, .. } => Some(*deadline),
+            State::Http(exchange) => Some(exchange.deadline),
             State::Open { ws, attached, .. } => {
                 let protocol = ws.poll_timeout().map(|(at, _)| at);
                 let expires = attached.as_ref().and_then(|a| a.expires);
@@ -533,6 +564,7 @@ impl Connection {
         match &self.state {
             State::Open { ws, .. } | State::Closing { ws, .. } => ws.buffered(),
             State::Replying { queue, .. } => queue.len(),
+            State::Http(exchange) => exchange.queue.len(),
             _ => 0,
         }
     }
@@ -542,6 +574,7 @@ impl Connection {
         match &mut self.state {
             State::Open { ws, .. } | State::Closing { ws, .. } => Some(ws.outbound().queue()),
             State::Replying { queue, .. } => Some(queue),
+            State::Http(exchange) => Some(&mut exchange.queue),
             _ => None,
         }
     }

@@ -54,6 +54,7 @@ impl TestEvents {
                 }],
                 allowed_origins: Vec::new(),
                 index_page: None,
+                http_routes: Vec::new(),
             },
             opened: 0,
             closes: Vec::new(),
@@ -63,7 +64,31 @@ impl TestEvents {
 
 impl ConnectionEvents for TestEvents {
     fn on_request(&mut self, _id: ConnectionId, request: &mut Request, upgrade: bool) -> Answer {
+        if request.path().starts_with("/api/") {
+            let length = request
+                .header("Content-Length")
+                .map_or(0, |n| n.parse().unwrap());
+            return Answer::ReadBody { length };
+        }
         self.router.answer(request, upgrade, |_| Ok(()))
+    }
+
+    /// An HTTP route that answers with the body it got.
+    fn on_http(
+        &mut self,
+        _id: ConnectionId,
+        _request: &Request,
+        body: &[u8],
+        keep_alive: bool,
+    ) -> Vec<u8> {
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nConnection: {connection}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(body);
+        reply
     }
 
     fn on_refused(&mut self, _status: u16) {}
@@ -392,4 +417,83 @@ fn replies_queued_before_the_peers_eof_still_go_out() {
     );
     h.conn.after_flush();
     assert!(h.conn.is_closed(), "closed once the replies are out");
+}
+
+/// A request to the test's HTTP route (which answers with the body) with `body`.
+fn api_request(body: &str, extra: &str) -> String {
+    format!(
+        "POST /api/x HTTP/1.1\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+}
+
+fn api_reply(body: &str, connection: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nConnection: {connection}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn pipelined_http_requests_split_anywhere_are_answered_in_order_on_one_connection() {
+    let bodies = ["first", "", "{\"third\":3}"];
+    let stream: String = bodies.iter().map(|b| api_request(b, "")).collect();
+    let expected: String = bodies.iter().map(|b| api_reply(b, "keep-alive")).collect();
+    for split in [1, 2, 5, 17, stream.len()] {
+        let mut h = Harness::new();
+        let mut sent = Vec::new();
+        for piece in stream.as_bytes().chunks(split) {
+            h.feed(piece, 0);
+            sent.extend(h.sent());
+        }
+        assert_eq!(String::from_utf8(sent).unwrap(), expected, "split {split}");
+        assert!(matches!(h.conn.state, State::Http(_)), "split {split}");
+        assert!(!h.conn.wants_write_shutdown());
+    }
+}
+
+#[test]
+fn a_body_slower_than_the_handshake_timeout_gets_408_and_an_idle_connection_closes_quietly() {
+    let mut h = Harness::new();
+    h.feed(b"POST /api/x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 1);
+    assert_eq!(h.conn.next_deadline(), Some(h.at(11)));
+    h.tick(10);
+    assert!(h.sent().is_empty());
+    h.tick(11);
+    assert!(h.sent().starts_with(b"HTTP/1.1 408 "));
+    assert!(h.conn.wants_write_shutdown());
+
+    // Answered, then nothing more: closed at the deadline without a reply.
+    let mut h = Harness::new();
+    h.feed(api_request("hi", "").as_bytes(), 1);
+    assert_eq!(h.sent(), api_reply("hi", "keep-alive").as_bytes());
+    h.tick(3);
+    h.feed(api_request("again", "").as_bytes(), 3);
+    assert_eq!(h.sent(), api_reply("again", "keep-alive").as_bytes());
+    assert_eq!(h.conn.next_deadline(), Some(h.at(13)));
+    h.tick(13);
+    assert!(h.sent().is_empty());
+    assert!(h.conn.wants_write_shutdown());
+}
+
+#[test]
+fn connection_close_is_honoured_and_what_follows_is_not_read() {
+    let mut h = Harness::new();
+    let mut stream = api_request("bye", "Connection: close\r\n");
+    stream += &api_request("never", "");
+    h.feed(stream.as_bytes(), 0);
+    assert_eq!(h.sent(), api_reply("bye", "close").as_bytes());
+    assert!(h.conn.wants_write_shutdown());
+}
+
+#[test]
+fn an_upgrade_after_an_http_request_on_the_same_connection_opens_after_its_reply() {
+    let mut h = Harness::new();
+    let stream = api_request("one", "") + REQUEST;
+    h.feed(stream.as_bytes(), 0);
+    let sent = String::from_utf8(h.sent()).unwrap();
+    let (reply, upgrade) = sent.split_at(api_reply("one", "keep-alive").len());
+    assert_eq!(reply, api_reply("one", "keep-alive"));
+    assert!(upgrade.starts_with("HTTP/1.1 101 "), "{upgrade}");
+    assert!(matches!(h.conn.state, State::Open { .. }));
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use log::{debug, info};
 
-use super::{report, Answer, Connection, ConnectionConfig, ConnectionEvents, Open, State};
+use super::{http, report, Answer, Connection, ConnectionConfig, ConnectionEvents, Open, State};
 use crate::protocol::deflate;
 use crate::protocol::endpoint::Endpoint;
 use crate::protocol::handshake::{
@@ -51,34 +51,82 @@ pub(super) fn receive_head(
     let (mut request, head_len) = match parsed {
         Ok(Parsed::Complete { request, head_len }) => (request, head_len),
         Ok(Parsed::Partial) => unreachable!("handled above"),
-        Err(error) => return reply_error(conn, None, &error, now, config, events),
+        Err(error) => return reply_error(conn, None, &error, None, now, config, events),
     };
     request.set_peer(conn.peer);
-    if answer(conn, &mut request, now, config, events) {
-        let rest = match buffered.as_mut() {
-            None => &mut input[head_len..],
-            Some(head) => &mut head[head_len..],
-        };
-        if !rest.is_empty() {
-            conn.receive(rest, now, config, events);
-        }
-    }
+    let deadline = now + config.handshake_timeout;
+    let rest = match buffered.as_mut() {
+        None => &mut input[head_len..],
+        Some(head) => &mut head[head_len..],
+    };
+    answer_head(
+        conn,
+        request,
+        rest,
+        WriteQueue::default(),
+        deadline,
+        now,
+        config,
+        events,
+    );
 }
 
-/// Answers a complete request; returns whether the connection is now open.
-fn answer(
+/// Answers a complete request head; `rest` is what followed it in the same read (the first
+/// frames of a WebSocket, a body, pipelined requests), `queue` what earlier replies on this
+/// connection left unwritten, and `deadline` when the whole request must have arrived.
+#[allow(clippy::too_many_arguments)] // one call per caller, each argument a different thing
+pub(super) fn answer_head(
     conn: &mut Connection,
-    request: &mut Request,
+    mut request: Request,
+    rest: &mut [u8],
+    queue: WriteQueue,
+    deadline: Instant,
     now: Instant,
     config: &ConnectionConfig,
     events: &mut impl ConnectionEvents,
-) -> bool {
+) {
+    match answer(conn, &mut request, queue, now, config, events) {
+        Answered::Opened if !rest.is_empty() => conn.receive(rest, now, config, events),
+        Answered::Opened | Answered::Closing => {}
+        Answered::ReadBody(queue, length) => http::read_body(
+            conn, request, length, rest, queue, deadline, now, config, events,
+        ),
+    }
+}
+
+/// What became of a request.
+enum Answered {
+    /// The connection is open: what follows the head is frames.
+    Opened,
+    /// A reply is queued and the connection closes after it.
+    Closing,
+    /// Its body of this length is to be read, then answered.
+    ReadBody(WriteQueue, usize),
+}
+
+/// Answers a complete request.
+fn answer(
+    conn: &mut Connection,
+    request: &mut Request,
+    mut queue: WriteQueue,
+    now: Instant,
+    config: &ConnectionConfig,
+    events: &mut impl ConnectionEvents,
+) -> Answered {
     let (accept, upgrade) = match classify(request) {
         Ok(Intent::Upgrade { accept }) => (Some(accept), true),
         Ok(Intent::Plain) => (None, false),
         Err(error) => {
-            reply_error(conn, Some(request), &error, now, config, events);
-            return false;
+            reply_error(
+                conn,
+                Some(request),
+                &error,
+                Some(queue),
+                now,
+                config,
+                events,
+            );
+            return Answered::Closing;
         }
     };
     match events.on_request(conn.id, request, upgrade) {
@@ -101,7 +149,6 @@ fn answer(
             let extensions = deflate.map(|params| params.header());
             let reply =
                 switching_protocols_with(&accept, protocol.as_deref(), extensions.as_deref());
-            let mut queue = WriteQueue::default();
             queue.push_bytes(&reply);
             let endpoint = config.endpoint.clone();
             let mut ws = Endpoint::server_shared(endpoint, now, queue);
@@ -121,8 +168,9 @@ fn answer(
                 attached,
             };
             conn.settle(now, config);
-            true
+            Answered::Opened
         }
+        Answer::ReadBody { length } => Answered::ReadBody(queue, length),
         Answer::Reply { status, response } => {
             let (method, target) = (request.method(), request.logged_target());
             // A page or a metrics scrape: not a WebSocket event, and scraped every few seconds.
@@ -130,12 +178,20 @@ fn answer(
                 peer:% = conn.peer, path = target.as_str(), status = status;
                 "{} {method} {target} {status}", conn.peer
             );
-            reply_then_close(conn, &response, now, config);
-            false
+            reply_then_close(conn, &response, Some(queue), now, config);
+            Answered::Closing
         }
         Answer::Refuse(error) => {
-            reply_error(conn, Some(request), &error, now, config, events);
-            false
+            reply_error(
+                conn,
+                Some(request),
+                &error,
+                Some(queue),
+                now,
+                config,
+                events,
+            );
+            Answered::Closing
         }
     }
 }
@@ -145,6 +201,7 @@ pub(super) fn reply_error(
     conn: &mut Connection,
     request: Option<&Request>,
     error: &HttpError,
+    queue: Option<WriteQueue>,
     now: Instant,
     config: &ConnectionConfig,
     events: &mut impl ConnectionEvents,
@@ -161,11 +218,19 @@ pub(super) fn reply_error(
         Some(request) if request.method() == "HEAD" => without_body(response),
         _ => response,
     };
-    reply_then_close(conn, &response, now, config);
+    reply_then_close(conn, &response, queue, now, config);
 }
 
-fn reply_then_close(conn: &mut Connection, reply: &[u8], now: Instant, config: &ConnectionConfig) {
-    let mut queue = WriteQueue::default();
+/// Queues `reply` after what `queue` holds (earlier replies on a kept-alive connection) and
+/// closes once it is written.
+fn reply_then_close(
+    conn: &mut Connection,
+    reply: &[u8],
+    queue: Option<WriteQueue>,
+    now: Instant,
+    config: &ConnectionConfig,
+) {
+    let mut queue = queue.unwrap_or_default();
     queue.push_bytes(reply);
     conn.state = State::Replying {
         queue,

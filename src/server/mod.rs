@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use mio::{Poll, Waker};
 
-use crate::app::{Backpressure, Route, RouteOptions, Router};
+use crate::app::{Backpressure, HttpRoute, Route, RouteOptions, Router};
 use crate::auth::{Auth, AuthError};
 use crate::config::{Config, ConfigError};
 use crate::handler::Handler;
+use crate::http::HttpHandler;
 use crate::ids::ConnectionId;
 use cluster::Bridge;
 pub use cluster::ClusterUrl;
@@ -116,7 +117,11 @@ pub struct ServerBuilder {
     cluster_ttl: Duration,
     history: Option<HistoryOptions>,
     auth: Option<Auth>,
+    /// Each HTTP route's path prefix and what makes its handler for each loop.
+    http_routes: Vec<(String, MakeHttp)>,
 }
+
+type MakeHttp = Box<dyn Fn() -> Box<dyn HttpHandler + Send> + Send>;
 
 /// Where a route's handler comes from.
 enum Handlers {
@@ -230,6 +235,19 @@ impl ServerBuilder {
             Handlers::One(Some(Box::new(handler))),
             options.into(),
         )
+    }
+
+    /// Serves plain HTTP requests whose path starts with `prefix` (such as `/api/`) with a
+    /// handler `make` makes for each event loop (see [`crate::http`]): requests with bodies,
+    /// on kept-alive connections, beside the WebSocket routes on the same port.
+    pub fn http_route_each<H: HttpHandler + Send + 'static>(
+        mut self,
+        prefix: impl Into<String>,
+        make: impl Fn() -> H + Send + 'static,
+    ) -> Self {
+        let make = Box::new(move || Box::new(make()) as Box<dyn HttpHandler + Send>);
+        self.http_routes.push((prefix.into(), make));
+        self
     }
 
     fn add_route(mut self, path: String, handler: Handlers, options: RouteOptions) -> Self {
@@ -392,6 +410,11 @@ impl ServerBuilder {
         };
         let board = (threads > 1 && self.config.metrics)
             .then(|| Arc::new(Mutex::new(vec![metrics::Metrics::default(); threads])));
+        let publisher = Publisher::new(
+            inboxes.clone(),
+            history.clone(),
+            bridge.as_ref().map(Bridge::link),
+        );
         let mut loops = Vec::with_capacity(threads);
         for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate().rev() {
             let routes = routes
@@ -411,6 +434,12 @@ impl ServerBuilder {
                 routes,
                 allowed_origins: self.config.allowed_origins.clone(),
                 index_page: self.index_page.clone(),
+                http_routes: (self.http_routes.iter())
+                    .map(|(prefix, make)| HttpRoute {
+                        prefix: prefix.clone(),
+                        handler: make(),
+                    })
+                    .collect(),
             };
             let postbox = Postbox::new(inboxes.clone(), index);
             let event_loop = EventLoop::new(LoopSetup {
@@ -429,12 +458,12 @@ impl ServerBuilder {
                 history: history.clone(),
                 auth: auth.clone(),
                 gate: gate.clone(),
+                publisher: publisher.clone(),
             })
             .map_err(Error::Io)?;
             loops.push(event_loop);
         }
         loops.reverse();
-        let publisher = Publisher::new(inboxes, history.clone(), bridge.as_ref().map(Bridge::link));
         Ok(Server {
             loops,
             local_addr,
@@ -523,6 +552,7 @@ impl Server {
             cluster_ttl: cluster::DEFAULT_TTL,
             history: None,
             auth: None,
+            http_routes: Vec::new(),
         }
     }
 

@@ -6,11 +6,13 @@
 //! outbox. Closes go the same way, as mail for the loop that owns the connection.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::cluster::ClusterLink;
 use super::context::Target;
-use super::history::{History, StreamPosition, Template};
+use super::history::{History, HistoryPage, NotRecovered, StreamPosition, Template};
 use super::mailbox::{Inbox, Mail, Posted};
 use crate::ids::ConnectionId;
 use crate::protocol::close::CloseCode;
@@ -57,6 +59,9 @@ struct Shared {
     inboxes: Arc<[Inbox]>,
     history: Option<Arc<History>>,
     cluster: Option<ClusterLink>,
+    /// The connections each loop holds, as it last said.
+    held: Box<[AtomicUsize]>,
+    started: Instant,
 }
 
 impl fmt::Debug for Publisher {
@@ -97,11 +102,60 @@ impl Publisher {
     ) -> Publisher {
         Publisher {
             shared: Arc::new(Shared {
+                held: inboxes.iter().map(|_| AtomicUsize::new(0)).collect(),
                 inboxes,
                 history,
                 cluster,
+                started: Instant::now(),
             }),
         }
+    }
+
+    /// Loop `index` holds `n` connections now.
+    pub(crate) fn count(&self, index: usize, n: usize) {
+        if let Some(held) = self.shared.held.get(index) {
+            held.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The connections the server holds (WebSockets, and HTTP connections), summed over its
+    /// loops.
+    pub fn connections(&self) -> usize {
+        (self.shared.held.iter())
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// How many event loops the server runs.
+    pub fn loops(&self) -> usize {
+        self.shared.inboxes.len()
+    }
+
+    /// How long since the server was built.
+    pub fn uptime(&self) -> Duration {
+        self.shared.started.elapsed()
+    }
+
+    /// What `topic` kept, as [`Context::history`](crate::Context::history) reads it.
+    pub fn history(
+        &self,
+        topic: &str,
+        since: Option<&StreamPosition>,
+        limit: usize,
+    ) -> Result<HistoryPage, NotRecovered> {
+        match self.kept(topic) {
+            Some(history) => history.read(topic, since, limit),
+            None if since.is_some() => Err(NotRecovered::OtherEpoch(StreamPosition::none())),
+            None => Ok(HistoryPage {
+                messages: Vec::new(),
+                position: StreamPosition::none(),
+            }),
+        }
+    }
+
+    /// Whether `topic` keeps history.
+    pub fn keeps_history(&self, topic: &str) -> bool {
+        self.kept(topic).is_some()
     }
 
     /// Whether the server still runs (some loop takes mail).

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use wsloop::{Config, Server, ServerBuilder, ShutdownHandle};
 
 pub mod chat;
+pub mod http;
 pub mod pubsub;
 pub mod redis;
 pub mod tokens;

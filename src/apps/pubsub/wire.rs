@@ -148,6 +148,13 @@ fn channel(fields: &Map<String, Value>) -> Result<String, Refused> {
         Some(_) => return Err(bad("\"channel\" must be a string")),
         None => return Err(bad("missing field \"channel\"")),
     };
+    check_channel(channel)?;
+    Ok(channel.clone())
+}
+
+/// Whether `channel` is a name clients may use: 1-255 bytes, no control characters, not
+/// starting with `/` (those are the server's own topics: chat rooms, `/broadcast`).
+pub fn check_channel(channel: &str) -> Result<(), Refused> {
     let why = if channel.is_empty() {
         "a channel name cannot be empty".to_string()
     } else if channel.len() > MAX_CHANNEL_BYTES {
@@ -157,7 +164,7 @@ fn channel(fields: &Map<String, Value>) -> Result<String, Refused> {
     } else if channel.starts_with('/') {
         "channel names starting with / are the server's own".to_string()
     } else {
-        return Ok(channel.clone());
+        return Ok(());
     };
     Err(Refused {
         code: "bad_channel",

@@ -102,6 +102,7 @@ impl EventLoop {
             read_paused: false,
             read_pending: false,
         });
+        self.app.publisher.count(self.index, self.entries.len());
         self.mark_dirty(key);
     }
 

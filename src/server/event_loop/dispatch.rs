@@ -27,7 +27,7 @@ use crate::server::hub::Hub;
 use crate::server::limits::Gate;
 use crate::server::metrics::{Board, Gauges, Metrics};
 use crate::server::shutdown::Stop;
-use crate::server::ShutdownHandle;
+use crate::server::{Publisher, ShutdownHandle};
 
 /// A probe's answer is about now: no cache may keep it.
 const NO_STORE: &str = "Cache-Control: no-store\r\n";
@@ -57,6 +57,10 @@ pub(crate) struct App {
     pub(crate) gate: Option<Arc<Gate>>,
     /// [`Config::max_message_rate`](crate::Config::max_message_rate).
     pub(crate) max_message_rate: Option<u32>,
+    /// The server as HTTP routes act on it.
+    pub(crate) publisher: Publisher,
+    /// [`Config::max_http_body`](crate::Config::max_http_body).
+    pub(crate) max_http_body: usize,
 }
 
 impl App {
@@ -132,7 +136,7 @@ impl App {
 }
 
 /// The loop's side of one connection's events.
-pub(super) struct Dispatch<'a> {
+pub(crate) struct Dispatch<'a> {
     pub(super) app: &'a mut App,
     pub(super) peer: SocketAddr,
     /// The loop's time for this turn.
@@ -227,7 +231,7 @@ impl Dispatch<'_> {
 }
 
 /// What a caught panic says: its message when it has one.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     (panic.downcast_ref::<&str>().map(|s| s.to_string()))
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
@@ -242,6 +246,11 @@ impl ConnectionEvents for Dispatch<'_> {
             }
             if self.app.serve_metrics && request.path() == "/metrics" {
                 return self.app.metrics_reply(request);
+            }
+        }
+        if !upgrade {
+            if let Some(route) = self.app.router.http_route_for(request.path()) {
+                return self.http_head(route, request);
             }
         }
         // Draining: the listener stays open for the window, but a new WebSocket would only be
@@ -280,6 +289,16 @@ impl ConnectionEvents for Dispatch<'_> {
                 Answer::Refuse(HttpError::new(500, "internal error"))
             }
         }
+    }
+
+    fn on_http(
+        &mut self,
+        _id: ConnectionId,
+        request: &Request,
+        body: &[u8],
+        keep_alive: bool,
+    ) -> Vec<u8> {
+        self.serve_http(request, body, keep_alive)
     }
 
     fn on_refused(&mut self, status: u16) {

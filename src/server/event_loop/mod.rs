@@ -24,6 +24,7 @@ mod accept;
 mod delivery;
 mod dispatch;
 mod drain;
+mod http;
 mod read;
 #[cfg(test)]
 mod read_tests;
@@ -37,7 +38,7 @@ use super::mailbox::Postbox;
 use super::metrics::{Board, Metrics};
 use super::timers::{Deadline, Tick, Timers};
 use super::transport::Transport;
-use super::ShutdownHandle;
+use super::{Publisher, ShutdownHandle};
 use crate::app::Router;
 use crate::auth::Verifier;
 use crate::buffer_pool;
@@ -110,6 +111,9 @@ pub(crate) struct LoopSetup {
     pub(crate) auth: Option<Arc<Verifier>>,
     /// The server's per-IP and per-user connection counts, if limited.
     pub(crate) gate: Option<Arc<Gate>>,
+    /// The server as HTTP routes act on it; where this loop says how many connections it
+    /// holds.
+    pub(crate) publisher: Publisher,
 }
 
 /// The server's event loop.
@@ -177,6 +181,7 @@ impl EventLoop {
             history,
             auth,
             gate,
+            publisher,
         } = setup;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -199,6 +204,7 @@ impl EventLoop {
         };
         let serve_metrics = config.metrics;
         let max_message_rate = config.max_message_rate;
+        let max_http_body = config.max_http_body;
         Ok(EventLoop {
             poll,
             listener: Some(listener),
@@ -228,6 +234,8 @@ impl EventLoop {
                 auth,
                 gate,
                 max_message_rate,
+                publisher,
+                max_http_body,
             },
             timers: Timers::new(Instant::now()),
             dirty: Vec::new(),
@@ -495,6 +503,7 @@ impl EventLoop {
             // Last chance for what waits inside the transport (TLS records, close_notify).
             entry.transport.shutdown();
             let _ = self.poll.registry().deregister(entry.transport.socket());
+            self.app.publisher.count(self.index, self.entries.len());
             return;
         }
         self.update_interest(key);

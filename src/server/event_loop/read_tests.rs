@@ -48,6 +48,7 @@ fn app(config: &Config) -> App {
             }],
             allowed_origins: Vec::new(),
             index_page: None,
+            http_routes: Vec::new(),
         },
         hub: Default::default(),
         outbox: Outbox::default(),
@@ -61,6 +62,8 @@ fn app(config: &Config) -> App {
         auth: None,
         gate: None,
         max_message_rate: None,
+        publisher: crate::server::Publisher::new(Arc::new([]), None, None),
+        max_http_body: config.max_http_body,
     }
 }
 

@@ -1,0 +1,359 @@
+//! The HTTP API for backends (`/api/`): publish to /pubsub channels, read their history, close
+//! connections and ask how the server is, with JSON in and out. Every request carries
+//! `Authorization: apikey KEY`; the key is compared in constant time, and a wrong or missing
+//! one is 401 with one log line that never shows a key.
+//!
+//! | request | body | answer |
+//! |---|---|---|
+//! | `POST /api/publish` | `{"channel", "data"}` | `{"offset", "epoch"}` when the channel keeps history, else `{}` |
+//! | `POST /api/broadcast` | `{"channels": [...], "data"}` | `{"results": [{"channel", "offset", "epoch"}...]}` |
+//! | `GET /api/history?channel=&offset=&epoch=&limit=` | | `{"channel", "offset", "epoch", "publications", "more"}`, or 409 `not_recovered` |
+//! | `POST /api/disconnect` | `{"user"}` or `{"connection"}`, with `"code"`, `"reason"` | `{}` |
+//! | `GET /api/info` | | `{"version", "loops", "connections", "uptime_ms"}` |
+//!
+//! A publication is what /pubsub subscribers get from a client's publish (same JSON, same
+//! positions), so browsers cannot tell who published. Errors are
+//! `{"error": CODE, "message": TEXT}`: 400 `bad_request` (naming the field) or `bad_channel`,
+//! 401 `unauthorized`, 404 `unknown_method`, 405 `method_not_allowed` (with `Allow`), 415
+//! `unsupported_media_type` (a body that is not `application/json`), 503 `unavailable`
+//! (the server is stopping or not keeping up).
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use sha1::{Digest, Sha1};
+
+use super::kept;
+use super::pubsub::wire::{check_channel, position_fields, publication, quoted, MAX_LIMIT};
+use crate::http::{HttpContext, HttpHandler, HttpResponse};
+use crate::server::history::unix_ms;
+use crate::{CloseCode, ConnectionId, PublishError, Request, StreamPosition};
+
+/// The shortest API key accepted.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// The `/api/` routes (see the module docs), for
+/// [`ServerBuilder::http_route_each`](crate::ServerBuilder::http_route_each).
+#[derive(Clone)]
+pub struct Api {
+    /// SHA-1 of the key: compared in constant time, and the same length whatever is sent.
+    key_digest: [u8; 20],
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Api { key: (hidden) }")
+    }
+}
+
+impl Api {
+    /// The API for clients that send `key`; at least [`MIN_KEY_BYTES`] bytes.
+    pub fn new(key: &[u8]) -> Result<Api, String> {
+        if key.len() < MIN_KEY_BYTES {
+            return Err(format!(
+                "an API key is at least {MIN_KEY_BYTES} bytes, this one is {}",
+                key.len()
+            ));
+        }
+        Ok(Api {
+            key_digest: Sha1::digest(key).into(),
+        })
+    }
+
+    /// Whether the request carries the key: `Authorization: apikey KEY`.
+    fn authorized(&self, request: &Request) -> bool {
+        let given = (request.header("Authorization"))
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("apikey"))
+            .map_or("", |(_, key)| key.trim());
+        let digest: [u8; 20] = Sha1::digest(given.as_bytes()).into();
+        // Every byte is compared whatever differs: the time says nothing of the key.
+        let differ = (digest.iter().zip(&self.key_digest)).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        differ == 0 && !given.is_empty()
+    }
+}
+
+/// An error reply.
+fn error(status: u16, code: &str, message: &str) -> HttpResponse {
+    let body = format!(
+        "{{\"error\":{},\"message\":{}}}",
+        quoted(code),
+        quoted(message)
+    );
+    HttpResponse::json(status, body).note(message)
+}
+
+fn bad_request(message: &str) -> HttpResponse {
+    error(400, "bad_request", message)
+}
+
+fn unavailable(why: PublishError) -> HttpResponse {
+    error(503, "unavailable", &why.to_string()).header("Retry-After", "1")
+}
+
+impl HttpHandler for Api {
+    fn on_request(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        request: &Request,
+        body: &[u8],
+    ) -> HttpResponse {
+        if !self.authorized(request) {
+            let why = match request.header("Authorization") {
+                Some(_) => "wrong API key",
+                None => "no API key",
+            };
+            return error(401, "unauthorized", "send Authorization: apikey KEY")
+                .header("WWW-Authenticate", "apikey")
+                .note(why);
+        }
+        let method = request.path().strip_prefix("/api/").unwrap_or("");
+        let verb = match method {
+            "publish" | "broadcast" | "disconnect" => "POST",
+            "history" | "info" => "GET",
+            _ => {
+                let shown: String = method.chars().take(64).collect();
+                return error(
+                    404,
+                    "unknown_method",
+                    &format!(
+                        "no API method {shown:?}; there are publish, broadcast, history, \
+                         disconnect and info"
+                    ),
+                );
+            }
+        };
+        let given = request.method();
+        if given != verb && !(verb == "GET" && given == "HEAD") {
+            return error(
+                405,
+                "method_not_allowed",
+                &format!("/api/{method} takes {verb}"),
+            )
+            .header("Allow", if verb == "GET" { "GET, HEAD" } else { verb });
+        }
+        if verb == "GET" {
+            return match method {
+                "history" => history(ctx, request),
+                _ => info(ctx),
+            };
+        }
+        let json = (request.header("Content-Type"))
+            .and_then(|t| t.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return error(
+                415,
+                "unsupported_media_type",
+                "send the body as Content-Type: application/json",
+            );
+        }
+        let Ok(text) = std::str::from_utf8(body) else {
+            return bad_request("the body is not UTF-8");
+        };
+        let fields = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(_) => return bad_request("the body must be a JSON object"),
+            Err(e) => return bad_request(&format!("the body is not JSON: {e}")),
+        };
+        match method {
+            "publish" => publish(ctx, text, &fields),
+            "broadcast" => broadcast(ctx, text, &fields),
+            _ => disconnect(ctx, &fields),
+        }
+    }
+}
+
+/// The `data` field as sent (numbers, key order and all).
+fn data(text: &str, fields: &Map<String, Value>) -> Result<Box<RawValue>, HttpResponse> {
+    if !fields.contains_key("data") {
+        return Err(bad_request("missing field \"data\""));
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        data: Box<RawValue>,
+    }
+    let Data { data } = serde_json::from_str(text).map_err(|_| bad_request("bad \"data\""))?;
+    Ok(data)
+}
+
+fn channel_name(value: Option<&Value>, field: &str) -> Result<String, HttpResponse> {
+    let channel = match value {
+        Some(Value::String(channel)) => channel,
+        Some(_) => return Err(bad_request(&format!("\"{field}\" must be a string"))),
+        None => return Err(bad_request(&format!("missing field \"{field}\""))),
+    };
+    check_channel(channel).map_err(|refused| error(400, refused.code, &refused.message))?;
+    Ok(channel.clone())
+}
+
+/// Publishes `data` to `channel` as a /pubsub publication; its position, if kept here.
+fn publish_one(
+    ctx: &HttpContext<'_>,
+    channel: &str,
+    data: &RawValue,
+    ts: u64,
+) -> Result<Option<StreamPosition>, PublishError> {
+    (ctx.server()).publish_with(channel, |position| publication(channel, position, data, ts))
+}
+
+fn position_object(position: Option<&StreamPosition>) -> String {
+    position.map_or(String::new(), position_fields)
+}
+
+fn publish(ctx: &HttpContext<'_>, text: &str, fields: &Map<String, Value>) -> HttpResponse {
+    let channel = match channel_name(fields.get("channel"), "channel") {
+        Ok(channel) => channel,
+        Err(reply) => return reply,
+    };
+    let data = match data(text, fields) {
+        Ok(data) => data,
+        Err(reply) => return reply,
+    };
+    match publish_one(ctx, &channel, &data, unix_ms()) {
+        Ok(position) => {
+            HttpResponse::json(200, format!("{{{}}}", position_object(position.as_ref())))
+        }
+        Err(why) => unavailable(why),
+    }
+}
+
+/// The most channels one broadcast names.
+const MAX_BROADCAST_CHANNELS: usize = 1000;
+
+fn broadcast(ctx: &HttpContext<'_>, text: &str, fields: &Map<String, Value>) -> HttpResponse {
+    let channels = match fields.get("channels") {
+        Some(Value::Array(channels)) if channels.is_empty() => {
+            return bad_request("\"channels\" is empty")
+        }
+        Some(Value::Array(channels)) if channels.len() > MAX_BROADCAST_CHANNELS => {
+            return bad_request(&format!(
+                "\"channels\" names at most {MAX_BROADCAST_CHANNELS} channels"
+            ))
+        }
+        Some(Value::Array(channels)) => channels,
+        Some(_) => return bad_request("\"channels\" must be an array of channel names"),
+        None => return bad_request("missing field \"channels\""),
+    };
+    let names: Result<Vec<String>, HttpResponse> = (channels.iter())
+        .map(|channel| channel_name(Some(channel), "channels"))
+        .collect();
+    let names = match names {
+        Ok(names) => names,
+        Err(reply) => return reply,
+    };
+    let data = match data(text, fields) {
+        Ok(data) => data,
+        Err(reply) => return reply,
+    };
+    let ts = unix_ms();
+    let mut results = Vec::with_capacity(names.len());
+    for channel in &names {
+        match publish_one(ctx, channel, &data, ts) {
+            Ok(position) => {
+                let position = position
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(",{}", position_fields(p)));
+                results.push(format!("{{\"channel\":{}{position}}}", quoted(channel)));
+            }
+            Err(why) => return unavailable(why),
+        }
+    }
+    HttpResponse::json(200, format!("{{\"results\":[{}]}}", results.join(",")))
+}
+
+fn history(ctx: &HttpContext<'_>, request: &Request) -> HttpResponse {
+    let query = |name| request.query(name).map(|value| value.into_owned());
+    let channel = match channel_name(query("channel").map(Value::String).as_ref(), "channel") {
+        Ok(channel) => channel,
+        Err(reply) => return reply,
+    };
+    let since = match (query("offset"), query("epoch")) {
+        (None, None) => None,
+        (Some(offset), Some(epoch)) => match offset.parse::<u64>() {
+            Ok(offset) => Some(StreamPosition {
+                offset,
+                epoch: epoch.into(),
+            }),
+            Err(_) => return bad_request("\"offset\" must be a whole number"),
+        },
+        _ => return bad_request("give both \"offset\" and \"epoch\", or neither"),
+    };
+    let limit = match query("limit").map(|limit| limit.parse::<u64>()) {
+        None => MAX_LIMIT,
+        Some(Ok(limit @ 1..=MAX_LIMIT)) => limit,
+        Some(_) => {
+            return bad_request(&format!(
+                "\"limit\" must be a whole number from 1 to {MAX_LIMIT}"
+            ))
+        }
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match ctx.server().history(&channel, since.as_ref(), limit) {
+        Ok(page) => {
+            let (list, more) = kept::json_list(&page);
+            HttpResponse::json(
+                200,
+                format!(
+                    "{{\"channel\":{},{},\"publications\":{list},\"more\":{more}}}",
+                    quoted(&channel),
+                    position_fields(&page.position)
+                ),
+            )
+        }
+        Err(not) => HttpResponse::json(
+            409,
+            format!(
+                "{{\"error\":\"not_recovered\",\"message\":{},{}}}",
+                quoted(&format!("history after that position: {}", not.reason())),
+                position_fields(not.position())
+            ),
+        ),
+    }
+}
+
+fn disconnect(ctx: &HttpContext<'_>, fields: &Map<String, Value>) -> HttpResponse {
+    let code = match fields.get("code") {
+        None => CloseCode::NORMAL,
+        Some(code) => match code.as_u64().and_then(|c| u16::try_from(c).ok()) {
+            Some(code) if CloseCode(code).is_sendable() => CloseCode(code),
+            _ => return bad_request("\"code\" must be a close code a server may send (1000, 1001, 1008, 1011, 3000-4999, ...)"),
+        },
+    };
+    let reason = match fields.get("reason") {
+        None => "disconnected by the server",
+        Some(Value::String(reason)) if reason.len() <= 123 => reason,
+        Some(Value::String(_)) => return bad_request("\"reason\" is at most 123 bytes"),
+        Some(_) => return bad_request("\"reason\" must be a string"),
+    };
+    let done = match (fields.get("user"), fields.get("connection")) {
+        (Some(Value::String(user)), None) => ctx.server().close_user(user, code, reason),
+        (Some(_), None) => return bad_request("\"user\" must be a string"),
+        (None, Some(Value::String(id))) => match id.parse::<u64>() {
+            Ok(id) => ctx.server().close(ConnectionId::from_u64(id), code, reason),
+            Err(_) => {
+                return bad_request("\"connection\" must be a connection id (a string of digits)")
+            }
+        },
+        (None, Some(_)) => return bad_request("\"connection\" must be a string"),
+        (Some(_), Some(_)) => return bad_request("give \"user\" or \"connection\", not both"),
+        (None, None) => return bad_request("missing field \"user\" or \"connection\""),
+    };
+    match done {
+        Ok(()) => HttpResponse::json(200, "{}"),
+        Err(why) => unavailable(why),
+    }
+}
+
+fn info(ctx: &HttpContext<'_>) -> HttpResponse {
+    let server = ctx.server();
+    HttpResponse::json(
+        200,
+        format!(
+            "{{\"version\":{},\"loops\":{},\"connections\":{},\"uptime_ms\":{}}}",
+            quoted(env!("CARGO_PKG_VERSION")),
+            server.loops(),
+            server.connections(),
+            server.uptime().as_millis()
+        ),
+    )
+}

@@ -1,0 +1,106 @@
+//! HTTP routes: plain HTTP/1.1 requests with JSON (or any) bodies, served by the event loops
+//! beside the WebSocket routes, on kept-alive connections ([`ServerBuilder::http_route_each`]
+//! (crate::ServerBuilder::http_route_each)). What a backend uses to reach a running server
+//! without holding a WebSocket: the bundled HTTP API ([`apps::Api`](crate::apps::Api)) is
+//! one.
+//!
+//! The server reads the request: a body needs `Content-Length` (411 without; chunked bodies
+//! are refused the same way), at most [`Config::max_http_body`](crate::Config::max_http_body)
+//! (413), and the whole request within the handshake timeout (408). The handler answers it;
+//! the connection then waits for the next request, unless the client said `Connection: close`.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use crate::protocol::handshake::Request;
+use crate::server::Publisher;
+
+/// What serves an HTTP route. One value per event loop; its calls run on the loop's thread
+/// and must not block.
+pub trait HttpHandler {
+    /// Answers a request whose path starts with the route's prefix; `body` is empty for a
+    /// request without one. A panic here is answered 500 and the loop goes on.
+    fn on_request(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        request: &Request,
+        body: &[u8],
+    ) -> HttpResponse;
+}
+
+/// What an [`HttpHandler`] is handed: who asked, and the server to act on.
+pub struct HttpContext<'a> {
+    pub(crate) peer: SocketAddr,
+    pub(crate) publisher: &'a Publisher,
+}
+
+impl HttpContext<'_> {
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The running server: publish to topics, send to and close connections, read history,
+    /// count connections. What it posts reaches this loop's connections on its next turn, as
+    /// it reaches every other loop's.
+    pub fn server(&self) -> &Publisher {
+        self.publisher
+    }
+}
+
+/// A reply to an HTTP request.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub(crate) status: u16,
+    pub(crate) content_type: Cow<'static, str>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    /// What the server's log line for this reply says after the status.
+    pub(crate) note: Option<String>,
+}
+
+impl HttpResponse {
+    /// A reply with `status`, a body and its type.
+    pub fn new(
+        status: u16,
+        content_type: impl Into<Cow<'static, str>>,
+        body: impl Into<Vec<u8>>,
+    ) -> HttpResponse {
+        HttpResponse {
+            status,
+            content_type: content_type.into(),
+            headers: Vec::new(),
+            body: body.into(),
+            note: None,
+        }
+    }
+
+    /// A JSON reply (`application/json`) with `status`.
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> HttpResponse {
+        HttpResponse::new(status, "application/json", body)
+    }
+
+    /// Adds a header (one whose name is not a token, or whose value holds a line break, is
+    /// left out when the reply is written).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> HttpResponse {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Says why in the server's log line for this reply (one line per request: at debug
+    /// level for a success, info for an error). Never put a secret here.
+    pub fn note(mut self, why: impl Into<String>) -> HttpResponse {
+        self.note = Some(why.into());
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}

@@ -84,7 +84,8 @@ pub use server::context::Publish;
 pub use server::directory::Claim;
 pub use server::history::{HistoryOptions, HistoryPage, Kept, NotRecovered, StreamPosition};
 pub use server::{
-    ClusterUrl, Error, PublishError, Publisher, Server, ServerBuilder, ShutdownHandle,
+    ClusterUrl, Error, PresenceStats, Present, PublishError, Publisher, Server, ServerBuilder,
+    ShutdownHandle,
 };
 
 /// The browser test client, embedded so `GET /` works from any directory. It loads its scripts

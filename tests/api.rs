@@ -327,3 +327,88 @@ fn disconnect_closes_every_connection_of_a_user_with_the_code_and_reason() {
     let reply = alice.ask(json!({"type": "subscribe", "channel": "x"}), 1);
     assert_eq!(reply["type"], "subscribed");
 }
+
+#[test]
+fn presence_lists_who_is_on_a_channel_across_loops_and_tells_those_who_asked() {
+    let secret = secret_file();
+    let server = Wsloop::start(&[
+        "--threads",
+        "2",
+        "--auth-jwt-secret-file",
+        secret.to_str().unwrap(),
+        "--auth",
+        "optional",
+    ]);
+    let open = |token: Option<&str>| {
+        let mut client = RawClient::connect(server.addr);
+        let target = token.map_or("/pubsub".to_string(), |t| format!("/pubsub?token={t}"));
+        client.send(upgrade_request(&target, "").as_bytes());
+        assert_eq!(client.read_head().status, 101);
+        Client::on(client)
+    };
+    let mut watcher = open(Some(&for_user("ann", json!({}))));
+    let command = json!({"type": "subscribe", "channel": "room", "presence": true});
+    let reply = watcher.ask(command, 1);
+    let me = reply["presence"][0].clone();
+    assert_eq!(me["user"], "ann", "{reply}");
+    let mut others: Vec<Client> = (0..3)
+        .map(|n| open((n < 2).then(|| for_user("bob", json!({}))).as_deref()))
+        .collect();
+    for (n, other) in others.iter_mut().enumerate() {
+        let reply = other.ask(json!({"type": "subscribe", "channel": "room"}), n as u64);
+        assert_eq!(reply["type"], "subscribed");
+        let join = watcher.next();
+        assert_eq!(
+            (join["type"].as_str(), join["channel"].as_str()),
+            (Some("join"), Some("room"))
+        );
+        assert_eq!(
+            join["user"],
+            if n < 2 { json!("bob") } else { Value::Null },
+            "{join}"
+        );
+    }
+    let mut api = Http::connect(server.addr);
+    let stats = api
+        .ask("GET", "/api/presence_stats?channel=room", &[AUTH], None)
+        .json();
+    assert_eq!(
+        (stats["connections"].as_u64(), stats["users"].as_u64()),
+        (Some(4), Some(2))
+    );
+    let list = api
+        .ask("GET", "/api/presence?channel=room", &[AUTH], None)
+        .json();
+    let list = list["presence"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 4, "{list:?}");
+    assert!(list.contains(&me));
+    // A leaver (closing) is announced, and gone from the list.
+    let leaver = others.pop().unwrap();
+    drop(leaver);
+    let leave = watcher.next();
+    assert_eq!(leave["type"], "leave", "{leave}");
+    let stats = api
+        .ask("GET", "/api/presence_stats?channel=room", &[AUTH], None)
+        .json();
+    assert_eq!(stats["connections"], 3);
+    // Disconnect by connection id, as presence names it.
+    let bob = list.iter().find(|p| p["user"] == "bob").unwrap()["connection"].clone();
+    let body = json!({"connection": bob, "code": 4000, "reason": "one of two"}).to_string();
+    assert_eq!(
+        api.ask("POST", "/api/disconnect", &[AUTH], Some(&body))
+            .status,
+        200
+    );
+    let leave = watcher.next();
+    assert_eq!(
+        (leave["type"].as_str(), leave["connection"].clone()),
+        (Some("leave"), bob)
+    );
+    let stats = api
+        .ask("GET", "/api/presence_stats?channel=room", &[AUTH], None)
+        .json();
+    assert_eq!(
+        (stats["connections"].as_u64(), stats["users"].as_u64()),
+        (Some(2), Some(2))
+    );
+}

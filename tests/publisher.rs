@@ -1,6 +1,9 @@
 //! `Server::publisher()`: publishing, sending and closing from another thread, on one loop and
 //! on two, into a kept topic, and after the server stopped.
 
+// The shared helpers use the bundled apps: `--no-default-features` skips these.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -8,6 +8,8 @@
 //! | `POST /api/publish` | `{"channel", "data"}` | `{"offset", "epoch"}` when the channel keeps history, else `{}` |
 //! | `POST /api/broadcast` | `{"channels": [...], "data"}` | `{"results": [{"channel", "offset", "epoch"}...]}` |
 //! | `GET /api/history?channel=&offset=&epoch=&limit=` | | `{"channel", "offset", "epoch", "publications", "more"}`, or 409 `not_recovered` |
+//! | `GET /api/presence?channel=` | | `{"channel", "presence": [{"connection", "user"}...]}` |
+//! | `GET /api/presence_stats?channel=` | | `{"channel", "connections", "users"}` |
 //! | `POST /api/disconnect` | `{"user"}` or `{"connection"}`, with `"code"`, `"reason"` | `{}` |
 //! | `GET /api/info` | | `{"version", "loops", "connections", "uptime_ms"}` |
 //!
@@ -23,6 +25,7 @@ use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 
 use super::kept;
+use super::pubsub::present_json;
 use super::pubsub::wire::{check_channel, position_fields, publication, quoted, MAX_LIMIT};
 use crate::http::{HttpContext, HttpHandler, HttpResponse};
 use crate::server::history::unix_ms;
@@ -109,7 +112,7 @@ impl HttpHandler for Api {
         let method = request.path().strip_prefix("/api/").unwrap_or("");
         let verb = match method {
             "publish" | "broadcast" | "disconnect" => "POST",
-            "history" | "info" => "GET",
+            "history" | "info" | "presence" | "presence_stats" => "GET",
             _ => {
                 let shown: String = method.chars().take(64).collect();
                 return error(
@@ -117,7 +120,7 @@ impl HttpHandler for Api {
                     "unknown_method",
                     &format!(
                         "no API method {shown:?}; there are publish, broadcast, history, \
-                         disconnect and info"
+                         presence, presence_stats, disconnect and info"
                     ),
                 );
             }
@@ -134,6 +137,7 @@ impl HttpHandler for Api {
         if verb == "GET" {
             return match method {
                 "history" => history(ctx, request),
+                "presence" | "presence_stats" => presence(ctx, request, method == "presence"),
                 _ => info(ctx),
             };
         }
@@ -309,6 +313,41 @@ fn history(ctx: &HttpContext<'_>, request: &Request) -> HttpResponse {
             ),
         ),
     }
+}
+
+/// `GET /api/presence?channel=` (who: each connection and its user) and
+/// `/api/presence_stats?channel=` (counts only).
+fn presence(ctx: &HttpContext<'_>, request: &Request, list: bool) -> HttpResponse {
+    let query = request
+        .query("channel")
+        .map(|value| Value::String(value.into_owned()));
+    let channel = match channel_name(query.as_ref(), "channel") {
+        Ok(channel) => channel,
+        Err(reply) => return reply,
+    };
+    let server = ctx.server();
+    if !server.keeps_presence(&channel) {
+        return bad_request("this channel keeps no presence");
+    }
+    let body = if list {
+        let present: Vec<String> = (server.presence(&channel).iter())
+            .map(|p| present_json(p.connection, p.user.as_deref()))
+            .collect();
+        format!(
+            "{{\"channel\":{},\"presence\":[{}]}}",
+            quoted(&channel),
+            present.join(",")
+        )
+    } else {
+        let stats = server.presence_stats(&channel);
+        format!(
+            "{{\"channel\":{},\"connections\":{},\"users\":{}}}",
+            quoted(&channel),
+            stats.connections,
+            stats.users
+        )
+    };
+    HttpResponse::json(200, body)
 }
 
 fn disconnect(ctx: &HttpContext<'_>, fields: &Map<String, Value>) -> HttpResponse {

@@ -283,6 +283,7 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
         .route_each("/chat", move || Chat::with_history(chat_history))
         .route_each("/pubsub", || PubSub)
         .history(cli.history())
+        .presence(|topic| !topic.starts_with('/'))
         .index_page(wsloop::INDEX_HTML)
         .handle_signals(true)
         .build();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::directory::{Claim, Directory};
 use super::history::{History, HistoryPage, Kept, NotRecovered, StreamPosition, Template};
 use super::hub::Hub;
+use super::presence::{Presence, Present};
 use crate::app::{Backpressure, SlowConsumer};
 use crate::auth::Verifier;
 use crate::connection::{Attached, RouteId};
@@ -94,6 +95,8 @@ pub struct Context<'a> {
     pub(crate) directory: &'a Directory,
     /// The server's history, if topics keep any.
     pub(crate) history: Option<&'a History>,
+    /// The server's presence, if topics keep any.
+    pub(crate) presence: Option<&'a Presence>,
     pub(crate) current: Current<'a>,
     /// The loop's count of messages sent, for `/metrics`.
     pub(crate) sent: &'a mut u64,
@@ -237,12 +240,45 @@ impl<'a> Context<'a> {
     /// Subscribes this connection to `topic` until it unsubscribes or closes. Returns false if
     /// it already was.
     pub fn subscribe(&mut self, topic: &str) -> bool {
-        self.out.is_open() && self.hub.subscribe(topic, self.id)
+        if !(self.out.is_open() && self.hub.subscribe(topic, self.id)) {
+            return false;
+        }
+        if let Some(presence) = self.presence {
+            let user = (self.attached.as_ref()).and_then(|a| a.identity.as_deref());
+            presence.join(topic, self.id, user.map(|identity| identity.user()));
+        }
+        true
     }
 
     /// Unsubscribes this connection from `topic`. Returns false if it was not subscribed.
     pub fn unsubscribe(&mut self, topic: &str) -> bool {
-        self.hub.unsubscribe(topic, self.id)
+        if !self.hub.unsubscribe(topic, self.id) {
+            return false;
+        }
+        if let Some(presence) = self.presence {
+            presence.leave(&[topic], self.id);
+        }
+        true
+    }
+
+    /// The topics this connection subscribes to, in the order it subscribed (in
+    /// [`Handler::on_close`](crate::Handler::on_close) still all of them: they are left after
+    /// it returns).
+    pub fn subscriptions(&self) -> impl Iterator<Item = &str> + '_ {
+        self.hub.topics_of(self.id).iter().map(|topic| &**topic)
+    }
+
+    /// Who subscribes to `topic` on this server (every loop), in the order of their ids;
+    /// empty unless the topic keeps presence
+    /// ([`ServerBuilder::presence`](crate::ServerBuilder::presence)).
+    pub fn presence(&self, topic: &str) -> Vec<Present> {
+        self.presence
+            .map_or(Vec::new(), |presence| presence.list(topic))
+    }
+
+    /// Whether `topic` keeps presence.
+    pub fn keeps_presence(&self, topic: &str) -> bool {
+        self.presence.is_some_and(|presence| presence.keeps(topic))
     }
 
     /// Whether this connection is subscribed to `topic`.

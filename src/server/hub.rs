@@ -111,11 +111,18 @@ impl Hub {
         true
     }
 
-    /// Takes `id` out of every topic (it closed).
-    pub(crate) fn unsubscribe_all(&mut self, id: ConnectionId) {
-        for topic in self.subscriptions.remove(&id).unwrap_or_default() {
-            self.remove_subscriber(&topic, id);
+    /// Takes `id` out of every topic (it closed); returns them.
+    pub(crate) fn unsubscribe_all(&mut self, id: ConnectionId) -> Vec<Arc<str>> {
+        let topics = self.subscriptions.remove(&id).unwrap_or_default();
+        for topic in &topics {
+            self.remove_subscriber(topic, id);
         }
+        topics
+    }
+
+    /// The topics `id` subscribes to, in the order it subscribed.
+    pub(crate) fn topics_of(&self, id: ConnectionId) -> &[Arc<str>] {
+        self.subscriptions.get(&id).map_or(&[], Vec::as_slice)
     }
 
     /// Removes `id` from `topic`'s list in O(1): the last subscriber takes its place. A topic

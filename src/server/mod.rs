@@ -10,6 +10,7 @@ mod hub;
 pub(crate) mod limits;
 mod mailbox;
 mod metrics;
+pub(crate) mod presence;
 mod publisher;
 mod shutdown;
 mod timers;
@@ -36,6 +37,7 @@ use directory::Directory;
 use event_loop::{EventLoop, LoopSetup, TlsSource, WAKER};
 use history::{History, HistoryOptions};
 use mailbox::{Inbox, Postbox};
+pub use presence::{PresenceStats, Present};
 pub use publisher::{PublishError, Publisher};
 pub use shutdown::ShutdownHandle;
 
@@ -119,6 +121,8 @@ pub struct ServerBuilder {
     auth: Option<Auth>,
     /// Each HTTP route's path prefix and what makes its handler for each loop.
     http_routes: Vec<(String, MakeHttp)>,
+    /// Which topics keep presence.
+    presence: Option<presence::Keeps>,
 }
 
 type MakeHttp = Box<dyn Fn() -> Box<dyn HttpHandler + Send> + Send>;
@@ -290,6 +294,17 @@ impl ServerBuilder {
         self
     }
 
+    /// Topics for which `keeps` is true keep presence: who subscribes to them, on every loop
+    /// of the server, with the user each one's token names; what
+    /// [`Publisher::presence`] and [`Publisher::presence_stats`] (and the HTTP API's
+    /// `/api/presence`) answer. It costs a lock per subscribe, unsubscribe and close of such a
+    /// topic, and memory per subscription: keep it for topics someone asks about. Per
+    /// instance: with a cluster, each instance knows its own.
+    pub fn presence(mut self, keeps: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.presence = Some(Box::new(keeps));
+        self
+    }
+
     /// Take SIGTERM as [`ShutdownHandle::drain`] (close every connection with 1012 over the
     /// drain window: what a service manager or an orchestrator sends) and SIGINT as
     /// [`ShutdownHandle::shutdown`] (close every connection with 1001 at once: Ctrl+C), then
@@ -410,11 +425,15 @@ impl ServerBuilder {
         };
         let board = (threads > 1 && self.config.metrics)
             .then(|| Arc::new(Mutex::new(vec![metrics::Metrics::default(); threads])));
+        let presence = self
+            .presence
+            .map(|keeps| Arc::new(presence::Presence::new(keeps)));
         let publisher = Publisher::new(
             inboxes.clone(),
             history.clone(),
             bridge.as_ref().map(Bridge::link),
-        );
+        )
+        .with_presence(presence.clone());
         let mut loops = Vec::with_capacity(threads);
         for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate().rev() {
             let routes = routes
@@ -456,6 +475,7 @@ impl ServerBuilder {
                 postbox,
                 directory: directory.clone(),
                 history: history.clone(),
+                presence: presence.clone(),
                 auth: auth.clone(),
                 gate: gate.clone(),
                 publisher: publisher.clone(),
@@ -553,6 +573,7 @@ impl Server {
             history: None,
             auth: None,
             http_routes: Vec::new(),
+            presence: None,
         }
     }
 

@@ -14,6 +14,7 @@ use super::cluster::ClusterLink;
 use super::context::Target;
 use super::history::{History, HistoryPage, NotRecovered, StreamPosition, Template};
 use super::mailbox::{Inbox, Mail, Posted};
+use super::presence::{Presence, PresenceStats, Present};
 use crate::ids::ConnectionId;
 use crate::protocol::close::CloseCode;
 use crate::protocol::outbound::{Message, Prepared};
@@ -59,6 +60,8 @@ struct Shared {
     inboxes: Arc<[Inbox]>,
     history: Option<Arc<History>>,
     cluster: Option<ClusterLink>,
+    /// Who subscribes to the topics that keep presence.
+    presence: Option<Arc<Presence>>,
     /// The connections each loop holds, as it last said.
     held: Box<[AtomicUsize]>,
     started: Instant,
@@ -106,9 +109,37 @@ impl Publisher {
                 inboxes,
                 history,
                 cluster,
+                presence: None,
                 started: Instant::now(),
             }),
         }
+    }
+
+    /// The same publisher, answering presence from `presence`.
+    pub(crate) fn with_presence(self, presence: Option<Arc<Presence>>) -> Publisher {
+        let mut shared = Arc::try_unwrap(self.shared)
+            .unwrap_or_else(|_| unreachable!("set before it is shared"));
+        shared.presence = presence;
+        Publisher {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Who subscribes to `topic` on this server (every loop), in the order of their ids;
+    /// empty when the topic keeps no presence
+    /// ([`ServerBuilder::presence`](crate::ServerBuilder::presence)).
+    pub fn presence(&self, topic: &str) -> Vec<Present> {
+        (self.shared.presence.as_ref()).map_or(Vec::new(), |presence| presence.list(topic))
+    }
+
+    /// How many subscribe to `topic` on this server (connections, and distinct users).
+    pub fn presence_stats(&self, topic: &str) -> PresenceStats {
+        (self.shared.presence.as_ref()).map_or(PresenceStats::default(), |p| p.stats(topic))
+    }
+
+    /// Whether `topic` keeps presence.
+    pub fn keeps_presence(&self, topic: &str) -> bool {
+        (self.shared.presence.as_ref()).is_some_and(|presence| presence.keeps(topic))
     }
 
     /// Loop `index` holds `n` connections now.

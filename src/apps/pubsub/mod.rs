@@ -46,6 +46,17 @@ impl Handler for PubSub {
         }
     }
 
+    /// Its channels' presence subscribers learn it left.
+    fn on_close(&mut self, ctx: &mut Context<'_>, _code: crate::CloseCode, _reason: &str) {
+        let channels: Vec<String> = (ctx.subscriptions())
+            .filter(|topic| !topic.starts_with('/'))
+            .map(str::to_string)
+            .collect();
+        for channel in channels {
+            announce(ctx, &channel, "leave");
+        }
+    }
+
     fn on_rate_limited(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
         let id = match message {
             Message::Text(text) => wire::parse(text).0,
@@ -62,6 +73,7 @@ fn permitted(ctx: &Context<'_>, command: &Command) -> Result<(), String> {
         Command::Subscribe { channel, .. } | Command::History { channel, .. } => {
             (channel, ctx.may_subscribe(channel), "subscribe to")
         }
+        Command::Presence { channel } => (channel, ctx.may_subscribe(channel), "see who is on"),
         Command::Publish { channel, .. } => (channel, ctx.may_publish(channel), "publish on"),
         Command::Unsubscribe { .. } | Command::Refresh { .. } => return Ok(()),
     };
@@ -88,7 +100,11 @@ fn serve(ctx: &mut Context<'_>, id: &Option<Value>, command: Command) {
             }
             Err(why) => error(ctx, id, "bad_token", why.reason()),
         },
-        Command::Subscribe { channel, since } => {
+        Command::Subscribe {
+            channel,
+            since,
+            presence,
+        } => {
             if !ctx.subscribe(&channel) {
                 return error(
                     ctx,
@@ -97,7 +113,12 @@ fn serve(ctx: &mut Context<'_>, id: &Option<Value>, command: Command) {
                     "already subscribed to this channel",
                 );
             }
+            announce(ctx, &channel, "join");
             let mut reply = format!("{{\"type\":\"subscribed\",\"channel\":{}", quoted(&channel));
+            if presence && ctx.keeps_presence(&channel) {
+                ctx.subscribe(&presence_topic(&channel));
+                reply += &format!(",\"presence\":{}", present_list(ctx, &channel));
+            }
             match since.map(|since| ctx.history(&channel, Some(&since), usize::MAX)) {
                 None => {
                     let position = ctx.position(&channel);
@@ -116,6 +137,8 @@ fn serve(ctx: &mut Context<'_>, id: &Option<Value>, command: Command) {
             if !ctx.unsubscribe(&channel) {
                 return error(ctx, id, "not_subscribed", "not subscribed to this channel");
             }
+            ctx.unsubscribe(&presence_topic(&channel));
+            announce(ctx, &channel, "leave");
             let reply = format!(
                 "{{\"type\":\"unsubscribed\",\"channel\":{}{}}}",
                 quoted(&channel),
@@ -134,6 +157,18 @@ fn serve(ctx: &mut Context<'_>, id: &Option<Value>, command: Command) {
                 quoted(&channel),
                 id_field(id)
             );
+            ctx.send_text(&reply);
+        }
+        Command::Presence { channel } => {
+            let reply = match ctx.keeps_presence(&channel) {
+                true => format!(
+                    "{{\"type\":\"presence\",\"channel\":{},\"presence\":{}{}}}",
+                    quoted(&channel),
+                    present_list(ctx, &channel),
+                    id_field(id)
+                ),
+                false => return error(ctx, id, "bad_request", "this channel keeps no presence"),
+            };
             ctx.send_text(&reply);
         }
         Command::History {
@@ -159,6 +194,47 @@ fn serve(ctx: &mut Context<'_>, id: &Option<Value>, command: Command) {
             ctx.send_text(&reply);
         }
     }
+}
+
+/// The topic a channel's `join` and `leave` events go to: its subscribers that asked for
+/// presence subscribe to it (a name starting with `/`, which clients cannot use).
+fn presence_topic(channel: &str) -> String {
+    format!("/presence:{channel}")
+}
+
+/// `[{"connection":"ID","user":"NAME"},...]`: who is on `channel` now.
+fn present_list(ctx: &Context<'_>, channel: &str) -> String {
+    let list: Vec<String> = (ctx.presence(channel).iter())
+        .map(|present| present_json(present.connection, present.user.as_deref()))
+        .collect();
+    format!("[{}]", list.join(","))
+}
+
+/// `{"connection":"ID","user":"NAME"}` (no `user` for a connection without a token). The id
+/// is a string: JavaScript's numbers hold 53 bits, an id 64.
+pub fn present_json(connection: crate::ConnectionId, user: Option<&str>) -> String {
+    let user = user.map_or(String::new(), |user| format!(",\"user\":{}", quoted(user)));
+    format!("{{\"connection\":\"{}\"{user}}}", connection.to_u64())
+}
+
+/// Tells the channel's presence subscribers that this connection joined or left it.
+fn announce(ctx: &mut Context<'_>, channel: &str, event: &str) {
+    if !ctx.keeps_presence(channel) {
+        return;
+    }
+    let user = ctx.identity().map(|identity| identity.user().to_string());
+    let who = present_json(ctx.id(), user.as_deref());
+    let text = format!(
+        "{{\"type\":{},\"channel\":{},{}",
+        quoted(event),
+        quoted(channel),
+        &who[1..]
+    );
+    ctx.publish_ephemeral(
+        &presence_topic(channel),
+        Message::Text(&text),
+        Publish::ToOthers,
+    );
 }
 
 /// `"offset":N,"epoch":"...","publications":[...],"more":bool`: as many of the page's

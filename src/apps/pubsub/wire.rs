@@ -21,7 +21,11 @@ pub enum Command {
     Subscribe {
         channel: String,
         since: Option<StreamPosition>,
+        /// Also receive `join` and `leave` events of the channel, and who is there now.
+        presence: bool,
     },
+    /// Who is subscribed to the channel now.
+    Presence { channel: String },
     /// Stop receiving the channel's publications.
     Unsubscribe { channel: String },
     /// Publish `data` (any JSON value, kept as sent) to the channel.
@@ -83,6 +87,14 @@ fn command(text: &str, fields: &Map<String, Value>) -> Result<Command, Refused> 
         "subscribe" => Command::Subscribe {
             channel: channel()?,
             since: since(fields)?,
+            presence: match fields.get("presence") {
+                None => false,
+                Some(Value::Bool(on)) => *on,
+                Some(_) => return Err(bad("\"presence\" must be true or false")),
+            },
+        },
+        "presence" => Command::Presence {
+            channel: channel()?,
         },
         "unsubscribe" => Command::Unsubscribe {
             channel: channel()?,
@@ -133,8 +145,8 @@ fn command(text: &str, fields: &Map<String, Value>) -> Result<Command, Refused> 
         other => {
             let other: String = other.chars().take(32).collect();
             return Err(bad(format!(
-                "unknown type {other:?}; expected subscribe, unsubscribe, publish, history or \
-                 refresh"
+                "unknown type {other:?}; expected subscribe, unsubscribe, publish, history, \
+                 presence or refresh"
             )));
         }
     })

@@ -26,6 +26,7 @@ use crate::server::history::History;
 use crate::server::hub::Hub;
 use crate::server::limits::Gate;
 use crate::server::metrics::{Board, Gauges, Metrics};
+use crate::server::presence::Presence;
 use crate::server::shutdown::Stop;
 use crate::server::{Publisher, ShutdownHandle};
 
@@ -47,6 +48,8 @@ pub(crate) struct App {
     pub(crate) directory: Arc<Directory>,
     /// The server's history, if topics keep any.
     pub(crate) history: Option<Arc<History>>,
+    /// The server's presence, if topics keep any.
+    pub(crate) presence: Option<Arc<Presence>>,
     /// With a cluster: the count of messages for other instances dropped.
     pub(crate) cluster_dropped: Option<Arc<AtomicU64>>,
     /// The server's stop state, shared by its loops: `/readyz` fails once it is not `No`.
@@ -196,6 +199,7 @@ impl Dispatch<'_> {
         let (hub, outbox, directory) =
             (&mut self.app.hub, &mut self.app.outbox, &self.app.directory);
         let history = self.app.history.as_deref();
+        let presence = self.app.presence.as_deref();
         let auth = self.app.auth.as_deref();
         let sent = &mut self.app.metrics.messages_sent;
         let peer = self.peer;
@@ -213,6 +217,7 @@ impl Dispatch<'_> {
                 outbox,
                 directory,
                 history,
+                presence,
                 current,
                 sent,
             };
@@ -377,7 +382,10 @@ impl ConnectionEvents for Dispatch<'_> {
         self.call(id, route, open, Current::None, |handler, ctx| {
             handler.on_close(ctx, code, reason)
         });
-        self.app.hub.unsubscribe_all(id);
+        let topics = self.app.hub.unsubscribe_all(id);
+        if let Some(presence) = &self.app.presence {
+            presence.leave(&topics, id);
+        }
         self.app.directory.release_all(id);
     }
 

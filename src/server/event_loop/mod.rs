@@ -36,6 +36,7 @@ use super::history::History;
 use super::hub::{Hub, Membership};
 use super::mailbox::Postbox;
 use super::metrics::{Board, Metrics};
+use super::presence::Presence;
 use super::timers::{Deadline, Tick, Timers};
 use super::transport::Transport;
 use super::{Publisher, ShutdownHandle};
@@ -107,6 +108,8 @@ pub(crate) struct LoopSetup {
     pub(crate) directory: Arc<Directory>,
     /// The server's history, if topics keep any; loop 0 lets go of what expired.
     pub(crate) history: Option<Arc<History>>,
+    /// The server's presence, if topics keep any.
+    pub(crate) presence: Option<Arc<Presence>>,
     /// The server's token checks, if any; SIGHUP reloads their keys.
     pub(crate) auth: Option<Arc<Verifier>>,
     /// The server's per-IP and per-user connection counts, if limited.
@@ -179,6 +182,7 @@ impl EventLoop {
             postbox,
             directory,
             history,
+            presence,
             auth,
             gate,
             publisher,
@@ -229,6 +233,7 @@ impl EventLoop {
                 board: board.map(|board| (board, index)),
                 directory,
                 history,
+                presence,
                 cluster_dropped: cluster.as_ref().map(ClusterLink::dropped),
                 stop: stop.clone(),
                 auth,

@@ -57,6 +57,7 @@ fn app(config: &Config) -> App {
         board: None,
         directory: Arc::new(Directory::new()),
         history: None,
+        presence: None,
         cluster_dropped: None,
         stop: ShutdownHandle::new(Arc::new([])),
         auth: None,

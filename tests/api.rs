@@ -412,3 +412,69 @@ fn presence_lists_who_is_on_a_channel_across_loops_and_tells_those_who_asked() {
         (Some(2), Some(2))
     );
 }
+
+/// `wsloop publish` with `args`, `stdin` piped in; its exit code, stdout and stderr.
+fn publish_command(args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .arg("publish")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsloop publish");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn the_publish_command_sends_each_stdin_line_and_exits_with_what_happened() {
+    let server = Wsloop::start(&[]);
+    let mut subscriber = Client::connect(server.addr);
+    subscriber.ask(json!({"type": "subscribe", "channel": "jobs"}), 1);
+    let api = format!("http://{}", server.addr);
+    let key = key_file();
+    let base = ["--api", &api, "--key-file", key.to_str().unwrap()];
+    let args: Vec<&str> = base.iter().copied().chain(["jobs", "-"]).collect();
+    let (code, out, err) = publish_command(&args, "{\"build\":1}\n\n\"done\"\n");
+    assert_eq!(code, 0, "{err}");
+    let offsets: Vec<u64> = (out.lines())
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["offset"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(offsets, [1, 2]);
+    assert_eq!(subscriber.next()["data"], json!({"build": 1}));
+    assert_eq!(subscriber.next()["data"], "done");
+    // One argument; --text for a plain string.
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--text", "jobs", "hi"])
+        .collect();
+    assert_eq!(publish_command(&args, "").0, 0);
+    assert_eq!(subscriber.next()["data"], "hi");
+    // Not JSON: 2, and why. A refused request: 1, and the server's reason.
+    let args: Vec<&str> = base.iter().copied().chain(["jobs", "hi"]).collect();
+    let (code, _, err) = publish_command(&args, "");
+    assert_eq!(code, 2);
+    assert!(err.contains("not JSON") && err.contains("--text"), "{err}");
+    let args: Vec<&str> = base.iter().copied().chain(["/jobs", "1"]).collect();
+    let (code, _, err) = publish_command(&args, "");
+    assert_eq!(code, 1);
+    assert!(err.contains("400") && err.contains("server's own"), "{err}");
+}

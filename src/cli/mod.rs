@@ -5,6 +5,7 @@ mod bench;
 mod chat_view;
 mod console;
 mod json_log;
+mod publish;
 mod serve;
 mod token;
 mod units;
@@ -45,6 +46,11 @@ enum Command {
     ///
     /// Prints the token; connect with ws://ADDR/chat?token=TOKEN.
     Token(token::TokenArgs),
+    /// Publish to a channel through a server's HTTP API (one started with --api-key-file).
+    ///
+    /// Prints each answer (the message's position, when the channel keeps history) as one
+    /// JSON line. With `-` as the message, publishes each line of standard input.
+    Publish(publish::PublishArgs),
 }
 
 /// Parses the command line and runs what it asks for.
@@ -55,5 +61,6 @@ pub fn run() -> ExitCode {
         Some(Command::Client(args)) => console::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Token(args)) => token::run(&args),
+        Some(Command::Publish(args)) => publish::run(&args),
     }
 }

@@ -55,6 +55,12 @@ pub trait Handler {
         let _ = (ctx, code, reason);
     }
 
+    /// A timer this connection's callbacks set ([`Context::set_timer`]) is due; the
+    /// connection is still open.
+    fn on_timer(&mut self, ctx: &mut Context<'_>, token: u64) {
+        let _ = (ctx, token);
+    }
+
     /// Redis decided a claim this connection made ([`Context::claim`] answered
     /// [`Claim::Pending`](crate::Claim::Pending)): `granted` says whether `key` is its own now.
     /// Only with a cluster; not called if the connection closed meanwhile.

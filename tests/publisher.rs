@@ -184,3 +184,40 @@ fn a_stopped_server_answers_gone() {
         .send(wsloop::ConnectionId::from_u64(1), Message::Text("late"));
     assert_eq!(send, Err(PublishError::Gone));
 }
+
+/// Sends "tick N" on a timer, three times, each set from the last.
+struct Ticker;
+
+impl Handler for Ticker {
+    fn on_open(&mut self, ctx: &mut Context<'_>) {
+        ctx.set_timer(std::time::Duration::from_millis(30), 1);
+    }
+
+    fn on_message(&mut self, _ctx: &mut Context<'_>, _message: Message<'_>) {}
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, token: u64) {
+        ctx.send_text(&format!("tick {token}"));
+        if token < 3 {
+            ctx.set_timer(std::time::Duration::from_millis(30), token + 1);
+        } else {
+            ctx.close(CloseCode::NORMAL, "done");
+        }
+    }
+}
+
+#[test]
+fn a_handler_timer_calls_back_on_its_loop_until_it_stops_setting_them() {
+    let server = start(|b| b.threads(2).route_each("/tick", || Ticker));
+    let started = std::time::Instant::now();
+    let mut clients: Vec<RawClient> = (0..4)
+        .map(|_| RawClient::upgrade(server.addr, "/tick"))
+        .collect();
+    for client in &mut clients {
+        for n in 1..=3 {
+            assert_eq!(text(client), format!("tick {n}"));
+        }
+        assert_eq!(client.read_frame().close_code(), 1000);
+    }
+    // Not early: three timers of 30 ms, one after the other.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(90));
+}

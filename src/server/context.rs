@@ -63,6 +63,8 @@ pub(crate) struct Outbox {
     /// Other event loops or (with a cluster) other instances exist, whose connections may
     /// subscribe to topics too: a publish goes out even with no subscriber here.
     pub(crate) spans_loops: bool,
+    /// Timers callbacks set: for which connection, after how long, with which token.
+    pub(crate) timers: Vec<(ConnectionId, std::time::Duration, u64)>,
 }
 
 /// The message a callback is handling, for [`Context::echo`].
@@ -481,6 +483,15 @@ impl<'a> Context<'a> {
     /// Every held key that starts with `prefix`, with its value, in no particular order.
     pub fn claimed_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
         self.directory.with_prefix(prefix)
+    }
+
+    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) for this connection with `token`
+    /// once `after` has passed, on this loop, if the connection is still open then: periodic
+    /// work without a thread (set the next one from `on_timer`). Timers are not cancelled;
+    /// a token of the application's choosing tells a stale one from a current one. Each timer
+    /// takes a few bytes until it is due, closed connection or not.
+    pub fn set_timer(&mut self, after: std::time::Duration, token: u64) {
+        self.outbox.timers.push((self.id, after, token));
     }
 
     /// Starts the closing handshake (§7.1.2) with `code` and `reason`: nothing sent to this

@@ -22,6 +22,9 @@ impl EventLoop {
     /// slow consumer's `on_close`) add to it. What is for other loops' connections is posted
     /// to their inboxes.
     pub(super) fn deliver_outbox(&mut self, now: Instant) {
+        if !self.app.outbox.timers.is_empty() {
+            self.take_timers(now);
+        }
         while !self.app.outbox.deliveries.is_empty() {
             for (target, prepared) in std::mem::take(&mut self.app.outbox.deliveries) {
                 if self.postbox.has_others() {

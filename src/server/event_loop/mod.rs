@@ -21,6 +21,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 mod accept;
+mod app_timers;
 mod delivery;
 mod dispatch;
 mod drain;
@@ -48,6 +49,7 @@ use crate::connection::{Connection, ConnectionConfig, RouteId};
 use crate::ids::ConnectionId;
 use crate::server::limits::Gate;
 pub(crate) use accept::TlsSource;
+use app_timers::AppTimers;
 use dispatch::{App, Dispatch};
 use drain::Drain;
 use read::{read_batch, BatchEnd, ReadUntil};
@@ -133,6 +135,8 @@ pub(crate) struct EventLoop {
     /// The router, the hub and the outbox: what connections' events are dispatched to.
     app: App,
     timers: Timers,
+    /// The timers handlers set.
+    app_timers: AppTimers,
     /// Connections to flush at the end of this turn.
     dirty: Vec<usize>,
     /// Connections to read again next turn without waiting for readiness.
@@ -243,6 +247,7 @@ impl EventLoop {
                 max_http_body,
             },
             timers: Timers::new(Instant::now()),
+            app_timers: AppTimers::default(),
             dirty: Vec::new(),
             pending_reads: Vec::new(),
             scratch: Vec::new(),
@@ -302,6 +307,7 @@ impl EventLoop {
                 self.accept(now);
             }
             self.fire_timers(now);
+            self.fire_app_timers(now);
             self.drain_turn(now);
             self.flush(now);
             if self.trim_at.is_none_or(|at| at <= now) {
@@ -328,6 +334,7 @@ impl EventLoop {
         }
         let deadlines = [
             self.timers.next(),
+            self.app_timers.next(),
             self.shutdown_deadline,
             self.drain.as_ref().map(Drain::next_at),
             self.accept_retry_at,

@@ -25,8 +25,12 @@ back for 10,000 missed messages on /pubsub, in memory and, when redis-server is 
 across two instances sharing history in Redis Streams (a redis-server started for it, on a free
 port). The auth table (`--only auth`) gives what a token check at the upgrade costs: the
 server's CPU per connection under examples/connect-rate.rs without auth, with an HS256 secret
-and with an ES256 key, and the within-round difference from no auth. Run through
-scripts/bench.sh, which builds everything first.
+and with an ES256 key, and the within-round difference from no auth. The API table (`--only
+api`) gives what publishing through the HTTP API costs against publishing through a /pubsub
+WebSocket, alternating in each round (examples/api-publish.rs: 10 kept-alive connections, 16
+requests in flight each, a 64-byte message, to a channel with 0 and with 1,000 subscribers),
+and how fast a `Publisher` publishes from another thread (examples/publisher-rate.rs). Run
+through scripts/bench.sh, which builds everything first.
 """
 
 import argparse
@@ -114,6 +118,14 @@ TOKEN_SIGNERS = {"HS256": ["--secret-file", f"{AUTH_DIR}/secret"],
                  "ES256": ["--key-file", "tests/keys/ec-private.pem"]}
 AUTH_GOAL_US = {"HS256": 5, "ES256": 100}  # server CPU per connection over no auth, at most
 CONNECT_RATE = "./target/release/examples/connect-rate"
+# The HTTP API: its key file, the generator, and the goals (publishes per second).
+API_KEY = "target/bench-api/key"
+API_PUBLISH = "./target/release/examples/api-publish"
+PUBLISHER_RATE = "./target/release/examples/publisher-rate"
+API_SUBSCRIBERS = [0, 1000]
+API_GOAL = 20_000  # HTTP publishes/s to a channel of 1,000 subscribers
+PUBLISHER_GOAL = 1_000_000  # Publisher publishes/s to a topic with one subscriber
+SERVERS_API = {"api": [WSLOOP, "--log-level", "warn", "--api-key-file", API_KEY, "--bind"]}
 TLS_SCENARIOS = [
     ("wss echo 100 x 20 B", "/", ["--connections", "100", "--size", "20"], "msgs/s"),
     ("wss echo 100 x 16 KiB", "/", ["--connections", "100", "--size", "16KiB"], "msgs/s"),
@@ -125,7 +137,8 @@ class Server:
 
     def __init__(self, name, port):
         tls = name in SERVERS_TLS
-        servers = {**SERVERS, **SERVERS_TLS, **SERVERS_DEFLATE, **SERVERS_HISTORY, **SERVERS_AUTH}
+        servers = {**SERVERS, **SERVERS_TLS, **SERVERS_DEFLATE, **SERVERS_HISTORY, **SERVERS_AUTH,
+                   **SERVERS_API}
         address = str(port) if name in SERVERS_HISTORY else f"127.0.0.1:{port}"
         command = ["taskset", "-c", "0"] + servers[name] + [address]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -238,6 +251,10 @@ def main():
     if not options.only or options.only in "auth connect":
         port, auth_rows = measure_auth(options, port)
 
+    api_rows, publisher_rates = [], []
+    if not options.only or options.only in "api publisher":
+        port, api_rows, publisher_rates = measure_api(options, port)
+
     idle = None
     if not options.only or options.only in "idle":
         idle = {}
@@ -255,6 +272,7 @@ def main():
     print_deflate_table(deflate_rows)
     print_history_table(history_rows, recovery)
     print_auth_table(auth_rows, options)
+    print_api_table(api_rows, publisher_rates, options)
 
 
 def measure(name, path, args, unit, servers, options, port, reference="wsloop", cost_base=FLOOR):
@@ -388,6 +406,63 @@ def measure_auth(options, port):
              statistics.median(c - b for c, b in zip(cost[s], base)))
             for s in SERVERS_AUTH]
     return port, rows
+
+
+def measure_api(options, port):
+    """Rounds of examples/api-publish.rs through HTTP and through WebSocket, alternating, for
+    each subscriber count, against one fresh server each; returns the next free port, the rows
+    (via, subscribers, median publishes/s, median server CPU per publish) and the Publisher's
+    rates."""
+    seconds = options.duration.rstrip("s")
+    runs = {(via, subs): ([], []) for subs in API_SUBSCRIBERS for via in ("http", "ws")}
+    for _ in range(options.rounds):
+        for (via, subs), (rates, costs) in runs.items():
+            port += 1
+            server = Server("api", port)
+            try:
+                cpu_before = server.cpu_seconds()
+                result = subprocess.run(["taskset", "-c", "1", API_PUBLISH, f"127.0.0.1:{port}", API_KEY,
+                                         "--subscribers", str(subs), "--clients", "10", "--pipeline", "16",
+                                         "--duration", seconds, "--via", via],
+                                        capture_output=True, text=True, timeout=600)
+                cpu_seconds = server.cpu_seconds() - cpu_before
+            finally:
+                server.stop()
+            if result.returncode != 0:
+                sys.exit(f"bench: api-publish failed: {result.stderr}")
+            summary = json.loads(result.stdout.strip().splitlines()[-1])
+            rates.append(summary["rate"])
+            costs.append(1e6 * cpu_seconds / max(summary["publishes"], 1))
+            print(f"  api: {via} to {subs} subscribers {summary['rate']:.0f} publishes/s, "
+                  f"{costs[-1]:.1f} us server CPU each", file=sys.stderr)
+    rows = [(via, subs, statistics.median(rates), statistics.median(costs))
+            for (via, subs), (rates, costs) in runs.items()]
+    publisher = []
+    for _ in range(options.rounds):
+        result = subprocess.run([PUBLISHER_RATE, "--duration", seconds], capture_output=True,
+                                text=True, timeout=600, check=True)
+        publisher.append(json.loads(result.stdout.strip().splitlines()[-1])["rate"])
+        print(f"  publisher: {publisher[-1]:.0f} publishes/s", file=sys.stderr)
+    return port, rows, publisher
+
+
+def print_api_table(rows, publisher, options):
+    if not rows:
+        return
+    print(f"\nPublishing from a backend (examples/api-publish.rs on CPU 1: 10 connections, 16 "
+          f"requests in flight each, 64 B; {options.rounds} rounds of {options.duration}, medians)\n")
+    print("| through | subscribers | publishes/s | server CPU per publish | goal |")
+    print("|---|---|---|---|---|")
+    for via, subs, rate, cost in rows:
+        goal = "-"
+        if via == "http" and subs == 1000:
+            goal = f">= {API_GOAL:,}/s: {'met' if rate >= API_GOAL else 'NOT met'}"
+        through = "HTTP `POST /api/publish`" if via == "http" else "/pubsub WebSocket"
+        print(f"| {through} | {subs:,} | {rate:,.0f} | {cost:.1f} us | {goal} |")
+    rate = statistics.median(publisher)
+    goal = f">= {PUBLISHER_GOAL:,}/s: {'met' if rate >= PUBLISHER_GOAL else 'NOT met'}"
+    print(f"| `Publisher` from another thread (examples/publisher-rate.rs, not pinned) | 1 | "
+          f"{rate:,.0f} | - | {goal} |")
 
 
 def print_auth_table(rows, options):

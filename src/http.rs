@@ -13,6 +13,10 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::protocol::handshake::Request;
+use crate::protocol::outbound::Message;
+use crate::server::context::Outbox;
+use crate::server::history::{History, StreamPosition};
+use crate::server::publisher::{route_message, route_text, Routed};
 use crate::server::Publisher;
 
 /// What serves an HTTP route. One value per event loop; its calls run on the loop's thread
@@ -32,9 +36,47 @@ pub trait HttpHandler {
 pub struct HttpContext<'a> {
     pub(crate) peer: SocketAddr,
     pub(crate) publisher: &'a Publisher,
+    /// The loop's outbox: what this request publishes goes out in the same turn.
+    pub(crate) outbox: &'a mut Outbox,
+    pub(crate) history: Option<&'a History>,
 }
 
 impl HttpContext<'_> {
+    /// Publishes `message` to `topic`, as [`Publisher::publish`] does, but from the loop
+    /// itself: delivered when the request's handler returns, in the same turn. Returns the
+    /// position when this server gave it one.
+    pub fn publish(&mut self, topic: &str, message: Message<'_>) -> Option<StreamPosition> {
+        let routed = route_message(self.history, topic, message);
+        self.queue(routed)
+    }
+
+    /// Publishes the text `make` builds from its position in `topic`'s stream, as
+    /// [`Publisher::publish_with`] does, from the loop itself.
+    pub fn publish_with(
+        &mut self,
+        topic: &str,
+        make: impl FnOnce(Option<&StreamPosition>) -> String,
+    ) -> Option<StreamPosition> {
+        let routed = route_text(self.history, topic, make);
+        self.queue(routed)
+    }
+
+    /// Leaves a routed publish in the loop's outbox, which hands it to the other loops and
+    /// instances too.
+    fn queue(&mut self, routed: Routed) -> Option<StreamPosition> {
+        match routed {
+            Routed::ToRedis => None,
+            Routed::Deliver {
+                target,
+                prepared,
+                position,
+            } => {
+                self.outbox.deliveries.push((target, prepared));
+                position
+            }
+        }
+    }
+
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer

@@ -478,3 +478,39 @@ fn the_publish_command_sends_each_stdin_line_and_exits_with_what_happened() {
     assert_eq!(code, 1);
     assert!(err.contains("400") && err.contains("server's own"), "{err}");
 }
+
+#[test]
+fn with_api_bind_the_api_is_served_on_its_own_address_only() {
+    let key = key_file();
+    let args = [
+        "--api-key-file",
+        key.to_str().unwrap(),
+        "--api-bind",
+        "127.0.0.1:0",
+    ];
+    let (mut child, addr, _log, printed) = common::spawn_wsloop_printed(&args);
+    let line = printed
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the API's address");
+    let api_addr: SocketAddr = (line.strip_prefix("API on http://"))
+        .and_then(|rest| rest.strip_suffix("/api/"))
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .parse()
+        .unwrap();
+    let main: SocketAddr = addr.parse().unwrap();
+    let mut api = Http::connect(api_addr);
+    assert_eq!(api.ask("GET", "/api/info", &[AUTH], None).status, 200);
+    // Nothing else there: no page, no WebSocket.
+    assert_eq!(api.ask("GET", "/", &[], None).status, 404);
+    let mut ws = RawClient::connect(api_addr);
+    ws.send(upgrade_request("/pubsub", "").as_bytes());
+    assert_eq!(ws.read_head().status, 404);
+    // And no API on the main address, which serves the rest as before.
+    let mut other = Http::connect(main);
+    assert_eq!(other.ask("GET", "/api/info", &[AUTH], None).status, 404);
+    let mut ws = RawClient::connect(main);
+    ws.send(upgrade_request("/pubsub", "").as_bytes());
+    assert_eq!(ws.read_head().status, 101);
+    let _ = child.kill();
+    let _ = child.wait();
+}

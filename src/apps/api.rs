@@ -190,21 +190,25 @@ fn channel_name(value: Option<&Value>, field: &str) -> Result<String, HttpRespon
     Ok(channel.clone())
 }
 
-/// Publishes `data` to `channel` as a /pubsub publication; its position, if kept here.
+/// Publishes `data` to `channel` as a /pubsub publication, from the loop serving the request
+/// (delivered in the same turn); its position, if kept here.
 fn publish_one(
-    ctx: &HttpContext<'_>,
+    ctx: &mut HttpContext<'_>,
     channel: &str,
     data: &RawValue,
     ts: u64,
 ) -> Result<Option<StreamPosition>, PublishError> {
-    (ctx.server()).publish_with(channel, |position| publication(channel, position, data, ts))
+    if !ctx.server().is_running() {
+        return Err(PublishError::Gone);
+    }
+    Ok(ctx.publish_with(channel, |position| publication(channel, position, data, ts)))
 }
 
 fn position_object(position: Option<&StreamPosition>) -> String {
     position.map_or(String::new(), position_fields)
 }
 
-fn publish(ctx: &HttpContext<'_>, text: &str, fields: &Map<String, Value>) -> HttpResponse {
+fn publish(ctx: &mut HttpContext<'_>, text: &str, fields: &Map<String, Value>) -> HttpResponse {
     let channel = match channel_name(fields.get("channel"), "channel") {
         Ok(channel) => channel,
         Err(reply) => return reply,
@@ -224,7 +228,7 @@ fn publish(ctx: &HttpContext<'_>, text: &str, fields: &Map<String, Value>) -> Ht
 /// The most channels one broadcast names.
 const MAX_BROADCAST_CHANNELS: usize = 1000;
 
-fn broadcast(ctx: &HttpContext<'_>, text: &str, fields: &Map<String, Value>) -> HttpResponse {
+fn broadcast(ctx: &mut HttpContext<'_>, text: &str, fields: &Map<String, Value>) -> HttpResponse {
     let channels = match fields.get("channels") {
         Some(Value::Array(channels)) if channels.is_empty() => {
             return bad_request("\"channels\" is empty")

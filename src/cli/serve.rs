@@ -131,6 +131,15 @@ pub struct ServeArgs {
     /// FILE (at least 16 bytes; a trailing newline is not part of it).
     #[arg(long, value_name = "FILE", help_heading = "HTTP API")]
     api_key_file: Option<PathBuf>,
+    /// Serve the HTTP API on this address instead of --bind's (a private interface, say):
+    /// there only the API is served, and --bind's address no longer serves it.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        help_heading = "HTTP API",
+        requires = "api_key_file"
+    )]
+    api_bind: Option<String>,
     /// The largest body of an API request; larger ones get 413 [default: 1MiB].
     #[arg(long, value_name = "SIZE", value_parser = units::parse_size, help_heading = "HTTP API", requires = "api_key_file")]
     api_max_body: Option<usize>,
@@ -273,6 +282,9 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
             }
         }
     }
+    if let Some(addr) = &cli.api_bind {
+        builder = builder.http_bind(addr.clone());
+    }
     let server = builder
         .bind(cli.bind.clone())
         .config(cli.config())
@@ -301,6 +313,14 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
         "listening on {scheme}://{}",
         server.local_addr()
     );
+    if let Some(addr) = server.http_addr() {
+        let scheme = if cli.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let _ = writeln!(std::io::stdout(), "API on {scheme}://{addr}/api/");
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -116,7 +116,7 @@ pub(super) fn receive(
                     mut request,
                     head_len,
                 }) => {
-                    request.set_peer(conn.peer);
+                    request.set_peer(conn.peer, conn.http_only);
                     let mut input = std::mem::take(&mut exchange.input);
                     let queue = std::mem::take(&mut exchange.queue);
                     let deadline = exchange.deadline;

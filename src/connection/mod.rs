@@ -187,6 +187,8 @@ pub(crate) struct Connection {
     state: State,
     /// The peer shut down its write side.
     peer_eof: bool,
+    /// Accepted on the server's separate HTTP address: only HTTP routes are served.
+    http_only: bool,
 }
 
 /// Passes an open endpoint's events to the loop's [`ConnectionEvents`].
@@ -236,7 +238,14 @@ impl Connection {
                 deadline: now + config.handshake_timeout,
             },
             peer_eof: false,
+            http_only: false,
         }
+    }
+
+    /// The same connection, accepted on the server's separate HTTP address.
+    pub(crate) fn http_only(mut self) -> Self {
+        self.http_only = true;
+        self
     }
 
     /// Bytes arrived from the peer. `input` may be changed (payloads are unmasked in place).

@@ -53,7 +53,7 @@ pub(super) fn receive_head(
         Ok(Parsed::Partial) => unreachable!("handled above"),
         Err(error) => return reply_error(conn, None, &error, None, now, config, events),
     };
-    request.set_peer(conn.peer);
+    request.set_peer(conn.peer, conn.http_only);
     let deadline = now + config.handshake_timeout;
     let rest = match buffered.as_mut() {
         None => &mut input[head_len..],

@@ -24,6 +24,8 @@ pub struct Request {
     headers: Vec<(String, String)>,
     peer: Option<SocketAddr>,
     identity: Option<Arc<Identity>>,
+    /// It came through the server's separate HTTP address (`ServerBuilder::http_bind`).
+    http_only: bool,
 }
 
 impl Request {
@@ -38,8 +40,15 @@ impl Request {
         self.identity.as_deref()
     }
 
-    pub(crate) fn set_peer(&mut self, peer: SocketAddr) {
+    /// Notes who sent the request, and whether it came through the separate HTTP address.
+    pub(crate) fn set_peer(&mut self, peer: SocketAddr, http_only: bool) {
         self.peer = Some(peer);
+        self.http_only = http_only;
+    }
+
+    /// Whether it came through the server's separate HTTP address.
+    pub(crate) fn http_only(&self) -> bool {
+        self.http_only
     }
 
     pub(crate) fn set_identity(&mut self, identity: Option<Arc<Identity>>) {
@@ -336,6 +345,7 @@ pub fn parse_request(buf: &[u8], max_head_size: usize) -> Result<Parsed, HttpErr
         headers: fields,
         peer: None,
         identity: None,
+        http_only: false,
     };
     Ok(Parsed::Complete { request, head_len })
 }

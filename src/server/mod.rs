@@ -11,7 +11,7 @@ pub(crate) mod limits;
 mod mailbox;
 mod metrics;
 pub(crate) mod presence;
-mod publisher;
+pub(crate) mod publisher;
 mod shutdown;
 mod timers;
 mod transport;
@@ -123,6 +123,8 @@ pub struct ServerBuilder {
     http_routes: Vec<(String, MakeHttp)>,
     /// Which topics keep presence.
     presence: Option<presence::Keeps>,
+    /// The HTTP routes' own address, if not the server's.
+    http_bind: Option<String>,
 }
 
 type MakeHttp = Box<dyn Fn() -> Box<dyn HttpHandler + Send> + Send>;
@@ -251,6 +253,15 @@ impl ServerBuilder {
     ) -> Self {
         let make = Box::new(move || Box::new(make()) as Box<dyn HttpHandler + Send>);
         self.http_routes.push((prefix.into(), make));
+        self
+    }
+
+    /// Serves the HTTP routes ([`ServerBuilder::http_route_each`]) on their own address
+    /// (such as a private interface, `10.0.0.5:9002`) instead of the server's: there only
+    /// they are served (anything else is 404), and the server's address no longer serves
+    /// them. One loop accepts there; [`Server::http_addr`] says where it listens.
+    pub fn http_bind(mut self, addr: impl Into<String>) -> Self {
+        self.http_bind = Some(addr.into());
         self
     }
 
@@ -394,6 +405,24 @@ impl ServerBuilder {
         for _ in 1..threads {
             listeners.push(listen(local_addr, true).map_err(bind_error)?);
         }
+        let mut http_listener = match &self.http_bind {
+            None => None,
+            Some(addr) => {
+                let error = |source| Error::Bind {
+                    addr: addr.clone(),
+                    source,
+                };
+                let resolved =
+                    (addr.to_socket_addrs().map_err(error)?.next()).ok_or_else(|| {
+                        error(io::Error::new(io::ErrorKind::InvalidInput, "no address"))
+                    })?;
+                Some(listen(resolved, false).map_err(error)?)
+            }
+        };
+        let http_addr = match &http_listener {
+            Some(listener) => Some(listener.local_addr().map_err(Error::Io)?),
+            None => None,
+        };
         let mut polls = Vec::with_capacity(threads);
         let mut wakers = Vec::with_capacity(threads);
         for _ in 0..threads {
@@ -467,6 +496,12 @@ impl ServerBuilder {
                 board: board.clone(),
                 poll,
                 listener,
+                http_listener: if index == 0 {
+                    http_listener.take()
+                } else {
+                    None
+                },
+                http_separate: http_addr.is_some(),
                 config: self.config.clone(),
                 router,
                 tls: tls.clone(),
@@ -487,6 +522,7 @@ impl ServerBuilder {
         Ok(Server {
             loops,
             local_addr,
+            http_addr,
             handle,
             publisher,
             bridge,
@@ -541,6 +577,7 @@ pub struct Server {
     /// One per thread; the first runs on the thread that calls [`Server::run`].
     loops: Vec<EventLoop>,
     local_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     handle: ShutdownHandle,
     publisher: Publisher,
     /// With a cluster: the Redis bridge's threads.
@@ -574,12 +611,19 @@ impl Server {
             auth: None,
             http_routes: Vec::new(),
             presence: None,
+            http_bind: None,
         }
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the HTTP routes listen when they have their own address
+    /// ([`ServerBuilder::http_bind`]).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// A handle that stops the server from any thread.

@@ -203,12 +203,14 @@ impl Publisher {
         topic: &str,
         message: Message<'_>,
     ) -> Result<Option<StreamPosition>, PublishError> {
-        match self.kept(topic) {
-            Some(history) if history.cluster().is_some() => {
-                self.publish_shared(history, topic, Template::plain(message))
-            }
-            _ => self.publish_here(topic, |_| Prepared::new(message)),
+        if !self.is_running() {
+            return Err(PublishError::Gone);
         }
+        self.deliver(route_message(
+            self.shared.history.as_deref(),
+            topic,
+            message,
+        ))
     }
 
     /// Publishes the text `make` builds from the message's position in `topic`'s stream
@@ -219,19 +221,10 @@ impl Publisher {
         topic: &str,
         make: impl FnOnce(Option<&StreamPosition>) -> String,
     ) -> Result<Option<StreamPosition>, PublishError> {
-        let history = self.kept(topic);
-        match history.and_then(|history| Some((history, history.cluster()?))) {
-            Some((history, shared)) if shared.is_up() => {
-                let text = make(Some(shared.marker().position()));
-                let template = Template::from_text(&text, shared.marker());
-                self.publish_shared(history, topic, template)
-            }
-            Some((history, _)) => {
-                let template = Template::plain(Message::Text(&make(None)));
-                self.publish_shared(history, topic, template)
-            }
-            None => self.publish_here(topic, |at| Prepared::new(Message::Text(&make(at)))),
+        if !self.is_running() {
+            return Err(PublishError::Gone);
         }
+        self.deliver(route_text(self.shared.history.as_deref(), topic, make))
     }
 
     /// The history, if it keeps `topic`.
@@ -239,53 +232,19 @@ impl Publisher {
         (self.shared.history.as_deref()).filter(|history| history.keeps(topic))
     }
 
-    /// A kept topic with a cluster: Redis orders the message and sends it to every instance
-    /// (this one too). While Redis is unreachable, this instance's subscribers get it, without
-    /// a position.
-    fn publish_shared(
-        &self,
-        history: &History,
-        topic: &str,
-        template: Template,
-    ) -> Result<Option<StreamPosition>, PublishError> {
-        if !self.is_running() {
-            return Err(PublishError::Gone);
-        }
-        let unsent = template.clone();
-        if history.append_shared(topic, ConnectionId::NOBODY, template) {
-            return Ok(None);
-        }
-        let Some(prepared) = unsent.render(&StreamPosition::none()) else {
-            return Ok(None);
+    /// Posts a routed publish to every loop (and hands a topic's to other instances).
+    fn deliver(&self, routed: Routed) -> Result<Option<StreamPosition>, PublishError> {
+        let Routed::Deliver {
+            target,
+            prepared,
+            position,
+        } = routed
+        else {
+            return Ok(None); // Redis orders it and sends it to every instance
         };
-        let (topic, except) = (Arc::from(topic), ConnectionId::NOBODY);
-        let target = Target::TopicHere { topic, except };
-        self.post_all(|| Mail::Deliver(target.clone(), prepared.clone()))?;
-        Ok(None)
-    }
-
-    /// Any other topic: `make` frames the message (from its position, in a topic that keeps
-    /// history here), and every loop gets it, and other instances with a cluster.
-    fn publish_here(
-        &self,
-        topic: &str,
-        make: impl FnOnce(Option<&StreamPosition>) -> Prepared,
-    ) -> Result<Option<StreamPosition>, PublishError> {
-        if !self.is_running() {
-            return Err(PublishError::Gone);
+        if let (Target::Topic { topic, .. }, Some(cluster)) = (&target, &self.shared.cluster) {
+            cluster.forward_topic(topic, &prepared);
         }
-        let (position, prepared) = match self.kept(topic) {
-            Some(history) => {
-                let (position, prepared) = history.append(topic, |at| make(Some(at)));
-                (Some(position), prepared)
-            }
-            None => (None, make(None)),
-        };
-        let (topic, except): (Arc<str>, _) = (Arc::from(topic), ConnectionId::NOBODY);
-        if let Some(cluster) = &self.shared.cluster {
-            cluster.forward_topic(&topic, &prepared);
-        }
-        let target = Target::Topic { topic, except };
         self.post_all(|| Mail::Deliver(target.clone(), prepared.clone()))?;
         Ok(position)
     }
@@ -352,5 +311,100 @@ impl Publisher {
             return Err(PublishError::Gone);
         }
         result
+    }
+}
+
+/// What a publish to a topic becomes.
+pub(crate) enum Routed {
+    /// Handed to Redis, which orders it and sends it to every instance (this one too).
+    ToRedis,
+    /// A delivery to make: to the topic's subscribers everywhere (`Topic`), or, for a kept
+    /// topic while Redis is unreachable, on this instance only (`TopicHere`); with the
+    /// position this server gave it, if it did.
+    Deliver {
+        target: Target,
+        prepared: Prepared,
+        position: Option<StreamPosition>,
+    },
+}
+
+/// Routes `message` published to `topic` from outside any connection: kept in `history` if
+/// it keeps the topic (under its lock, or by Redis with a cluster).
+pub(crate) fn route_message(
+    history: Option<&History>,
+    topic: &str,
+    message: Message<'_>,
+) -> Routed {
+    match history.filter(|history| history.keeps(topic)) {
+        Some(history) if history.cluster().is_some() => {
+            route_shared(history, topic, Template::plain(message))
+        }
+        _ => route_here(history, topic, |_| Prepared::new(message)),
+    }
+}
+
+/// Routes the text `make` builds from its position in `topic`'s stream, as
+/// [`route_message`].
+pub(crate) fn route_text(
+    history: Option<&History>,
+    topic: &str,
+    make: impl FnOnce(Option<&StreamPosition>) -> String,
+) -> Routed {
+    let history = history.filter(|history| history.keeps(topic));
+    match history.and_then(|history| Some((history, history.cluster()?))) {
+        Some((history, shared)) if shared.is_up() => {
+            let text = make(Some(shared.marker().position()));
+            let template = Template::from_text(&text, shared.marker());
+            route_shared(history, topic, template)
+        }
+        Some((history, _)) => {
+            let template = Template::plain(Message::Text(&make(None)));
+            route_shared(history, topic, template)
+        }
+        None => route_here(history, topic, |at| Prepared::new(Message::Text(&make(at)))),
+    }
+}
+
+/// A kept topic with a cluster: to Redis; while it is unreachable, this instance's
+/// subscribers get it, without a position.
+fn route_shared(history: &History, topic: &str, template: Template) -> Routed {
+    let unsent = template.clone();
+    if history.append_shared(topic, ConnectionId::NOBODY, template) {
+        return Routed::ToRedis;
+    }
+    match unsent.render(&StreamPosition::none()) {
+        Some(prepared) => Routed::Deliver {
+            target: Target::TopicHere {
+                topic: Arc::from(topic),
+                except: ConnectionId::NOBODY,
+            },
+            prepared,
+            position: None,
+        },
+        None => Routed::ToRedis, // nothing to send
+    }
+}
+
+/// Any other topic: `make` frames the message (from its position, in a topic `history`
+/// keeps here).
+fn route_here(
+    history: Option<&History>,
+    topic: &str,
+    make: impl FnOnce(Option<&StreamPosition>) -> Prepared,
+) -> Routed {
+    let (position, prepared) = match history.filter(|history| history.keeps(topic)) {
+        Some(history) => {
+            let (position, prepared) = history.append(topic, |at| make(Some(at)));
+            (Some(position), prepared)
+        }
+        None => (None, make(None)),
+    };
+    Routed::Deliver {
+        target: Target::Topic {
+            topic: Arc::from(topic),
+            except: ConnectionId::NOBODY,
+        },
+        prepared,
+        position,
     }
 }

@@ -22,16 +22,37 @@ pub mod tokens;
 /// address its first line announces (`ws://` or, with TLS, `wss://`). Its stdout is drained on a thread; its log (stderr) is
 /// dropped.
 pub fn spawn_wsloop(args: &[&str]) -> (std::process::Child, String) {
-    let (child, addr, _log) = spawn(args, false);
+    let (child, addr, _log, _printed) = spawn(args, false);
     (child, addr)
 }
 
 /// [`spawn_wsloop`], with every line it logs (stderr) sent to the receiver as it comes.
 pub fn spawn_wsloop_logged(args: &[&str]) -> (std::process::Child, String, mpsc::Receiver<String>) {
+    let (child, addr, log, _) = spawn(args, true);
+    (child, addr, log)
+}
+
+/// [`spawn_wsloop_logged`], with the lines it prints (stdout) after the first too.
+pub fn spawn_wsloop_printed(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    mpsc::Receiver<String>,
+    mpsc::Receiver<String>,
+) {
     spawn(args, true)
 }
 
-fn spawn(args: &[&str], logged: bool) -> (std::process::Child, String, mpsc::Receiver<String>) {
+fn spawn(
+    args: &[&str],
+    logged: bool,
+) -> (
+    std::process::Child,
+    String,
+    mpsc::Receiver<String>,
+    mpsc::Receiver<String>,
+) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
@@ -48,12 +69,15 @@ fn spawn(args: &[&str], logged: bool) -> (std::process::Child, String, mpsc::Rec
         .expect("start wsloop");
     let stdout = child.stdout.take().unwrap();
     let (line_tx, line_rx) = mpsc::channel();
+    let (printed_tx, printed) = mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         if let Some(Ok(first)) = lines.next() {
             let _ = line_tx.send(first);
         }
-        for _ in lines.by_ref() {}
+        for line in lines.map_while(Result::ok) {
+            let _ = printed_tx.send(line);
+        }
     });
     let (log_tx, log_rx) = mpsc::channel();
     if let Some(stderr) = child.stderr.take() {
@@ -70,7 +94,7 @@ fn spawn(args: &[&str], logged: bool) -> (std::process::Child, String, mpsc::Rec
         .or_else(|| first.strip_prefix("listening on wss://"))
         .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
         .to_string();
-    (child, addr, log_rx)
+    (child, addr, log_rx, printed)
 }
 
 /// How long any single blocking step may take before the test fails.

@@ -28,14 +28,33 @@ pub(crate) struct TlsSource {
     pub(crate) files: Option<(PathBuf, PathBuf)>,
 }
 
+/// Which of the loop's listeners a connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listener {
+    /// The server's address: everything it serves.
+    Main,
+    /// The separate HTTP address (`ServerBuilder::http_bind`): HTTP routes only.
+    Http,
+}
+
 impl EventLoop {
-    pub(super) fn accept(&mut self, now: Instant) {
+    /// Accepts from both listeners (after an accept error: the backlog raises no new edge).
+    pub(super) fn accept_all(&mut self, now: Instant) {
+        self.accept(Listener::Main, now);
+        self.accept(Listener::Http, now);
+    }
+
+    pub(super) fn accept(&mut self, which: Listener, now: Instant) {
         loop {
-            let Some(listener) = self.listener.as_ref() else {
+            let listener = match which {
+                Listener::Main => self.listener.as_ref(),
+                Listener::Http => self.http_listener.as_ref(),
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer, now),
+                Ok((socket, peer)) => self.admit(socket, peer, which, now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -48,7 +67,7 @@ impl EventLoop {
         }
     }
 
-    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant) {
+    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, which: Listener, now: Instant) {
         self.app.metrics.accepted += 1;
         if self.entries.len() >= self.config.max_connections {
             warn!(
@@ -89,7 +108,10 @@ impl EventLoop {
                 }
             },
         };
-        let conn = Connection::new(id, peer, now, &self.conn_config);
+        let mut conn = Connection::new(id, peer, now, &self.conn_config);
+        if which == Listener::Http {
+            conn = conn.http_only();
+        }
         slot.insert(Entry {
             transport,
             conn,

@@ -64,6 +64,9 @@ pub(crate) struct App {
     pub(crate) publisher: Publisher,
     /// [`Config::max_http_body`](crate::Config::max_http_body).
     pub(crate) max_http_body: usize,
+    /// The HTTP routes have their own address (`ServerBuilder::http_bind`): not served on the
+    /// main one.
+    pub(crate) http_separate: bool,
 }
 
 impl App {
@@ -253,10 +256,15 @@ impl ConnectionEvents for Dispatch<'_> {
                 return self.app.metrics_reply(request);
             }
         }
-        if !upgrade {
-            if let Some(route) = self.app.router.http_route_for(request.path()) {
-                return self.http_head(route, request);
+        // With their own address, the HTTP routes are served there and only there.
+        let http_here = request.http_only() || !self.app.http_separate;
+        let http_route = (self.app.router.http_route_for(request.path())).filter(|_| http_here);
+        match http_route {
+            Some(route) if !upgrade => return self.http_head(route, request),
+            _ if request.http_only() => {
+                return Answer::Refuse(HttpError::new(404, "only the HTTP API is served here"))
             }
+            _ => {}
         }
         // Draining: the listener stays open for the window, but a new WebSocket would only be
         // closed again; 503 sends its client elsewhere (or back later) at once.

@@ -154,6 +154,9 @@ impl EventLoop {
     /// Closes the listener, closes every connection still open with `close` (and drops those
     /// whose request is not answered yet), and sets the time by which the loop ends.
     fn stop_serving(&mut self, now: Instant, close: (CloseCode, &str)) {
+        if let Some(mut listener) = self.http_listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }

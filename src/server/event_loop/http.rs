@@ -56,6 +56,8 @@ impl Dispatch<'_> {
                 let mut ctx = HttpContext {
                     peer,
                     publisher: &self.app.publisher,
+                    outbox: &mut self.app.outbox,
+                    history: self.app.history.as_deref(),
                 };
                 let run = AssertUnwindSafe(|| handler.on_request(&mut ctx, request, body));
                 match std::panic::catch_unwind(run) {

@@ -48,6 +48,7 @@ use crate::config::Config;
 use crate::connection::{Connection, ConnectionConfig, RouteId};
 use crate::ids::ConnectionId;
 use crate::server::limits::Gate;
+use accept::Listener;
 pub(crate) use accept::TlsSource;
 use app_timers::AppTimers;
 use dispatch::{App, Dispatch};
@@ -57,6 +58,7 @@ use read::{read_batch, BatchEnd, ReadUntil};
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
+const HTTP_LISTENER: Token = Token(usize::MAX - 4);
 /// The one read buffer all connections share.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
 /// How long a spare buffer may go unused before the loop lets go of it (see `buffer_pool`).
@@ -99,6 +101,10 @@ pub(crate) struct LoopSetup {
     pub(crate) board: Option<Board>,
     pub(crate) poll: Poll,
     pub(crate) listener: TcpListener,
+    /// The separate address of the HTTP routes, on loop 0, if they have one.
+    pub(crate) http_listener: Option<TcpListener>,
+    /// The HTTP routes have their own address (on loop 0): no loop serves them on the main one.
+    pub(crate) http_separate: bool,
     pub(crate) config: Config,
     pub(crate) router: Router,
     pub(crate) tls: Option<TlsSource>,
@@ -125,6 +131,8 @@ pub(crate) struct LoopSetup {
 pub(crate) struct EventLoop {
     pub(crate) poll: Poll,
     listener: Option<TcpListener>,
+    /// The HTTP routes' own address, if they have one (`ServerBuilder::http_bind`).
+    http_listener: Option<TcpListener>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     /// The TLS configuration new connections get, if the server speaks TLS.
     tls: Option<TlsSource>,
@@ -178,6 +186,8 @@ impl EventLoop {
             board,
             poll,
             mut listener,
+            mut http_listener,
+            http_separate,
             config,
             router,
             tls,
@@ -193,6 +203,9 @@ impl EventLoop {
         } = setup;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(http) = http_listener.as_mut() {
+            (poll.registry()).register(http, HTTP_LISTENER, Interest::READABLE)?;
+        }
         let signals = if handle_signals {
             use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
             // SIGHUP reloads the certificate, when there are files to reload it from, and the
@@ -216,6 +229,7 @@ impl EventLoop {
         Ok(EventLoop {
             poll,
             listener: Some(listener),
+            http_listener,
             signals,
             tls,
             // Reserved, not touched: the pages of unused slots never become resident, and the
@@ -245,6 +259,7 @@ impl EventLoop {
                 max_message_rate,
                 publisher,
                 max_http_body,
+                http_separate,
             },
             timers: Timers::new(Instant::now()),
             app_timers: AppTimers::default(),
@@ -278,7 +293,8 @@ impl EventLoop {
             let now = Instant::now();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(now),
+                    LISTENER => self.accept(Listener::Main, now),
+                    HTTP_LISTENER => self.accept(Listener::Http, now),
                     WAKER => {
                         self.on_stop_request(now, None);
                         self.deliver_mail(now);
@@ -304,7 +320,7 @@ impl EventLoop {
             }
             if self.accept_retry_at.is_some_and(|at| at <= now) {
                 self.accept_retry_at = None;
-                self.accept(now);
+                self.accept_all(now);
             }
             self.fire_timers(now);
             self.fire_app_timers(now);

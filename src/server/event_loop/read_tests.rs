@@ -65,6 +65,7 @@ fn app(config: &Config) -> App {
         max_message_rate: None,
         publisher: crate::server::Publisher::new(Arc::new([]), None, None),
         max_http_body: config.max_http_body,
+        http_separate: false,
     }
 }
 

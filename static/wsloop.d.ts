@@ -103,6 +103,9 @@ export interface ClientEvents {
   error: WsloopError;
   publication: Publication;
   chat: ChatEvent;
+  /** A join or leave on a channel subscribed with `presence: true`. */
+  join: MemberEvent;
+  leave: MemberEvent;
   /** A rejoin after a reconnect found the name still taken and tries again after `delay`. */
   rejoining: { name: string; room: string; attempt: number; delay: number };
   /** The server took a fresh token (`refresh`); `exp` is its expiry in seconds, if any. */
@@ -144,6 +147,21 @@ export interface SubscriptionEvents {
   lost: { channel: string; reason: string; missed: number | null };
   error: WsloopError;
   unsubscribed: { channel: string };
+  /** With `presence: true`: who is on the channel, after each (re)subscribe. */
+  presence: { channel: string; members: Member[] };
+  /** With `presence: true`: someone subscribed to the channel (`leave`: left or closed). */
+  join: MemberEvent;
+  leave: MemberEvent;
+}
+
+/** A connection on a channel: its id (a string: ids take 64 bits) and its token's user. */
+export interface Member {
+  connection: string;
+  user: string | null;
+}
+
+export interface MemberEvent extends Member {
+  channel: string;
 }
 
 export class Subscription extends Emitter<SubscriptionEvents> {
@@ -152,6 +170,9 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   /** The position of the last publication delivered (null before the first reply). Keep it
    *  (say in localStorage) and pass it as `since` to recover across page loads. */
   readonly position: Position | null;
+  /** With `presence: true`: who is on the channel now, kept by join and leave events and
+   *  taken whole again after every reconnect. */
+  readonly members: Member[];
   unsubscribe(): Promise<void>;
   history(options?: { since?: Position; limit?: number }): Promise<HistoryReply>;
 }
@@ -182,8 +203,13 @@ export class Client extends Emitter<ClientEvents> {
   send(data: string | ArrayBuffer | ArrayBufferView | Blob): boolean;
 
   /** /pubsub: publications of `channel`, each once and in order, across reconnects. */
-  subscribe(channel: string, options?: { onPublication?: (p: Publication) => void; since?: Position }): Subscription;
+  subscribe(
+    channel: string,
+    options?: { onPublication?: (p: Publication) => void; since?: Position; presence?: boolean },
+  ): Subscription;
   unsubscribe(channel: string): Promise<void>;
+  /** /pubsub: who is on `channel` now. */
+  presence(channel: string, options?: { timeout?: number }): Promise<Member[]>;
   readonly subscriptions: Subscription[];
   /** Resolves with the publication's position once the server acknowledges it (sent when
    *  connected; waits for a connection meanwhile); rejects with a WsloopError: the server's

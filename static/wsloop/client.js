@@ -10,14 +10,33 @@
   const offline = () => root.navigator?.onLine === false && typeof root.addEventListener === "function";
 
   /** A channel subscription: its position ({offset, epoch}; null before the first reply) and
-   *  its events (publication, subscribed, recovered, lost, error, unsubscribed). */
+   *  its events (publication, subscribed, recovered, lost, error, unsubscribed; with presence:
+   *  presence, join, leave). */
   class Subscription extends Emitter {
     #client;
-    constructor(client, channel) {
+    /** connection id -> {connection, user}: who is on the channel (with `presence: true`). */
+    #members = new Map();
+    constructor(client, channel, presence) {
       super();
       this.#client = client;
       this.channel = channel;
       this.state = "subscribing";
+      this.wantsPresence = Boolean(presence);
+    }
+    /** Who is on the channel, as the server last said (with `presence: true`; else empty). */
+    get members() { return [...this.#members.values()]; }
+    /** @internal the whole list, from a (re)subscribe's reply */
+    _setMembers(list) {
+      this.#members = new Map(list.map((m) => [m.connection, { connection: m.connection, user: m.user ?? null }]));
+    }
+    /** @internal a join or leave event; false when it changed nothing */
+    _applyPresence(msg) {
+      const member = { connection: msg.connection, user: msg.user ?? null };
+      if (msg.type === "join") {
+        if (this.#members.has(member.connection)) return false;
+        this.#members.set(member.connection, member);
+      } else if (!this.#members.delete(member.connection)) return false;
+      return true;
     }
     get position() { return this.#client._positionOf(this.channel); }
     unsubscribe() { return this.#client.unsubscribe(this.channel); }
@@ -368,9 +387,9 @@
 
     // ---- /pubsub ---------------------------------------------------------------------------
 
-    subscribe(channel, { onPublication, since } = {}) {
+    subscribe(channel, { onPublication, since, presence } = {}) {
       if (this.#subs.has(channel)) throw new WsloopError("already_subscribed", "already subscribed to " + channel);
-      const sub = new Subscription(this, channel);
+      const sub = new Subscription(this, channel, presence);
       if (onPublication) sub.on("publication", onPublication);
       const s = { sub };
       const emit = (name, event) => {
@@ -433,9 +452,16 @@
       const current = this.#current();
       s.stream.begin();
       sub.state = "subscribing";
-      this.#request({ type: "subscribe", channel: sub.channel, since: since ?? undefined }).then((reply) => {
+      const presence = sub.wantsPresence || undefined;
+      this.#request({ type: "subscribe", channel: sub.channel, since: since ?? undefined, presence }).then((reply) => {
         if (!current() || this.#subs.get(sub.channel) !== s) return;
         sub.state = "subscribed";
+        if (presence) {
+          // The whole list again after every (re)subscribe: joins and leaves missed while away
+          // cannot leave it wrong.
+          sub._setMembers(reply.presence ?? []);
+          sub.emit("presence", { channel: sub.channel, members: sub.members });
+        }
         sub.emit("subscribed", { channel: sub.channel, offset: reply.offset, epoch: reply.epoch, recovered: reply.recovered });
         return s.stream.start({ ...reply, items: reply.publications ?? [] }, since);
       }, (e) => { if (current()) this.#syncFailed(s, e); });
@@ -454,10 +480,24 @@
       this.emit("error", e);
     }
 
+    /** Who is on `channel` now (it need not be subscribed to). */
+    async presence(channel, { timeout } = {}) {
+      const reply = await this.#request({ type: "presence", channel }, { timeout, queue: true });
+      return (reply.presence ?? []).map((m) => ({ connection: m.connection, user: m.user ?? null }));
+    }
+
     #onPubsub(msg) {
       if (msg.type === "publication") this.#subs.get(msg.channel)?.stream.live(msg);
+      else if (msg.type === "join" || msg.type === "leave") {
+        const sub = this.#subs.get(msg.channel);
+        if (sub?.sub.wantsPresence && sub.sub._applyPresence(msg)) {
+          const event = { channel: msg.channel, connection: msg.connection, user: msg.user ?? null };
+          sub.sub.emit(msg.type, event);
+          this.emit(msg.type, event);
+        }
+      }
       else if (msg.type === "error") this.emit("error", new WsloopError(msg.code ?? "error", msg.message ?? "", { reply: msg }));
-      else return ["subscribed", "unsubscribed", "published", "history", "refreshed"].includes(msg.type); // late replies
+      else return ["subscribed", "unsubscribed", "published", "history", "refreshed", "presence"].includes(msg.type); // late replies
       return true;
     }
 

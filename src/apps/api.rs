@@ -335,7 +335,7 @@ fn presence(ctx: &HttpContext<'_>, request: &Request, list: bool) -> HttpRespons
     }
     let body = if list {
         let present: Vec<String> = (server.presence(&channel).iter())
-            .map(|p| present_json(p.connection, p.user.as_deref()))
+            .map(|p| present_json(p.connection, p.user.as_deref(), p.instance.as_deref()))
             .collect();
         format!(
             "{{\"channel\":{},\"presence\":[{}]}}",
@@ -368,11 +368,22 @@ fn disconnect(ctx: &HttpContext<'_>, fields: &Map<String, Value>) -> HttpRespons
         Some(Value::String(_)) => return bad_request("\"reason\" is at most 123 bytes"),
         Some(_) => return bad_request("\"reason\" must be a string"),
     };
+    let instance = match fields.get("instance") {
+        None => None,
+        Some(Value::String(instance)) => Some(instance.as_str()),
+        Some(_) => return bad_request("\"instance\" must be a string"),
+    };
     let done = match (fields.get("user"), fields.get("connection")) {
         (Some(Value::String(user)), None) => ctx.server().close_user(user, code, reason),
         (Some(_), None) => return bad_request("\"user\" must be a string"),
         (None, Some(Value::String(id))) => match id.parse::<u64>() {
-            Ok(id) => ctx.server().close(ConnectionId::from_u64(id), code, reason),
+            Ok(id) => {
+                let id = ConnectionId::from_u64(id);
+                match instance {
+                    Some(instance) => ctx.server().close_on(instance, id, code, reason),
+                    None => ctx.server().close(id, code, reason),
+                }
+            }
             Err(_) => {
                 return bad_request("\"connection\" must be a connection id (a string of digits)")
             }

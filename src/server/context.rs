@@ -278,6 +278,11 @@ impl<'a> Context<'a> {
             .map_or(Vec::new(), |presence| presence.list(topic))
     }
 
+    /// With a cluster, this instance's id in hex (as [`Present::instance`] shows it).
+    pub fn instance(&self) -> Option<Arc<str>> {
+        self.presence.and_then(Presence::instance)
+    }
+
     /// Whether `topic` keeps presence.
     pub fn keeps_presence(&self, topic: &str) -> bool {
         self.presence.is_some_and(|presence| presence.keeps(topic))

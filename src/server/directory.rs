@@ -310,6 +310,15 @@ impl Directory {
         }
     }
 
+    /// An instance went quiet (no heartbeat): its keys are free here, and Redis lets them be
+    /// claimed again (its liveness key is gone).
+    pub(crate) fn forget_instance(&self, instance: &InstanceId) {
+        let mut state = self.state();
+        state.entries.retain(
+            |_, entry| !matches!(entry.holder, Holder::There { instance: i, .. } if i == *instance),
+        );
+    }
+
     /// Forgets other instances' entries not heard of within the TTL.
     pub(crate) fn expire(&self) {
         let now = Instant::now();

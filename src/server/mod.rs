@@ -438,6 +438,9 @@ impl ServerBuilder {
         let mut routes: Vec<(String, Handlers, RouteOptions)> = self.routes;
         let paths: Vec<String> = routes.iter().map(|(path, ..)| path.clone()).collect();
         let directory = Arc::new(Directory::new());
+        let presence = self
+            .presence
+            .map(|keeps| Arc::new(presence::Presence::new(keeps)));
         let bridge = match self.cluster {
             Some(url) => Some(
                 Bridge::start(
@@ -447,6 +450,7 @@ impl ServerBuilder {
                     paths,
                     directory.clone(),
                     history.clone(),
+                    presence.clone(),
                 )
                 .map_err(Error::Io)?,
             ),
@@ -454,9 +458,6 @@ impl ServerBuilder {
         };
         let board = (threads > 1 && self.config.metrics)
             .then(|| Arc::new(Mutex::new(vec![metrics::Metrics::default(); threads])));
-        let presence = self
-            .presence
-            .map(|keeps| Arc::new(presence::Presence::new(keeps)));
         let publisher = Publisher::new(
             inboxes.clone(),
             history.clone(),

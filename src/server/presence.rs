@@ -3,11 +3,17 @@
 //! only its own connections, so the topics that keep presence also note each subscription
 //! here, with the user its token names. One mutex for the server, taken once per subscribe,
 //! unsubscribe and close of such a topic, and per query; never on the message path.
+//!
+//! With a cluster, each instance tells the others its joins and leaves (and all it has when
+//! one says hello), and keeps what they told it beside its own, so a query sums every
+//! instance without asking Redis; what an instance that went quiet had is forgotten with it
+//! (see `cluster`: an instance is dead a few seconds after its last heartbeat).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::ids::ConnectionId;
+use crate::server::directory::InstanceId;
 
 /// One connection subscribed to a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +23,8 @@ pub struct Present {
     pub connection: ConnectionId,
     /// The user its token names (`sub`), if it had one.
     pub user: Option<Arc<str>>,
+    /// With a cluster: the instance that holds it (its id in hex); `None` without one.
+    pub instance: Option<Arc<str>>,
 }
 
 /// How many are subscribed to a channel.
@@ -35,10 +43,31 @@ pub(crate) type Keeps = Box<dyn Fn(&str) -> bool + Send + Sync>;
 /// Each channel's subscribers, with the user each one's token names.
 type Channels = HashMap<Arc<str>, BTreeMap<ConnectionId, Option<Arc<str>>>>;
 
+/// What this instance tells the others (the cluster bridge sends it).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PresenceNews {
+    Join {
+        channel: String,
+        connection: u64,
+        user: String,
+    },
+    Leave {
+        channel: String,
+        connection: u64,
+    },
+}
+
+/// Where presence news goes: false when it cannot be taken now (a full queue).
+pub(crate) type PresenceSink = Box<dyn Fn(PresenceNews) -> bool + Send + Sync>;
+
 /// The server's presence (see the module docs).
 pub(crate) struct Presence {
     keeps: Keeps,
     channels: Mutex<Channels>,
+    /// What other instances have, by instance.
+    remote: Mutex<HashMap<InstanceId, Channels>>,
+    /// With a cluster: where news goes, and this instance's id in hex.
+    cluster: OnceLock<(PresenceSink, Arc<str>)>,
 }
 
 impl Presence {
@@ -46,11 +75,34 @@ impl Presence {
         Presence {
             keeps,
             channels: Mutex::new(HashMap::new()),
+            remote: Mutex::new(HashMap::new()),
+            cluster: OnceLock::new(),
+        }
+    }
+
+    /// From now on joins and leaves are told to other instances through `news`.
+    pub(crate) fn join_cluster(&self, news: PresenceSink, instance: &str) {
+        let _ = self.cluster.set((news, Arc::from(instance)));
+    }
+
+    /// With a cluster, this instance's id in hex.
+    pub(crate) fn instance(&self) -> Option<Arc<str>> {
+        self.cluster.get().map(|(_, instance)| instance.clone())
+    }
+
+    fn tell(&self, news: PresenceNews) {
+        if let Some((sink, _)) = self.cluster.get() {
+            // Past the queue's bound, the others learn it with the next hello.
+            let _ = sink(news);
         }
     }
 
     fn channels(&self) -> MutexGuard<'_, Channels> {
         self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn remote(&self) -> MutexGuard<'_, HashMap<InstanceId, Channels>> {
+        self.remote.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether `topic` keeps presence.
@@ -61,12 +113,12 @@ impl Presence {
     /// `id` (of `user`) subscribed to `topic`.
     pub(crate) fn join(&self, topic: &str, id: ConnectionId, user: Option<&str>) {
         if self.keeps(topic) {
-            let user = user.map(Arc::from);
-            let mut channels = self.channels();
-            match channels.get_mut(topic) {
-                Some(present) => present.insert(id, user),
-                None => (channels.entry(Arc::from(topic)).or_default()).insert(id, user),
-            };
+            insert(&mut self.channels(), topic, id, user.map(Arc::from));
+            self.tell(PresenceNews::Join {
+                channel: topic.to_string(),
+                connection: id.to_u64(),
+                user: user.unwrap_or("").to_string(),
+            });
         }
     }
 
@@ -82,41 +134,138 @@ impl Presence {
         }
         let mut channels = self.channels();
         for topic in kept {
-            if let Some(present) = channels.get_mut(topic) {
-                present.remove(&id);
-                if present.is_empty() {
-                    channels.remove(topic);
-                }
-            }
+            remove(&mut channels, topic, id);
+            self.tell(PresenceNews::Leave {
+                channel: topic.to_string(),
+                connection: id.to_u64(),
+            });
         }
     }
 
-    /// Who is subscribed to `topic`, in the order of their ids.
-    pub(crate) fn list(&self, topic: &str) -> Vec<Present> {
+    // The bridge's side.
+
+    /// Everyone here on a channel that keeps presence: (channel, connection, user).
+    pub(crate) fn ours(&self) -> Vec<(String, u64, String)> {
         let channels = self.channels();
-        let Some(present) = channels.get(topic) else {
-            return Vec::new();
-        };
-        (present.iter())
-            .map(|(&connection, user)| Present {
-                connection,
-                user: user.clone(),
-            })
-            .collect()
+        let mut all = Vec::new();
+        for (channel, present) in channels.iter() {
+            for (id, user) in present {
+                let user = user.as_deref().unwrap_or("").to_string();
+                all.push((channel.to_string(), id.to_u64(), user));
+            }
+        }
+        all
     }
 
-    /// How many are subscribed to `topic`.
+    /// Another instance's connection joined a channel.
+    pub(crate) fn their_join(
+        &self,
+        instance: InstanceId,
+        channel: &str,
+        connection: u64,
+        user: &str,
+    ) {
+        let user = (!user.is_empty()).then(|| Arc::from(user));
+        let mut remote = self.remote();
+        let theirs = remote.entry(instance).or_default();
+        insert(theirs, channel, ConnectionId::from_u64(connection), user);
+    }
+
+    /// Another instance's connection left a channel.
+    pub(crate) fn their_leave(&self, instance: InstanceId, channel: &str, connection: u64) {
+        if let Some(theirs) = self.remote().get_mut(&instance) {
+            remove(theirs, channel, ConnectionId::from_u64(connection));
+        }
+    }
+
+    /// Everyone another instance has: what it had before is replaced.
+    pub(crate) fn their_whole(&self, instance: InstanceId, entries: Vec<(String, u64, String)>) {
+        let mut theirs = Channels::new();
+        for (channel, connection, user) in entries {
+            let user = (!user.is_empty()).then(|| Arc::from(user.as_str()));
+            insert(
+                &mut theirs,
+                &channel,
+                ConnectionId::from_u64(connection),
+                user,
+            );
+        }
+        self.remote().insert(instance, theirs);
+    }
+
+    /// An instance went quiet: what it had is gone.
+    pub(crate) fn forget(&self, instance: &InstanceId) {
+        self.remote().remove(instance);
+    }
+
+    /// Who is subscribed to `topic`: this instance's connections in the order of their ids,
+    /// then other instances'.
+    pub(crate) fn list(&self, topic: &str) -> Vec<Present> {
+        let ours = self.cluster.get().map(|(_, instance)| instance.clone());
+        let mut list = Vec::new();
+        if let Some(present) = self.channels().get(topic) {
+            list.extend(present.iter().map(|(&connection, user)| Present {
+                connection,
+                user: user.clone(),
+                instance: ours.clone(),
+            }));
+        }
+        for (instance, theirs) in self.remote().iter() {
+            let Some(present) = theirs.get(topic) else {
+                continue;
+            };
+            let instance: Arc<str> = Arc::from(hex(instance).as_str());
+            list.extend(present.iter().map(|(&connection, user)| Present {
+                connection,
+                user: user.clone(),
+                instance: Some(instance.clone()),
+            }));
+        }
+        list
+    }
+
+    /// How many are subscribed to `topic`, on every instance.
     pub(crate) fn stats(&self, topic: &str) -> PresenceStats {
-        let channels = self.channels();
-        let Some(present) = channels.get(topic) else {
-            return PresenceStats::default();
+        let mut connections = 0;
+        let mut users: Vec<Arc<str>> = Vec::new();
+        let mut count = |present: &BTreeMap<ConnectionId, Option<Arc<str>>>| {
+            connections += present.len();
+            users.extend(present.values().flatten().cloned());
         };
-        let mut users: Vec<&str> = present.values().flatten().map(|u| &**u).collect();
+        if let Some(present) = self.channels().get(topic) {
+            count(present);
+        }
+        for theirs in self.remote().values() {
+            if let Some(present) = theirs.get(topic) {
+                count(present);
+            }
+        }
         users.sort_unstable();
         users.dedup();
         PresenceStats {
-            connections: present.len(),
+            connections,
             users: users.len(),
+        }
+    }
+}
+
+/// An instance's id in hex, as [`Present::instance`] shows it.
+pub(crate) fn hex(instance: &InstanceId) -> String {
+    instance.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn insert(channels: &mut Channels, topic: &str, id: ConnectionId, user: Option<Arc<str>>) {
+    match channels.get_mut(topic) {
+        Some(present) => present.insert(id, user),
+        None => (channels.entry(Arc::from(topic)).or_default()).insert(id, user),
+    };
+}
+
+fn remove(channels: &mut Channels, topic: &str, id: ConnectionId) {
+    if let Some(present) = channels.get_mut(topic) {
+        present.remove(&id);
+        if present.is_empty() {
+            channels.remove(topic);
         }
     }
 }

@@ -268,8 +268,8 @@ impl Publisher {
     }
 
     /// Closes every connection of `user` (the `sub` of its token: see
-    /// [`ServerBuilder::auth`](crate::ServerBuilder::auth)) on every loop of this server with
-    /// `code` and `reason`.
+    /// [`ServerBuilder::auth`](crate::ServerBuilder::auth)) with `code` and `reason`: on every
+    /// loop of this server and, with a cluster, of every instance.
     pub fn close_user(
         &self,
         user: &str,
@@ -282,7 +282,34 @@ impl Publisher {
             user: user.clone(),
             code,
             reason: reason.clone(),
-        })
+        })?;
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.disconnect(&user, "", 0, code.0, &reason);
+        }
+        Ok(())
+    }
+
+    /// Closes connection `id` of instance `instance` (as [`Present::instance`] names it; this
+    /// one, or with a cluster another), as [`Publisher::close`] does.
+    pub fn close_on(
+        &self,
+        instance: &str,
+        id: ConnectionId,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), PublishError> {
+        match &self.shared.cluster {
+            Some(cluster) if cluster.instance() != instance => {
+                cluster.disconnect("", instance, id.to_u64(), code.0, reason);
+                Ok(())
+            }
+            _ => self.close(id, code, reason),
+        }
+    }
+
+    /// With a cluster, this instance's id in hex (as [`Present::instance`] shows it).
+    pub fn instance(&self) -> Option<&str> {
+        self.shared.cluster.as_ref().map(ClusterLink::instance)
     }
 
     fn post(&self, to: usize, mail: Mail) -> Result<(), PublishError> {

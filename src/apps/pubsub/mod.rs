@@ -205,16 +205,25 @@ fn presence_topic(channel: &str) -> String {
 /// `[{"connection":"ID","user":"NAME"},...]`: who is on `channel` now.
 fn present_list(ctx: &Context<'_>, channel: &str) -> String {
     let list: Vec<String> = (ctx.presence(channel).iter())
-        .map(|present| present_json(present.connection, present.user.as_deref()))
+        .map(|p| present_json(p.connection, p.user.as_deref(), p.instance.as_deref()))
         .collect();
     format!("[{}]", list.join(","))
 }
 
-/// `{"connection":"ID","user":"NAME"}` (no `user` for a connection without a token). The id
-/// is a string: JavaScript's numbers hold 53 bits, an id 64.
-pub fn present_json(connection: crate::ConnectionId, user: Option<&str>) -> String {
+/// `{"connection":"ID","user":"NAME","instance":"HEX"}` (no `user` for a connection without a
+/// token, no `instance` without a cluster). The id is a string: JavaScript's numbers hold 53
+/// bits, an id 64; with a cluster, ids are unique per instance.
+pub fn present_json(
+    connection: crate::ConnectionId,
+    user: Option<&str>,
+    instance: Option<&str>,
+) -> String {
     let user = user.map_or(String::new(), |user| format!(",\"user\":{}", quoted(user)));
-    format!("{{\"connection\":\"{}\"{user}}}", connection.to_u64())
+    let instance = instance.map_or(String::new(), |i| format!(",\"instance\":{}", quoted(i)));
+    format!(
+        "{{\"connection\":\"{}\"{user}{instance}}}",
+        connection.to_u64()
+    )
 }
 
 /// Tells the channel's presence subscribers that this connection joined or left it.
@@ -223,7 +232,7 @@ fn announce(ctx: &mut Context<'_>, channel: &str, event: &str) {
         return;
     }
     let user = ctx.identity().map(|identity| identity.user().to_string());
-    let who = present_json(ctx.id(), user.as_deref());
+    let who = present_json(ctx.id(), user.as_deref(), ctx.instance().as_deref());
     let text = format!(
         "{{\"type\":{},\"channel\":{},{}",
         quoted(event),

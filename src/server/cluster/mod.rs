@@ -32,14 +32,14 @@ mod record;
 mod resp;
 mod streams;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
@@ -47,6 +47,7 @@ use super::context::Target;
 use super::directory::Directory;
 use super::history::{Append, History};
 use super::mailbox::Inbox;
+use super::presence::{Presence, PresenceNews, PresenceSink};
 use crate::app::Router;
 use crate::ids::ConnectionId;
 use crate::protocol::outbound::Prepared;
@@ -122,6 +123,16 @@ pub(crate) enum Outgoing {
     Snapshot,
     /// A message for a kept topic: Redis orders it (see `streams`).
     Append(Append),
+    /// A join or leave on a channel that keeps presence.
+    Presence(PresenceNews),
+    /// Close connections on every instance (see `record::News::Disconnect`).
+    Disconnect {
+        user: String,
+        instance: String,
+        connection: u64,
+        code: u16,
+        reason: String,
+    },
 }
 
 impl From<News> for Outgoing {
@@ -134,11 +145,18 @@ impl From<News> for Outgoing {
     }
 }
 
+/// How often an instance says it is alive.
+pub(crate) const LIVENESS: Duration = Duration::from_secs(1);
+/// How long after its last word an instance is taken for dead: its names can be claimed
+/// again, its presence is forgotten.
+pub(crate) const DEAD_AFTER: Duration = Duration::from_secs(3);
+
 /// A loop's end of the bridge.
 pub(crate) struct ClusterLink {
     sender: SyncSender<Outgoing>,
     dropped: Arc<AtomicU64>,
     prefix: Arc<str>,
+    instance: Arc<str>,
 }
 
 impl ClusterLink {
@@ -174,6 +192,35 @@ impl ClusterLink {
         }
     }
 
+    /// Asks every other instance to close connections: `user`'s (if not empty), or
+    /// `connection` of `instance`.
+    pub(crate) fn disconnect(
+        &self,
+        user: &str,
+        instance: &str,
+        connection: u64,
+        code: u16,
+        reason: &str,
+    ) {
+        let what = Outgoing::Disconnect {
+            user: user.to_string(),
+            instance: instance.to_string(),
+            connection,
+            code,
+            reason: reason.to_string(),
+        };
+        if self.sender.try_send(what).is_err() {
+            warn!(
+                "cluster: the queue to Redis is full; a disconnect did not reach other instances"
+            );
+        }
+    }
+
+    /// This instance's id in hex.
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// The count of messages for other instances dropped, for `/metrics`.
     pub(crate) fn dropped(&self) -> Arc<AtomicU64> {
         self.dropped.clone()
@@ -185,6 +232,7 @@ pub(crate) struct Bridge {
     sender: SyncSender<Outgoing>,
     dropped: Arc<AtomicU64>,
     prefix: Arc<str>,
+    instance: Arc<str>,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -202,6 +250,7 @@ impl Bridge {
         paths: Vec<String>,
         directory: Arc<Directory>,
         history: Option<Arc<History>>,
+        presence: Option<Arc<Presence>>,
     ) -> io::Result<Bridge> {
         let (sender, outgoing) = std::sync::mpsc::sync_channel(OUTBOX_CAPACITY);
         let mut id = InstanceId::default();
@@ -217,6 +266,13 @@ impl Bridge {
                 queue.try_send(Outgoing::Append(append)).is_ok()
             }));
         }
+        let id_hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        if let Some(presence) = &presence {
+            let queue = sender.clone();
+            let news: PresenceSink =
+                Box::new(move |news| queue.try_send(Outgoing::Presence(news)).is_ok());
+            presence.join_cluster(news, &id_hex);
+        }
         let (ready, started) = std::sync::mpsc::sync_channel(1);
         let shared = Arc::new(Shared {
             url,
@@ -230,7 +286,9 @@ impl Bridge {
             sender: sender.clone(),
             history,
             synced: AtomicBool::new(false),
-            id_hex: id.iter().map(|b| format!("{b:02x}")).collect(),
+            id_hex: id_hex.clone(),
+            presence,
+            heard: Mutex::default(),
             appends: AtomicU64::new(0),
             resend: Mutex::default(),
             ready: Mutex::new(Some(ready)),
@@ -243,6 +301,7 @@ impl Bridge {
             sender,
             dropped: Arc::new(AtomicU64::new(0)),
             prefix,
+            instance: id_hex.into(),
             stopping,
             thread: Some(thread),
         })
@@ -254,6 +313,7 @@ impl Bridge {
             sender: self.sender.clone(),
             dropped: self.dropped.clone(),
             prefix: self.prefix.clone(),
+            instance: self.instance.clone(),
         }
     }
 
@@ -303,11 +363,45 @@ struct Shared {
     resend: Mutex<VecDeque<(u64, Append)>>,
     /// Tells `Bridge::start` the bridge is ready (or Redis unreachable), once.
     ready: Mutex<Option<SyncSender<()>>>,
+    /// Who subscribes to the topics that keep presence, if any do.
+    presence: Option<Arc<Presence>>,
+    /// When each other instance was last heard from (any message).
+    heard: Mutex<HashMap<InstanceId, Instant>>,
 }
 
 impl Shared {
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Another instance said something: it is alive.
+    fn heard_from(&self, instance: InstanceId) {
+        let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        heard.insert(instance, Instant::now());
+    }
+
+    /// Forgets the instances not heard from for [`DEAD_AFTER`]: their names are free and
+    /// their presence gone, on this instance at once (Redis frees their keys for claims as
+    /// their liveness keys expire).
+    fn bury_the_quiet(&self) {
+        let now = Instant::now();
+        let dead: Vec<InstanceId> = {
+            let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+            let dead = (heard.iter())
+                .filter(|(_, &at)| now.duration_since(at) >= DEAD_AFTER)
+                .map(|(&id, _)| id)
+                .collect();
+            heard.retain(|_, at| now.duration_since(*at) < DEAD_AFTER);
+            dead
+        };
+        for instance in dead {
+            let hex: String = instance.iter().map(|b| format!("{b:02x}")).collect();
+            info!("cluster: instance {hex} went quiet: its names and presence are let go");
+            self.directory.forget_instance(&instance);
+            if let Some(presence) = &self.presence {
+                presence.forget(&instance);
+            }
+        }
     }
 
     /// The first connection is ready, or failed: the server may start.

@@ -10,14 +10,21 @@ use std::time::Instant;
 use super::record::{self, News};
 use super::resp::encode_command;
 use super::streams;
-use super::{Append, Expected, Outgoing, Shared, TICK};
+use super::{Append, Expected, Outgoing, Shared, DEAD_AFTER, LIVENESS, TICK};
 use crate::ids::ConnectionId;
+use crate::server::presence::PresenceNews;
 
 /// Renews a key this instance holds, or claims it again when it expired (Redis was away
 /// longer than the TTL); answers nil when another instance took it meanwhile.
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
     return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])";
+/// Claims a key that is free, or whose holder is dead (its liveness key `ARGV[3]..holder` is
+/// gone: it has not said it is alive for a few seconds); answers nil when a live instance
+/// holds it.
+const CLAIM: &str = "local holder = redis.call('GET', KEYS[1]) \
+    if holder and redis.call('EXISTS', ARGV[3] .. holder) == 1 then return false end \
+    return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])";
 /// Deletes a key only if this instance holds it.
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
     return redis.call('DEL', KEYS[1]) end return 0";
@@ -52,20 +59,30 @@ pub(super) fn commands(
         command: Vec::new(),
     };
     let every = shared.ttl / 3;
-    // Back or new: ask the others what they hold, and tell them what we do.
+    // Back or new: say we are alive, ask the others what they hold, and tell them what we do.
+    out.alive()?;
     out.news(&News::Hello)?;
+    out.presence_snapshot()?;
     out.resend()?;
     let mut next_beat = Instant::now();
+    let mut next_alive = Instant::now() + LIVENESS;
     loop {
         if failed.load(Ordering::Acquire) {
             return Err(io::Error::other("the connection ended"));
         }
         let now = Instant::now();
+        if now >= next_alive {
+            out.alive()?;
+            out.stream.flush()?;
+            shared.bury_the_quiet();
+            next_alive = now + LIVENESS;
+        }
         if now >= next_beat {
             out.heartbeat()?;
             out.stream.flush()?;
             next_beat = now + every;
         }
+        let next_beat = next_beat.min(next_alive);
         let first = if shared.stopping() {
             match outgoing.try_recv() {
                 Ok(first) => first,
@@ -130,9 +147,49 @@ impl Commands<'_> {
             Outgoing::Claim { key, id: holder } => {
                 let ttl = self.shared.ttl.as_millis().to_string();
                 let name = self.key(&key);
-                let args: [&[u8]; 6] = [b"SET", name.as_bytes(), id, b"NX", b"PX", ttl.as_bytes()];
+                let alive = format!("{}i:", self.shared.prefix);
+                let args: [&[u8]; 7] = [
+                    b"EVAL",
+                    CLAIM.as_bytes(),
+                    b"1",
+                    name.as_bytes(),
+                    id,
+                    ttl.as_bytes(),
+                    alive.as_bytes(),
+                ];
                 self.write(&args, Expect::Claim { key, id: holder })
             }
+            Outgoing::Presence(news) => self.news(&match news {
+                PresenceNews::Join {
+                    channel,
+                    connection,
+                    user,
+                } => News::Join {
+                    channel,
+                    connection,
+                    user,
+                },
+                PresenceNews::Leave {
+                    channel,
+                    connection,
+                } => News::Leave {
+                    channel,
+                    connection,
+                },
+            }),
+            Outgoing::Disconnect {
+                user,
+                instance,
+                connection,
+                code,
+                reason,
+            } => self.news(&News::Disconnect {
+                user,
+                instance,
+                connection,
+                code,
+                reason,
+            }),
             Outgoing::Announce { key } => match self.shared.directory.our_value(&key) {
                 Some(value) => self.news(&News::Hold {
                     entries: vec![(key, value)],
@@ -155,13 +212,33 @@ impl Commands<'_> {
                 self.news(&News::Hold {
                     entries,
                     whole: true,
-                })
+                })?;
+                self.presence_snapshot()
             }
         }
     }
 
-    /// Renews every key this instance holds and tells the others all of them; forgets other
-    /// instances not heard of within the TTL.
+    /// Says this instance is alive: to the others (news), and to Redis (a key that lives
+    /// [`DEAD_AFTER`], which the claim script looks at).
+    fn alive(&mut self) -> io::Result<()> {
+        self.news(&News::Alive)?;
+        let mut key = format!("{}i:", self.shared.prefix).into_bytes();
+        key.extend_from_slice(&self.shared.id);
+        let ttl = DEAD_AFTER.as_millis().to_string();
+        let args: [&[u8]; 5] = [b"SET", &key, b"1", b"PX", ttl.as_bytes()];
+        self.write(&args, Expect::Nothing)
+    }
+
+    /// Tells the others everyone here on channels that keep presence (they replace what they
+    /// knew of this instance).
+    fn presence_snapshot(&mut self) -> io::Result<()> {
+        let Some(presence) = &self.shared.presence else {
+            return Ok(());
+        };
+        let entries = presence.ours();
+        self.news(&News::Present { entries })
+    }
+
     /// `EVAL APPEND` for a kept message (see `streams::APPEND`), numbered `seq`.
     fn append(&mut self, seq: u64, append: Append) -> io::Result<()> {
         let Some(history) = &self.shared.history else {
@@ -206,6 +283,8 @@ impl Commands<'_> {
         Ok(())
     }
 
+    /// Renews every key this instance holds and tells the others all of them; forgets other
+    /// instances not heard of within the TTL.
     fn heartbeat(&mut self) -> io::Result<()> {
         let entries = self.shared.directory.ours();
         let ttl = self.shared.ttl.as_millis().to_string();

@@ -101,6 +101,9 @@ pub(super) fn pushes(
         if from == shared.id && !matches!(heard, Heard::Kept(_)) {
             return Ok(()); // our own, delivered by our loops already
         }
+        if from != shared.id {
+            shared.heard_from(from);
+        }
         match heard {
             Heard::Kept(record) => {
                 let Some(topic) = channel.strip_prefix("k:") else {
@@ -140,9 +143,76 @@ pub(super) fn pushes(
                 shared.directory.theirs(from, entries, whole);
             }
             Heard::News(News::Release { keys }) => shared.directory.released(from, keys),
+            Heard::News(News::Alive) => {}
+            Heard::News(News::Join {
+                channel,
+                connection,
+                user,
+            }) => {
+                if let Some(presence) = &shared.presence {
+                    presence.their_join(from, &channel, connection, &user);
+                }
+            }
+            Heard::News(News::Leave {
+                channel,
+                connection,
+            }) => {
+                if let Some(presence) = &shared.presence {
+                    presence.their_leave(from, &channel, connection);
+                }
+            }
+            Heard::News(News::Present { entries }) => {
+                if let Some(presence) = &shared.presence {
+                    presence.their_whole(from, entries);
+                }
+            }
+            Heard::News(News::Disconnect {
+                user,
+                instance,
+                connection,
+                code,
+                reason,
+            }) => disconnect(
+                shared,
+                &mut postbox,
+                &user,
+                &instance,
+                connection,
+                code,
+                &reason,
+            ),
         }
         Ok(())
     })
+}
+
+/// Another instance asks to close `user`'s connections here (if not empty), or connection
+/// `connection` if `instance` is this one.
+fn disconnect(
+    shared: &Shared,
+    postbox: &mut Postbox,
+    user: &str,
+    instance: &str,
+    connection: u64,
+    code: u16,
+    reason: &str,
+) {
+    let code = crate::CloseCode(code);
+    if !user.is_empty() {
+        let (user, reason): (Arc<str>, Arc<str>) = (Arc::from(user), Arc::from(reason));
+        for other in postbox.others() {
+            let mail = Mail::CloseUser {
+                user: user.clone(),
+                code,
+                reason: reason.clone(),
+            };
+            postbox.post(other, mail);
+        }
+    } else if instance == shared.id_hex {
+        let id = ConnectionId::from_u64(connection);
+        let reason = reason.to_string();
+        postbox.post(id.loop_index(), Mail::Close { id, code, reason });
+    }
 }
 
 /// Whether `value` confirms the pattern subscription.

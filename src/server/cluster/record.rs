@@ -26,6 +26,28 @@ pub(super) enum News {
     },
     /// The sender let go of these keys.
     Release { keys: Vec<String> },
+    /// The sender is alive (its heartbeat, every [`super::LIVENESS`]).
+    Alive,
+    /// Connection `connection` of the sender (of `user`, if not empty) subscribed to
+    /// `channel`, a topic that keeps presence.
+    Join {
+        channel: String,
+        connection: u64,
+        user: String,
+    },
+    /// It left `channel`.
+    Leave { channel: String, connection: u64 },
+    /// Everyone the sender has on channels that keep presence: (channel, connection, user).
+    Present { entries: Vec<(String, u64, String)> },
+    /// Close connections on every instance: of `user` (if not empty), or `connection` of
+    /// `instance` (the instance's id in hex).
+    Disconnect {
+        user: String,
+        instance: String,
+        connection: u64,
+        code: u16,
+        reason: String,
+    },
 }
 
 /// A message as it goes on Redis.
@@ -46,6 +68,11 @@ const HELLO: u8 = b'h';
 const HOLD: u8 = b'H';
 const HOLD_WHOLE: u8 = b'W';
 const RELEASE: u8 = b'r';
+const ALIVE: u8 = b'a';
+const JOIN: u8 = b'j';
+const LEAVE: u8 = b'l';
+const PRESENT: u8 = b'P';
+const DISCONNECT: u8 = b'x';
 
 /// Directory news as it goes on Redis.
 pub(super) fn news(id: &InstanceId, news: &News) -> Vec<u8> {
@@ -71,6 +98,47 @@ pub(super) fn news(id: &InstanceId, news: &News) -> Vec<u8> {
                 put(&mut bytes, key);
             }
         }
+        News::Alive => bytes.push(ALIVE),
+        News::Join {
+            channel,
+            connection,
+            user,
+        } => {
+            bytes.push(JOIN);
+            put(&mut bytes, channel);
+            put(&mut bytes, &connection.to_string());
+            put(&mut bytes, user);
+        }
+        News::Leave {
+            channel,
+            connection,
+        } => {
+            bytes.push(LEAVE);
+            put(&mut bytes, channel);
+            put(&mut bytes, &connection.to_string());
+        }
+        News::Present { entries } => {
+            bytes.push(PRESENT);
+            for (channel, connection, user) in entries {
+                put(&mut bytes, channel);
+                put(&mut bytes, &connection.to_string());
+                put(&mut bytes, user);
+            }
+        }
+        News::Disconnect {
+            user,
+            instance,
+            connection,
+            code,
+            reason,
+        } => {
+            bytes.push(DISCONNECT);
+            put(&mut bytes, user);
+            put(&mut bytes, instance);
+            put(&mut bytes, &connection.to_string());
+            put(&mut bytes, &code.to_string());
+            put(&mut bytes, reason);
+        }
     }
     bytes
 }
@@ -92,8 +160,48 @@ fn read_news(bytes: &[u8]) -> Option<News> {
         let mut strings = strings.into_iter();
         Some(std::iter::from_fn(|| Some((strings.next()?, strings.next()?))).collect())
     };
+    let number = |text: &str| text.parse::<u64>().ok();
     match kind {
         HELLO if strings.is_empty() => Some(News::Hello),
+        ALIVE if strings.is_empty() => Some(News::Alive),
+        JOIN => {
+            let [channel, connection, user] = <[String; 3]>::try_from(strings).ok()?;
+            let connection = number(&connection)?;
+            Some(News::Join {
+                channel,
+                connection,
+                user,
+            })
+        }
+        LEAVE => {
+            let [channel, connection] = <[String; 2]>::try_from(strings).ok()?;
+            let connection = number(&connection)?;
+            Some(News::Leave {
+                channel,
+                connection,
+            })
+        }
+        PRESENT => {
+            if !strings.len().is_multiple_of(3) {
+                return None;
+            }
+            let mut entries = Vec::with_capacity(strings.len() / 3);
+            for triple in strings.chunks(3) {
+                entries.push((triple[0].clone(), number(&triple[1])?, triple[2].clone()));
+            }
+            Some(News::Present { entries })
+        }
+        DISCONNECT => {
+            let [user, instance, connection, code, reason] =
+                <[String; 5]>::try_from(strings).ok()?;
+            Some(News::Disconnect {
+                user,
+                instance,
+                connection: number(&connection)?,
+                code: code.parse().ok()?,
+                reason,
+            })
+        }
         HOLD | HOLD_WHOLE => Some(News::Hold {
             entries: pairs(strings)?,
             whole: kind == HOLD_WHOLE,
@@ -201,6 +309,26 @@ mod tests {
         assert_eq!(read(&news(&id, &hold)), Some((id, Heard::News(hold))));
         for news_item in [
             News::Hello,
+            News::Alive,
+            News::Join {
+                channel: "room".into(),
+                connection: u64::MAX,
+                user: "ann".into(),
+            },
+            News::Leave {
+                channel: "room".into(),
+                connection: 7,
+            },
+            News::Present {
+                entries: vec![("a".into(), 1, "".into()), ("b".into(), 2, "bob".into())],
+            },
+            News::Disconnect {
+                user: "".into(),
+                instance: "00ff".into(),
+                connection: 42,
+                code: 4000,
+                reason: "bye".into(),
+            },
             News::Hold {
                 entries: Vec::new(),
                 whole: false,

@@ -514,3 +514,49 @@ fn with_api_bind_the_api_is_served_on_its_own_address_only() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_browser_page_may_call_the_api_only_from_an_allowed_origin() {
+    let server = Wsloop::start(&["--allow-origin", "https://admin.example"]);
+    let mut api = Http::connect(server.addr);
+    let preflight = |api: &mut Http, origin: &str| {
+        let headers = [
+            &format!("Origin: {origin}") as &str,
+            "Access-Control-Request-Method: POST",
+            "Access-Control-Request-Headers: authorization, content-type",
+        ];
+        api.ask("OPTIONS", "/api/publish", &headers, None)
+    };
+    let allowed = preflight(&mut api, "https://admin.example");
+    assert_eq!(allowed.status, 204);
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://admin.example")
+    );
+    assert!(allowed
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("Authorization"));
+    let other = preflight(&mut api, "https://evil.example");
+    assert_eq!(other.status, 403);
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    // The calls themselves: the allowed origin may read the answer, another may not.
+    let from = |origin: &str| format!("Origin: {origin}");
+    let reply = api.ask(
+        "GET",
+        "/api/info",
+        &[AUTH, &from("https://admin.example")],
+        None,
+    );
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("https://admin.example")
+    );
+    let reply = api.ask(
+        "GET",
+        "/api/info",
+        &[AUTH, &from("https://evil.example")],
+        None,
+    );
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+}

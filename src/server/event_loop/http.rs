@@ -49,7 +49,25 @@ impl Dispatch<'_> {
     ) -> Vec<u8> {
         let peer = self.peer;
         let target = request.logged_target();
+        // CORS (a page in a browser calling the route): only for origins --allow-origin names;
+        // for any other, no CORS header, so the browser keeps the answer from the page.
+        let cors = (request.origin())
+            .filter(|origin| self.app.router.allowed_origins.iter().any(|o| o == origin))
+            .map(str::to_string);
+        let preflight = request.method() == "OPTIONS"
+            && request.header("Access-Control-Request-Method").is_some();
         let response = match self.app.router.http_route_for(request.path()) {
+            _ if preflight => match &cors {
+                Some(_) => HttpResponse::new(204, "text/plain; charset=utf-8", "")
+                    .header("Access-Control-Allow-Methods", "GET, POST")
+                    .header(
+                        "Access-Control-Allow-Headers",
+                        "Authorization, Content-Type",
+                    )
+                    .header("Access-Control-Max-Age", "600"),
+                None => HttpResponse::new(403, "text/plain; charset=utf-8", "origin not allowed\n")
+                    .note("origin not allowed"),
+            },
             None => HttpResponse::new(404, "text/plain; charset=utf-8", "no such path\n"),
             Some(route) => {
                 let handler = &mut self.app.router.http_routes[route].handler;
@@ -87,6 +105,12 @@ impl Dispatch<'_> {
                 "{peer} {method} {target} {status} {note}"
             );
         }
+        let response = match cors {
+            Some(origin) => response
+                .header("Access-Control-Allow-Origin", origin)
+                .header("Vary", "Origin"),
+            None => response,
+        };
         let mut reply = write_response(&response, keep_alive);
         if method == "HEAD" {
             reply = crate::protocol::handshake::without_body(reply);

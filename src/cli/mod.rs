@@ -19,8 +19,10 @@ use clap::{Parser, Subcommand};
 /// Without a subcommand, serves echo on ws://ADDR/ and ws://ADDR/echo, broadcast on
 /// ws://ADDR/broadcast, JSON chat on ws://ADDR/chat, JSON publish/subscribe with history on
 /// ws://ADDR/pubsub, the browser test client and its JavaScript client library at
-/// http://ADDR/ (and /wsloop.js), and the probes http://ADDR/healthz and /readyz. Sizes take a unit (B, KiB, MiB, GiB; K, M, G are the same); durations take
-/// ms, s, m or h (a bare number is seconds; 0 turns ping-interval and idle-timeout off).
+/// http://ADDR/ (and /wsloop.js), the probes http://ADDR/healthz and /readyz, and with
+/// --api-key-file the HTTP API for backends at http://ADDR/api/. Sizes take a unit (B, KiB,
+/// MiB, GiB; K, M, G are the same); durations take ms, s, m or h (a bare number is seconds; 0
+/// turns ping-interval and idle-timeout off).
 #[derive(Debug, Parser)]
 #[command(name = "wsloop", version, args_conflicts_with_subcommands = true)]
 struct Cli {

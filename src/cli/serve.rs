@@ -126,9 +126,10 @@ pub struct ServeArgs {
     drain_window: Duration,
     #[command(flatten)]
     access: AccessArgs,
-    /// Serve the HTTP API for backends on /api/ (publish, broadcast, history, disconnect,
-    /// info; see README), for clients sending `Authorization: apikey KEY` with the key in
-    /// FILE (at least 16 bytes; a trailing newline is not part of it).
+    /// Serve the HTTP API for backends on /api/ (publish, broadcast, history, presence,
+    /// presence_stats, disconnect, info; see README), for clients sending `Authorization:
+    /// apikey KEY` with the key in FILE (at least 16 bytes; a trailing newline is not part of
+    /// it).
     #[arg(long, value_name = "FILE", help_heading = "HTTP API")]
     api_key_file: Option<PathBuf>,
     /// Serve the HTTP API on this address instead of --bind's (a private interface, say):

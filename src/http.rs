@@ -1,8 +1,8 @@
 //! HTTP routes: plain HTTP/1.1 requests with JSON (or any) bodies, served by the event loops
-//! beside the WebSocket routes, on kept-alive connections ([`ServerBuilder::http_route_each`]
-//! (crate::ServerBuilder::http_route_each)). What a backend uses to reach a running server
-//! without holding a WebSocket: the bundled HTTP API ([`apps::Api`](crate::apps::Api)) is
-//! one.
+//! beside the WebSocket routes, on kept-alive connections
+//! ([`ServerBuilder::http_route_each`](crate::ServerBuilder::http_route_each)). What a backend
+//! uses to reach a running server without holding a WebSocket: the bundled HTTP API
+//! (`wsloop::apps::Api`, with the `apps` feature) is one.
 //!
 //! The server reads the request: a body needs `Content-Length` (411 without; chunked bodies
 //! are refused the same way), at most [`Config::max_http_body`](crate::Config::max_http_body)

@@ -153,10 +153,18 @@ fn every_error_a_client_can_cause_has_its_status_and_names_what_is_wrong() {
         (status, error["error"].as_str()),
         (401, Some("unauthorized"))
     );
+    assert!(error["message"].as_str().unwrap().contains("no API key"));
     let wrong = "Authorization: apikey not-the-key-0123456789";
-    assert_eq!(publish(&mut api, &[wrong], &body).0, 401);
+    let (status, error) = publish(&mut api, &[wrong], &body);
+    assert_eq!(status, 401);
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .contains("--api-key-file"));
     let bearer = "Authorization: Bearer api-test-key-0123456789";
-    assert_eq!(publish(&mut api, &[bearer], &body).0, 401);
+    let (status, error) = publish(&mut api, &[bearer], &body);
+    assert_eq!(status, 401);
+    assert!(error["message"].as_str().unwrap().contains("not Bearer"));
     let lines = server.log_until("wrong API key");
     assert!(
         lines.iter().any(|l| l.contains("401 no API key")),
@@ -203,6 +211,21 @@ fn every_error_a_client_can_cause_has_its_status_and_names_what_is_wrong() {
         (status, error["error"].as_str()),
         (400, Some("bad_channel"))
     );
+    // A broadcast names the entry at fault.
+    let body = json!({"channels": ["a", 7], "data": 1}).to_string();
+    let reply = api.ask("POST", "/api/broadcast", &[AUTH], Some(&body));
+    assert_eq!(reply.status, 400);
+    assert!(reply.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("\"channels[1]\" must be a string"));
+    let body = json!({"channels": ["a", "/x"], "data": 1}).to_string();
+    let reply = api.ask("POST", "/api/broadcast", &[AUTH], Some(&body));
+    assert_eq!(reply.json()["error"], "bad_channel");
+    assert!(reply.json()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("\"channels[1]\""));
     // A text body: 415.
     api.send(b"POST /api/publish HTTP/1.1\r\nAuthorization: apikey api-test-key-0123456789\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi");
     let reply = api.read().unwrap();
@@ -477,6 +500,81 @@ fn the_publish_command_sends_each_stdin_line_and_exits_with_what_happened() {
     let (code, _, err) = publish_command(&args, "");
     assert_eq!(code, 1);
     assert!(err.contains("400") && err.contains("server's own"), "{err}");
+}
+
+#[test]
+fn the_publish_command_does_not_send_again_a_request_left_unanswered() {
+    use std::io::Read;
+    // A server that reads a request and never answers: it may have published it, so
+    // sending it again could publish it twice.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let key = key_file().to_str().unwrap().to_string();
+    let command = std::thread::spawn(move || {
+        let args = [
+            "--api",
+            &api,
+            "--key-file",
+            &key,
+            "--timeout",
+            "1s",
+            "jobs",
+            "1",
+        ];
+        publish_command(&args, "")
+    });
+    let (mut first, _) = listener.accept().unwrap();
+    let mut request = [0; 1024];
+    assert!(first.read(&mut request).unwrap() > 0);
+    let (code, _, err) = command.join().unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("no answer within 1s"), "{err}");
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "the request was sent again");
+}
+
+#[test]
+fn a_key_file_means_the_same_key_to_the_server_and_the_publish_command() {
+    // Whitespace around the key (an editor's newline, CRLF, a space) is not part of it.
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!("wsloop-test-apikey-ws-{}", std::process::id()));
+    std::fs::write(&path, format!("  {KEY} \r\n")).unwrap();
+    let (mut child, addr, _log) = spawn_wsloop_logged(&["--api-key-file", path.to_str().unwrap()]);
+    let mut api = Http::connect(addr.parse().unwrap());
+    assert_eq!(api.ask("GET", "/api/info", &[AUTH], None).status, 200);
+    let api = format!("http://{addr}");
+    let args = [
+        "--api",
+        &api,
+        "--key-file",
+        path.to_str().unwrap(),
+        "jobs",
+        "1",
+    ];
+    let (code, _, err) = publish_command(&args, "");
+    assert_eq!(code, 0, "{err}");
+    let _ = child.kill();
+    let _ = child.wait();
+    // A key a header cannot carry as it is, or a short one, stops the start with why.
+    for (key, why) in [
+        ("an api key with spaces", "without spaces"),
+        ("short", "at least 16 bytes"),
+    ] {
+        std::fs::write(&path, key).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_wsloop"))
+            .args([
+                "--api-key-file",
+                path.to_str().unwrap(),
+                "--bind",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{err}");
+        assert!(err.contains("--api-key-file") && err.contains(why), "{err}");
+    }
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]

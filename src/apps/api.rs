@@ -17,8 +17,8 @@
 //! positions), so browsers cannot tell who published. Errors are
 //! `{"error": CODE, "message": TEXT}`: 400 `bad_request` (naming the field) or `bad_channel`,
 //! 401 `unauthorized`, 404 `unknown_method`, 405 `method_not_allowed` (with `Allow`), 415
-//! `unsupported_media_type` (a body that is not `application/json`), 503 `unavailable`
-//! (the server is stopping or not keeping up).
+//! `unsupported_media_type` (a body that is not `application/json`), 503 `unavailable` (a
+//! disconnect a loop has no room for yet: nothing was done, try again).
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -49,17 +49,20 @@ impl std::fmt::Debug for Api {
 }
 
 impl Api {
-    /// The API for clients that send `key`; at least [`MIN_KEY_BYTES`] bytes.
+    /// The API for clients that send `key`: at least [`MIN_KEY_BYTES`] bytes, each printable
+    /// ASCII other than a space (what an `Authorization` header carries as it is: base64 or
+    /// hex text).
     pub fn new(key: &[u8]) -> Result<Api, String> {
-        if key.len() < MIN_KEY_BYTES {
-            return Err(format!(
-                "an API key is at least {MIN_KEY_BYTES} bytes, this one is {}",
-                key.len()
-            ));
-        }
+        check_key(key)?;
         Ok(Api {
             key_digest: Sha1::digest(key).into(),
         })
+    }
+
+    /// The API for the key in file `path` (see [`read_key_file`]).
+    pub fn from_key_file(path: &std::path::Path) -> Result<Api, String> {
+        let key = read_key_file(path)?;
+        Api::new(key.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Whether the request carries the key: `Authorization: apikey KEY`.
@@ -73,6 +76,33 @@ impl Api {
         let differ = (digest.iter().zip(&self.key_digest)).fold(0u8, |acc, (a, b)| acc | (a ^ b));
         differ == 0 && !given.is_empty()
     }
+}
+
+/// Why `key` cannot be an API key, if it cannot.
+fn check_key(key: &[u8]) -> Result<(), String> {
+    if key.len() < MIN_KEY_BYTES {
+        return Err(format!(
+            "an API key is at least {MIN_KEY_BYTES} bytes, this one is {}",
+            key.len()
+        ));
+    }
+    if let Some(at) = key.iter().position(|b| !b.is_ascii_graphic()) {
+        return Err(format!(
+            "an API key is printable ASCII without spaces (base64 or hex text); byte {at} is not"
+        ));
+    }
+    Ok(())
+}
+
+/// The API key in file `path`: its text less the whitespace around it (a trailing newline),
+/// checked as [`Api::new`] checks it. The server (`--api-key-file`) and `wsloop publish`
+/// (`--key-file`) read a key file alike, so the same file works for both.
+pub fn read_key_file(path: &std::path::Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = bytes.trim_ascii();
+    check_key(key).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Printable ASCII, so UTF-8.
+    Ok(String::from_utf8_lossy(key).into_owned())
 }
 
 /// An error reply.
@@ -101,11 +131,24 @@ impl HttpHandler for Api {
         body: &[u8],
     ) -> HttpResponse {
         if !self.authorized(request) {
-            let why = match request.header("Authorization") {
-                Some(_) => "wrong API key",
-                None => "no API key",
+            let (why, message) = match request.header("Authorization") {
+                None => ("no API key", "no API key: send Authorization: apikey KEY"),
+                Some(value)
+                    if !value
+                        .get(..7)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("apikey ")) =>
+                {
+                    (
+                        "wrong API key",
+                        "not an API key: send Authorization: apikey KEY (not Bearer or Basic)",
+                    )
+                }
+                Some(_) => (
+                    "wrong API key",
+                    "wrong API key: send the key of the server's --api-key-file",
+                ),
             };
-            return error(401, "unauthorized", "send Authorization: apikey KEY")
+            return error(401, "unauthorized", message)
                 .header("WWW-Authenticate", "apikey")
                 .note(why);
         }
@@ -186,22 +229,28 @@ fn channel_name(value: Option<&Value>, field: &str) -> Result<String, HttpRespon
         Some(_) => return Err(bad_request(&format!("\"{field}\" must be a string"))),
         None => return Err(bad_request(&format!("missing field \"{field}\""))),
     };
-    check_channel(channel).map_err(|refused| error(400, refused.code, &refused.message))?;
+    check_channel(channel).map_err(|refused| match field {
+        "channel" => error(400, refused.code, &refused.message),
+        // Which of a broadcast's channels.
+        _ => error(
+            400,
+            refused.code,
+            &format!("\"{field}\": {}", refused.message),
+        ),
+    })?;
     Ok(channel.clone())
 }
 
 /// Publishes `data` to `channel` as a /pubsub publication, from the loop serving the request
-/// (delivered in the same turn); its position, if kept here.
+/// (delivered in the same turn, on every loop; it cannot be refused: the loop serving it
+/// runs); its position, if kept here.
 fn publish_one(
     ctx: &mut HttpContext<'_>,
     channel: &str,
     data: &RawValue,
     ts: u64,
-) -> Result<Option<StreamPosition>, PublishError> {
-    if !ctx.server().is_running() {
-        return Err(PublishError::Gone);
-    }
-    Ok(ctx.publish_with(channel, |position| publication(channel, position, data, ts)))
+) -> Option<StreamPosition> {
+    ctx.publish_with(channel, |position| publication(channel, position, data, ts))
 }
 
 fn position_object(position: Option<&StreamPosition>) -> String {
@@ -217,12 +266,8 @@ fn publish(ctx: &mut HttpContext<'_>, text: &str, fields: &Map<String, Value>) -
         Ok(data) => data,
         Err(reply) => return reply,
     };
-    match publish_one(ctx, &channel, &data, unix_ms()) {
-        Ok(position) => {
-            HttpResponse::json(200, format!("{{{}}}", position_object(position.as_ref())))
-        }
-        Err(why) => unavailable(why),
-    }
+    let position = publish_one(ctx, &channel, &data, unix_ms());
+    HttpResponse::json(200, format!("{{{}}}", position_object(position.as_ref())))
 }
 
 /// The most channels one broadcast names.
@@ -242,8 +287,8 @@ fn broadcast(ctx: &mut HttpContext<'_>, text: &str, fields: &Map<String, Value>)
         Some(_) => return bad_request("\"channels\" must be an array of channel names"),
         None => return bad_request("missing field \"channels\""),
     };
-    let names: Result<Vec<String>, HttpResponse> = (channels.iter())
-        .map(|channel| channel_name(Some(channel), "channels"))
+    let names: Result<Vec<String>, HttpResponse> = (channels.iter().enumerate())
+        .map(|(i, channel)| channel_name(Some(channel), &format!("channels[{i}]")))
         .collect();
     let names = match names {
         Ok(names) => names,
@@ -256,15 +301,9 @@ fn broadcast(ctx: &mut HttpContext<'_>, text: &str, fields: &Map<String, Value>)
     let ts = unix_ms();
     let mut results = Vec::with_capacity(names.len());
     for channel in &names {
-        match publish_one(ctx, channel, &data, ts) {
-            Ok(position) => {
-                let position = position
-                    .as_ref()
-                    .map_or(String::new(), |p| format!(",{}", position_fields(p)));
-                results.push(format!("{{\"channel\":{}{position}}}", quoted(channel)));
-            }
-            Err(why) => return unavailable(why),
-        }
+        let position = (publish_one(ctx, channel, &data, ts).as_ref())
+            .map_or(String::new(), |p| format!(",{}", position_fields(p)));
+        results.push(format!("{{\"channel\":{}{position}}}", quoted(channel)));
     }
     HttpResponse::json(200, format!("{{\"results\":[{}]}}", results.join(",")))
 }
@@ -308,14 +347,15 @@ fn history(ctx: &HttpContext<'_>, request: &Request) -> HttpResponse {
                 ),
             )
         }
-        Err(not) => HttpResponse::json(
-            409,
-            format!(
+        Err(not) => {
+            let message = format!("history after that position: {}", not.reason());
+            let body = format!(
                 "{{\"error\":\"not_recovered\",\"message\":{},{}}}",
-                quoted(&format!("history after that position: {}", not.reason())),
+                quoted(&message),
                 position_fields(not.position())
-            ),
-        ),
+            );
+            HttpResponse::json(409, body).note(&message)
+        }
     }
 }
 

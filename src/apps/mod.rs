@@ -7,7 +7,7 @@ mod echo;
 mod kept;
 pub mod pubsub;
 
-pub use api::{Api, MIN_KEY_BYTES};
+pub use api::{read_key_file, Api, MIN_KEY_BYTES};
 pub use broadcast::Broadcast;
 pub use chat::Chat;
 pub use echo::Echo;

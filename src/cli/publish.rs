@@ -4,7 +4,7 @@
 //! stderr, and the exit status says how it went (0 all published, 1 a request refused or the
 //! server unreachable, 2 bad usage).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +27,10 @@ pub struct PublishArgs {
     /// Send DATA as a JSON string instead of reading it as JSON.
     #[arg(long)]
     text: bool,
+    /// How long to wait for each answer; a request with none in time is not sent again
+    /// (the server may have published it) and the command exits 1.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::units::parse_duration)]
+    timeout: Duration,
     /// Trust this CA certificate (PEM) for https, besides the system's.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
@@ -37,9 +41,6 @@ pub struct PublishArgs {
     #[arg(allow_hyphen_values = true)]
     data: String,
 }
-
-/// How long one request may take.
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
@@ -52,15 +53,19 @@ struct Api {
     /// Where it connected, to connect again.
     url: String,
     ca: Option<PathBuf>,
+    /// Whether it speaks TLS.
+    tls: bool,
+    /// How long an answer may take.
+    timeout: Duration,
 }
 
 /// Runs `wsloop publish`.
 pub fn run(args: &PublishArgs) -> ExitCode {
-    let key = match std::fs::read_to_string(&args.key_file) {
-        Ok(key) => key.trim_end_matches(['\n', '\r']).to_string(),
-        Err(e) => return fail(2, &format!("--key-file {}: {e}", args.key_file.display())),
+    let key = match wsloop::apps::read_key_file(&args.key_file) {
+        Ok(key) => key,
+        Err(e) => return fail(2, &format!("--key-file {e}")),
     };
-    let mut api = match Api::connect(&args.api, key, args.ca.as_deref()) {
+    let mut api = match Api::connect(&args.api, key, args.ca.as_deref(), args.timeout) {
         Ok(api) => api,
         Err(e) => return fail(1, &e),
     };
@@ -103,18 +108,28 @@ fn publish(api: &mut Api, args: &PublishArgs, data: &str) -> Result<(), (u8, Str
     let body = serde_json::json!({"channel": args.channel, "data": data}).to_string();
     let (status, reply) = api.post("/api/publish", &body).map_err(|e| (1, e))?;
     if status != 200 {
-        let why = serde_json::from_str::<Value>(&reply)
-            .ok()
+        let answer = serde_json::from_str::<Value>(&reply).ok();
+        let why = (answer.as_ref())
             .and_then(|v| v["message"].as_str().map(str::to_string))
             .unwrap_or(reply);
-        return Err((1, format!("{status}: {}", why.trim())));
+        let mut message = format!("{status}: {}", why.trim());
+        // Not the API answering (a JSON error is): a server without --api-key-file.
+        if answer.is_none() && matches!(status, 404 | 405) {
+            message += " (is the server started with --api-key-file, and is --api its address?)";
+        }
+        return Err((1, message));
     }
     println!("{reply}");
     Ok(())
 }
 
 impl Api {
-    fn connect(url: &str, key: String, ca: Option<&std::path::Path>) -> Result<Api, String> {
+    fn connect(
+        url: &str,
+        key: String,
+        ca: Option<&std::path::Path>,
+        timeout: Duration,
+    ) -> Result<Api, String> {
         let (tls, rest) = match url.split_once("://") {
             Some(("http", rest)) => (false, rest),
             Some(("https", rest)) => (true, rest),
@@ -135,7 +150,7 @@ impl Api {
         };
         let tcp =
             TcpStream::connect(&address).map_err(|e| format!("cannot reach {address}: {e}"))?;
-        tcp.set_read_timeout(Some(TIMEOUT))
+        tcp.set_read_timeout(Some(timeout))
             .map_err(|e| e.to_string())?;
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
         let stream: Box<dyn Stream> = if tls {
@@ -154,16 +169,20 @@ impl Api {
             key,
             url: url.to_string(),
             ca: ca.map(PathBuf::from),
+            tls,
+            timeout,
         })
     }
 
     /// POSTs `body` (JSON) to `path`; the status and the body of the answer. A kept-alive
     /// connection the server closed meanwhile (it closes idle ones) is opened again, once:
-    /// the server read nothing of a request on a connection it had closed.
+    /// the server read nothing of a request on a connection it had closed. A request that
+    /// had no answer in time is not sent again: the server may have published it.
     fn post(&mut self, path: &str, body: &str) -> Result<(u16, String), String> {
         match self.exchange(path, body) {
             Err(Exchange::Closed(_)) => {
-                *self = Api::connect(&self.url, std::mem::take(&mut self.key), self.ca.as_deref())?;
+                let key = std::mem::take(&mut self.key);
+                *self = Api::connect(&self.url, key, self.ca.as_deref(), self.timeout)?;
                 self.exchange(path, body).map_err(Exchange::into_message)
             }
             done => done.map_err(Exchange::into_message),
@@ -178,8 +197,24 @@ impl Api {
             self.key,
             body.len()
         );
-        let closed = |e: std::io::Error| Exchange::Closed(format!("the server went away: {e}"));
-        let lost = |e: std::io::Error| Exchange::Failed(format!("the server went away: {e}"));
+        let lost = |e: std::io::Error| match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => Exchange::Failed(format!(
+                "no answer within {:?} (it may have been published; not sent again)",
+                self.timeout
+            )),
+            _ if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => Exchange::Failed(
+                format!("TLS: {e} (--ca names the CA of a private certificate)"),
+            ),
+            _ => Exchange::Failed(format!("the server went away: {e}")),
+        };
+        // Closed before it answered: the connection was closed while idle, or refused the
+        // request unread; anything else (a timeout, TLS) is what `lost` says.
+        let closed = |e: std::io::Error| match e.kind() {
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof => {
+                Exchange::Closed(format!("the server went away: {e}"))
+            }
+            _ => lost(e),
+        };
         let stream = self.reader.get_mut();
         stream.write_all(request.as_bytes()).map_err(closed)?;
         stream.flush().map_err(closed)?;
@@ -189,7 +224,15 @@ impl Api {
         }
         let status = (line.split(' ').nth(1))
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| Exchange::Failed(format!("not an HTTP answer: {:?}", line.trim())))?;
+            .ok_or_else(|| {
+                let hint = if self.tls {
+                    ""
+                } else {
+                    " (a TLS port? use https://)"
+                };
+                let shown: String = line.trim().chars().take(40).collect();
+                Exchange::Failed(format!("not an HTTP answer: {shown:?}{hint}"))
+            })?;
         let mut length = 0;
         loop {
             let mut header = String::new();

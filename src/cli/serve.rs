@@ -128,8 +128,8 @@ pub struct ServeArgs {
     access: AccessArgs,
     /// Serve the HTTP API for backends on /api/ (publish, broadcast, history, presence,
     /// presence_stats, disconnect, info; see README), for clients sending `Authorization:
-    /// apikey KEY` with the key in FILE (at least 16 bytes; a trailing newline is not part of
-    /// it).
+    /// apikey KEY` with the key in FILE (at least 16 printable ASCII bytes without spaces, such
+    /// as base64; whitespace around it is not part of it).
     #[arg(long, value_name = "FILE", help_heading = "HTTP API")]
     api_key_file: Option<PathBuf>,
     /// Serve the HTTP API on this address instead of --bind's (a private interface, say):
@@ -144,15 +144,6 @@ pub struct ServeArgs {
     /// The largest body of an API request; larger ones get 413 [default: 1MiB].
     #[arg(long, value_name = "SIZE", value_parser = units::parse_size, help_heading = "HTTP API", requires = "api_key_file")]
     api_max_body: Option<usize>,
-}
-
-/// The API key in `path`: its bytes without a trailing newline.
-fn read_api_key(path: &std::path::Path) -> Result<Api, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("--api-key-file {}: {e}", path.display()))?;
-    let key = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    let key = key.strip_suffix(b"\r").unwrap_or(key);
-    Api::new(key).map_err(|e| format!("--api-key-file {}: {e}", path.display()))
 }
 
 /// `--history-store`.
@@ -275,10 +266,10 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
         }
     }
     if let Some(path) = &cli.api_key_file {
-        match read_api_key(path) {
+        match Api::from_key_file(path) {
             Ok(api) => builder = builder.http_route_each("/api/", move || api.clone()),
             Err(e) => {
-                eprintln!("wsloop: {e}");
+                eprintln!("wsloop: --api-key-file {e}");
                 return ExitCode::from(2);
             }
         }

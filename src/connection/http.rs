@@ -14,7 +14,7 @@ use log::debug;
 
 use super::upgrade::{answer_head, reply_error};
 use super::{Connection, ConnectionConfig, ConnectionEvents, State};
-use crate::protocol::handshake::{parse_request, Parsed, Refusal, Request};
+use crate::protocol::handshake::{parse_request, HttpError, Parsed, Refusal, Request};
 use crate::protocol::write_queue::WriteQueue;
 
 /// A connection between HTTP requests, or reading one's body.
@@ -142,7 +142,20 @@ pub(super) fn on_timeout(
         return;
     }
     let queue = std::mem::take(&mut exchange.queue);
-    if exchange.busy() {
+    if let Some((request, length)) = exchange.reading.take() {
+        let (got, timeout) = (exchange.input.len(), config.handshake_timeout);
+        let reason = format!("the body took too long ({got} of {length} bytes in {timeout:?})");
+        let error = HttpError::new(408, reason);
+        reply_error(
+            conn,
+            Some(&request),
+            &error,
+            Some(queue),
+            now,
+            config,
+            events,
+        );
+    } else if exchange.busy() {
         let error = Refusal::HandshakeTimeout.into();
         reply_error(conn, None, &error, Some(queue), now, config, events);
     } else {

@@ -12,7 +12,10 @@
 //! vector at once. An empty inbox holds no memory, so every loop has one (a [`Publisher`]
 //! (crate::Publisher) posts to a single loop too). It is bounded: a loop that cannot keep up
 //! loses the mail past [`INBOX_CAPACITY`] (counted and logged once per burst), and a sender
-//! never blocks. Once its loop has stopped, an inbox refuses mail ([`Posted::Gone`]).
+//! never blocks. A `Publisher` checks every inbox for room before it posts a mail meant for
+//! all ([`Inbox::has_room`], then [`Inbox::post_reserved`]), so that its caller learns that
+//! nothing was done rather than that some loops took it. Once its loop has stopped, an inbox
+//! refuses mail ([`Posted::Gone`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -87,12 +90,30 @@ impl Inbox {
 
     /// Posts `mail`, waking the loop unless it already was.
     pub(crate) fn post(&self, mail: Mail) -> Posted {
+        self.post_within(mail, INBOX_CAPACITY)
+    }
+
+    /// Whether the inbox has room for another mail now.
+    pub(crate) fn has_room(&self) -> bool {
+        let queue = self.mail.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.len() < INBOX_CAPACITY
+    }
+
+    /// Posts `mail` that the sender found room for ([`Inbox::has_room`]) before it committed
+    /// to sending it (kept it in history, posted it to other loops): taken even if other
+    /// senders filled the inbox since, so that a mail is delivered to every loop or to none.
+    /// Each concurrent sender overshoots the bound by one mail at most.
+    pub(crate) fn post_reserved(&self, mail: Mail) -> Posted {
+        self.post_within(mail, 2 * INBOX_CAPACITY)
+    }
+
+    fn post_within(&self, mail: Mail, capacity: usize) -> Posted {
         if self.closed.load(Ordering::Acquire) {
             return Posted::Gone;
         }
         {
             let mut queue = self.mail.lock().unwrap_or_else(PoisonError::into_inner);
-            if queue.len() >= INBOX_CAPACITY {
+            if queue.len() >= capacity {
                 return Posted::Full;
             }
             queue.push(mail);

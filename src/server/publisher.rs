@@ -26,8 +26,10 @@ use crate::protocol::outbound::{Message, Prepared};
 /// Each call frames the message once and posts it to the event loops' inboxes; the loops
 /// deliver it on their next turn, in the order this handle posted (one thread's calls keep
 /// their order for every receiver). A loop that cannot keep up refuses mail past its inbox's
-/// bound ([`PublishError::Full`]: nothing was delivered to that loop, try again later); a
-/// server that has stopped answers [`PublishError::Gone`].
+/// bound: a call that needs every loop (a publish, [`Publisher::close_user`]) then does
+/// nothing at all and answers [`PublishError::Full`] (nothing kept in history, nothing
+/// delivered anywhere: try again later, without duplicates); a server that has stopped
+/// answers [`PublishError::Gone`].
 ///
 /// ```
 /// use wsloop::{Message, Server};
@@ -80,7 +82,7 @@ impl fmt::Debug for Publisher {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PublishError {
-    /// An event loop's inbox is full: it is not keeping up. Nothing was posted to it.
+    /// An event loop's inbox is full: it is not keeping up. The call did nothing.
     Full,
     /// The server has stopped (or its loops have).
     Gone,
@@ -203,9 +205,7 @@ impl Publisher {
         topic: &str,
         message: Message<'_>,
     ) -> Result<Option<StreamPosition>, PublishError> {
-        if !self.is_running() {
-            return Err(PublishError::Gone);
-        }
+        self.check_room()?;
         self.deliver(route_message(
             self.shared.history.as_deref(),
             topic,
@@ -221,9 +221,7 @@ impl Publisher {
         topic: &str,
         make: impl FnOnce(Option<&StreamPosition>) -> String,
     ) -> Result<Option<StreamPosition>, PublishError> {
-        if !self.is_running() {
-            return Err(PublishError::Gone);
-        }
+        self.check_room()?;
         self.deliver(route_text(self.shared.history.as_deref(), topic, make))
     }
 
@@ -276,6 +274,7 @@ impl Publisher {
         code: CloseCode,
         reason: &str,
     ) -> Result<(), PublishError> {
+        self.check_room()?;
         let user: Arc<str> = Arc::from(user);
         let reason: Arc<str> = Arc::from(reason);
         self.post_all(|| Mail::CloseUser {
@@ -322,22 +321,29 @@ impl Publisher {
         }
     }
 
-    /// Posts a mail to every loop; the first refusal is the answer (the loops that took it
-    /// still deliver it).
+    /// Whether a mail for every loop may be posted: `Gone` once no loop runs, `Full` while a
+    /// running loop's inbox is full (so that the caller does nothing yet).
+    fn check_room(&self) -> Result<(), PublishError> {
+        let mut running = (self.shared.inboxes.iter()).filter(|inbox| !inbox.is_closed());
+        match running.next() {
+            None => Err(PublishError::Gone),
+            Some(first) if first.has_room() && running.all(Inbox::has_room) => Ok(()),
+            Some(_) => Err(PublishError::Full),
+        }
+    }
+
+    /// Posts a mail to every running loop, after [`Publisher::check_room`] found room.
     fn post_all(&self, mail: impl Fn() -> Mail) -> Result<(), PublishError> {
-        let mut result = Ok(());
         let mut running = false;
         for inbox in self.shared.inboxes.iter() {
-            match inbox.post(mail()) {
-                Posted::Sent => running = true,
-                Posted::Full => result = result.and(Err(PublishError::Full)),
-                Posted::Gone => {}
-            }
+            // Full only past twice the bound: only if as many senders raced past the check.
+            running |= inbox.post_reserved(mail()) != Posted::Gone;
         }
-        if !running && result.is_ok() {
-            return Err(PublishError::Gone);
+        if running {
+            Ok(())
+        } else {
+            Err(PublishError::Gone)
         }
-        result
     }
 }
 
@@ -433,5 +439,39 @@ fn route_here(
         },
         prepared,
         position,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::mailbox::{Postbox, INBOX_CAPACITY};
+
+    #[test]
+    fn a_publish_that_one_loop_has_no_room_for_reaches_no_loop() {
+        let poll = mio::Poll::new().unwrap();
+        let waker = |token| Arc::new(mio::Waker::new(poll.registry(), mio::Token(token)).unwrap());
+        let inboxes: Arc<[Inbox]> = Arc::from(vec![Inbox::new(waker(1)), Inbox::new(waker(2))]);
+        let publisher = Publisher::new(Arc::clone(&inboxes), None, None);
+        let topic = Target::Topic {
+            topic: "t".into(),
+            except: ConnectionId::NOBODY,
+        };
+        let mail = || Mail::Deliver(topic.clone(), Prepared::new(Message::Text("x")));
+        // The loops' own views (a postbox closes its inbox when dropped).
+        let (mut first, mut second) = (
+            Postbox::new(Arc::clone(&inboxes), 0),
+            Postbox::new(Arc::clone(&inboxes), 1),
+        );
+        while inboxes[1].post(mail()) == Posted::Sent {}
+        assert_eq!(
+            publisher.publish("t", Message::Text("hello")),
+            Err(PublishError::Full)
+        );
+        assert!(first.drain().is_empty());
+        // Once the busy loop catches up, the same call goes to both.
+        assert_eq!(second.drain().len(), INBOX_CAPACITY);
+        assert_eq!(publisher.publish("t", Message::Text("hello")), Ok(None));
+        assert_eq!((first.drain().len(), second.drain().len()), (1, 1));
     }
 }

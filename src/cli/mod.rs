@@ -3,16 +3,20 @@
 mod access_args;
 mod bench;
 mod chat_view;
+mod config_cmd;
+mod config_file;
 mod console;
 mod json_log;
+mod layers;
 mod publish;
+mod reload;
 mod serve;
 mod token;
 mod units;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// A single-threaded WebSocket (RFC 6455) server.
 ///
@@ -53,16 +57,41 @@ enum Command {
     /// Prints each answer (the message's position, when the channel keeps history) as one
     /// JSON line. With `-` as the message, publishes each line of standard input.
     Publish(publish::PublishArgs),
+    /// Check a configuration file, or print one with every key (see --config).
+    Config(config_cmd::ConfigArgs),
 }
 
-/// Parses the command line and runs what it asks for.
+/// Parses the command line and runs what it asks for. The server's settings come from flags,
+/// `WSLOOP_*` variables and `--config`'s file (see `layers`).
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        None => serve::run(&cli.serve),
-        Some(Command::Client(args)) => console::run(&args),
-        Some(Command::Bench(args)) => bench::run(&args),
-        Some(Command::Token(args)) => token::run(&args),
-        Some(Command::Publish(args)) => publish::run(&args),
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(&argv);
+    let serving = first.as_ref().is_ok_and(|m| m.subcommand().is_none());
+    if !serving {
+        return match Cli::parse_from(&argv).command {
+            None => unreachable!("a subcommand was given"),
+            Some(Command::Client(args)) => console::run(&args),
+            Some(Command::Bench(args)) => bench::run(&args),
+            Some(Command::Token(args)) => token::run(&args),
+            Some(Command::Publish(args)) => publish::run(&args),
+            Some(Command::Config(args)) => config_cmd::run(&args),
+        };
     }
+    let env = |name: &str| std::env::var(name).ok();
+    let layered = match config_cmd::layered(&argv, &env) {
+        Ok(layered) => layered,
+        Err(e) => {
+            eprintln!("wsloop: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::from_arg_matches(&layered.matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // With a file, SIGHUP reads it again.
+    let reloader = (layered.file.is_some()).then(|| reload::Reloader::new(argv, layered.settings));
+    serve::run(&cli.serve, reloader)
 }

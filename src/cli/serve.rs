@@ -18,6 +18,11 @@ use super::units;
 /// The server's flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Read settings from this TOML file (every flag is a key: see `wsloop config default`);
+    /// WSLOOP_* variables override it and flags override both (WSLOOP_CONFIG names the file
+    /// too). SIGHUP reads it again.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Address to listen on, HOST:PORT (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001", value_parser = units::parse_bind)]
     bind: String,
@@ -184,6 +189,21 @@ fn log_level() -> impl clap::builder::TypedValueParser<Value = LevelFilter> {
 }
 
 impl ServeArgs {
+    /// Whether the server would start with these settings: everything `run` checks before it
+    /// binds (token keys, the API key, TLS files, the limits), with the reason if not.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(auth) = self.access.auth()? {
+            auth.load().map_err(|e| e.to_string())?;
+        }
+        if let Some(path) = &self.api_key_file {
+            Api::from_key_file(path).map_err(|e| format!("--api-key-file {e}"))?;
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            wsloop::tls::server_config(cert, key).map_err(|e| e.to_string())?;
+        }
+        self.config().validate().map_err(|e| e.to_string())
+    }
+
     /// What keeps history: /pubsub channels (topics not starting with `/`) and chat rooms
     /// (`/chat:ROOM`); not `/broadcast`, nor private messages (`/chat@NAME`).
     fn history(&self) -> HistoryOptions {
@@ -198,7 +218,7 @@ impl ServeArgs {
         }
     }
 
-    fn config(&self) -> Config {
+    pub fn config(&self) -> Config {
         let config = Config::default()
             .max_message_size(self.max_message_size)
             .max_frame_size(self.max_frame_size)
@@ -236,8 +256,9 @@ pub(super) fn rustls_log_level(level: LevelFilter) -> LevelFilter {
     }
 }
 
-/// Runs the server until SIGINT, or SIGTERM and a drain.
-pub fn run(cli: &ServeArgs) -> ExitCode {
+/// Runs the server until SIGINT, or SIGTERM and a drain; with `reloader`, SIGHUP reads the
+/// configuration file again.
+pub fn run(cli: &ServeArgs, reloader: Option<super::reload::Reloader>) -> ExitCode {
     let logged = match cli.log_format {
         LogFormat::Text => simple_logger::SimpleLogger::new()
             .with_level(cli.log_level)
@@ -276,6 +297,9 @@ pub fn run(cli: &ServeArgs) -> ExitCode {
     }
     if let Some(addr) = &cli.api_bind {
         builder = builder.http_bind(addr.clone());
+    }
+    if let Some(mut reloader) = reloader {
+        builder = builder.on_reload(move || reloader.reload());
     }
     let server = builder
         .bind(cli.bind.clone())

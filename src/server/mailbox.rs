@@ -48,6 +48,9 @@ pub(crate) enum Mail {
         code: CloseCode,
         reason: Arc<str>,
     },
+    /// A new configuration, for what can change while the loop runs
+    /// ([`ServerBuilder::on_reload`](crate::ServerBuilder::on_reload)).
+    Reconfigure(Arc<crate::Config>),
     /// Redis decided a claim one of its connections made (see `directory`).
     Decided {
         id: ConnectionId,

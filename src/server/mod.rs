@@ -125,6 +125,8 @@ pub struct ServerBuilder {
     presence: Option<presence::Keeps>,
     /// The HTTP routes' own address, if not the server's.
     http_bind: Option<String>,
+    /// What SIGHUP asks for a new configuration ([`ServerBuilder::on_reload`]).
+    on_reload: Option<event_loop::ReloadHook>,
 }
 
 type MakeHttp = Box<dyn Fn() -> Box<dyn HttpHandler + Send> + Send>;
@@ -326,9 +328,24 @@ impl ServerBuilder {
         self
     }
 
+    /// With [`ServerBuilder::handle_signals`]: on SIGHUP (after the certificate and token
+    /// keys are read again), call `reload` on the first loop's thread for a new
+    /// configuration (`None`: keep the current one). A valid one applies, on every loop, to
+    /// what can change while connections are open, for connections (and requests) that begin
+    /// after it: `max_message_size`, `max_frame_size`, `max_header_size`, `max_http_body`,
+    /// `max_connections`, `max_message_rate`, `handshake_timeout`, `ping_interval`,
+    /// `idle_timeout`, `close_timeout`, `drain_window`, `compression_threshold` and
+    /// `allowed_origins`. The rest of it is ignored (it needs a new server); one that does
+    /// not validate is logged and ignored.
+    pub fn on_reload(mut self, reload: impl FnMut() -> Option<Config> + Send + 'static) -> Self {
+        self.on_reload = Some(Box::new(reload));
+        self
+    }
+
     /// Validates the configuration and binds the listening socket(s).
-    pub fn build(self) -> Result<Server, Error> {
+    pub fn build(mut self) -> Result<Server, Error> {
         self.config.validate().map_err(Error::Config)?;
+        let mut on_reload = self.on_reload.take();
         let threads = self.threads;
         if !(1..=ConnectionId::MAX_LOOPS).contains(&threads) {
             let why = format!("threads must be 1 to {}", ConnectionId::MAX_LOOPS);
@@ -508,6 +525,7 @@ impl ServerBuilder {
                 tls: tls.clone(),
                 stop: handle.clone(),
                 handle_signals: self.handle_signals && index == 0,
+                on_reload: if index == 0 { on_reload.take() } else { None },
                 postbox,
                 directory: directory.clone(),
                 history: history.clone(),
@@ -613,6 +631,7 @@ impl Server {
             http_routes: Vec::new(),
             presence: None,
             http_bind: None,
+            on_reload: None,
         }
     }
 

@@ -143,6 +143,7 @@ impl EventLoop {
                 SIGHUP => {
                     self.reload_tls();
                     self.reload_auth();
+                    self.reload_config();
                 }
                 SIGINT => {
                     self.stop.shutdown();

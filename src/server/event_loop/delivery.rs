@@ -44,6 +44,7 @@ impl EventLoop {
             match mail {
                 Mail::Deliver(target, prepared) => self.deliver_here(target, &prepared, now),
                 Mail::Decided { id, key, granted } => self.claim_decided(id, &key, granted),
+                Mail::Reconfigure(config) => self.reconfigure(&config),
                 Mail::Close { id, code, reason } => {
                     let found = self
                         .entries

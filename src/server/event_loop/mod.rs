@@ -29,6 +29,7 @@ mod http;
 mod read;
 #[cfg(test)]
 mod read_tests;
+mod reconfigure;
 
 use super::cluster::ClusterLink;
 use super::context::Outbox;
@@ -111,6 +112,8 @@ pub(crate) struct LoopSetup {
     pub(crate) stop: ShutdownHandle,
     /// Only one loop of a server takes SIGINT, SIGTERM and SIGHUP.
     pub(crate) handle_signals: bool,
+    /// What SIGHUP asks for a new configuration, on the loop that takes signals.
+    pub(crate) on_reload: Option<ReloadHook>,
     pub(crate) postbox: Postbox,
     /// The server's directory of claimed keys, shared by its loops.
     pub(crate) directory: Arc<Directory>,
@@ -127,6 +130,9 @@ pub(crate) struct LoopSetup {
     pub(crate) publisher: Publisher,
 }
 
+/// What SIGHUP asks for a new configuration (`ServerBuilder::on_reload`).
+pub(crate) type ReloadHook = Box<dyn FnMut() -> Option<Config> + Send>;
+
 /// The server's event loop.
 pub(crate) struct EventLoop {
     pub(crate) poll: Poll,
@@ -134,6 +140,7 @@ pub(crate) struct EventLoop {
     /// The HTTP routes' own address, if they have one (`ServerBuilder::http_bind`).
     http_listener: Option<TcpListener>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
+    on_reload: Option<ReloadHook>,
     /// The TLS configuration new connections get, if the server speaks TLS.
     tls: Option<TlsSource>,
     entries: Slab<Entry>,
@@ -193,6 +200,7 @@ impl EventLoop {
             tls,
             stop,
             handle_signals,
+            on_reload,
             postbox,
             directory,
             history,
@@ -210,7 +218,9 @@ impl EventLoop {
             use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
             // SIGHUP reloads the certificate, when there are files to reload it from, and the
             // token keys.
-            let reloadable = tls.as_ref().is_some_and(|tls| tls.files.is_some()) || auth.is_some();
+            let reloadable = tls.as_ref().is_some_and(|tls| tls.files.is_some())
+                || auth.is_some()
+                || on_reload.is_some();
             let caught: &[i32] = if reloadable {
                 &[SIGINT, SIGTERM, SIGHUP]
             } else {
@@ -231,6 +241,7 @@ impl EventLoop {
             listener: Some(listener),
             http_listener,
             signals,
+            on_reload,
             tls,
             // Reserved, not touched: the pages of unused slots never become resident, and the
             // table never doubles (and copies) under a burst of connections.

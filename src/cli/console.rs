@@ -138,7 +138,7 @@ fn compression_status(agreed: Option<&wsloop::client::DeflateParams>) -> String 
 }
 
 /// What the user can do about a failed connect, when a flag helps.
-fn hint(error: &ClientError) -> &'static str {
+pub(super) fn hint(error: &ClientError) -> &'static str {
     match error {
         ClientError::Certificate(_) => {
             "; --ca FILE trusts the CA that signed it (--insecure skips the check, for testing only)"
@@ -408,7 +408,7 @@ fn chat_request(line: &str) -> Result<Option<Typed>, String> {
 
 /// The URL as the console shows it: without its query, where a token would be (the terminal,
 /// and whatever records it, never sees one).
-fn shown(url: &str) -> String {
+pub(super) fn shown(url: &str) -> String {
     match url.split_once('?') {
         Some((base, _)) => format!("{base}?…"),
         None => url.to_string(),

@@ -10,7 +10,9 @@ mod json_log;
 mod layers;
 mod publish;
 mod reload;
+mod send;
 mod serve;
+mod sub;
 mod token;
 mod units;
 
@@ -57,8 +59,32 @@ enum Command {
     /// Prints each answer (the message's position, when the channel keeps history) as one
     /// JSON line. With `-` as the message, publishes each line of standard input.
     Publish(publish::PublishArgs),
+    /// Send a message (or each line of stdin) to a WebSocket server and print the replies.
+    ///
+    /// Prints each message that arrives (text as a line, binary as a base64 line) until
+    /// --wait has passed after the last one sent, then closes with 1000. Exit status: 0 done,
+    /// 1 the connection failed or was refused, 3 the server closed with another code.
+    Send(send::SendArgs),
+    /// Subscribe to /pubsub channels and print each publication as one JSON line.
+    ///
+    /// With --since OFFSET:EPOCH (a publication's `offset` and `epoch`), what followed that
+    /// position prints first, in order and once. Status goes to stderr. Exit status: 0 after
+    /// --count publications or Ctrl+C, 1 the connection failed or a subscription was refused,
+    /// 3 the server closed the connection.
+    Sub(sub::SubArgs),
     /// Check a configuration file, or print one with every key (see --config).
     Config(config_cmd::ConfigArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    ///
+    /// For bash: `wsloop completions bash > /etc/bash_completion.d/wsloop` (the Debian package
+    /// installs them).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), as the Debian package installs it.
+    #[command(hide = true)]
+    Manpage,
 }
 
 /// Parses the command line and runs what it asks for. The server's settings come from flags,
@@ -76,7 +102,24 @@ pub fn run() -> ExitCode {
             Some(Command::Bench(args)) => bench::run(&args),
             Some(Command::Token(args)) => token::run(&args),
             Some(Command::Publish(args)) => publish::run(&args),
+            Some(Command::Send(args)) => send::run(&args),
+            Some(Command::Sub(args)) => sub::run(&args),
             Some(Command::Config(args)) => config_cmd::run(&args),
+            Some(Command::Completions { shell }) => {
+                let mut command = Cli::command();
+                clap_complete::generate(shell, &mut command, "wsloop", &mut std::io::stdout());
+                ExitCode::SUCCESS
+            }
+            Some(Command::Manpage) => {
+                let page = clap_mangen::Man::new(Cli::command());
+                match page.render(&mut std::io::stdout()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("wsloop: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
         };
     }
     let env = |name: &str| std::env::var(name).ok();

@@ -128,23 +128,24 @@ fn sub_prints_publications_once_in_order_and_recovers_from_since() {
         printed[0]
     );
     // Live: a subscriber sees what is published after it subscribed.
-    let sub = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+    let mut sub = Command::new(env!("CARGO_BIN_EXE_wsloop"))
         .args(["sub", &pubsub, "jobs", "--count", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut err = std::io::BufReader::new(sub.stderr.unwrap());
+    let mut err = std::io::BufReader::new(sub.stderr.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut err, &mut line).unwrap();
     assert!(line.contains("subscribed to jobs"), "{line}");
     publish(6);
     let mut out = String::new();
-    std::io::Read::read_to_string(&mut sub.stdout.unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut sub.stdout.take().unwrap(), &mut out).unwrap();
     assert_eq!(
         serde_json::from_str::<Value>(out.trim()).unwrap()["data"]["n"],
         6
     );
+    assert!(sub.wait().unwrap().success());
     // Not a /pubsub endpoint, a refused channel: 1, and why.
     let output = wsloop(&["sub", &server.url("/echo"), "jobs", "--count", "1"], "");
     assert_eq!(output.status.code(), Some(1));

@@ -1,6 +1,9 @@
 //! The configuration file (`--config`), `WSLOOP_*` variables and flags, as a user runs them:
 //! which wins, what `wsloop config check` says, and what SIGHUP changes.
 
+// These tests use the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

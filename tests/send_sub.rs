@@ -1,6 +1,9 @@
 //! `wsloop send` and `wsloop sub` against a live server, as a shell script uses them: what
 //! they print on stdout, and their exit statuses.
 
+// These tests use the wsloop command: `--no-default-features` skips them.
+#![cfg(feature = "cli")]
+
 mod common;
 
 use std::io::Write;

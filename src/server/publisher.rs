@@ -449,9 +449,14 @@ mod tests {
 
     #[test]
     fn a_publish_that_one_loop_has_no_room_for_reaches_no_loop() {
-        let poll = mio::Poll::new().unwrap();
-        let waker = |token| Arc::new(mio::Waker::new(poll.registry(), mio::Token(token)).unwrap());
-        let inboxes: Arc<[Inbox]> = Arc::from(vec![Inbox::new(waker(1)), Inbox::new(waker(2))]);
+        // A poll per loop: mio allows one waker per poll.
+        let polls = [mio::Poll::new().unwrap(), mio::Poll::new().unwrap()];
+        let waker =
+            |poll: &mio::Poll| Arc::new(mio::Waker::new(poll.registry(), mio::Token(1)).unwrap());
+        let inboxes: Arc<[Inbox]> = Arc::from(vec![
+            Inbox::new(waker(&polls[0])),
+            Inbox::new(waker(&polls[1])),
+        ]);
         let publisher = Publisher::new(Arc::clone(&inboxes), None, None);
         let topic = Target::Topic {
             topic: "t".into(),

@@ -438,23 +438,10 @@ fn presence_lists_who_is_on_a_channel_across_loops_and_tells_those_who_asked() {
 
 /// `wsloop publish` with `args`, `stdin` piped in; its exit code, stdout and stderr.
 fn publish_command(args: &[&str], stdin: &str) -> (i32, String, String) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .arg("publish")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wsloop publish");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let args: Vec<&str> = std::iter::once("publish")
+        .chain(args.iter().copied())
+        .collect();
+    let output = common::run_wsloop(&args, &[], stdin);
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8(output.stdout).unwrap(),
@@ -561,15 +548,13 @@ fn a_key_file_means_the_same_key_to_the_server_and_the_publish_command() {
         ("short", "at least 16 bytes"),
     ] {
         std::fs::write(&path, key).unwrap();
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_wsloop"))
-            .args([
-                "--api-key-file",
-                path.to_str().unwrap(),
-                "--bind",
-                "127.0.0.1:0",
-            ])
-            .output()
-            .unwrap();
+        let args = [
+            "--api-key-file",
+            path.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+        ];
+        let output = common::run_wsloop(&args, &[], "");
         let err = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{err}");
         assert!(err.contains("--api-key-file") && err.contains(why), "{err}");

@@ -234,6 +234,8 @@ fn presence_and_disconnects_span_instances_and_a_killed_instance_is_let_go_in_se
     }
     let freed = killed.elapsed();
     assert!(freed < Duration::from_secs(8), "freed after {freed:?}");
+    // Dave sees her come back (through Redis, so maybe after his own next reply: wait for it).
+    dave.expect_joined("erin", "lobby");
     drop(erin);
     // Frank joined on the doomed instance too; a pm to him after the kill is refused.
     dave.request(json!({"type": "pm", "to": "frank", "text": "hi"}));

@@ -138,13 +138,18 @@ fn a_flag_beats_a_variable_which_beats_the_file() {
 }
 
 #[test]
+fn sighup_without_anything_to_reload_is_logged_not_fatal() {
+    let server = Running::start(&["--bind", "127.0.0.1:0"], &[]);
+    server.hang_up();
+    server.log_until("SIGHUP: nothing to reload");
+    assert_eq!(server.upgrade_status("https://any.example"), 101);
+}
+
+#[test]
 fn a_bad_file_or_variable_stops_the_start_with_where_and_why() {
     let file = scratch("bad", "bind = \"127.0.0.1:0\"\n\nidle-timeuot = \"5m\"\n");
     let config = file.to_str().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(["--config", config])
-        .output()
-        .unwrap();
+    let output = common::run_wsloop(&["--config", config], &[], "");
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{err}");
     assert!(
@@ -153,11 +158,11 @@ fn a_bad_file_or_variable_stops_the_start_with_where_and_why() {
         )),
         "{err}"
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(["--bind", "127.0.0.1:0"])
-        .env("WSLOOP_MAX_CONNECTIONS", "lots")
-        .output()
-        .unwrap();
+    let output = common::run_wsloop(
+        &["--bind", "127.0.0.1:0"],
+        &[("WSLOOP_MAX_CONNECTIONS", "lots")],
+        "",
+    );
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{err}");
     assert!(err.contains("WSLOOP_MAX_CONNECTIONS=\"lots\""), "{err}");
@@ -168,11 +173,11 @@ fn a_bad_file_or_variable_stops_the_start_with_where_and_why() {
 fn config_check_shows_each_value_with_its_source_and_exits_2_on_a_bad_file() {
     let file = scratch("check", "max-connections = 500\n[tls]\n");
     let config = file.to_str().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(["config", "check", config])
-        .env("WSLOOP_MAX_CONNECTIONS", "700")
-        .output()
-        .unwrap();
+    let output = common::run_wsloop(
+        &["config", "check", config],
+        &[("WSLOOP_MAX_CONNECTIONS", "700")],
+        "",
+    );
     let out = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{out}");
     let line = out
@@ -198,19 +203,13 @@ fn config_check_shows_each_value_with_its_source_and_exits_2_on_a_bad_file() {
         "[tls]\ncert = \"/nonexistent.pem\"\nkey = \"/nonexistent.key\"\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(["config", "check", config])
-        .output()
-        .unwrap();
+    let output = common::run_wsloop(&["config", "check", config], &[], "");
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{err}");
     assert!(err.contains("/nonexistent.pem"), "{err}");
     // Not TOML: file:line:column.
     std::fs::write(&file, "bind = \"127.0.0.1:0\"\nthreads = = 2\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(["config", "check", config])
-        .output()
-        .unwrap();
+    let output = common::run_wsloop(&["config", "check", config], &[], "");
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{err}");
     assert!(err.contains(&format!("{config}:2:11: ")), "{err}");
@@ -242,10 +241,27 @@ fn sighup_applies_new_limits_and_names_what_needs_a_restart() {
     }
     assert_eq!(server.upgrade_status("https://a.example"), 403);
     assert_eq!(server.upgrade_status("https://b.example"), 101);
+    // A file the server refuses (a ping interval past the idle timeout): nothing of it is
+    // taken, or logged as taken; fixed, the change then shows against what was in effect.
+    std::fs::write(
+        &file,
+        "allow-origin = [\"https://c.example\"]\nping-interval = \"5m\"\n",
+    )
+    .unwrap();
+    server.hang_up();
+    let lines = server.log_until("keeping the configuration");
+    assert!(lines.iter().all(|l| !l.contains("(was ")), "{lines:#?}");
+    assert_eq!(server.upgrade_status("https://c.example"), 403);
+    std::fs::write(&file, "allow-origin = [\"https://c.example\"]\n").unwrap();
+    server.hang_up();
+    let lines = server.log_until("apply to new connections");
+    let says = "allow-origin = \"https://c.example\" (was \"https://b.example\")";
+    assert!(lines.iter().any(|l| l.contains(says)), "{lines:#?}");
+    assert_eq!(server.upgrade_status("https://c.example"), 101);
     // A file that cannot be used: logged, the old configuration kept.
     std::fs::write(&file, "max-message-size = \"lots\"\n").unwrap();
     server.hang_up();
     server.log_until("keeping the configuration");
-    assert_eq!(server.upgrade_status("https://b.example"), 101);
+    assert_eq!(server.upgrade_status("https://c.example"), 101);
     let _ = std::fs::remove_file(file);
 }

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
@@ -32,22 +31,8 @@ impl Drop for Server {
     }
 }
 
-/// `wsloop ARGS` with `stdin`; bounded by the commands' own --wait and --count.
 fn wsloop(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wsloop");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::run_wsloop(args, &[], stdin)
 }
 
 fn lines(output: &Output) -> Vec<String> {
@@ -71,6 +56,27 @@ fn send_prints_the_replies_to_each_stdin_line_and_exits_with_how_it_ended() {
     // One message from the command line; binary replies print as base64.
     let output = wsloop(&["send", "--count", "1", "--binary", &echo, "hi"], "");
     assert_eq!(lines(&output), ["aGk="]);
+    // Bytes that are not UTF-8 go as they are with --binary; without it, exit 2 and where.
+    let output = wsloop(
+        &["send", "--count", "1", "--binary", &echo],
+        "\u{0}\u{7f}\n",
+    );
+    assert_eq!(lines(&output), ["AH8="]);
+    let mut bad = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["send", &echo])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut bad.stdin.take().unwrap(), b"ok\n\xff\xfe\n").unwrap();
+    let output = bad.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("line 2 is not UTF-8"),
+        "{}",
+        stderr(&output)
+    );
     // The server closes with 1009: 3, and the code on stderr.
     let big = "x".repeat(2000);
     let output = wsloop(&["send", &echo, &big], "");
@@ -149,7 +155,27 @@ fn sub_prints_publications_once_in_order_and_recovers_from_since() {
         6
     );
     assert!(sub.wait().unwrap().success());
-    // Not a /pubsub endpoint, a refused channel: 1, and why.
+    // Pretty-printed JSON from a publisher still prints as one line.
+    let pretty = "{\"type\":\"publish\",\"channel\":\"jobs\",\"data\":{\n  \"n\": 7\n}}";
+    let output = wsloop(&["send", "--count", "1", &pubsub, pretty], "");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = wsloop(
+        &["sub", &pubsub, "jobs", "--since", &since, "--count", "5"],
+        "",
+    );
+    let printed = lines(&output);
+    assert_eq!(printed.len(), 5, "{printed:?}");
+    let last: Value = serde_json::from_str(&printed[4]).unwrap();
+    assert_eq!(last["data"]["n"], 7);
+    // Not a /pubsub endpoint (one that answers, one that never does), a refused channel: 1,
+    // and why.
+    let output = wsloop(&["sub", &server.url("/broadcast"), "jobs"], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no answer to subscribe"),
+        "{}",
+        stderr(&output)
+    );
     let output = wsloop(&["sub", &server.url("/echo"), "jobs", "--count", "1"], "");
     assert_eq!(output.status.code(), Some(1));
     assert!(

@@ -76,6 +76,18 @@ pub fn parse(text: &str) -> Result<Vec<Setting>, (Option<usize>, String)> {
         let key_span = document.as_table().key(name).and_then(|k| k.span());
         match item {
             Item::Table(table) => {
+                // `[auth.jwt]` and such: a table in a table, which get_values() passes over.
+                let nested =
+                    (table.iter()).find(|(_, item)| item.is_table() || item.is_array_of_tables());
+                if let Some((inner, _)) = nested {
+                    let at = table
+                        .key(inner)
+                        .and_then(|k| k.span())
+                        .map(|span| span.start);
+                    let message =
+                        format!("[{name}.{inner}]: tables one level deep only ([tls] cert = ...)");
+                    return Err((at.or(key_span.map(|span| span.start)), message));
+                }
                 for (keys, value) in table.get_values() {
                     let span = keys.last().and_then(|k| k.span());
                     let names: Vec<&str> = keys.iter().map(|k| k.get()).collect();
@@ -216,6 +228,14 @@ mod tests {
         );
         assert!(!message.is_empty());
         assert!(parse("a.b.c = 1").unwrap_err().1.contains("one level"));
+        // A table in a table is refused, not passed over (it could hold auth settings).
+        let (_, message) = parse("[auth.jwt]\nsecret-file = \"/x\"\n").unwrap_err();
+        assert!(
+            message.contains("[auth.jwt]") && message.contains("one level"),
+            "{message}"
+        );
+        assert!(parse("[tls]\ncert = \"c\"\n[tls.x]\ny = 1\n").is_err());
+        assert!(parse("[made.up]\nx = 1\n").is_err());
         assert!(parse("[[x]]\na = 1")
             .unwrap_err()
             .1

@@ -67,6 +67,17 @@ pub fn tls_options(
     Ok(wsloop::client::ClientOptions::default().tls(tls))
 }
 
+/// Connects to `url` for a script (`send`, `sub`): `--ca`/`--insecure` as given; on failure
+/// one line that says why (and, for a certificate, how to trust it).
+pub(super) fn connect(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    insecure: bool,
+) -> Result<Client, String> {
+    let options = tls_options(ca, insecure)?;
+    Client::connect_with(url, &options).map_err(|e| format!("{}: {e}{}", shown(url), hint(&e)))
+}
+
 /// Runs the console client; the exit status says whether it ended cleanly.
 pub fn run(args: &ClientArgs) -> ExitCode {
     let chat = match WsUrl::parse(&args.url) {

@@ -60,26 +60,34 @@ impl Reloader {
                 return None;
             }
         };
-        let mut changed = 0;
+        // Checked before anything is logged or taken: a file the server refuses changes
+        // nothing, and the next reload compares with what is really in effect.
+        let config = serve.config();
+        if let Err(e) = config.validate() {
+            warn!("SIGHUP: keeping the configuration: {e}");
+            return None;
+        }
+        let (mut applied, mut refused) = (0, 0);
         for (now, new) in self.settings.iter_mut().zip(layered.settings) {
             if now.values == new.values {
                 continue;
             }
-            changed += 1;
             let (was, becomes) = (now.values.join(","), new.values.join(","));
             if RELOADABLE.contains(&now.key.as_str()) {
                 info!("SIGHUP: {} = {becomes:?} (was {was:?})", now.key);
                 *now = new;
+                applied += 1;
             } else {
                 warn!(
                     "SIGHUP: {} = {becomes:?} needs a restart; still {was:?}",
                     now.key
                 );
+                refused += 1;
             }
         }
-        if changed == 0 {
+        if applied + refused == 0 {
             info!("SIGHUP: the configuration is unchanged");
         }
-        Some(serve.config())
+        (applied > 0).then_some(config)
     }
 }

@@ -13,7 +13,7 @@ use clap::Args;
 use wsloop::client::{Client, ClientError, Incoming};
 use wsloop::{CloseCode, Message};
 
-use super::console::{hint, shown, tls_options};
+use super::console::connect;
 use super::units;
 
 /// `wsloop send`'s arguments.
@@ -41,8 +41,10 @@ pub struct SendArgs {
 }
 
 /// Exit statuses: 0 done and closed 1000, 1 the connection failed or was refused, 2 bad
-/// usage, 3 the server closed with another code (printed on stderr).
+/// usage (a line that is not UTF-8 without --binary), 3 the server closed with another code
+/// (printed on stderr).
 const FAILED: u8 = 1;
+const USAGE: u8 = 2;
 const CLOSED_BY_SERVER: u8 = 3;
 
 /// How long a read waits before the next message is sent.
@@ -50,13 +52,9 @@ const GLANCE: Duration = Duration::from_millis(1);
 
 /// Runs `wsloop send`.
 pub fn run(args: &SendArgs) -> ExitCode {
-    let options = match tls_options(args.ca.as_deref(), args.insecure) {
-        Ok(options) => options,
-        Err(e) => return fail(FAILED, &e),
-    };
-    let mut client = match Client::connect_with(&args.url, &options) {
+    let mut client = match connect(&args.url, args.ca.as_deref(), args.insecure) {
         Ok(client) => client,
-        Err(e) => return fail(FAILED, &format!("{}: {e}{}", shown(&args.url), hint(&e))),
+        Err(e) => return fail(FAILED, &e),
     };
     let mut session = Session {
         client: &mut client,
@@ -64,12 +62,27 @@ pub fn run(args: &SendArgs) -> ExitCode {
         count: args.count,
     };
     let sent = match &args.message {
-        Some(message) => session.send(message, args.binary),
+        Some(message) => session.send(message.as_bytes(), args.binary),
         None => {
             let mut sent = Ok(());
-            for line in std::io::stdin().lock().lines() {
+            // Lines of bytes: with --binary they go as they are (less the newline).
+            for (n, line) in std::io::stdin().lock().split(b'\n').enumerate() {
                 sent = match line {
-                    Ok(line) => session.send(&line, args.binary),
+                    Ok(mut line) => {
+                        if !args.binary && line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
+                        session.send(&line, args.binary).map_err(|code| {
+                            if code == ExitCode::from(USAGE) {
+                                fail(
+                                    USAGE,
+                                    &format!("line {} is not UTF-8: send it with --binary", n + 1),
+                                )
+                            } else {
+                                code
+                            }
+                        })
+                    }
                     Err(e) => Err(fail(FAILED, &format!("reading standard input: {e}"))),
                 };
                 if sent.is_err() {
@@ -95,12 +108,13 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Sends one message, then prints what has arrived meanwhile.
-    fn send(&mut self, message: &str, binary: bool) -> Result<(), ExitCode> {
+    /// Sends one message, then prints what has arrived meanwhile. Text that is not UTF-8 is
+    /// not sent: `Err(USAGE)`, for the caller to say where it was.
+    fn send(&mut self, message: &[u8], binary: bool) -> Result<(), ExitCode> {
         let message = if binary {
-            Message::Binary(message.as_bytes())
+            Message::Binary(message)
         } else {
-            Message::Text(message)
+            Message::Text(std::str::from_utf8(message).map_err(|_| ExitCode::from(USAGE))?)
         };
         self.client.send(message).map_err(|e| self.lost(&e))?;
         self.listen(Instant::now() + GLANCE)

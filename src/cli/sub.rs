@@ -3,12 +3,12 @@
 //! last position seen (a script that prints the last line's `offset` and `epoch` can come
 //! back from there). Status goes to stderr.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde_json::value::RawValue;
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use wsloop::client::{Client, ClientError, Incoming};
 use wsloop::{CloseCode, Message};
 
-use super::console::{hint, shown, tls_options};
+use super::console::connect;
 
 /// `wsloop sub`'s arguments.
 #[derive(Debug, Args)]
@@ -77,6 +77,10 @@ const CLOSED_BY_SERVER: u8 = 3;
 /// How long a read waits before the interrupt flag is looked at again.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How long the server has to confirm the subscriptions (an endpoint that is not /pubsub
+/// may never answer).
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
 /// One channel's state.
 #[derive(Default)]
 struct Channel {
@@ -114,13 +118,9 @@ pub fn run(args: &SubArgs) -> ExitCode {
         };
         starts.insert(channel, since.clone());
     }
-    let options = match tls_options(args.ca.as_deref(), args.insecure) {
-        Ok(options) => options,
-        Err(e) => return fail(FAILED, &e),
-    };
-    let mut client = match Client::connect_with(&args.url, &options) {
+    let mut client = match connect(&args.url, args.ca.as_deref(), args.insecure) {
         Ok(client) => client,
-        Err(e) => return fail(FAILED, &format!("{}: {e}{}", shown(&args.url), hint(&e))),
+        Err(e) => return fail(FAILED, &e),
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -141,6 +141,8 @@ pub fn run(args: &SubArgs) -> ExitCode {
     }
     let mut session = Session {
         client,
+        pending: args.channels.iter().cloned().collect(),
+        answer_by: Instant::now() + ANSWER_WITHIN,
         channels,
         printed: 0,
         count: args.count,
@@ -150,6 +152,9 @@ pub fn run(args: &SubArgs) -> ExitCode {
 
 struct Session {
     client: Client,
+    /// The channels whose subscription is not confirmed yet, and by when it must be.
+    pending: HashSet<String>,
+    answer_by: Instant,
     channels: HashMap<String, Channel>,
     printed: u64,
     count: Option<u64>,
@@ -174,7 +179,17 @@ impl Session {
                     return fail(CLOSED_BY_SERVER, message.trim_end());
                 }
                 Ok(_) => continue,
-                Err(e) if e.is_timeout() => continue,
+                Err(e) if e.is_timeout() => {
+                    if !self.pending.is_empty() && Instant::now() > self.answer_by {
+                        let hint = "is the URL a /pubsub endpoint?";
+                        let waited = ANSWER_WITHIN.as_secs();
+                        return fail(
+                            FAILED,
+                            &format!("no answer to subscribe within {waited} s: {hint}"),
+                        );
+                    }
+                    continue;
+                }
                 Err(e) => return lost(&e),
             };
             let known = |message: &Value| {
@@ -263,6 +278,7 @@ impl Session {
                     }
                 }
                 if message["type"] == "subscribed" {
+                    self.pending.remove(&channel);
                     eprintln!("wsloop sub: subscribed to {channel}");
                 }
             }
@@ -270,6 +286,11 @@ impl Session {
                 let text = message["message"].as_str().unwrap_or("");
                 let code = message["code"].as_str().unwrap_or("error");
                 let id = message["id"].as_str().unwrap_or("");
+                if id.is_empty() {
+                    // Not an answer to a subscribe of ours: another kind of endpoint.
+                    let hint = "is the URL a /pubsub endpoint?";
+                    return Err(fail(FAILED, &format!("{code}: {text} ({hint})")));
+                }
                 return Err(fail(FAILED, &format!("{id}: {code}: {text}")));
             }
             _ => {}
@@ -299,7 +320,9 @@ impl Session {
             }
             (state.epoch, state.offset) = (epoch, offset);
         }
-        println!("{publication}");
+        // One line whatever the publisher sent: JSON strings hold no raw line breaks, so
+        // those are whitespace between tokens, and go.
+        println!("{}", publication.replace(['\n', '\r'], ""));
         self.printed += 1;
     }
 }

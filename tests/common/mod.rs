@@ -97,6 +97,27 @@ fn spawn(
     (child, addr, log_rx, printed)
 }
 
+/// `wsloop ARGS` (a subcommand, or a server that exits at once) with the variables `env` and
+/// `stdin` piped in, run to its end: its exit status and output. The command's own flags
+/// (--count, --wait, --timeout) bound it.
+pub fn run_wsloop(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsloop");
+    let mut input = child.stdin.take().expect("piped");
+    // A command that exits without reading its input must not fail the test.
+    let _ = input.write_all(stdin.as_bytes());
+    drop(input);
+    child.wait_with_output().expect("wsloop ran")
+}
+
 /// How long any single blocking step may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 

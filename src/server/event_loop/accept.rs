@@ -141,6 +141,12 @@ impl EventLoop {
         for signal in caught {
             match signal {
                 SIGHUP => {
+                    let reloadable = self.tls.as_ref().is_some_and(|tls| tls.files.is_some())
+                        || self.app.auth.is_some()
+                        || self.on_reload.is_some();
+                    if !reloadable {
+                        info!("SIGHUP: nothing to reload (no certificate files, token keys or configuration file)");
+                    }
                     self.reload_tls();
                     self.reload_auth();
                     self.reload_config();

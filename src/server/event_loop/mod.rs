@@ -216,16 +216,9 @@ impl EventLoop {
         }
         let signals = if handle_signals {
             use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-            // SIGHUP reloads the certificate, when there are files to reload it from, and the
-            // token keys.
-            let reloadable = tls.as_ref().is_some_and(|tls| tls.files.is_some())
-                || auth.is_some()
-                || on_reload.is_some();
-            let caught: &[i32] = if reloadable {
-                &[SIGINT, SIGTERM, SIGHUP]
-            } else {
-                &[SIGINT, SIGTERM]
-            };
+            // SIGHUP reloads what can be reloaded, and says so when nothing can: its default
+            // action would end the process.
+            let caught: &[i32] = &[SIGINT, SIGTERM, SIGHUP];
             let mut signals = signal_hook_mio::v1_0::Signals::new(caught)?;
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)?;

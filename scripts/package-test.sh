@@ -17,7 +17,8 @@ trap cleanup EXIT
 
 echo "installed: $(dpkg-query -W -f='${Package} ${Version}' wsloop)"
 for file in /usr/bin/wsloop /etc/wsloop/wsloop.toml /usr/lib/systemd/system/wsloop.service \
-            /usr/share/man/man1/wsloop.1.gz /usr/share/bash-completion/completions/wsloop \
+            /usr/share/man/man1/wsloop.1.gz /usr/share/man/man1/wsloop-config.1.gz \
+            /usr/share/man/man1/wsloop-send.1.gz /usr/share/bash-completion/completions/wsloop \
             /usr/share/zsh/vendor-completions/_wsloop /usr/share/fish/vendor_completions.d/wsloop.fish; do
   [ -f "$file" ] || { echo "missing: $file"; exit 1; }
 done

@@ -11,11 +11,12 @@ cargo build --release --quiet
 out=target/package
 mkdir -p "$out"
 bin=target/release/wsloop
-"$bin" manpage | gzip -9n > "$out/wsloop.1.gz"
+rm -rf "$out/man" && mkdir -p "$out/man"
+"$bin" manpage "$out/man"
+gzip -9n "$out"/man/*.1
 "$bin" completions bash > "$out/wsloop.bash"
 "$bin" completions zsh > "$out/_wsloop"
 "$bin" completions fish > "$out/wsloop.fish"
 "$bin" config default > "$out/wsloop.toml"
-"$bin" config check "$out/wsloop.toml" >/dev/null
+"$bin" config check "$out/wsloop.toml" >/dev/null 2>&1
 cargo deb --no-build --quiet
-ls target/debian/wsloop_*.deb

@@ -165,7 +165,10 @@ fn a_bad_file_or_variable_stops_the_start_with_where_and_why() {
     );
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{err}");
-    assert!(err.contains("WSLOOP_MAX_CONNECTIONS=\"lots\""), "{err}");
+    assert!(
+        err.contains("WSLOOP_MAX_CONNECTIONS: \"lots\": expected a whole number"),
+        "{err}"
+    );
     let _ = std::fs::remove_file(file);
 }
 

@@ -176,6 +176,16 @@ fn default_value(arg: &clap::Arg) -> String {
     if !defaults.is_empty() {
         return toml_value(&defaults, switch);
     }
+    // Options whose default is decided later (by the library) say it in their help.
+    let help = (arg.get_long_help().or(arg.get_help())).map(|h| h.to_string());
+    let stated = help.as_deref().and_then(|help| {
+        let start = help.find("[default: ")? + "[default: ".len();
+        let end = start + help[start..].find(']')?;
+        Some(help[start..end].to_string())
+    });
+    if let Some(default) = stated.filter(|d| !d.contains(' ')) {
+        return toml_value(&[default], false);
+    }
     let name = (arg.get_value_names())
         .and_then(|names| names.first())
         .map_or("VALUE".to_string(), |n| n.to_string());
@@ -293,14 +303,14 @@ mod tests {
             ),
             (
                 "max-connections = \"many\"\n",
-                ":1: max-connections: \"many\"",
+                ":1: max-connections: \"many\": expected a whole number",
             ),
             (
                 "\n\nmetrics = \"yes\"\n",
                 ":3: metrics: takes true or false",
             ),
             ("bind = [\"a\", \"b\"]\n", ":1: bind: takes one value"),
-            ("threads = 0\n", ":1: threads: \"0\""),
+            ("threads = 0\n", ":1: threads: 0 is not in 1..=256"),
             ("bind = \n", ":1:8: "),
             (
                 "max_buffered = \"1MiB\"\nmax-buffered = \"2MiB\"\n",
@@ -320,7 +330,7 @@ mod tests {
         let env = |name: &str| (name == "WSLOOP_IDLE_TIMEOUT").then(|| "soon".to_string());
         let error = layered(&argv(&[]), &env).unwrap_err();
         assert!(
-            error.starts_with("WSLOOP_IDLE_TIMEOUT=\"soon\": "),
+            error.starts_with("WSLOOP_IDLE_TIMEOUT: ") && error.matches("soon").count() == 1,
             "{error}"
         );
         let error =
@@ -353,8 +363,8 @@ mod tests {
                         .next()
                         .is_some_and(|c| c.is_ascii_uppercase());
                 let placeholder = placeholder || value.starts_with("[\"");
-                // cluster-ttl needs a cluster, as its flag does.
-                let alone = key != "cluster-ttl";
+                // cluster-ttl needs a cluster and api-max-body an API key, as their flags do.
+                let alone = !["cluster-ttl", "api-max-body"].contains(&key);
                 (!placeholder && alone && !key.contains(' ')).then(|| format!("{key} = {value}\n"))
             })
             .collect();

@@ -91,8 +91,8 @@ pub fn resolve(
         let mut layers: Vec<(Source, Vec<String>)> = Vec::new();
         if let Some(text) = env(&variable).filter(|v| !v.is_empty()) {
             let values = env_values(arg, &text);
-            let checked = check(command, arg, &values)
-                .map_err(|why| format!("{variable}={text:?}: {why}"))?;
+            let checked =
+                check(command, arg, &values).map_err(|why| format!("{variable}: {why}"))?;
             layers.push((Source::Env(variable), checked));
         }
         if let Some(setting) = from_file.iter().find(|s| s.key == long) {
@@ -137,11 +137,10 @@ pub fn resolve(
         });
     }
     let all: Vec<OsString> = argv.iter().cloned().chain(extra).collect();
+    let layered = all.len() > argv.len();
     let matches = command.clone().try_get_matches_from(&all).map_err(|e| {
-        format!(
-            "{} (from flags, WSLOOP_* variables and the config file together)",
-            clap_message(&e)
-        )
+        let from = " (from flags, WSLOOP_* variables and the config file together)";
+        format!("{}{}", clap_message(&e), if layered { from } else { "" })
     })?;
     for (setting, (_, arg)) in settings.iter_mut().zip(setting_args(command)) {
         let id = arg.get_id().as_str();
@@ -245,10 +244,18 @@ fn check(command: &Command, arg: &Arg, values: &[String]) -> Result<Vec<String>,
             continue;
         }
         let why = match std::error::Error::source(&e) {
+            Some(cause) if cause.is::<std::num::ParseIntError>() => {
+                "expected a whole number".to_string()
+            }
             Some(cause) => cause.to_string(),
             None => clap_message(&e),
         };
-        return Err(format!("{value:?}: {why}"));
+        // Said once: most parsers' messages quote the value already.
+        return Err(if why.contains(value.as_str()) {
+            why
+        } else {
+            format!("{value:?}: {why}")
+        });
     }
     Ok(values.to_vec())
 }
@@ -278,4 +285,20 @@ fn clap_message(e: &clap::Error) -> String {
         .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
         .collect();
     lines.join(" ").trim_start_matches("error: ").to_string()
+}
+
+/// Warnings for `WSLOOP_*` variables among `names` that are no setting but close to one
+/// (a typo would otherwise pass unseen).
+pub fn misspelt_variables(command: &Command, names: impl Iterator<Item = String>) -> Vec<String> {
+    let known: Vec<String> = (setting_args(command))
+        .map(|(long, _)| env_name(long))
+        .chain(["WSLOOP_CONFIG".to_string()])
+        .collect();
+    names
+        .filter(|name| name.starts_with("WSLOOP_") && !known.contains(name))
+        .filter_map(|name| {
+            let close = config_file::closest(&name, known.iter().map(String::as_str))?;
+            Some(format!("{name} is not a setting; did you mean {close}?"))
+        })
+        .collect()
 }

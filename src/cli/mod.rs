@@ -82,9 +82,10 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), as the Debian package installs it.
+    /// Print the manual page (roff), or write it and one per subcommand (wsloop-send.1, ...)
+    /// into DIR, as the Debian package installs them.
     #[command(hide = true)]
-    Manpage,
+    Manpage { dir: Option<std::path::PathBuf> },
 }
 
 /// Parses the command line and runs what it asks for. The server's settings come from flags,
@@ -110,9 +111,12 @@ pub fn run() -> ExitCode {
                 clap_complete::generate(shell, &mut command, "wsloop", &mut std::io::stdout());
                 ExitCode::SUCCESS
             }
-            Some(Command::Manpage) => {
-                let page = clap_mangen::Man::new(Cli::command());
-                match page.render(&mut std::io::stdout()) {
+            Some(Command::Manpage { dir }) => {
+                let written = match dir {
+                    None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+                    Some(dir) => write_man_pages(Cli::command(), "wsloop", &dir),
+                };
+                match written {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("wsloop: {e}");
@@ -123,6 +127,10 @@ pub fn run() -> ExitCode {
         };
     }
     let env = |name: &str| std::env::var(name).ok();
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for warning in layers::misspelt_variables(&Cli::command(), names) {
+        eprintln!("wsloop: warning: {warning}");
+    }
     let layered = match config_cmd::layered(&argv, &env) {
         Ok(layered) => layered,
         Err(e) => {
@@ -137,4 +145,22 @@ pub fn run() -> ExitCode {
     // With a file, SIGHUP reads it again.
     let reloader = (layered.file.is_some()).then(|| reload::Reloader::new(argv, layered.settings));
     serve::run(&cli.serve, reloader)
+}
+
+/// Writes `command`'s manual page as `DIR/NAME.1`, and its subcommands' as `NAME-SUB.1`
+/// (the names its SEE ALSO section gives them).
+fn write_man_pages(
+    command: clap::Command,
+    name: &str,
+    dir: &std::path::Path,
+) -> std::io::Result<()> {
+    let command = command.name(name.to_string());
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut page)?;
+    std::fs::write(dir.join(format!("{name}.1")), page)?;
+    for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+        let sub_name = format!("{name}-{}", sub.get_name());
+        write_man_pages(sub.clone(), &sub_name, dir)?;
+    }
+    Ok(())
 }

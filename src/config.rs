@@ -290,10 +290,11 @@ impl Config {
         if let Some(bad) = self
             .allowed_origins
             .iter()
-            .find(|o| o.contains('*') || o.is_empty())
+            .find(|o| o.contains('*') || !o.contains("://") || o.ends_with('/'))
         {
             return err(format!(
-                "allow-origin takes an exact origin such as https://example.com, not {bad:?}"
+                "allow-origin takes an exact origin such as https://example.com (a scheme, a \
+                 host, maybe a port, no path), not {bad:?}"
             ));
         }
         if self.max_connections == 0 {

@@ -66,7 +66,7 @@ fn check(file: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("wsloop: {e}");
+            eprintln!("wsloop: {}", layered.with_sources(&e));
             ExitCode::from(2)
         }
     }
@@ -339,6 +339,28 @@ mod tests {
             error.contains("/nonexistent/wsloop.toml: cannot read it"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn an_error_about_several_settings_says_where_each_came_from() {
+        let file = scratch("sources", "\nidle-timeout = \"30s\"\n");
+        let env = |name: &str| (name == "WSLOOP_PING_INTERVAL").then(|| "45s".to_string());
+        let resolved = layered(&argv(&["--config", file.to_str().unwrap()]), &env).unwrap();
+        let cli = Cli::from_arg_matches(&resolved.matches).unwrap();
+        let error = cli.serve.config().validate().unwrap_err().to_string();
+        let said = resolved.with_sources(&error);
+        let want = format!(
+            "(ping-interval: environment WSLOOP_PING_INTERVAL, idle-timeout: {}:2)",
+            file.display()
+        );
+        assert!(said.starts_with(&error) && said.ends_with(&want), "{said}");
+        // From flags and defaults alone, the message is left as it is.
+        let resolved = layered(&argv(&["--ping-interval", "2m"]), &|_| None).unwrap();
+        assert_eq!(
+            resolved.with_sources("ping-interval (120s) ..."),
+            "ping-interval (120s) ..."
+        );
+        let _ = std::fs::remove_file(file);
     }
 
     #[test]

@@ -302,3 +302,39 @@ pub fn misspelt_variables(command: &Command, names: impl Iterator<Item = String>
         })
         .collect()
 }
+
+impl Layered {
+    /// `message` (an error about some settings, naming them) with where each setting it
+    /// names came from, when any came from a variable or the file:
+    /// `ping-interval (5m) must be shorter than idle-timeout (60s) (ping-interval:
+    /// wsloop.toml:3, idle-timeout: default)`.
+    pub fn with_sources(&self, message: &str) -> String {
+        let named = |key: &str| {
+            message.match_indices(key).any(|(at, _)| {
+                // A whole name, alone or as a flag (`--auth-leeway`).
+                let before = message[..at].strip_suffix("--").unwrap_or(&message[..at]);
+                let after = message[at + key.len()..].chars().next();
+                let part = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '-');
+                !part(before.chars().next_back()) && !part(after)
+            })
+        };
+        let sources: Vec<String> = (self.settings.iter())
+            .filter(|setting| named(&setting.key))
+            .map(|setting| {
+                format!(
+                    "{}: {}",
+                    setting.key,
+                    setting.source.describe(self.file.as_deref())
+                )
+            })
+            .collect();
+        let layered = (self.settings.iter())
+            .filter(|setting| named(&setting.key))
+            .any(|setting| matches!(setting.source, Source::Env(_) | Source::File(_)));
+        if !layered {
+            message.to_string()
+        } else {
+            format!("{message} ({})", sources.join(", "))
+        }
+    }
+}

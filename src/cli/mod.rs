@@ -142,6 +142,14 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // Limits that do not fit together, with where each came from.
+    if let Err(e) = cli.serve.config().validate() {
+        eprintln!(
+            "wsloop: invalid configuration: {}",
+            layered.with_sources(&e.to_string())
+        );
+        return ExitCode::from(2);
+    }
     // With a file, SIGHUP reads it again.
     let reloader = (layered.file.is_some()).then(|| reload::Reloader::new(argv, layered.settings));
     serve::run(&cli.serve, reloader)

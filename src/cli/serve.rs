@@ -199,7 +199,8 @@ impl ServeArgs {
             Api::from_key_file(path).map_err(|e| format!("--api-key-file {e}"))?;
         }
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            wsloop::tls::server_config(cert, key).map_err(|e| e.to_string())?;
+            wsloop::tls::server_config(cert, key)
+                .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
         }
         self.config().validate().map_err(|e| e.to_string())
     }

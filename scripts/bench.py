@@ -64,6 +64,10 @@ SCENARIOS = [
     ("echo 10 x 1 MiB", "/", ["--connections", "10", "--size", "1MiB"], "msgs/s"),
     ("echo 100 x 20 B pipelined 16", "/", ["--connections", "100", "--size", "20", "--pipeline", "16"],
      "msgs/s"),
+    # The other load shape: 16 frames in one write, all 16 back before the next 16, so every
+    # server read holds many frames and the per-frame cost shows.
+    ("echo 100 x 20 B, 16 per write", "/",
+     ["--connections", "100", "--size", "20", "--pipeline", "16", "--burst"], "msgs/s"),
     ("broadcast 1 -> 1000 x 64 B", "/broadcast",
      ["--mode", "broadcast", "--connections", "1000", "--size", "64", "--pipeline", "32"], "deliveries/s"),
 ]

@@ -102,6 +102,27 @@ fn echo_counts_every_round_trip() {
 }
 
 #[test]
+fn a_burst_sends_the_next_n_once_all_n_came_back() {
+    let server = server();
+    let url = format!("ws://{}/", server.addr());
+    let args = [
+        "--connections",
+        "4",
+        "--size",
+        "20",
+        "--pipeline",
+        "8",
+        "--burst",
+    ];
+    let (output, summary) = bench(&[&[url.as_str()][..], &args].concat());
+    let summary = clean_run(&output, summary);
+    assert_eq!(summary["burst"], true);
+    // Bursts keep going: far more than the first 4 x 8.
+    let total = summary["total"].as_u64().unwrap();
+    assert!(total > 320, "only {total} round trips in a second");
+}
+
+#[test]
 fn compressed_echoes_are_counted_and_smaller_on_the_wire() {
     let compressing = Config::default().compression(CompressionMode::Shared);
     let server = TestServer::with_routes(compressing, |b| b.route("/", Echo));

@@ -158,7 +158,15 @@ impl Bench<'_> {
                         ));
                     };
                     self.stats.record(now - sent);
-                    self.queue_send(key, now);
+                    if !self.args.burst {
+                        self.queue_send(key, now);
+                    }
+                }
+                // A burst: the next N once all N are back.
+                if self.args.burst && self.sent_at[key].is_empty() {
+                    for _ in 0..self.args.pipeline {
+                        self.queue_send(key, now);
+                    }
                 }
                 // Every reply this read completed is answered with one write.
                 self.flush(key);
@@ -224,6 +232,7 @@ impl Bench<'_> {
                     "connections": self.args.connections,
                     "size": self.args.size,
                     "pipeline": self.args.pipeline,
+                    "burst": self.args.burst,
                     "median_rate": summary.median_rate,
                     "p50_ms": ms(summary.p50),
                     "p99_ms": ms(summary.p99),

@@ -53,6 +53,11 @@ pub struct BenchArgs {
     /// Messages in flight per connection (broadcast: for the sender).
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
+    /// Echo with --pipeline N: write N messages in one write and wait for all N to come back
+    /// before the next N, so the server's reads hold up to N frames (instead of one more
+    /// message sent as each one comes back).
+    #[arg(long)]
+    burst: bool,
     /// Only open the connections and hold them for the duration (for memory figures).
     #[arg(long)]
     idle: bool,
@@ -203,8 +208,13 @@ impl<'a> Bench<'a> {
             format!("{:?}", args.mode).to_lowercase()
         };
         println!(
-            "wsloop bench {} mode={mode} connections={} size={} pipeline={} duration={:?}",
-            self.url, args.connections, args.size, args.pipeline, args.duration
+            "wsloop bench {} mode={mode} connections={} size={} pipeline={}{} duration={:?}",
+            self.url,
+            args.connections,
+            args.size,
+            args.pipeline,
+            if args.burst { " burst" } else { "" },
+            args.duration
         );
         let setup_started = Instant::now();
         self.connect_all()?;

@@ -85,8 +85,8 @@ pub fn layered(argv: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Resul
 pub fn describe(layered: &Layered) -> String {
     let file = layered.file.as_deref();
     let mut out = String::from(
-        "# The effective configuration: flags, then WSLOOP_* variables, then the file, then\n\
-         # the defaults.\n",
+        "# The effective configuration: WSLOOP_* variables, then the file, then the defaults\n\
+         # (a flag given when the server starts overrides all three).\n",
     );
     for setting in &layered.settings {
         let mut line = match setting.source {

@@ -195,7 +195,10 @@ fn config_check_shows_each_value_with_its_source_and_exits_2_on_a_bad_file() {
         line.contains(&format!("overrides {config}:1 500")),
         "{line}"
     );
-    let line = out.lines().find(|l| l.starts_with("idle-timeout")).unwrap();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("# idle-timeout"))
+        .unwrap();
     assert!(
         line.contains("\"60s\"") && line.ends_with("# default"),
         "{line}"

@@ -89,13 +89,12 @@ pub fn describe(layered: &Layered) -> String {
          # (a flag given when the server starts overrides all three).\n",
     );
     for setting in &layered.settings {
+        // Defaults stay commented, so the output read back as a file sets what was set.
+        let value = toml_value(&setting.values, setting.switch);
         let mut line = match setting.source {
-            Source::Unset => format!("# {} (not set)", setting.key),
-            _ => format!(
-                "{} = {}",
-                setting.key,
-                toml_value(&setting.values, setting.switch)
-            ),
+            Source::Unset => format!("# {}", setting.key),
+            Source::Default => format!("# {} = {value}", setting.key),
+            _ => format!("{} = {value}", setting.key),
         };
         let width = line.chars().count();
         line += &" ".repeat(44usize.saturating_sub(width));

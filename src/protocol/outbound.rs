@@ -394,14 +394,14 @@ impl Outbound {
         if shares && self.role == Role::Server && self.compresses(payload.len()) {
             // Receivers that compress the shared way share one compressed frame (or the
             // uncompressed one, if compressing did not make it smaller).
-            self.queue.push_shared(prepared.deflated_frame().clone());
+            self.queue.push_shared(prepared.deflated_frame());
             return true;
         }
         if self.send_compressed(prepared.opcode, payload) {
             return true;
         }
         match self.role {
-            Role::Server => self.queue.push_shared(prepared.frame.clone()),
+            Role::Server => self.queue.push_shared(&prepared.frame),
             Role::Client => {
                 let mask = self.mask();
                 self.queue.push_frame(false, prepared.opcode, payload, mask);

@@ -13,6 +13,7 @@
 //! `WouldBlock` means "full for now, try again when writable"; `Ok(0)` for a non-empty write
 //! means the sink can never take more (a closed socket), and is reported as `WriteZero`.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
@@ -23,6 +24,8 @@ use crate::buffer_pool::{give_back, recycle, take_buffer};
 
 /// Frames smaller than this are appended to the previous owned chunk instead of starting one.
 const COALESCE_LIMIT: usize = 16 * 1024;
+/// Shared frames up to this size are copied into the queue rather than referenced.
+const COPY_SHARED_LIMIT: usize = 1024;
 /// The most chunks handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 
@@ -88,7 +91,7 @@ impl WriteQueue {
 
     /// The waiting bytes, made room for when the queue was idle.
     fn pending(&mut self) -> &mut Pending {
-        self.pending.get_or_insert_with(Box::default)
+        self.pending.get_or_insert_with(take_record)
     }
 
     /// Queues one frame with FIN set: unmasked (a server's frame), or masked with `mask` (a
@@ -168,11 +171,17 @@ impl WriteQueue {
         pending.len += bytes.len();
     }
 
-    /// Queues an encoded frame shared with other queues (a published message).
-    pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>) {
+    /// Queues an encoded frame shared with other queues (a published message). A small one is
+    /// copied after what is already queued instead: a receiver's frames of one turn then go
+    /// out in one `send` from one buffer, where shared ones would be one iovec each.
+    pub(crate) fn push_shared(&mut self, frame: &Arc<[u8]>) {
         let pending = self.pending();
         pending.len += frame.len();
-        pending.chunks.push_back(Chunk::Shared(frame));
+        if frame.len() <= COPY_SHARED_LIMIT {
+            pending.tail_with_room(frame.len()).extend_from_slice(frame);
+        } else {
+            pending.chunks.push_back(Chunk::Shared(Arc::clone(frame)));
+        }
     }
 
     /// Writes as much as `sink` takes; returns bytes written. Stops at `WouldBlock` (not an
@@ -198,10 +207,75 @@ impl WriteQueue {
         let written = pending.write_to(sink, input);
         if pending.len == 0 {
             // An idle connection keeps no queue memory.
-            self.pending = None;
+            if let Some(record) = self.pending.take() {
+                give_back_record(record);
+            }
         }
         written
     }
+}
+
+/// The records of queues that emptied on this thread, kept for the next queues that fill: a
+/// broadcast to a thousand receivers fills and empties a thousand queues every turn, and would
+/// otherwise allocate and free two blocks for each (the record and its chunk list).
+struct SpareRecords {
+    // Boxed: a queue holds its record boxed, and takes a spare one without allocating.
+    #[allow(clippy::vec_box)]
+    records: Vec<Box<Pending>>,
+    /// The fewest records held since the last trim: that many sat unused throughout.
+    low_water: usize,
+    max: usize,
+}
+
+/// The most spare records a thread that never trims keeps (a blocking client's).
+const SPARE_RECORDS_MAX: usize = 64;
+/// The most spare records a thread that trims keeps (a server loop's).
+const TRIMMED_RECORDS_MAX: usize = 1 << 16;
+/// The longest chunk list a spare record keeps its room for.
+const SPARE_CHUNKS_MAX: usize = 16;
+
+thread_local! {
+    static SPARE_RECORDS: RefCell<SpareRecords> = const {
+        RefCell::new(SpareRecords { records: Vec::new(), low_water: 0, max: SPARE_RECORDS_MAX })
+    };
+}
+
+fn take_record() -> Box<Pending> {
+    let spare = SPARE_RECORDS.try_with(|spare| {
+        let mut spare = spare.borrow_mut();
+        let record = spare.records.pop();
+        spare.low_water = spare.low_water.min(spare.records.len());
+        record
+    });
+    spare.ok().flatten().unwrap_or_default()
+}
+
+fn give_back_record(mut record: Box<Pending>) {
+    debug_assert!(record.chunks.is_empty() && record.len == 0);
+    record.front_written = 0;
+    if record.chunks.capacity() > SPARE_CHUNKS_MAX {
+        record.chunks.shrink_to(SPARE_CHUNKS_MAX);
+    }
+    let _ = SPARE_RECORDS.try_with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.records.len() < spare.max {
+            spare.records.push(record);
+        }
+    });
+}
+
+/// Lets go of the spare queue records no queue took since the last call, and from now on lets
+/// this thread keep up to [`TRIMMED_RECORDS_MAX`] (see `buffer_pool::trim`). Returns whether
+/// spare records remain.
+pub(crate) fn trim_spare_records() -> bool {
+    SPARE_RECORDS.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        spare.max = TRIMMED_RECORDS_MAX;
+        let unused = spare.low_water.min(spare.records.len());
+        spare.records.drain(..unused);
+        spare.low_water = spare.records.len();
+        !spare.records.is_empty()
+    })
 }
 
 impl Pending {
@@ -300,7 +374,7 @@ mod tests {
         let mut q = WriteQueue::default();
         q.push_bytes(b"HTTP");
         q.push_frame(false, OpCode::Text, b"hi", None);
-        q.push_shared(Arc::from(&b"shared"[..]));
+        q.push_shared(&Arc::from(&b"shared"[..]));
         q.push_frame(false, OpCode::Binary, &[1u8; 20_000], None);
         let total = q.len();
         let mut sink = Trickle {
@@ -316,6 +390,70 @@ mod tests {
         let mut expected = b"HTTP\x81\x02hishared\x82\x7e\x4e\x20".to_vec();
         expected.extend_from_slice(&[1u8; 20_000]);
         assert_eq!(sink.got, expected);
+    }
+
+    /// Counts the writes it takes, each whole.
+    #[derive(Default)]
+    struct Counting {
+        got: Vec<u8>,
+        writes: usize,
+    }
+
+    impl Write for Counting {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.writes += 1;
+            self.got.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.writes += 1;
+            bufs.iter().for_each(|b| self.got.extend_from_slice(b));
+            Ok(bufs.iter().map(|b| b.len()).sum())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn small_shared_frames_are_copied_so_a_turn_of_them_is_one_buffer() {
+        let small: Arc<[u8]> = Arc::from(&b"\x81\x02hi"[..]);
+        let large: Arc<[u8]> = Arc::from(vec![7u8; COPY_SHARED_LIMIT + 1]);
+        let mut q = WriteQueue::default();
+        for _ in 0..10 {
+            q.push_shared(&small);
+        }
+        assert_eq!(Arc::strong_count(&small), 1, "small frames are copied");
+        q.push_shared(&large);
+        assert_eq!(Arc::strong_count(&large), 2, "a large frame is shared");
+        let mut sink = Counting::default();
+        q.write_to(&mut sink).unwrap();
+        assert_eq!(sink.writes, 1);
+        let mut expected = b"\x81\x02hi".repeat(10);
+        expected.extend_from_slice(&large);
+        assert_eq!(sink.got, expected);
+        assert_eq!(Arc::strong_count(&large), 1, "written out, let go");
+    }
+
+    #[test]
+    fn an_emptied_queue_record_is_kept_for_the_next_queue_and_trimmed_when_unused() {
+        // Each test runs on its own thread: its spare records start empty.
+        let spare = || SPARE_RECORDS.with(|s| s.borrow().records.len());
+        let mut q = WriteQueue::default();
+        q.push_bytes(b"abc");
+        q.write_to(&mut Counting::default()).unwrap();
+        assert!(q.is_empty());
+        assert_eq!(spare(), 1, "the record is kept, the queue holds none");
+        let mut other = WriteQueue::default();
+        other.push_bytes(b"d");
+        assert_eq!(spare(), 0, "the next queue takes it");
+        other.write_to(&mut Counting::default()).unwrap();
+        assert!(trim_spare_records(), "used during the period: kept");
+        assert!(
+            !trim_spare_records(),
+            "unused through a whole period: let go"
+        );
+        assert_eq!(spare(), 0);
     }
 
     #[test]

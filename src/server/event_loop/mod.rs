@@ -48,6 +48,7 @@ use crate::buffer_pool;
 use crate::config::Config;
 use crate::connection::{Connection, ConnectionConfig, RouteId};
 use crate::ids::ConnectionId;
+use crate::protocol::write_queue;
 use crate::server::limits::Gate;
 use accept::Listener;
 pub(crate) use accept::TlsSource;
@@ -331,7 +332,9 @@ impl EventLoop {
             self.drain_turn(now);
             self.flush(now);
             if self.trim_at.is_none_or(|at| at <= now) {
-                self.trim_at = buffer_pool::trim().then_some(now + TRIM_PERIOD);
+                let buffers_left = buffer_pool::trim();
+                let records_left = write_queue::trim_spare_records();
+                self.trim_at = (buffers_left || records_left).then_some(now + TRIM_PERIOD);
             }
             if self.index == 0 && self.history_expire_at.is_some_and(|at| at <= now) {
                 self.history_expire_at = Some(now + TRIM_PERIOD);

@@ -4,6 +4,7 @@
 //! `max_buffered` unread bytes is a slow consumer: closed, or the message is dropped for it,
 //! as its route's [`SlowConsumer`] rule says.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::info;
@@ -26,14 +27,25 @@ impl EventLoop {
             self.take_timers(now);
         }
         while !self.app.outbox.deliveries.is_empty() {
-            for (target, prepared) in std::mem::take(&mut self.app.outbox.deliveries) {
+            let deliveries = std::mem::take(&mut self.app.outbox.deliveries);
+            for (target, prepared) in &deliveries {
                 if self.postbox.has_others() {
-                    self.forward(&target, &prepared);
+                    self.forward(target, prepared);
                 }
                 if let Some(cluster) = &self.cluster {
-                    cluster.forward(&target, &prepared, &self.app.router);
+                    cluster.forward(target, prepared, &self.app.router);
                 }
-                self.deliver_here(target, &prepared, now);
+            }
+            let mut rest = &deliveries[..];
+            while let Some(((target, _), _)) = rest.split_first() {
+                // Publishes in a row to one topic go to each receiver together, while its
+                // state is in the cache: one pass over the subscribers, not one per message.
+                let run = rest.iter().take_while(|(next, _)| same_topic(next, target));
+                let run = run.count().max(1);
+                let (batch, after) = rest.split_at(run);
+                let batch: Vec<&Prepared> = batch.iter().map(|(_, prepared)| prepared).collect();
+                self.deliver_here(target, &batch, now);
+                rest = after;
             }
         }
     }
@@ -42,7 +54,7 @@ impl EventLoop {
     pub(super) fn deliver_mail(&mut self, now: Instant) {
         for mail in self.postbox.drain() {
             match mail {
-                Mail::Deliver(target, prepared) => self.deliver_here(target, &prepared, now),
+                Mail::Deliver(target, prepared) => self.deliver_here(&target, &[&prepared], now),
                 Mail::Decided { id, key, granted } => self.claim_decided(id, &key, granted),
                 Mail::Reconfigure(config) => self.reconfigure(&config),
                 Mail::Close { id, code, reason } => {
@@ -141,31 +153,31 @@ impl EventLoop {
         self.mark_dirty(id.slot());
     }
 
-    /// Delivers to this loop's connections among `target`.
-    fn deliver_here(&mut self, target: Target, prepared: &Prepared, now: Instant) {
+    /// Delivers to this loop's connections among `target` each of `batch`, in order.
+    fn deliver_here(&mut self, target: &Target, batch: &[&Prepared], now: Instant) {
         match target {
-            Target::One(id) => self.deliver(id.slot(), Some(id), prepared, now),
+            Target::One(id) => self.deliver(id.slot(), Some(*id), batch, now),
             Target::Many(ids) => {
-                for id in ids {
-                    self.deliver(id.slot(), Some(id), prepared, now);
+                for &id in ids {
+                    self.deliver(id.slot(), Some(id), batch, now);
                 }
             }
             Target::RouteExcept { route, except } => {
                 // Membership changes only in `flush`, never during delivery.
-                for i in 0..self.app.hub.members(route).len() {
-                    let key = self.app.hub.members(route)[i];
+                for i in 0..self.app.hub.members(*route).len() {
+                    let key = self.app.hub.members(*route)[i];
                     if key != except.slot() || except.loop_index() != self.postbox.me() {
-                        self.deliver(key, None, prepared, now);
+                        self.deliver(key, None, batch, now);
                     }
                 }
             }
             Target::Topic { topic, except } | Target::TopicHere { topic, except } => {
                 // A slow consumer's on_close may change the topic while it is served.
                 let mut receivers = std::mem::take(&mut self.scratch);
-                receivers.extend_from_slice(self.app.hub.subscribers(&topic));
+                receivers.extend_from_slice(self.app.hub.subscribers(topic));
                 for &id in &receivers {
-                    if id != except {
-                        self.deliver(id.slot(), Some(id), prepared, now);
+                    if id != *except {
+                        self.deliver(id.slot(), Some(id), batch, now);
                     }
                 }
                 receivers.clear();
@@ -174,12 +186,13 @@ impl EventLoop {
         }
     }
 
-    /// Queues `prepared` for the connection in slot `key` (if it is `expected`, when given).
+    /// Queues each of `batch` for the connection in slot `key` (if it is `expected`, when
+    /// given), as far as its backpressure policy lets it.
     fn deliver(
         &mut self,
         key: usize,
         expected: Option<ConnectionId>,
-        prepared: &Prepared,
+        batch: &[&Prepared],
         now: Instant,
     ) {
         let Some(entry) = self.entries.get_mut(key) else {
@@ -198,22 +211,25 @@ impl EventLoop {
             now,
             input: None,
         };
-        let len = prepared.frame_len();
-        if conn.buffered() + len > policy.max_buffered {
-            // What was queued this turn has not been offered to the socket yet: offer it now,
-            // so only what the peer really leaves unread counts against the limit.
-            if let Some(queue) = conn.queue() {
-                match entry.transport.flush(Some(queue)) {
-                    Ok(sent) => events.app.metrics.bytes_sent += sent as u64,
-                    Err(e) => conn.on_io_error(&e, &mut events),
+        for prepared in batch {
+            let len = prepared.frame_len();
+            if conn.buffered() + len > policy.max_buffered {
+                // What was queued this turn has not been offered to the socket yet: offer it
+                // now, so only what the peer really leaves unread counts against the limit.
+                if let Some(queue) = conn.queue() {
+                    match entry.transport.flush(Some(queue)) {
+                        Ok(sent) => events.app.metrics.bytes_sent += sent as u64,
+                        Err(e) => conn.on_io_error(&e, &mut events),
+                    }
                 }
             }
-        }
-        // (A failed write above has closed the connection: then nothing is queued.) A message
-        // larger than the limit still goes to a receiver that has read everything, so a queue
-        // holds at most `max_buffered` plus one message.
-        let buffered = conn.buffered();
-        if let Some(out) = conn.outbound() {
+            // (A failed write above has closed the connection: then nothing is queued.) A
+            // message larger than the limit still goes to a receiver that has read
+            // everything, so a queue holds at most `max_buffered` plus one message.
+            let buffered = conn.buffered();
+            let Some(out) = conn.outbound() else {
+                break; // closed
+            };
             if buffered == 0 || buffered + len <= policy.max_buffered {
                 if out.send_prepared(prepared) {
                     events.app.metrics.messages_sent += 1;
@@ -234,11 +250,39 @@ impl EventLoop {
                 if conn.is_closed() {
                     entry.transport.reset_on_close(); // dropped: even its close did not fit
                 }
+                break;
             }
         }
         if !entry.dirty {
             entry.dirty = true;
             self.dirty.push(key);
         }
+    }
+}
+
+/// Whether `next` goes to the same topic's subscribers as `target`, leaving out the same one.
+fn same_topic(next: &Target, target: &Target) -> bool {
+    match (next, target) {
+        (
+            Target::Topic {
+                topic: a,
+                except: x,
+            },
+            Target::Topic {
+                topic: b,
+                except: y,
+            },
+        )
+        | (
+            Target::TopicHere {
+                topic: a,
+                except: x,
+            },
+            Target::TopicHere {
+                topic: b,
+                except: y,
+            },
+        ) => x == y && (Arc::ptr_eq(a, b) || a == b),
+        _ => false,
     }
 }

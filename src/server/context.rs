@@ -72,9 +72,11 @@ pub(crate) struct Outbox {
 pub(crate) enum Current<'a> {
     /// Not a message callback.
     None,
-    /// A message that arrived in one piece, borrowed from what was read; with its offset when
-    /// that is the loop's read buffer.
-    Borrowed(Message<'a>, Option<usize>),
+    /// A message that arrived in one piece, borrowed from what was read.
+    Borrowed(Message<'a>),
+    /// Likewise, at this offset in the loop's read buffer. (Two variants rather than an
+    /// `Option`: copying that one's tag and padding stalled every context built.)
+    InInput(Message<'a>, usize),
     /// A message gathered from pieces, shared so it can be queued without a copy.
     Gathered(OpCode, &'a Arc<Vec<u8>>),
 }
@@ -152,9 +154,7 @@ impl<'a> Context<'a> {
         match self.current {
             Current::None => SendStatus::Dropped,
             // A large payload goes out from the loop's read buffer, where it was unmasked.
-            Current::Borrowed(message, Some(offset))
-                if message.as_bytes().len() >= ECHO_IN_PLACE =>
-            {
+            Current::InInput(message, offset) if message.as_bytes().len() >= ECHO_IN_PLACE => {
                 let len = message.as_bytes().len();
                 if self.over_limit(len) || !self.out.send_from_input(message, offset) {
                     return SendStatus::Dropped;
@@ -162,7 +162,7 @@ impl<'a> Context<'a> {
                 *self.sent += 1;
                 self.status()
             }
-            Current::Borrowed(message, _) => self.send(message),
+            Current::Borrowed(message) | Current::InInput(message, _) => self.send(message),
             Current::Gathered(opcode, payload) => {
                 if self.over_limit(payload.len()) || !self.out.send_shared(opcode, payload) {
                     return SendStatus::Dropped;

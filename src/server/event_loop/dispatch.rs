@@ -361,12 +361,10 @@ impl ConnectionEvents for Dispatch<'_> {
         }
         let current = match gathered {
             Some(payload) => Current::Gathered(message.opcode(), payload),
-            None => {
-                let offset = self
-                    .input
-                    .and_then(|input| input.offset_of(message.as_bytes()));
-                Current::Borrowed(message, offset)
-            }
+            None => match self.input.and_then(|i| i.offset_of(message.as_bytes())) {
+                Some(offset) => Current::InInput(message, offset),
+                None => Current::Borrowed(message),
+            },
         };
         self.call(id, route, open, current, |handler, ctx| {
             handler.on_message(ctx, message)

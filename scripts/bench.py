@@ -55,6 +55,8 @@ SERVERS = {
 ECHO_ONLY = {"fastwebsockets", "floor"}
 # The server every other one's CPU per message is divided by.
 FLOOR = "floor"
+# uWebSockets, when `--uws` gives a build: wsloop's CPU per message is also divided by its.
+UWS = "uWebSockets"
 
 # (name, path, bench arguments, unit)
 SCENARIOS = [
@@ -70,6 +72,8 @@ SCENARIOS = [
      ["--connections", "100", "--size", "20", "--pipeline", "16", "--burst"], "msgs/s"),
     ("broadcast 1 -> 1000 x 64 B", "/broadcast",
      ["--mode", "broadcast", "--connections", "1000", "--size", "64", "--pipeline", "32"], "deliveries/s"),
+    ("broadcast 1 -> 10000 x 64 B", "/broadcast",
+     ["--mode", "broadcast", "--connections", "10000", "--size", "64", "--pipeline", "32"], "deliveries/s"),
 ]
 IDLE_CONNECTIONS = 10_000
 
@@ -223,9 +227,14 @@ def main():
     parser.add_argument("--only", help="run only scenarios whose name contains this")
     parser.add_argument("--baseline", metavar="BINARY", action="append", default=[],
                         help="also measure this wsloop binary (say, a build of main) as a peer; repeatable")
+    parser.add_argument("--uws", metavar="BINARY",
+                        help="also measure this uWebSockets server (scripts/peers/build-uws.sh builds one): "
+                             "echo and broadcast, with wsloop's CPU per message divided by its")
     options = parser.parse_args()
     for binary in options.baseline:
         SERVERS[os.path.basename(binary)] = [binary, "--log-level", "warn", "--bind"]
+    if options.uws:
+        SERVERS[UWS] = [options.uws, "--bind"]
 
     port = 9501
     # Each table: its scenarios and the servers each scenario is measured against.
@@ -326,6 +335,10 @@ def measure(name, path, args, unit, servers, options, port, reference="wsloop", 
     if cost_base in cost:
         floor_ratios = {s: statistics.median(c / f if f else float("inf") for c, f in zip(v, cost[cost_base]))
                         for s, v in cost.items()}
+    if UWS in cost and reference in cost:
+        # wsloop's CPU per message over uWebSockets', within each round.
+        floor_ratios["vs " + UWS] = statistics.median(
+            w / u if u else float("inf") for w, u in zip(cost[reference], cost[UWS]))
     bench_costs = {s: statistics.median(v) for s, v in bench_cost.items()}
     return port, (name, unit, medians, ratios, cpus, costs, max(cpu or [0]), wires, floor_ratios, bench_costs)
 
@@ -550,6 +563,7 @@ def print_table(rows, idle):
     above_floor = [s for s in SERVERS if s != FLOOR]
     header = (["scenario", "wsloop"] + peers + [f"ratio vs {p}" for p in peers]
               + [f"{s} cpu/msg ÷ floor" for s in above_floor]
+              + ([f"wsloop cpu/msg ÷ {UWS}"] if UWS in SERVERS else [])
               + ["server cpu (" + " / ".join(SERVERS) + ")",
                  "server cpu µs per message", "bench cpu (max)", "bench cpu µs per message"])
     print("| " + " | ".join(header) + " |")
@@ -559,6 +573,9 @@ def print_table(rows, idle):
         cells += [f"{medians[p]:,.0f}" if p in medians else "-" for p in peers]
         cells += [f"{ratios[p]:.2f}x" if p in ratios else "-" for p in peers]
         cells += [f"{floor_ratios[s]:.2f}x" if s in floor_ratios else "-" for s in above_floor]
+        if UWS in SERVERS:
+            vs = floor_ratios.get("vs " + UWS)
+            cells += [f"**{vs:.2f}x**" if vs is not None else "-"]
         cells += [" / ".join(f"{cpus[s]:.0f}%" if s in cpus else "-" for s in SERVERS)]
         cells += [" / ".join(f"{costs[s]:.2f}" if s in costs else "-" for s in SERVERS)]
         cells += [f"{bench_cpu:.0f}%"]

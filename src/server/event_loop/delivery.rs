@@ -43,8 +43,12 @@ impl EventLoop {
                 let run = rest.iter().take_while(|(next, _)| same_topic(next, target));
                 let run = run.count().max(1);
                 let (batch, after) = rest.split_at(run);
-                let batch: Vec<&Prepared> = batch.iter().map(|(_, prepared)| prepared).collect();
-                self.deliver_here(target, &batch, now);
+                if let [(_, prepared)] = batch {
+                    self.deliver_here(target, &[prepared], now); // no list for one
+                } else {
+                    let batch: Vec<&Prepared> = batch.iter().map(|(_, p)| p).collect();
+                    self.deliver_here(target, &batch, now);
+                }
                 rest = after;
             }
         }

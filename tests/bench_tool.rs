@@ -256,3 +256,84 @@ fn a_zero_duration_is_refused_and_one_is_singular() {
     assert!(stdout.contains("1 connection up"), "{stdout}");
     assert!(!stdout.contains("1 connections"), "{stdout}");
 }
+
+/// Reads the child's stdout lines until one contains `wanted`; panics with what came if the
+/// output ends first.
+fn read_until(lines: &mut impl Iterator<Item = String>, wanted: &str) -> String {
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        if line.contains(wanted) {
+            return line;
+        }
+        seen.push(line);
+    }
+    panic!("no line with {wanted:?}; got {seen:#?}");
+}
+
+#[test]
+fn an_idle_run_times_a_broadcast_to_all_and_ends_when_the_server_closes_them() {
+    use std::io::BufRead;
+    let server = server();
+    let url = format!("ws://{}/broadcast", server.addr());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["bench", &url, "--mode", "broadcast", "--idle", "--json"])
+        .args(["--connections", "5", "--duration", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let up = read_until(&mut lines, "\"event\":\"up\"");
+    let up: Value = serde_json::from_str(&up).unwrap();
+    assert_eq!(up["connections"], 5);
+    assert!(up["rate"].as_f64().unwrap() > 0.0, "{up}");
+    read_until(&mut lines, "holding 5 idle connections");
+    // One message from a sixth client reaches the five held ones.
+    let mut sender = common::RawClient::upgrade(server.addr(), "/broadcast");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    sender.send(&common::client_frame(true, 1, b"to everyone"));
+    let reached = read_until(&mut lines, "\"event\":\"reached\"");
+    let reached: Value = serde_json::from_str(&reached).unwrap();
+    assert_eq!(reached["message"], 1);
+    assert_eq!(reached["connections"], 5);
+    assert!(
+        reached["last_unix"].as_f64().unwrap() >= before,
+        "{reached}"
+    );
+    // A shutdown closes them all with 1001, which ends the run, successfully.
+    server.begin_shutdown();
+    let closed = read_until(&mut lines, "\"event\":\"closed\"");
+    let closed: Value = serde_json::from_str(&closed).unwrap();
+    assert_eq!(closed["closed"], 5);
+    let reasons = closed["reasons"].as_str().unwrap();
+    assert!(
+        reasons.starts_with("the server closed with 1001"),
+        "{reasons}"
+    );
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn more_connections_than_the_descriptor_limit_are_refused_before_connecting() {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let soft: usize = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let server = server();
+    let url = format!("ws://{}/", server.addr());
+    let too_many = (soft + 1).to_string();
+    let (output, _) = bench(&[&url, "--idle", "--connections", &too_many]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("but this process may open {soft} (ulimit -n)")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("several bench processes"), "{stderr}");
+}

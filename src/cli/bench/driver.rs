@@ -8,15 +8,26 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Token};
 
 use super::conn::{BenchConn, Phase};
+use super::scale::{
+    connect_error, descriptors_short, open_files_limit, ConnectFigures, Connecting,
+};
 use super::stream::BenchStream;
 use super::{Bench, Mode, CLOSE_WAIT, CONNECT_WINDOW};
 
+/// How long the connecting may go without one more connection opening before the run gives up.
+const STALLED: Duration = Duration::from_secs(30);
+
 impl Bench<'_> {
-    /// Opens every connection (receivers first, then the sender in broadcast mode).
-    pub(super) fn connect_all(&mut self) -> Result<(), String> {
+    /// Opens every connection (receivers first, then the sender in broadcast mode), with a
+    /// progress line each second; fails at once when this process cannot hold them all, and
+    /// when no connection has opened for [`STALLED`].
+    pub(super) fn connect_all(&mut self) -> Result<ConnectFigures, String> {
         let mut events = Events::with_capacity(1024);
-        let deadline = Instant::now() + Duration::from_secs(60);
         let wanted = self.conns.capacity();
+        if let Some(why) = descriptors_short(wanted, open_files_limit()) {
+            return Err(why);
+        }
+        self.connecting = Connecting::new(Instant::now(), wanted);
         while self.open + self.failed() < wanted {
             while self.started < wanted && self.started - self.open - self.failed() < CONNECT_WINDOW
             {
@@ -29,15 +40,20 @@ impl Bench<'_> {
                 }
                 self.start_connection()?;
             }
-            if Instant::now() > deadline {
+            let now = Instant::now();
+            if now - self.connecting.last_progress > STALLED {
                 let failed = match self.failed() {
                     0 => String::new(),
                     n => format!("; {n} failed: {}", self.stats.failures()),
                 };
                 return Err(format!(
-                    "only {} of {wanted} connections opened within 60 s{failed}",
-                    self.open
+                    "only {} of {wanted} connections opened: none for {} s{failed}",
+                    self.open,
+                    STALLED.as_secs()
                 ));
+            }
+            if let Some(line) = self.connecting.progress(now, self.open) {
+                println!("{line}");
             }
             self.turn(&mut events, Some(Duration::from_millis(100)))?;
         }
@@ -49,7 +65,7 @@ impl Bench<'_> {
                 self.stats.failures()
             ));
         }
-        Ok(())
+        Ok(self.connecting.finish(Instant::now(), self.open))
     }
 
     pub(super) fn failed(&self) -> usize {
@@ -57,7 +73,8 @@ impl Bench<'_> {
     }
 
     pub(super) fn start_connection(&mut self) -> Result<(), String> {
-        let tcp = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+        let tcp =
+            TcpStream::connect(self.addr).map_err(|e| connect_error(&e, self.open, self.addr))?;
         let (frame, payload) = self.frame_for(self.conns.len());
         let mut stream = match &self.tls {
             Some(config) => BenchStream::tls(tcp, &self.url.host, config.clone())?,
@@ -72,30 +89,22 @@ impl Bench<'_> {
                 Interest::READABLE | Interest::WRITABLE,
             )
             .map_err(|e| e.to_string())?;
-        self.conns.push(BenchConn::new(
+        let mut conn = BenchConn::new(
             stream,
             &self.url,
             frame,
             self.args.compression,
             payload,
             self.text(),
-        ));
+        );
+        // Held connections take whatever the server sends them.
+        conn.checks = !self.args.idle;
+        self.conns.push(conn);
         self.writable.push(true);
         self.sent_at.push(VecDeque::new());
         self.fan_out.received.push(0);
+        self.connecting.began(key, Instant::now());
         self.started += 1;
-        Ok(())
-    }
-
-    pub(super) fn hold(&mut self, duration: Duration) -> Result<(), String> {
-        let mut events = Events::with_capacity(1024);
-        let end = Instant::now() + duration;
-        while Instant::now() < end {
-            self.turn(
-                &mut events,
-                Some(end.saturating_duration_since(Instant::now())),
-            )?;
-        }
         Ok(())
     }
 
@@ -130,6 +139,9 @@ impl Bench<'_> {
         }
         if conn.phase == Phase::Open {
             self.open -= 1;
+            if let Some(hold) = self.hold.as_mut() {
+                hold.closed();
+            }
             if self.args.mode == Mode::Broadcast && Some(key) != self.sender {
                 self.lose_receiver(key);
             }

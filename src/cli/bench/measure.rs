@@ -134,6 +134,7 @@ impl Bench<'_> {
 
     pub(super) fn on_open(&mut self, key: usize) {
         self.open += 1;
+        self.connecting.opened(key, Instant::now());
         if self.args.mode == Mode::Broadcast && key == self.receivers() {
             self.sender = Some(key);
             self.fan_out.live_receivers = self.receivers();
@@ -144,6 +145,10 @@ impl Bench<'_> {
     /// Messages came back. In echo mode each must answer one in flight: more is an error (the
     /// URL is not an echo endpoint).
     pub(super) fn on_messages(&mut self, key: usize, count: usize) -> Result<(), String> {
+        if let Some(hold) = self.hold.as_mut() {
+            hold.arrived(&mut self.fan_out.received[key], count, self.open);
+            return Ok(());
+        }
         if !self.measuring {
             return Ok(());
         }

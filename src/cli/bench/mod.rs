@@ -6,12 +6,16 @@
 //!   `--pipeline` messages in flight; a message completes when every receiver has it. Each
 //!   delivery counts, and its fan-out latency is timed from the send. Because one sender's
 //!   messages reach every receiver in order, a receiver's k-th message is the sender's k-th.
-//! - `--idle`: open N connections, hold them for the duration, send nothing (for memory).
+//! - `--idle`: open N connections, hold them for the duration, send nothing (for memory and
+//!   scale): it times each message that reaches them all, and ends early once the server has
+//!   closed every one (how a shutdown is timed).
 
 mod conn;
 mod driver;
+mod hold;
 mod measure;
 mod payload;
+mod scale;
 mod stats;
 mod stream;
 
@@ -28,8 +32,10 @@ use wsloop::client::WsUrl;
 
 use super::units;
 use conn::BenchConn;
+use hold::Hold;
 use measure::FanOut;
 use payload::{encode, json_message, message};
+use scale::{ConnectFigures, Connecting, ProcessSample};
 use stats::Stats;
 
 /// The load generator's flags.
@@ -58,9 +64,16 @@ pub struct BenchArgs {
     /// message sent as each one comes back).
     #[arg(long)]
     burst: bool,
-    /// Only open the connections and hold them for the duration (for memory figures).
+    /// Only open the connections and hold them for the duration, sending nothing (for memory
+    /// and scale figures): each message that arrives is timed until every connection has it,
+    /// and the run ends early once the server has closed them all. With --mode broadcast,
+    /// all are receivers (no sender).
     #[arg(long)]
     idle: bool,
+    /// The server's process id (on this machine): report its resident memory before and
+    /// after connecting (per connection) and the CPU time it spent on the upgrades.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
     /// Also print the summary as one JSON line.
     #[arg(long)]
     json: bool,
@@ -144,6 +157,10 @@ struct Bench<'a> {
     read_buffer: Vec<u8>,
     /// For wss:// URLs.
     tls: Option<Arc<wsloop::rustls::ClientConfig>>,
+    /// The connecting phase's times.
+    connecting: Connecting,
+    /// In an idle run, once every connection is up: arrivals and the server's closes.
+    hold: Option<Hold>,
 }
 
 impl<'a> Bench<'a> {
@@ -193,6 +210,8 @@ impl<'a> Bench<'a> {
             closing: 0,
             read_buffer: vec![0; 256 * 1024],
             tls,
+            connecting: Connecting::new(Instant::now(), total),
+            hold: None,
         })
     }
 
@@ -216,24 +235,76 @@ impl<'a> Bench<'a> {
             if args.burst { " burst" } else { "" },
             args.duration
         );
-        let setup_started = Instant::now();
-        self.connect_all()?;
+        let server_before = args.server_pid.map(ProcessSample::of).transpose()?;
+        let figures = self.connect_all()?;
         println!(
-            "{} up in {} ms",
+            "{} up in {} ms: {:.0}/s, handshake p50 {:.2} ms p99 {:.2} ms",
             count(self.open, "connection"),
-            setup_started.elapsed().as_millis()
+            figures.elapsed.as_millis(),
+            figures.rate,
+            figures.handshake_p50.as_secs_f64() * 1e3,
+            figures.handshake_p99.as_secs_f64() * 1e3,
         );
+        let server = match (args.server_pid, server_before) {
+            (Some(pid), Some(before)) => Some((pid, before, ProcessSample::of(pid)?)),
+            _ => None,
+        };
+        if let Some((pid, before, after)) = server {
+            println!("{}", server_line(pid, before, after, self.open));
+        }
+        if args.json {
+            println!("{}", up_json(self.open, &figures, server));
+        }
         if args.idle {
             println!(
-                "holding {} for {:?}",
+                "holding {} for {:?}, or until the server closes them",
                 count(self.open, "idle connection"),
                 args.duration
             );
             let _ = std::io::stdout().flush();
-            self.hold(args.duration)?;
+            let code = self.hold(args.duration)?;
             self.close_all()?;
-            return Ok(ExitCode::SUCCESS);
+            return Ok(code);
         }
         self.measure()
     }
+}
+
+/// What the upgrades cost the server: its memory and CPU time before and after connecting.
+fn server_line(pid: u32, before: ProcessSample, after: ProcessSample, open: usize) -> String {
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let grown = after.rss_bytes.saturating_sub(before.rss_bytes);
+    let cpu = after.cpu.saturating_sub(before.cpu);
+    format!(
+        "server pid {pid}: RSS {:.1} MiB -> {:.1} MiB, {:.0} B per connection; \
+         CPU {:.2} s, {:.1} µs per upgrade",
+        mib(before.rss_bytes),
+        mib(after.rss_bytes),
+        grown as f64 / open.max(1) as f64,
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / open.max(1) as f64
+    )
+}
+
+/// The connecting phase as one JSON line (`"event": "up"`).
+fn up_json(
+    open: usize,
+    figures: &ConnectFigures,
+    server: Option<(u32, ProcessSample, ProcessSample)>,
+) -> serde_json::Value {
+    let mut line = serde_json::json!({
+        "event": "up",
+        "connections": open,
+        "seconds": figures.elapsed.as_secs_f64(),
+        "rate": figures.rate,
+        "handshake_p50_ms": figures.handshake_p50.as_secs_f64() * 1e3,
+        "handshake_p99_ms": figures.handshake_p99.as_secs_f64() * 1e3,
+    });
+    if let Some((pid, before, after)) = server {
+        line["server_pid"] = pid.into();
+        line["server_rss_before"] = before.rss_bytes.into();
+        line["server_rss_after"] = after.rss_bytes.into();
+        line["server_cpu_seconds"] = after.cpu.saturating_sub(before.cpu).as_secs_f64().into();
+    }
+    line
 }

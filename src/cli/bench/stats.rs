@@ -105,7 +105,11 @@ impl Stats {
 
 /// This process's user + system CPU time so far, from /proc (Linux); `None` elsewhere.
 pub fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_of_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// User + system CPU time from the text of a /proc/PID/stat.
+pub fn cpu_of_stat(stat: &str) -> Option<Duration> {
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;

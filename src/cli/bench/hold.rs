@@ -1,0 +1,159 @@
+//! An idle run's hold: connections that send nothing, each message that arrives timed until
+//! every connection has it, and the server's closes timed until the last (a shutdown). Times
+//! are Unix seconds, so a script can set them against what it did itself (a publish, a
+//! signal) in another process.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use mio::Events;
+
+use super::scale::unix_now;
+use super::{count, Bench};
+
+/// The hold's record.
+#[derive(Debug)]
+pub(super) struct Hold {
+    /// Per message (the first, the second, ...): how many connections have it, and when the
+    /// first and the latest got it.
+    reached: Vec<Reach>,
+    /// Connections the server closed (or lost), and when the first and the last went.
+    closed: usize,
+    first_close: f64,
+    last_close: f64,
+    json: bool,
+}
+
+#[derive(Debug)]
+struct Reach {
+    connections: usize,
+    first: f64,
+    last: f64,
+    told: bool,
+}
+
+impl Hold {
+    pub(super) fn new(json: bool) -> Hold {
+        Hold {
+            reached: Vec::new(),
+            closed: 0,
+            first_close: 0.0,
+            last_close: 0.0,
+            json,
+        }
+    }
+
+    /// `count` more messages reached a connection that had `received`; `open` connections
+    /// are up. Says so once a message has reached every one.
+    pub(super) fn arrived(&mut self, received: &mut u64, count: usize, open: usize) {
+        let now = unix_now();
+        for _ in 0..count {
+            let index = *received as usize;
+            *received += 1;
+            if index == self.reached.len() {
+                self.reached.push(Reach {
+                    connections: 0,
+                    first: now,
+                    last: now,
+                    told: false,
+                });
+            }
+            let Some(reach) = self.reached.get_mut(index) else {
+                continue;
+            };
+            reach.connections += 1;
+            reach.last = now;
+            if reach.connections >= open && !reach.told {
+                reach.told = true;
+                self.tell_reached(index);
+            }
+        }
+    }
+
+    fn tell_reached(&self, index: usize) {
+        let reach = &self.reached[index];
+        println!(
+            "message {} reached all {}: first at {:.6}, last at {:.6} ({:.1} ms apart)",
+            index + 1,
+            count(reach.connections, "connection"),
+            reach.first,
+            reach.last,
+            (reach.last - reach.first) * 1e3
+        );
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "event": "reached",
+                    "message": index + 1,
+                    "connections": reach.connections,
+                    "first_unix": reach.first,
+                    "last_unix": reach.last,
+                })
+            );
+        }
+    }
+
+    /// An open connection was closed by the server (or lost).
+    pub(super) fn closed(&mut self) {
+        let now = unix_now();
+        if self.closed == 0 {
+            self.first_close = now;
+        }
+        self.closed += 1;
+        self.last_close = now;
+    }
+}
+
+impl Bench<'_> {
+    /// Holds the open connections for `duration`, or until the server has closed them all.
+    /// Success when none closed, or the server closed them all (a shutdown); a failure when
+    /// some of them were lost.
+    pub(super) fn hold(&mut self, duration: Duration) -> Result<ExitCode, String> {
+        self.hold = Some(Hold::new(self.args.json));
+        let held = self.open;
+        let mut events = Events::with_capacity(1024);
+        let end = Instant::now() + duration;
+        while self.open > 0 {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.turn(&mut events, Some(left))?;
+        }
+        let hold = self.hold.take().expect("set above");
+        let reasons = self.stats.failures();
+        if self.args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "event": if self.open == 0 { "closed" } else { "held" },
+                    "connections": held,
+                    "closed": hold.closed,
+                    "first_close_unix": (hold.closed > 0).then_some(hold.first_close),
+                    "last_close_unix": (hold.closed > 0).then_some(hold.last_close),
+                    "reasons": reasons,
+                })
+            );
+        }
+        if self.open == 0 {
+            println!(
+                "the server closed all {} within {:.1} ms (first at {:.6}, last at {:.6}): {reasons}",
+                count(held, "connection"),
+                (hold.last_close - hold.first_close) * 1e3,
+                hold.first_close,
+                hold.last_close
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("held {} for {duration:?}", count(self.open, "connection"));
+        if hold.closed == 0 {
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "wsloop bench: {} of {held} closed during the hold: {reasons}",
+            count(hold.closed, "connection"),
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -53,7 +53,20 @@ fn until_connected(from: SocketAddr, to: SocketAddr) {
 fn until_listed(client: &mut ChatClient, expected: &[&str]) {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let names = client.list();
+        client.request(json!({"type": "list"}));
+        // A join or leave heard from the other instance may come before the answer: Redis
+        // carries it, so it can arrive after this client's own join.
+        let users = loop {
+            let event = client.event();
+            if event["type"] == "users" {
+                break event;
+            }
+            assert!(
+                ["joined", "left"].contains(&event["type"].as_str().unwrap_or_default()),
+                "{event}"
+            );
+        };
+        let names = common::chat::names(&users);
         if names == expected {
             return;
         }

@@ -267,7 +267,7 @@ impl<'a> Context<'a> {
     /// [`Handler::on_close`](crate::Handler::on_close) still all of them: they are left after
     /// it returns).
     pub fn subscriptions(&self) -> impl Iterator<Item = &str> + '_ {
-        self.hub.topics_of(self.id).iter().map(|topic| &**topic)
+        self.hub.topics_of(self.id).map(|topic| &**topic)
     }
 
     /// Who subscribes to `topic` on this server (every loop), in the order of their ids;

@@ -37,20 +37,76 @@ fn narrow(n: usize) -> u32 {
     u32::try_from(n).expect("fewer than 2^32 routes and members")
 }
 
-/// One topic's subscribers, in a dense list for delivery, with each one's place in it.
-#[derive(Debug, Default)]
-struct Topic {
-    subscribers: Vec<ConnectionId>,
-    places: HashMap<ConnectionId, usize>,
-}
-
 /// Route member lists and topics.
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
     routes: Vec<Vec<usize>>,
-    topics: HashMap<Arc<str>, Topic>,
-    /// The topics of each connection that has any, so closing leaves them all.
-    subscriptions: HashMap<ConnectionId, Vec<Arc<str>>>,
+    /// Each topic's subscribers, in a dense list for delivery.
+    topics: HashMap<Arc<str>, Vec<ConnectionId>>,
+    /// By slab slot: the topics of the connection there, each with its place in that topic's
+    /// list (so leaving is O(1) without a map per topic), and so closing leaves them all.
+    /// Indexed by slot rather than hashed by id: at tens of thousands of subscribers the hash
+    /// maps this replaces cost about 100 bytes a connection, this 40.
+    subscriptions: Vec<Option<Subscriber>>,
+}
+
+/// The subscriptions of the connection in one slot.
+#[derive(Debug)]
+struct Subscriber {
+    id: ConnectionId,
+    topics: Topics,
+}
+
+/// A connection's topics: most have one, kept without an allocation of its own.
+#[derive(Debug)]
+enum Topics {
+    One(Subscription),
+    Many(Vec<Subscription>),
+}
+
+/// One topic a connection subscribes to, and its place in the topic's subscriber list.
+#[derive(Debug)]
+struct Subscription {
+    topic: Arc<str>,
+    place: u32,
+}
+
+impl Topics {
+    fn as_slice(&self) -> &[Subscription] {
+        match self {
+            Topics::One(one) => std::slice::from_ref(one),
+            Topics::Many(many) => many,
+        }
+    }
+
+    fn find_mut(&mut self, topic: &str) -> Option<&mut Subscription> {
+        match self {
+            Topics::One(one) => (&*one.topic == topic).then_some(one),
+            Topics::Many(many) => many.iter_mut().find(|s| &*s.topic == topic),
+        }
+    }
+
+    fn push(&mut self, subscription: Subscription) {
+        match std::mem::replace(self, Topics::Many(Vec::new())) {
+            Topics::One(one) => *self = Topics::Many(vec![one, subscription]),
+            Topics::Many(mut many) => {
+                many.push(subscription);
+                *self = Topics::Many(many);
+            }
+        }
+    }
+
+    /// Removes `topic`'s subscription; returns its place, and whether none are left.
+    fn remove(&mut self, topic: &str) -> Option<(u32, bool)> {
+        match self {
+            Topics::One(one) => (&*one.topic == topic).then_some((one.place, true)),
+            Topics::Many(many) => {
+                let at = many.iter().position(|s| &*s.topic == topic)?;
+                let place = many.swap_remove(at).place;
+                Some((place, many.is_empty()))
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -81,88 +137,126 @@ impl Hub {
         self.routes.get(route).map_or(&[], Vec::as_slice)
     }
 
+    /// The subscriptions of `id`, if its slot holds any.
+    fn subscriber(&self, id: ConnectionId) -> Option<&Subscriber> {
+        let subscriber = self.subscriptions.get(id.slot())?.as_ref()?;
+        (subscriber.id == id).then_some(subscriber)
+    }
+
     /// Subscribes `id` to `topic`; false if it already was.
     pub(crate) fn subscribe(&mut self, topic: &str, id: ConnectionId) -> bool {
+        if self.is_subscribed(topic, id) {
+            return false;
+        }
         let name = match self.topics.get_key_value(topic) {
             Some((name, _)) => name.clone(),
             None => Arc::from(topic),
         };
-        let entry = self.topics.entry(name.clone()).or_default();
-        if entry.places.contains_key(&id) {
-            return false;
+        let subscribers = self.topics.entry(name.clone()).or_default();
+        let subscription = Subscription {
+            topic: name,
+            place: narrow(subscribers.len()),
+        };
+        subscribers.push(id);
+        let slot = id.slot();
+        if self.subscriptions.len() <= slot {
+            self.subscriptions.resize_with(slot + 1, || None);
         }
-        entry.places.insert(id, entry.subscribers.len());
-        entry.subscribers.push(id);
-        self.subscriptions.entry(id).or_default().push(name);
-        true
-    }
-
-    /// Unsubscribes `id` from `topic`; false if it was not subscribed.
-    pub(crate) fn unsubscribe(&mut self, topic: &str, id: ConnectionId) -> bool {
-        if !self.remove_subscriber(topic, id) {
-            return false;
-        }
-        if let Some(topics) = self.subscriptions.get_mut(&id) {
-            topics.retain(|name| &**name != topic);
-            if topics.is_empty() {
-                self.subscriptions.remove(&id);
+        match &mut self.subscriptions[slot] {
+            Some(subscriber) if subscriber.id == id => subscriber.topics.push(subscription),
+            other => {
+                // A slot's last connection left every topic when it closed.
+                debug_assert!(
+                    other.is_none(),
+                    "a closed connection's subscriptions remain"
+                );
+                *other = Some(Subscriber {
+                    id,
+                    topics: Topics::One(subscription),
+                });
             }
         }
         true
     }
 
+    /// Unsubscribes `id` from `topic`; false if it was not subscribed.
+    pub(crate) fn unsubscribe(&mut self, topic: &str, id: ConnectionId) -> bool {
+        let Some(slot) = self.subscriptions.get_mut(id.slot()) else {
+            return false;
+        };
+        let Some(subscriber) = slot.as_mut().filter(|s| s.id == id) else {
+            return false;
+        };
+        let Some((place, none_left)) = subscriber.topics.remove(topic) else {
+            return false;
+        };
+        if none_left {
+            *slot = None;
+        }
+        self.remove_subscriber(topic, place);
+        true
+    }
+
     /// Takes `id` out of every topic (it closed); returns them.
     pub(crate) fn unsubscribe_all(&mut self, id: ConnectionId) -> Vec<Arc<str>> {
-        let topics = self.subscriptions.remove(&id).unwrap_or_default();
-        for topic in &topics {
-            self.remove_subscriber(topic, id);
+        let Some(slot) = self.subscriptions.get_mut(id.slot()) else {
+            return Vec::new();
+        };
+        let Some(subscriber) = slot.take_if(|s| s.id == id) else {
+            return Vec::new();
+        };
+        let subscriptions = match subscriber.topics {
+            Topics::One(one) => vec![one],
+            Topics::Many(many) => many,
+        };
+        let mut topics = Vec::with_capacity(subscriptions.len());
+        for Subscription { topic, place } in subscriptions {
+            self.remove_subscriber(&topic, place);
+            topics.push(topic);
         }
         topics
     }
 
-    /// The topics `id` subscribes to, in the order it subscribed.
-    pub(crate) fn topics_of(&self, id: ConnectionId) -> &[Arc<str>] {
-        self.subscriptions.get(&id).map_or(&[], Vec::as_slice)
+    /// The topics `id` subscribes to, in the order it subscribed (until it leaves one: then
+    /// its last takes that one's place).
+    pub(crate) fn topics_of(&self, id: ConnectionId) -> impl Iterator<Item = &Arc<str>> {
+        let subscriptions = self.subscriber(id).map_or(&[][..], |s| s.topics.as_slice());
+        subscriptions.iter().map(|s| &s.topic)
     }
 
-    /// Removes `id` from `topic`'s list in O(1): the last subscriber takes its place. A topic
-    /// nobody subscribes to is forgotten.
-    fn remove_subscriber(&mut self, topic: &str, id: ConnectionId) -> bool {
-        let Some(entry) = self.topics.get_mut(topic) else {
-            return false;
+    /// Removes the subscriber at `place` from `topic`'s list in O(1): the last one takes its
+    /// place and is told so. A topic nobody subscribes to is forgotten.
+    fn remove_subscriber(&mut self, topic: &str, place: u32) {
+        let Some(subscribers) = self.topics.get_mut(topic) else {
+            return;
         };
-        let Some(place) = entry.places.remove(&id) else {
-            return false;
-        };
-        entry.subscribers.swap_remove(place);
-        if let Some(&moved) = entry.subscribers.get(place) {
-            entry.places.insert(moved, place);
+        let place = place as usize;
+        subscribers.swap_remove(place);
+        if let Some(&moved) = subscribers.get(place) {
+            let subscriber = self.subscriptions[moved.slot()].as_mut();
+            if let Some(subscription) = subscriber.and_then(|s| s.topics.find_mut(topic)) {
+                subscription.place = narrow(place);
+            }
         }
-        if entry.subscribers.is_empty() {
+        if subscribers.is_empty() {
             self.topics.remove(topic);
         }
-        true
     }
 
     /// Whether `id` subscribes to `topic`.
     pub(crate) fn is_subscribed(&self, topic: &str, id: ConnectionId) -> bool {
-        self.topics
-            .get(topic)
-            .is_some_and(|entry| entry.places.contains_key(&id))
+        self.subscriber(id)
+            .is_some_and(|s| s.topics.as_slice().iter().any(|s| &*s.topic == topic))
     }
 
     /// How many connections subscribe to `topic`.
     pub(crate) fn subscriber_count(&self, topic: &str) -> usize {
-        self.topics
-            .get(topic)
-            .map_or(0, |entry| entry.subscribers.len())
+        self.topics.get(topic).map_or(0, Vec::len)
     }
 
     /// `topic`'s subscribers.
     pub(crate) fn subscribers(&self, topic: &str) -> &[ConnectionId] {
-        self.topics
-            .get(topic)
-            .map_or(&[], |entry| entry.subscribers.as_slice())
+        self.topics.get(topic).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -216,6 +310,7 @@ mod tests {
         hub.unsubscribe_all(c);
         assert_eq!(hub.subscribers("lobby"), [b]);
         assert!(hub.unsubscribe("lobby", b));
-        assert!(hub.topics.is_empty() && hub.subscriptions.is_empty());
+        assert!(hub.topics.is_empty());
+        assert!(hub.subscriptions.iter().all(Option::is_none));
     }
 }

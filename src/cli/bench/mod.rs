@@ -74,7 +74,9 @@ pub struct BenchArgs {
     /// after connecting (per connection) and the CPU time it spent on the upgrades.
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
-    /// Also print the summary as one JSON line.
+    /// Also print the summary as one JSON line; with --idle, one per event instead: "up" (the
+    /// connecting), "reached" (a message reached every connection), then "closed" (the server
+    /// closed them all) or "held" (the duration ended).
     #[arg(long)]
     json: bool,
     /// Offer permessage-deflate, and send every message compressed if the server agrees.
@@ -252,7 +254,7 @@ impl<'a> Bench<'a> {
         if let Some((pid, before, after)) = server {
             println!("{}", server_line(pid, before, after, self.open));
         }
-        if args.json {
+        if args.json && args.idle {
             println!("{}", up_json(self.open, &figures, server));
         }
         if args.idle {

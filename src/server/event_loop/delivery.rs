@@ -12,11 +12,13 @@ use log::info;
 use super::dispatch::Dispatch;
 use super::EventLoop;
 use crate::app::SlowConsumer;
+use crate::connection::Connection;
 use crate::ids::ConnectionId;
 use crate::protocol::close::CloseCode;
 use crate::protocol::outbound::Prepared;
 use crate::server::context::{Current, Target};
 use crate::server::mailbox::Mail;
+use crate::server::transport::Transport;
 
 impl EventLoop {
     /// Delivers everything in the outbox, and whatever the callbacks that delivery causes (a
@@ -220,12 +222,7 @@ impl EventLoop {
             if conn.buffered() + len > policy.max_buffered {
                 // What was queued this turn has not been offered to the socket yet: offer it
                 // now, so only what the peer really leaves unread counts against the limit.
-                if let Some(queue) = conn.queue() {
-                    match entry.transport.flush(Some(queue)) {
-                        Ok(sent) => events.app.metrics.bytes_sent += sent as u64,
-                        Err(e) => conn.on_io_error(&e, &mut events),
-                    }
-                }
+                write_now(conn, &mut entry.transport, &mut events);
             }
             // (A failed write above has closed the connection: then nothing is queued.) A
             // message larger than the limit still goes to a receiver that has read
@@ -260,6 +257,28 @@ impl EventLoop {
         if !entry.dirty {
             entry.dirty = true;
             self.dirty.push(key);
+            // A delivery to thousands: past the first receivers of the turn, each one's bytes
+            // go to its socket at once, so a broadcast to everyone holds a few hundred queues
+            // (each with its record and buffer) at a time, not one per receiver. The turn's
+            // flush then only updates its registration and deadline.
+            if self.dirty.len() > WRITE_THROUGH_AFTER {
+                write_now(conn, &mut entry.transport, &mut events);
+            }
+        }
+    }
+}
+
+/// How many connections a turn may leave with queued bytes for its closing flush before
+/// deliveries write through (see `deliver`): enough that a turn's messages to a few hundred
+/// receivers still go out as one write each, few enough that their queues cost little.
+const WRITE_THROUGH_AFTER: usize = 256;
+
+/// Offers what `conn` has queued to its socket now.
+fn write_now(conn: &mut Connection, transport: &mut Transport, events: &mut Dispatch<'_>) {
+    if let Some(queue) = conn.queue() {
+        match transport.flush(Some(queue)) {
+            Ok(sent) => events.app.metrics.bytes_sent += sent as u64,
+            Err(e) => conn.on_io_error(&e, events),
         }
     }
 }

@@ -1,0 +1,488 @@
+#!/usr/bin/env python3
+"""A million WebSocket connections on one machine (scripts/c1m.sh runs this).
+
+One process may hold at most `ulimit -n` descriptors (20,000 on the machines this was written
+on, a hard limit), so the connections are spread over N wsloop instances joined with --cluster
+through one redis-server, each held by its own `wsloop bench --idle` process:
+
+  1. raises what it may: the open-files soft limit up to the hard one, and as root the sysctls
+     below (each printed, and restored at the end);
+  2. starts redis-server and N release instances (`--cluster`, `--ping-interval`);
+  3. connects every client at once (one bench process per instance, on /broadcast) and reports
+     each instance's upgrade rate, handshake p50/p99, RSS growth and CPU per upgrade;
+  4. holds them for --hold with keepalive pings on, and fails on any close;
+  5. publishes one 64 B message on instance 0's /broadcast and times it until the last client
+     of all has it (Redis carries it to the other instances);
+  6. sends SIGINT to every instance and times it until the last client has its 1001;
+  7. stops everything it started.
+
+Figures go to stdout as they come, then a summary; --report FILE also writes them as JSON.
+"""
+
+import argparse
+import base64
+import json
+import math
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WSLOOP = os.path.join(ROOT, "target", "release", "wsloop")
+
+# sysctl -> the value a run of this size wants (only raised, never lowered).
+SYSCTLS = {
+    # Every client takes a local port; the wider the range, the cheaper each connect's search.
+    "net/ipv4/ip_local_port_range": "1024 65535",
+    # Listen and SYN backlogs for 55 instances connected to all at once.
+    "net/core/somaxconn": "4096",
+    "net/ipv4/tcp_max_syn_backlog": "8192",
+}
+
+
+def log(line):
+    print(line, flush=True)
+
+
+def parse_duration(text):
+    units = {"ms": 0.001, "s": 1, "m": 60}
+    for unit in ("ms", "s", "m"):
+        if text.endswith(unit) and text[: -len(unit)].isdigit():
+            return int(text[: -len(unit)]) * units[unit]
+    raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 60s")
+
+
+class Sysctls:
+    """Raises the sysctls a run needs where it may, and puts them back."""
+
+    def __init__(self):
+        self.changed = {}
+
+    def raise_all(self):
+        for name, wanted in SYSCTLS.items():
+            path = f"/proc/sys/{name}"
+            try:
+                with open(path) as f:
+                    old = " ".join(f.read().split())
+            except OSError:
+                continue
+            if not self.wider(old, wanted):
+                log(f"sysctl {name.replace('/', '.')} = {old} (kept)")
+                continue
+            try:
+                with open(path, "w") as f:
+                    f.write(wanted)
+            except OSError as e:
+                log(f"sysctl {name.replace('/', '.')} = {old} (cannot raise to {wanted}: {e.strerror})")
+                continue
+            self.changed[path] = old
+            log(f"sysctl {name.replace('/', '.')} = {wanted} (was {old}; restored at the end)")
+
+    @staticmethod
+    def wider(old, wanted):
+        old_values, wanted_values = [int(v) for v in old.split()], [int(v) for v in wanted.split()]
+        if len(old_values) == 2:  # a range: wider when it starts lower or ends higher
+            return wanted_values[0] < old_values[0] or wanted_values[1] > old_values[1]
+        return wanted_values[0] > old_values[0]
+
+    def restore(self):
+        for path, old in self.changed.items():
+            try:
+                with open(path, "w") as f:
+                    f.write(old)
+            except OSError:
+                pass
+        self.changed.clear()
+
+
+def raise_open_files(needed):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log(f"ulimit -n {hard} (was {soft})")
+    else:
+        log(f"ulimit -n {hard} (the hard limit)")
+    if needed > hard:
+        sys.exit(f"c1m: {needed} connections per process need more than ulimit -n {hard}: "
+                 "use more --instances")
+    return hard
+
+
+def read_first(path, default=0):
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def meminfo():
+    values = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            values[key] = int(value.split()[0]) * 1024
+    return values
+
+
+def sockstat():
+    """TCP sockets in use, allocated, and their buffer memory in bytes."""
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                fields = line.split()[1:]
+                values = dict(zip(fields[::2], (int(v) for v in fields[1::2])))
+                return {"inuse": values.get("inuse", 0), "alloc": values.get("alloc", 0),
+                        "mem_bytes": values.get("mem", 0) * os.sysconf("SC_PAGE_SIZE")}
+    return {}
+
+
+def rss(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_seconds(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round((len(values) - 1) * p)))] if values else 0
+
+
+class Bench:
+    """One `wsloop bench --idle` process and the events it printed."""
+
+    def __init__(self, index, url, connections, server_pid, hold_seconds, logs):
+        self.index = index
+        self.events = {}
+        self.lines = []
+        self.done = threading.Event()
+        self.changed = threading.Condition()
+        self.stderr = open(os.path.join(logs, f"bench-{index}.err"), "w")
+        self.process = subprocess.Popen(
+            [WSLOOP, "bench", url, "--mode", "broadcast", "--idle", "--json",
+             "--connections", str(connections), "--duration", f"{hold_seconds}s",
+             "--server-pid", str(server_pid)],
+            stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+
+    def read(self):
+        for line in self.process.stdout:
+            line = line.strip()
+            if line.startswith("{"):
+                event = json.loads(line)
+                with self.changed:
+                    self.events[event["event"]] = event
+                    self.changed.notify_all()
+            else:
+                self.lines.append(line)
+        with self.changed:
+            self.done.set()
+            self.changed.notify_all()
+
+    def wait_for(self, event, deadline):
+        with self.changed:
+            while event not in self.events and not self.done.is_set():
+                left = deadline - time.time()
+                if left <= 0:
+                    break
+                self.changed.wait(left)
+            return self.events.get(event)
+
+    def why_not(self):
+        self.stderr.flush()
+        with open(self.stderr.name) as f:
+            err = f.read().strip()
+        return err or (self.lines[-1] if self.lines else "no output")
+
+
+class Run:
+    def __init__(self, options):
+        self.options = options
+        self.children = []
+        self.report = {"connections": options.connections, "instances": options.instances}
+        self.logs = tempfile.mkdtemp(prefix="wsloop-c1m-")
+
+    def spawn(self, command, **kwargs):
+        process = subprocess.Popen(command, **kwargs)
+        self.children.append(process)
+        return process
+
+    def stop_all(self):
+        for process in self.children:
+            if process.poll() is None:
+                process.kill()
+        for process in self.children:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def start_redis(self):
+        port = free_port()
+        self.redis = self.spawn(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--maxclients", "10000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return f"redis://127.0.0.1:{port}"
+            except OSError:
+                time.sleep(0.05)
+        sys.exit("c1m: redis-server did not start")
+
+    def start_instances(self, redis_url):
+        self.instances = []
+        for i in range(self.options.instances):
+            err = open(os.path.join(self.logs, f"instance-{i}.err"), "w")
+            process = self.spawn(
+                [WSLOOP, "--bind", "127.0.0.1:0", "--log-level", "warn", "--cluster", redis_url,
+                 "--ping-interval", f"{self.options.ping_interval}s",
+                 "--threads", str(self.options.threads)],
+                stdout=subprocess.PIPE, stderr=err, text=True)
+            line = process.stdout.readline().strip()
+            if not line.startswith("listening on "):
+                sys.exit(f"c1m: instance {i} did not start: {line!r} (log: {err.name})")
+            self.instances.append((process, line[len("listening on "):]))
+        log(f"{len(self.instances)} instances up with --cluster {redis_url}, logs in {self.logs}")
+
+    def connect(self):
+        options = self.options
+        per = [options.connections // options.instances] * options.instances
+        for i in range(options.connections % options.instances):
+            per[i] += 1
+        self.rss_before = [rss(p.pid) for p, _ in self.instances]
+        self.mem_before = meminfo()
+        self.sock_before = sockstat()
+        started = time.time()
+        # A bench ends its hold itself long after this script is done with it.
+        hold = int(options.hold + 600)
+        self.benches = [
+            Bench(i, f"{url}/broadcast", per[i], process.pid, hold, self.logs)
+            for i, (process, url) in enumerate(self.instances)]
+        for bench in self.benches:
+            self.children.append(bench.process)
+        deadline = started + options.connect_timeout
+        ups = []
+        for bench in self.benches:
+            up = bench.wait_for("up", deadline)
+            if up is None:
+                sys.exit(f"c1m: bench {bench.index} did not connect all: {bench.why_not()}")
+            ups.append(up)
+        elapsed = max(b.events["up"]["seconds"] for b in self.benches)
+        total = sum(up["connections"] for up in ups)
+        rates = [up["rate"] for up in ups]
+        per_connection = [(up["server_rss_after"] - up["server_rss_before"]) / up["connections"]
+                          for up in ups]
+        cpu_per_upgrade = [up["server_cpu_seconds"] / up["connections"] * 1e6 for up in ups]
+        self.report["connect"] = {
+            "total": total, "seconds": round(time.time() - started, 2),
+            "rate_total": round(total / elapsed),
+            "rate_per_instance_median": round(percentile(rates, 0.5)),
+            "handshake_p50_ms_median": round(percentile([u["handshake_p50_ms"] for u in ups], 0.5), 2),
+            "handshake_p99_ms_max": round(max(u["handshake_p99_ms"] for u in ups), 2),
+            "server_rss_per_connection_median": round(percentile(per_connection, 0.5)),
+            "server_rss_per_connection_max": round(max(per_connection)),
+            "server_cpu_us_per_upgrade_median": round(percentile(cpu_per_upgrade, 0.5), 1),
+        }
+        c = self.report["connect"]
+        log(f"{total} connections up in {c['seconds']} s: {c['rate_total']}/s in all, "
+            f"{c['rate_per_instance_median']}/s per instance (median); handshake p50 "
+            f"{c['handshake_p50_ms_median']} ms (median of instances), p99 up to "
+            f"{c['handshake_p99_ms_max']} ms")
+        log(f"server RSS growth per connection: median {c['server_rss_per_connection_median']} B, "
+            f"max {c['server_rss_per_connection_max']} B; server CPU per upgrade: median "
+            f"{c['server_cpu_us_per_upgrade_median']} µs")
+        self.memory("after connecting", total)
+
+    def memory(self, when, total):
+        mem, sock = meminfo(), sockstat()
+        used = self.mem_before["MemAvailable"] - mem["MemAvailable"]
+        slab = mem["Slab"] - self.mem_before["Slab"]
+        rss_total = sum(rss(p.pid) for p, _ in self.instances) - sum(self.rss_before)
+        figures = {
+            "tcp_sockets_in_use": sock.get("inuse"),
+            "tcp_buffer_bytes": sock.get("mem_bytes"),
+            "kernel_slab_per_connection": round(slab / total),
+            "machine_memory_per_connection": round(used / total),
+            "servers_rss_total_mib": round(rss_total / 2**20, 1),
+        }
+        self.report.setdefault("memory", {})[when] = figures
+        log(f"memory {when}: {figures['tcp_sockets_in_use']} TCP sockets, "
+            f"{figures['tcp_buffer_bytes'] // 1024} KiB in their buffers; kernel slab "
+            f"{figures['kernel_slab_per_connection']} B and the whole machine "
+            f"{figures['machine_memory_per_connection']} B per connection (both ends, and the "
+            f"bench); the servers' RSS grew {figures['servers_rss_total_mib']} MiB")
+
+    def hold(self):
+        log(f"holding them for {self.options.hold:g} s with pings every "
+            f"{self.options.ping_interval:g} s")
+        cpu_before = [cpu_seconds(p.pid) for p, _ in self.instances]
+        end = time.time() + self.options.hold
+        while time.time() < end:
+            for bench in self.benches:
+                if "closed" in bench.events or "held" in bench.events or bench.done.is_set():
+                    sys.exit(f"c1m: bench {bench.index} lost connections during the hold: "
+                             f"{bench.why_not()}")
+            time.sleep(min(1.0, max(0.0, end - time.time())))
+        cpu = sum(cpu_seconds(p.pid) for p, _ in self.instances) - sum(cpu_before)
+        self.report["hold"] = {"seconds": self.options.hold, "unexpected_closes": 0,
+                               "servers_cpu_percent": round(cpu / self.options.hold * 100, 1)}
+        log(f"held {self.options.hold:g} s: no connection closed; the servers used "
+            f"{self.report['hold']['servers_cpu_percent']}% of one core (pings)")
+
+    def broadcast(self):
+        host, port = self.instances[0][1][len("ws://"):].rsplit(":", 1)
+        sender = socket.create_connection((host, int(port)))
+        key = base64.b64encode(os.urandom(16)).decode()
+        sender.sendall((f"GET /broadcast HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                        "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sender.recv(4096)
+        if not head.startswith(b"HTTP/1.1 101"):
+            sys.exit(f"c1m: the publisher's upgrade failed: {head[:80]!r}")
+        payload = b"x" * 64
+        mask = os.urandom(4)
+        frame = bytes([0x82, 0x80 | len(payload)]) + mask + bytes(
+            b ^ mask[i % 4] for i, b in enumerate(payload))
+        redis_cpu = cpu_seconds(self.redis.pid)
+        sent = time.time()
+        sender.sendall(frame)
+        deadline = sent + self.options.broadcast_timeout
+        reached = []
+        for bench in self.benches:
+            event = bench.wait_for("reached", deadline)
+            if event is None:
+                sys.exit(f"c1m: the broadcast did not reach every client of bench {bench.index} "
+                         f"within {self.options.broadcast_timeout} s")
+            reached.append(event)
+        last = max(e["last_unix"] for e in reached)
+        first = min(e["first_unix"] for e in reached)
+        self.report["broadcast"] = {
+            "receivers": sum(e["connections"] for e in reached),
+            "first_ms": round((first - sent) * 1e3, 1),
+            "last_ms": round((last - sent) * 1e3, 1),
+            "redis_cpu_ms": round((cpu_seconds(self.redis.pid) - redis_cpu) * 1e3),
+        }
+        b = self.report["broadcast"]
+        log(f"one 64 B broadcast reached all {b['receivers']} in {b['last_ms']} ms (the first "
+            f"after {b['first_ms']} ms); Redis spent {b['redis_cpu_ms']} ms of CPU")
+        self.sender = sender
+
+    def shutdown(self):
+        self.memory("before shutdown", self.report["connect"]["total"])
+        self.report["redis_cpu_seconds"] = round(cpu_seconds(self.redis.pid), 2)
+        signalled = time.time()
+        for process, _ in self.instances:
+            process.send_signal(signal.SIGINT)
+        deadline = signalled + self.options.shutdown_timeout
+        closes = []
+        for bench in self.benches:
+            event = bench.wait_for("closed", deadline)
+            if event is None:
+                sys.exit(f"c1m: bench {bench.index} was not closed by its server within "
+                         f"{self.options.shutdown_timeout} s: {bench.why_not()}")
+            if not event["reasons"].startswith("the server closed with 1001") or ";" in event["reasons"]:
+                sys.exit(f"c1m: bench {bench.index}'s connections did not all close with 1001: "
+                         f"{event['reasons']}")
+            closes.append(event)
+        last = max(e["last_close_unix"] for e in closes)
+        for process, _ in self.instances:
+            process.wait(timeout=self.options.shutdown_timeout)
+        exited = time.time()
+        self.report["shutdown"] = {
+            "closed_with_1001": sum(e["closed"] for e in closes),
+            "last_close_s": round(last - signalled, 2),
+            "instances_exited_s": round(exited - signalled, 2),
+        }
+        s = self.report["shutdown"]
+        log(f"SIGINT: all {s['closed_with_1001']} clients had their 1001 within "
+            f"{s['last_close_s']} s; every instance exited within {s['instances_exited_s']} s")
+        warnings = 0
+        for i in range(len(self.instances)):
+            with open(os.path.join(self.logs, f"instance-{i}.err")) as f:
+                warnings += sum(1 for line in f if " WARN " in line or " ERROR " in line)
+        self.report["server_warnings"] = warnings
+        log(f"the instances logged {warnings} warnings or errors")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--connections", type=int, default=1_000_000)
+    parser.add_argument("--instances", type=int, help="default: one per 18,500 connections")
+    parser.add_argument("--hold", type=parse_duration, default=60, help="default 60s")
+    parser.add_argument("--ping-interval", type=parse_duration, default=20, help="default 20s")
+    parser.add_argument("--threads", type=int, default=1, help="each instance's --threads")
+    parser.add_argument("--connect-timeout", type=parse_duration, default=600)
+    parser.add_argument("--broadcast-timeout", type=parse_duration, default=60)
+    parser.add_argument("--shutdown-timeout", type=parse_duration, default=60)
+    parser.add_argument("--report", help="also write the figures to this JSON file")
+    options = parser.parse_args()
+    if options.instances is None:
+        options.instances = max(1, math.ceil(options.connections / 18_500))
+    per_instance = math.ceil(options.connections / options.instances)
+    log(f"c1m: {options.connections} connections over {options.instances} instances "
+        f"({per_instance} each)")
+    raise_open_files(per_instance + 64)
+    file_max = read_first("/proc/sys/fs/file-max")
+    if file_max and file_max < 2 * options.connections + 10_000:
+        sys.exit(f"c1m: fs.file-max is {file_max}, but both ends of {options.connections} "
+                 "connections need twice as many descriptors")
+    sysctls = Sysctls()
+    run = Run(options)
+    code = 0
+    try:
+        sysctls.raise_all()
+        run.start_instances(run.start_redis())
+        run.connect()
+        run.hold()
+        run.broadcast()
+        run.shutdown()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+        if not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        run.stop_all()
+        sysctls.restore()
+    if options.report:
+        with open(options.report, "w") as f:
+            json.dump(run.report, f, indent=2)
+    if code == 0:
+        log("c1m: " + json.dumps(run.report))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,8 @@ on, a hard limit), so the connections are spread over N wsloop instances joined 
 through one redis-server, each held by its own `wsloop bench --idle` process:
 
   1. raises what it may: the open-files soft limit up to the hard one, and as root the sysctls
-     below (each printed, and restored at the end);
+     below (each printed, and restored at the end); as root it also runs in a network namespace
+     of its own, whose hash table of TCP connections is sized for the run (--no-netns: not);
   2. starts redis-server and N release instances (`--cluster`, `--ping-interval`);
   3. connects every client at once (one bench process per instance, on /broadcast) and reports
      each instance's upgrade rate, handshake p50/p99, RSS growth and CPU per upgrade;
@@ -25,6 +26,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,6 +101,37 @@ class Sysctls:
             except OSError:
                 pass
         self.changed.clear()
+
+
+def in_own_netns(options):
+    """Runs this script again in a network namespace of its own whose TCP hash table of
+    established connections has room for every socket of the run (Linux sizes the host's at
+    boot, from memory: 262,144 buckets on a 24 GB machine, so two million sockets make chains
+    of eight that every packet walks). Needs root, `unshare` and `ip`; returns the exit code,
+    or None when it cannot (then the run goes on here, in the host's namespace)."""
+    path = "/proc/sys/net/ipv4/tcp_child_ehash_entries"
+    if os.environ.get("C1M_NETNS") or options.no_netns or os.geteuid() != 0:
+        return None
+    if not os.path.exists(path) or not all(shutil.which(t) for t in ("unshare", "ip")):
+        log("no network namespace of its own (needs tcp_child_ehash_entries, unshare and ip)")
+        return None
+    buckets = 1 << max(16, (2 * options.connections - 1).bit_length())
+    old = read_first(path)
+    with open(path, "w") as f:
+        f.write(str(min(buckets, 1 << 24)))
+    log(f"sysctl net.ipv4.tcp_child_ehash_entries = {min(buckets, 1 << 24)} (was {old}; "
+        "restored once the namespace exists), and the run in a network namespace of its own")
+    command = ["unshare", "--net", "--", "sh", "-c",
+               'ip link set lo up && exec "$@"', "sh", sys.executable, *sys.argv]
+    child = subprocess.Popen(command, env={**os.environ, "C1M_NETNS": "1"})
+    time.sleep(1)
+    with open(path, "w") as f:
+        f.write(str(old))
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGINT)
+        return child.wait()
 
 
 def raise_open_files(needed):
@@ -358,6 +391,12 @@ class Run:
         log(f"held {self.options.hold:g} s: no connection closed; the servers used "
             f"{self.report['hold']['servers_cpu_percent']}% of one core (pings)")
 
+    def cpu(self):
+        """CPU seconds so far of the instances and of the bench processes."""
+        servers = sum(cpu_seconds(p.pid) for p, _ in self.instances)
+        benches = sum(cpu_seconds(b.process.pid) for b in self.benches)
+        return servers, benches
+
     def broadcast(self):
         host, port = self.instances[0][1][len("ws://"):].rsplit(":", 1)
         sender = socket.create_connection((host, int(port)))
@@ -375,6 +414,7 @@ class Run:
         frame = bytes([0x82, 0x80 | len(payload)]) + mask + bytes(
             b ^ mask[i % 4] for i, b in enumerate(payload))
         redis_cpu = cpu_seconds(self.redis.pid)
+        servers_cpu, benches_cpu = self.cpu()
         sent = time.time()
         sender.sendall(frame)
         deadline = sent + self.options.broadcast_timeout
@@ -385,6 +425,7 @@ class Run:
                 sys.exit(f"c1m: the broadcast did not reach every client of bench {bench.index} "
                          f"within {self.options.broadcast_timeout} s")
             reached.append(event)
+        servers_after, benches_after = self.cpu()
         last = max(e["last_unix"] for e in reached)
         first = min(e["first_unix"] for e in reached)
         self.report["broadcast"] = {
@@ -392,15 +433,20 @@ class Run:
             "first_ms": round((first - sent) * 1e3, 1),
             "last_ms": round((last - sent) * 1e3, 1),
             "redis_cpu_ms": round((cpu_seconds(self.redis.pid) - redis_cpu) * 1e3),
+            "servers_cpu_s": round(servers_after - servers_cpu, 2),
+            "benches_cpu_s": round(benches_after - benches_cpu, 2),
         }
         b = self.report["broadcast"]
         log(f"one 64 B broadcast reached all {b['receivers']} in {b['last_ms']} ms (the first "
-            f"after {b['first_ms']} ms); Redis spent {b['redis_cpu_ms']} ms of CPU")
+            f"after {b['first_ms']} ms); CPU: the instances {b['servers_cpu_s']} s "
+            f"({b['servers_cpu_s'] / b['receivers'] * 1e6:.1f} µs per delivery), the clients "
+            f"{b['benches_cpu_s']} s, Redis {b['redis_cpu_ms']} ms")
         self.sender = sender
 
     def shutdown(self):
         self.memory("before shutdown", self.report["connect"]["total"])
         self.report["redis_cpu_seconds"] = round(cpu_seconds(self.redis.pid), 2)
+        servers_cpu, benches_cpu = self.cpu()
         signalled = time.time()
         for process, _ in self.instances:
             process.send_signal(signal.SIGINT)
@@ -415,6 +461,7 @@ class Run:
                 sys.exit(f"c1m: bench {bench.index}'s connections did not all close with 1001: "
                          f"{event['reasons']}")
             closes.append(event)
+        servers_after, benches_after = self.cpu()
         last = max(e["last_close_unix"] for e in closes)
         for process, _ in self.instances:
             process.wait(timeout=self.options.shutdown_timeout)
@@ -423,10 +470,14 @@ class Run:
             "closed_with_1001": sum(e["closed"] for e in closes),
             "last_close_s": round(last - signalled, 2),
             "instances_exited_s": round(exited - signalled, 2),
+            "servers_cpu_s": round(servers_after - servers_cpu, 2),
+            "benches_cpu_s": round(benches_after - benches_cpu, 2),
         }
         s = self.report["shutdown"]
         log(f"SIGINT: all {s['closed_with_1001']} clients had their 1001 within "
-            f"{s['last_close_s']} s; every instance exited within {s['instances_exited_s']} s")
+            f"{s['last_close_s']} s (CPU until then: the instances {s['servers_cpu_s']} s, the "
+            f"clients {s['benches_cpu_s']} s); every instance exited within "
+            f"{s['instances_exited_s']} s")
         warnings = 0
         for i in range(len(self.instances)):
             with open(os.path.join(self.logs, f"instance-{i}.err")) as f:
@@ -446,7 +497,12 @@ def main():
     parser.add_argument("--broadcast-timeout", type=parse_duration, default=60)
     parser.add_argument("--shutdown-timeout", type=parse_duration, default=60)
     parser.add_argument("--report", help="also write the figures to this JSON file")
+    parser.add_argument("--no-netns", action="store_true",
+                        help="run in this network namespace, with the host's TCP hash table")
     options = parser.parse_args()
+    code = in_own_netns(options)
+    if code is not None:
+        return code
     if options.instances is None:
         options.instances = max(1, math.ceil(options.connections / 18_500))
     per_instance = math.ceil(options.connections / options.instances)

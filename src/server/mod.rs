@@ -553,18 +553,22 @@ impl ServerBuilder {
 /// A listening socket on `addr`; with `shared`, one that other sockets may bind too
 /// (`SO_REUSEPORT`), each getting its share of new connections.
 fn listen(addr: SocketAddr, shared: bool) -> io::Result<mio::net::TcpListener> {
-    if !shared {
-        return mio::net::TcpListener::bind(addr);
-    }
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    socket.listen(LISTEN_BACKLOG)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
+
+/// The accept queue asked for: the kernel caps it at `net.core.somaxconn` (4096 by default),
+/// so raising that sysctl raises it. (mio's `bind` asks for 128, which thousands of clients
+/// connecting at once overflow: their SYNs are dropped and retried a second later.)
+const LISTEN_BACKLOG: i32 = 65_535;
 
 /// A bound WebSocket server, ready to [`run`](Server::run).
 ///

@@ -441,7 +441,19 @@ class Run:
             f"after {b['first_ms']} ms); CPU: the instances {b['servers_cpu_s']} s "
             f"({b['servers_cpu_s'] / b['receivers'] * 1e6:.1f} µs per delivery), the clients "
             f"{b['benches_cpu_s']} s, Redis {b['redis_cpu_ms']} ms")
-        self.sender = sender
+        # The publisher leaves with a close handshake, as a client should: an instance waits
+        # for its clients' closes when it shuts down.
+        mask = os.urandom(4)
+        body = (1000).to_bytes(2, "big")
+        sender.sendall(bytes([0x88, 0x80 | len(body)]) + mask
+                       + bytes(b ^ mask[i % 4] for i, b in enumerate(body)))
+        sender.settimeout(5)
+        try:
+            while sender.recv(4096):
+                pass
+        except OSError:
+            pass
+        sender.close()
 
     def shutdown(self):
         self.memory("before shutdown", self.report["connect"]["total"])

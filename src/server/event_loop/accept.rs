@@ -5,7 +5,7 @@ use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use mio::net::TcpStream;
@@ -35,6 +35,30 @@ pub(super) enum Listener {
     Main,
     /// The separate HTTP address (`ServerBuilder::http_bind`): HTTP routes only.
     Http,
+}
+
+/// Refusals at the connection limit come in floods (a crowd reconnecting at once): one line
+/// a second says so, with how many it left out, instead of one line per connection.
+#[derive(Debug, Default)]
+pub(super) struct RefusalLog {
+    logged_at: Option<Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    /// One more refusal at `now`: `Some(n)` when it is to be logged, `n` being how many since
+    /// the last logged one were not.
+    pub(super) fn due(&mut self, now: Instant) -> Option<u64> {
+        let quiet = self
+            .logged_at
+            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1));
+        if quiet {
+            self.unlogged += 1;
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 impl EventLoop {
@@ -70,11 +94,17 @@ impl EventLoop {
     fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, which: Listener, now: Instant) {
         self.app.metrics.accepted += 1;
         if self.entries.len() >= self.config.max_connections {
-            warn!(
-                peer:% = peer, status = 503;
-                "{peer} refused: 503 connection limit {} reached",
-                self.config.max_connections
-            );
+            if let Some(others) = self.refusals.due(now) {
+                let also = match others {
+                    0 => String::new(),
+                    n => format!(" ({n} more refused since the last such line)"),
+                };
+                warn!(
+                    peer:% = peer, status = 503;
+                    "{peer} refused: 503 connection limit {} reached{also}",
+                    self.config.max_connections
+                );
+            }
             // Over TLS, a reply would need a handshake first: the connection is just closed.
             self.app.metrics.refused(503);
             if self.tls.is_none() {
@@ -206,4 +236,21 @@ fn current(config: &Mutex<Arc<ServerConfig>>) -> Arc<ServerConfig> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_is_one_line_a_second_with_the_count_left_out() {
+        let mut log = RefusalLog::default();
+        let start = Instant::now();
+        assert_eq!(log.due(start), Some(0));
+        for ms in 1..1000 {
+            assert_eq!(log.due(start + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(log.due(start + Duration::from_millis(1000)), Some(999));
+        assert_eq!(log.due(start + Duration::from_millis(5000)), Some(0));
+    }
 }

@@ -175,6 +175,8 @@ pub(crate) struct EventLoop {
     /// Accepting failed (out of file descriptors): try again at this time, since the
     /// connections left in the backlog raise no new readiness edge.
     accept_retry_at: Option<Instant>,
+    /// The connection limit's refusals, logged at most once a second.
+    refusals: accept::RefusalLog,
     /// When to let go of spare buffers that went unused since the last trim; `None` while
     /// there are none.
     trim_at: Option<Instant>,
@@ -279,6 +281,7 @@ impl EventLoop {
             drain: None,
             shutdown_deadline: None,
             accept_retry_at: None,
+            refusals: accept::RefusalLog::default(),
             trim_at: None,
             serial: 0,
         })

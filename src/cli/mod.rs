@@ -8,6 +8,7 @@ mod config_file;
 mod console;
 mod json_log;
 mod layers;
+mod open_files;
 mod publish;
 mod reload;
 mod send;

@@ -62,10 +62,14 @@ impl Reloader {
         };
         // Checked before anything is logged or taken: a file the server refuses changes
         // nothing, and the next reload compares with what is really in effect.
-        let config = serve.config();
+        let mut config = serve.config();
         if let Err(e) = config.validate() {
             warn!("SIGHUP: keeping the configuration: {e}");
             return None;
+        }
+        // The descriptors a connection limit needs, as at start.
+        if let Some(room) = super::open_files::raise_for_server(config.max_connections) {
+            config = config.max_connections(room);
         }
         let (mut applied, mut refused) = (0, 0);
         for (now, new) in self.settings.iter_mut().zip(layered.settings) {

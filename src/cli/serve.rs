@@ -271,6 +271,10 @@ pub fn run(cli: &ServeArgs, reloader: Option<super::reload::Reloader>) -> ExitCo
     if let Err(e) = logged {
         eprintln!("wsloop: cannot start logging: {e}");
     }
+    let mut config = cli.config();
+    if let Some(room) = super::open_files::raise_for_server(config.max_connections) {
+        config = config.max_connections(room);
+    }
     let chat_history = cli.chat_history as usize;
     let mut builder = Server::builder();
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
@@ -304,7 +308,7 @@ pub fn run(cli: &ServeArgs, reloader: Option<super::reload::Reloader>) -> ExitCo
     }
     let server = builder
         .bind(cli.bind.clone())
-        .config(cli.config())
+        .config(config)
         .threads(cli.threads.into())
         .route_each("/", || Echo)
         .route_each("/echo", || Echo)

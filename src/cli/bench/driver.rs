@@ -9,7 +9,7 @@ use mio::{Events, Interest, Token};
 
 use super::conn::{BenchConn, Phase};
 use super::scale::{
-    connect_error, descriptors_short, open_files_limit, ConnectFigures, Connecting,
+    connect_error, descriptors_short, open_files_limit, ConnectFigures, Connecting, RESERVED_FDS,
 };
 use super::stream::BenchStream;
 use super::{Bench, Mode, CLOSE_WAIT, CONNECT_WINDOW};
@@ -24,6 +24,8 @@ impl Bench<'_> {
     pub(super) fn connect_all(&mut self) -> Result<ConnectFigures, String> {
         let mut events = Events::with_capacity(1024);
         let wanted = self.conns.capacity();
+        // As far as the hard limit allows; what stays short is said below.
+        let _ = crate::cli::open_files::raise_to(wanted as u64 + RESERVED_FDS);
         if let Some(why) = descriptors_short(wanted, open_files_limit()) {
             return Err(why);
         }

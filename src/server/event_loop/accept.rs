@@ -37,15 +37,16 @@ pub(super) enum Listener {
     Http,
 }
 
-/// Refusals at the connection limit come in floods (a crowd reconnecting at once): one line
-/// a second says so, with how many it left out, instead of one line per connection.
+/// What comes in floods (refusals at the connection limit when a crowd reconnects at once,
+/// accepts failing while out of descriptors): one line a second says so, with how many it
+/// left out, instead of one line per connection.
 #[derive(Debug, Default)]
-pub(super) struct RefusalLog {
+pub(super) struct OncePerSecond {
     logged_at: Option<Instant>,
     unlogged: u64,
 }
 
-impl RefusalLog {
+impl OncePerSecond {
     /// One more refusal at `now`: `Some(n)` when it is to be logged, `n` being how many since
     /// the last logged one were not.
     pub(super) fn due(&mut self, now: Instant) -> Option<u64> {
@@ -83,7 +84,13 @@ impl EventLoop {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMFILE and friends: leave the rest in the backlog and retry shortly.
-                    warn!("accept failed: {e}; retrying in 100 ms");
+                    if let Some(others) = self.accept_errors.due(now) {
+                        let also = match others {
+                            0 => String::new(),
+                            n => format!(" ({n} more failures since the last such line)"),
+                        };
+                        warn!("accept failed: {e}; retrying every 100 ms{also}");
+                    }
                     self.accept_retry_at = Some(now + ACCEPT_RETRY);
                     return;
                 }
@@ -244,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_refusals_is_one_line_a_second_with_the_count_left_out() {
-        let mut log = RefusalLog::default();
+        let mut log = OncePerSecond::default();
         let start = Instant::now();
         assert_eq!(log.due(start), Some(0));
         for ms in 1..1000 {

@@ -176,7 +176,9 @@ pub(crate) struct EventLoop {
     /// connections left in the backlog raise no new readiness edge.
     accept_retry_at: Option<Instant>,
     /// The connection limit's refusals, logged at most once a second.
-    refusals: accept::RefusalLog,
+    refusals: accept::OncePerSecond,
+    /// Failed accepts (out of descriptors), logged at most once a second.
+    accept_errors: accept::OncePerSecond,
     /// When to let go of spare buffers that went unused since the last trim; `None` while
     /// there are none.
     trim_at: Option<Instant>,
@@ -281,7 +283,8 @@ impl EventLoop {
             drain: None,
             shutdown_deadline: None,
             accept_retry_at: None,
-            refusals: accept::RefusalLog::default(),
+            refusals: accept::OncePerSecond::default(),
+            accept_errors: accept::OncePerSecond::default(),
             trim_at: None,
             serial: 0,
         })

@@ -38,15 +38,20 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WSLOOP = os.path.join(ROOT, "target", "release", "wsloop")
 
-# sysctl -> the value a run of this size wants (only raised, never lowered).
+# sysctl -> the value a run of this size wants (only raised, never lowered). These belong to
+# the network namespace the run is in.
 SYSCTLS = {
     # Every client takes a local port; the wider the range, the cheaper each connect's search.
     "net/ipv4/ip_local_port_range": "1024 65535",
     # Listen and SYN backlogs for 55 instances connected to all at once.
     "net/core/somaxconn": "4096",
     "net/ipv4/tcp_max_syn_backlog": "8192",
+}
+# These are the machine's, set from the first namespace.
+MACHINE_SYSCTLS = {
     # Loopback packets wait in a per-CPU queue of this many; past it they are dropped (and
-    # retransmitted 0.2 to 3 s later), which a broadcast to 18,000 sockets at once overflows.
+    # retransmitted 0.2 to 3 s later): 55 instances each writing to 18,000 sockets at once
+    # overflow the default 1000.
     "net/core/netdev_max_backlog": "65536",
 }
 
@@ -66,11 +71,12 @@ def parse_duration(text):
 class Sysctls:
     """Raises the sysctls a run needs where it may, and puts them back."""
 
-    def __init__(self):
+    def __init__(self, sysctls):
+        self.sysctls = sysctls
         self.changed = {}
 
     def raise_all(self):
-        for name, wanted in SYSCTLS.items():
+        for name, wanted in self.sysctls.items():
             path = f"/proc/sys/{name}"
             try:
                 with open(path) as f:
@@ -529,9 +535,19 @@ def main():
     parser.add_argument("--no-netns", action="store_true",
                         help="run in this network namespace, with the host's TCP hash table")
     options = parser.parse_args()
-    code = in_own_netns(options)
-    if code is not None:
-        return code
+    machine = Sysctls(MACHINE_SYSCTLS)
+    if not os.environ.get("C1M_NETNS"):
+        machine.raise_all()
+    try:
+        code = in_own_netns(options)
+        if code is not None:
+            return code
+        return run_here(options)
+    finally:
+        machine.restore()
+
+
+def run_here(options):
     if options.instances is None:
         options.instances = max(1, math.ceil(options.connections / 18_500))
     per_instance = math.ceil(options.connections / options.instances)
@@ -542,7 +558,7 @@ def main():
     if file_max and file_max < 2 * options.connections + 10_000:
         sys.exit(f"c1m: fs.file-max is {file_max}, but both ends of {options.connections} "
                  "connections need twice as many descriptors")
-    sysctls = Sysctls()
+    sysctls = Sysctls(SYSCTLS)
     run = Run(options)
     code = 0
     try:

@@ -124,6 +124,11 @@ def in_own_netns(options):
     if not os.path.exists(path) or not all(shutil.which(t) for t in ("unshare", "ip")):
         log("no network namespace of its own (needs tcp_child_ehash_entries, unshare and ip)")
         return None
+    trial = subprocess.run(["unshare", "--net", "--", "ip", "link", "set", "lo", "up"],
+                           capture_output=True, text=True)
+    if trial.returncode != 0:
+        log(f"no network namespace of its own: {trial.stderr.strip() or 'unshare failed'}")
+        return None
     buckets = 1 << max(16, (2 * options.connections - 1).bit_length())
     old = read_first(path)
     with open(path, "w") as f:

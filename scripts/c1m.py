@@ -63,9 +63,39 @@ def log(line):
 def parse_duration(text):
     units = {"ms": 0.001, "s": 1, "m": 60}
     for unit in ("ms", "s", "m"):
-        if text.endswith(unit) and text[: -len(unit)].isdigit():
-            return int(text[: -len(unit)]) * units[unit]
-    raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 60s")
+        if text.endswith(unit):
+            try:
+                value = float(text[: -len(unit)])
+            except ValueError:
+                break
+            if value >= 0:
+                return value * units[unit]
+    raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 60s or 1.5s")
+
+
+def at_least_one(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+class Interrupts:
+    """Ctrl+C: the first SIGINT interrupts (KeyboardInterrupt), later ones are ignored, so the
+    cleanup it starts runs to the end (a terminal's Ctrl+C reaches every process of the run,
+    and the namespace's parent passes its own on too)."""
+
+    def __init__(self):
+        self.count = 0
+        signal.signal(signal.SIGINT, self.handle)
+
+    def handle(self, *_):
+        self.count += 1
+        if self.count == 1:
+            raise KeyboardInterrupt
 
 
 class Sysctls:
@@ -137,15 +167,30 @@ def in_own_netns(options):
         "restored once the namespace exists), and the run in a network namespace of its own")
     command = ["unshare", "--net", "--", "sh", "-c",
                'ip link set lo up && exec "$@"', "sh", sys.executable, *sys.argv]
-    child = subprocess.Popen(command, env={**os.environ, "C1M_NETNS": "1"})
-    time.sleep(1)
-    with open(path, "w") as f:
-        f.write(str(old))
+    child = None
     try:
-        return child.wait()
+        child = subprocess.Popen(command, env={**os.environ, "C1M_NETNS": "1"})
+        # The size counts when the namespace is made: wait for that, then put it back.
+        ours = os.readlink("/proc/self/ns/net")
+        for _ in range(500):
+            try:
+                if os.readlink(f"/proc/{child.pid}/ns/net") != ours:
+                    break
+            except OSError:
+                break  # it ended already
+            time.sleep(0.01)
     except KeyboardInterrupt:
-        child.send_signal(signal.SIGINT)
-        return child.wait()
+        if child is not None:
+            child.send_signal(signal.SIGINT)
+    finally:
+        with open(path, "w") as f:
+            f.write(str(old))
+    while True:
+        try:
+            return child.wait() if child is not None else 130
+        except KeyboardInterrupt:
+            # Passed on once; the run stops everything it started and says so.
+            child.send_signal(signal.SIGINT)
 
 
 def raise_open_files(needed):
@@ -314,6 +359,13 @@ class Run:
                 time.sleep(0.05)
         sys.exit("c1m: redis-server did not start")
 
+    def finish(self, passed):
+        """Lets go of the logs of a run that passed; points at those of one that did not."""
+        if passed:
+            shutil.rmtree(self.logs, ignore_errors=True)
+        else:
+            log(f"c1m: the logs of every process are in {self.logs}")
+
     def start_instances(self, redis_url):
         self.instances = []
         for i in range(self.options.instances):
@@ -325,7 +377,10 @@ class Run:
                 stdout=subprocess.PIPE, stderr=err, text=True)
             line = process.stdout.readline().strip()
             if not line.startswith("listening on "):
-                sys.exit(f"c1m: instance {i} did not start: {line!r} (log: {err.name})")
+                process.wait(timeout=10)
+                with open(err.name) as f:
+                    why = f.read().strip().splitlines() or [line or "no output"]
+                sys.exit(f"c1m: instance {i} did not start: {why[-1]}")
             self.instances.append((process, line[len("listening on "):]))
         log(f"{len(self.instances)} instances up with --cluster {redis_url}, logs in {self.logs}")
 
@@ -388,15 +443,16 @@ class Run:
             "tcp_sockets_in_use": sock.get("inuse"),
             "tcp_buffer_bytes": sock.get("mem_bytes"),
             "kernel_slab_per_connection": round(slab / total),
-            "machine_memory_per_connection": round(used / total),
+            "mem_available_drop_per_connection": round(used / total),
             "servers_rss_total_mib": round(rss_total / 2**20, 1),
         }
         self.report.setdefault("memory", {})[when] = figures
         log(f"memory {when}: {figures['tcp_sockets_in_use']} TCP sockets, "
-            f"{figures['tcp_buffer_bytes'] // 1024} KiB in their buffers; kernel slab "
-            f"{figures['kernel_slab_per_connection']} B and the whole machine "
-            f"{figures['machine_memory_per_connection']} B per connection (both ends, and the "
-            f"bench); the servers' RSS grew {figures['servers_rss_total_mib']} MiB")
+            f"{figures['tcp_buffer_bytes'] // 1024} KiB in their buffers; per connection (both "
+            f"ends), the kernel's slab grew {figures['kernel_slab_per_connection']} B and "
+            f"MemAvailable fell {figures['mem_available_drop_per_connection']} B (clients "
+            f"included; the kernel reclaims part of its slab); the servers' RSS grew "
+            f"{figures['servers_rss_total_mib']} MiB in all")
 
     def hold(self):
         log(f"holding them for {self.options.hold:g} s with pings every "
@@ -410,10 +466,13 @@ class Run:
                              f"{bench.why_not()}")
             time.sleep(min(1.0, max(0.0, end - time.time())))
         cpu = sum(cpu_seconds(p.pid) for p, _ in self.instances) - sum(cpu_before)
+        hold = max(self.options.hold, 0.001)
         self.report["hold"] = {"seconds": self.options.hold, "unexpected_closes": 0,
-                               "servers_cpu_percent": round(cpu / self.options.hold * 100, 1)}
+                               "servers_cpu_percent": round(cpu / hold * 100, 1)}
+        pings = ("pings" if self.report["connect"]["seconds"] + self.options.hold
+                 >= self.options.ping_interval else "no ping was due yet")
         log(f"held {self.options.hold:g} s: no connection closed; the servers used "
-            f"{self.report['hold']['servers_cpu_percent']}% of one core (pings)")
+            f"{self.report['hold']['servers_cpu_percent']}% of one core ({pings})")
 
     def cpu(self):
         """CPU seconds so far of the instances and of the bench processes."""
@@ -464,7 +523,8 @@ class Run:
         log(f"one 64 B broadcast reached all {b['receivers']} in {b['last_ms']} ms (the first "
             f"after {b['first_ms']} ms); CPU: the instances {b['servers_cpu_s']} s "
             f"({b['servers_cpu_s'] / b['receivers'] * 1e6:.1f} µs per delivery), the clients "
-            f"{b['benches_cpu_s']} s, Redis {b['redis_cpu_ms']} ms")
+            f"{b['benches_cpu_s']} s, Redis "
+            f"{str(b['redis_cpu_ms']) + ' ms' if b['redis_cpu_ms'] else 'under 10 ms'}")
         # The publisher leaves with a close handshake, as a client should: an instance waits
         # for its clients' closes when it shuts down.
         mask = os.urandom(4)
@@ -493,9 +553,10 @@ class Run:
             if event is None:
                 sys.exit(f"c1m: bench {bench.index} was not closed by its server within "
                          f"{self.options.shutdown_timeout} s: {bench.why_not()}")
-            if not event["reasons"].startswith("the server closed with 1001") or ";" in event["reasons"]:
+            reasons = event["reasons"] or ""
+            if not reasons.startswith("the server closed with 1001") or ";" in reasons:
                 sys.exit(f"c1m: bench {bench.index}'s connections did not all close with 1001: "
-                         f"{event['reasons']}")
+                         f"{reasons}")
             closes.append(event)
         servers_after, benches_after = self.cpu()
         last = max(e["last_close_unix"] for e in closes)
@@ -527,12 +588,14 @@ class Run:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--connections", type=int, default=1_000_000)
-    parser.add_argument("--instances", type=int, help="default: one per 18,500 connections")
+    parser = argparse.ArgumentParser(prog="scripts/c1m.sh", description=__doc__.split("\n")[0])
+    parser.add_argument("--connections", type=at_least_one, default=1_000_000)
+    parser.add_argument("--instances", type=at_least_one,
+                        help="default: one per 18,500 connections")
     parser.add_argument("--hold", type=parse_duration, default=60, help="default 60s")
     parser.add_argument("--ping-interval", type=parse_duration, default=20, help="default 20s")
-    parser.add_argument("--threads", type=int, default=1, help="each instance's --threads")
+    parser.add_argument("--threads", type=at_least_one, default=1,
+                        help="each instance's --threads (1 to 256)")
     parser.add_argument("--connect-timeout", type=parse_duration, default=600)
     parser.add_argument("--broadcast-timeout", type=parse_duration, default=60)
     parser.add_argument("--shutdown-timeout", type=parse_duration, default=60)
@@ -540,29 +603,44 @@ def main():
     parser.add_argument("--no-netns", action="store_true",
                         help="run in this network namespace, with the host's TCP hash table")
     options = parser.parse_args()
+    if options.instances is None:
+        options.instances = max(1, math.ceil(options.connections / 18_500))
+    if options.instances > options.connections:
+        parser.error(f"--instances {options.instances} is more than --connections "
+                     f"{options.connections}: each instance needs a client")
+    if options.threads > 256:
+        parser.error("--threads is 1 to 256")
+    per_instance = math.ceil(options.connections / options.instances)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if per_instance + 64 > hard:
+        parser.error(f"{per_instance} connections per instance (and its client process) need "
+                     f"{per_instance + 64} descriptors, but a process may open {hard} "
+                     f"(ulimit -Hn): use at least {math.ceil(options.connections / (hard - 64))} "
+                     "--instances")
+    file_max = read_first("/proc/sys/fs/file-max")
+    if file_max and file_max < 2 * options.connections + 10_000:
+        parser.error(f"fs.file-max is {file_max}, but both ends of {options.connections} "
+                     "connections need twice as many descriptors")
+    interrupts = Interrupts()
     machine = Sysctls(MACHINE_SYSCTLS)
-    if not os.environ.get("C1M_NETNS"):
-        machine.raise_all()
     try:
+        if not os.environ.get("C1M_NETNS"):
+            machine.raise_all()
         code = in_own_netns(options)
-        if code is not None:
-            return code
-        return run_here(options)
+        if code is None:
+            code = run_here(options, per_instance)
+        return code
+    except KeyboardInterrupt:
+        return 130
     finally:
+        interrupts.count += 1  # what comes now is cleanup: no more interruptions
         machine.restore()
 
 
-def run_here(options):
-    if options.instances is None:
-        options.instances = max(1, math.ceil(options.connections / 18_500))
-    per_instance = math.ceil(options.connections / options.instances)
+def run_here(options, per_instance):
     log(f"c1m: {options.connections} connections over {options.instances} instances "
         f"({per_instance} each)")
     raise_open_files(per_instance + 64)
-    file_max = read_first("/proc/sys/fs/file-max")
-    if file_max and file_max < 2 * options.connections + 10_000:
-        sys.exit(f"c1m: fs.file-max is {file_max}, but both ends of {options.connections} "
-                 "connections need twice as many descriptors")
     sysctls = Sysctls(SYSCTLS)
     run = Run(options)
     code = 0
@@ -579,14 +657,16 @@ def run_here(options):
             print(e.code, file=sys.stderr)
     except KeyboardInterrupt:
         code = 130
+        log("c1m: interrupted; stopping everything it started")
     finally:
         run.stop_all()
         sysctls.restore()
+        run.finish(code == 0)
     if options.report:
         with open(options.report, "w") as f:
             json.dump(run.report, f, indent=2)
     if code == 0:
-        log("c1m: " + json.dumps(run.report))
+        log("c1m: every step passed" + (f"; figures in {options.report}" if options.report else ""))
     return code
 
 

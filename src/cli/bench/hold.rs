@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use mio::Events;
 
 use super::scale::unix_now;
-use super::{count, Bench};
+use super::{count, rounded, Bench};
 
 /// The hold's record.
 #[derive(Debug)]
@@ -87,8 +87,8 @@ impl Hold {
                     "event": "reached",
                     "message": index + 1,
                     "connections": reach.connections,
-                    "first_unix": reach.first,
-                    "last_unix": reach.last,
+                    "first_unix": rounded(reach.first, 6),
+                    "last_unix": rounded(reach.last, 6),
                 })
             );
         }
@@ -130,9 +130,9 @@ impl Bench<'_> {
                     "event": if self.open == 0 { "closed" } else { "held" },
                     "connections": held,
                     "closed": hold.closed,
-                    "first_close_unix": (hold.closed > 0).then_some(hold.first_close),
-                    "last_close_unix": (hold.closed > 0).then_some(hold.last_close),
-                    "reasons": reasons,
+                    "first_close_unix": (hold.closed > 0).then(|| rounded(hold.first_close, 6)),
+                    "last_close_unix": (hold.closed > 0).then(|| rounded(hold.last_close, 6)),
+                    "reasons": (!reasons.is_empty()).then_some(&reasons),
                 })
             );
         }

@@ -44,7 +44,7 @@ pub struct BenchArgs {
     /// The server: an echo URL such as ws://127.0.0.1:9001/, or a broadcast one with --mode
     /// broadcast.
     url: String,
-    /// Connections (in broadcast mode: receivers, plus one sender).
+    /// Connections (in broadcast mode: receivers, plus one sender unless --idle).
     #[arg(long, default_value_t = 100)]
     connections: usize,
     /// Message payload size.
@@ -65,8 +65,9 @@ pub struct BenchArgs {
     #[arg(long)]
     burst: bool,
     /// Only open the connections and hold them for the duration, sending nothing (for memory
-    /// and scale figures): each message that arrives is timed until every connection has it,
-    /// and the run ends early once the server has closed them all. With --mode broadcast,
+    /// and scale figures). Each message that arrives is reported once every connection has
+    /// it, with the Unix times of its first and last arrival (to set against when it was
+    /// sent); the run ends early once the server has closed them all. With --mode broadcast,
     /// all are receivers (no sender).
     #[arg(long)]
     idle: bool,
@@ -74,9 +75,9 @@ pub struct BenchArgs {
     /// after connecting (per connection) and the CPU time it spent on the upgrades.
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
-    /// Also print the summary as one JSON line; with --idle, one per event instead: "up" (the
-    /// connecting), "reached" (a message reached every connection), then "closed" (the server
-    /// closed them all) or "held" (the duration ended).
+    /// Also print the summary as one JSON line; with --idle, a JSON line after each event's
+    /// text line instead: "up" (the connecting), "reached" (a message reached every
+    /// connection), then "closed" (the server closed them all) or "held" (the duration ended).
     #[arg(long)]
     json: bool,
     /// Offer permessage-deflate, and send every message compressed if the server agrees.
@@ -228,15 +229,22 @@ impl<'a> Bench<'a> {
         } else {
             format!("{:?}", args.mode).to_lowercase()
         };
-        println!(
-            "wsloop bench {} mode={mode} connections={} size={} pipeline={}{} duration={:?}",
-            self.url,
-            args.connections,
-            args.size,
-            args.pipeline,
-            if args.burst { " burst" } else { "" },
-            args.duration
-        );
+        if args.idle {
+            println!(
+                "wsloop bench {} mode=idle connections={} duration={:?}",
+                self.url, args.connections, args.duration
+            );
+        } else {
+            println!(
+                "wsloop bench {} mode={mode} connections={} size={} pipeline={}{} duration={:?}",
+                self.url,
+                args.connections,
+                args.size,
+                args.pipeline,
+                if args.burst { " burst" } else { "" },
+                args.duration
+            );
+        }
         let server_before = args.server_pid.map(ProcessSample::of).transpose()?;
         let figures = self.connect_all()?;
         println!(
@@ -297,16 +305,23 @@ fn up_json(
     let mut line = serde_json::json!({
         "event": "up",
         "connections": open,
-        "seconds": figures.elapsed.as_secs_f64(),
-        "rate": figures.rate,
-        "handshake_p50_ms": figures.handshake_p50.as_secs_f64() * 1e3,
-        "handshake_p99_ms": figures.handshake_p99.as_secs_f64() * 1e3,
+        "seconds": rounded(figures.elapsed.as_secs_f64(), 3),
+        "rate": figures.rate.round(),
+        "handshake_p50_ms": rounded(figures.handshake_p50.as_secs_f64() * 1e3, 3),
+        "handshake_p99_ms": rounded(figures.handshake_p99.as_secs_f64() * 1e3, 3),
     });
     if let Some((pid, before, after)) = server {
         line["server_pid"] = pid.into();
         line["server_rss_before"] = before.rss_bytes.into();
         line["server_rss_after"] = after.rss_bytes.into();
-        line["server_cpu_seconds"] = after.cpu.saturating_sub(before.cpu).as_secs_f64().into();
+        let cpu = after.cpu.saturating_sub(before.cpu).as_secs_f64();
+        line["server_cpu_seconds"] = rounded(cpu, 2).into();
     }
     line
+}
+
+/// `x` to `places` decimals, for JSON a person reads.
+pub(crate) fn rounded(x: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (x * scale).round() / scale
 }

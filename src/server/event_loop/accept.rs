@@ -60,9 +60,50 @@ impl OncePerSecond {
         self.logged_at = Some(now);
         Some(std::mem::take(&mut self.unlogged))
     }
+
+    /// How many went unlogged, once a second has passed since the last line (then they are
+    /// told, and the count starts again): a flood that stops is still counted in full.
+    pub(super) fn overdue(&mut self, now: Instant) -> Option<u64> {
+        let quiet = self
+            .logged_at
+            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1));
+        if quiet {
+            return None;
+        }
+        self.rest(now)
+    }
+
+    /// How many went unlogged, if any, now (the loop is stopping).
+    pub(super) fn rest(&mut self, now: Instant) -> Option<u64> {
+        if self.unlogged == 0 {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 impl EventLoop {
+    /// Logs the refusals and failed accepts a flood's last second left out (called each turn;
+    /// with `stopping`, as the loop stops, whatever the time).
+    pub(super) fn tell_unlogged_refusals(&mut self, now: Instant, stopping: bool) {
+        let (refusals, accept_errors) = if stopping {
+            (self.refusals.rest(now), self.accept_errors.rest(now))
+        } else {
+            (self.refusals.overdue(now), self.accept_errors.overdue(now))
+        };
+        if let Some(n) = refusals {
+            warn!(
+                status = 503;
+                "{n} more refused: 503 connection limit {} reached",
+                self.config.max_connections
+            );
+        }
+        if let Some(n) = accept_errors {
+            warn!("{n} more accepts failed (out of file descriptors?); retrying every 100 ms");
+        }
+    }
+
     /// Accepts from both listeners (after an accept error: the backlog raises no new edge).
     pub(super) fn accept_all(&mut self, now: Instant) {
         self.accept(Listener::Main, now);
@@ -259,5 +300,10 @@ mod tests {
         }
         assert_eq!(log.due(start + Duration::from_millis(1000)), Some(999));
         assert_eq!(log.due(start + Duration::from_millis(5000)), Some(0));
+        // A flood that stops: what it left out is told a second after the last line.
+        assert_eq!(log.due(start + Duration::from_millis(5001)), None);
+        assert_eq!(log.overdue(start + Duration::from_millis(5500)), None);
+        assert_eq!(log.overdue(start + Duration::from_millis(6000)), Some(1));
+        assert_eq!(log.overdue(start + Duration::from_millis(9000)), None);
     }
 }

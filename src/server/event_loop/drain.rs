@@ -176,6 +176,7 @@ impl EventLoop {
         if !self.entries.is_empty() && now < deadline {
             return false;
         }
+        self.tell_unlogged_refusals(now, true);
         info!(
             "shutdown complete ({} connections dropped)",
             self.entries.len()

@@ -333,6 +333,7 @@ impl EventLoop {
                 self.accept_retry_at = None;
                 self.accept_all(now);
             }
+            self.tell_unlogged_refusals(now, false);
             self.fire_timers(now);
             self.fire_app_timers(now);
             self.drain_turn(now);

@@ -153,3 +153,61 @@ fn help_lists_every_flag_and_one_short_line_per_subcommand() {
         assert!(line.len() < 100, "{line:?}");
     }
 }
+
+/// The open-files hard limit of this process (and so of the servers it starts), or `None`
+/// where it is unlimited.
+fn hard_open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(4)?.parse().ok()
+}
+
+/// The server's stderr from start until it listens, then it is stopped.
+fn start_log(args: &[&str]) -> String {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsloop");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on ws://"), "{line:?}");
+    let _ = child.kill();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let _ = child.wait();
+    stderr
+}
+
+/// A `--max-connections` past what the open-files limit allows would leave the connections
+/// past it unaccepted in the kernel's queue: the server lowers its limit to the room it has
+/// (so they are answered 503) and says so in one line. The default says nothing.
+#[test]
+fn a_connection_limit_past_the_open_files_limit_is_lowered_with_one_line_saying_so() {
+    let Some(hard) = hard_open_files_limit() else {
+        return; // unlimited: there is no limit to go past
+    };
+    let asked = (hard + 1_000).to_string();
+    let log = start_log(&["--max-connections", &asked]);
+    let said: Vec<&str> = log.lines().filter(|l| l.contains("room for")).collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(
+        said[0].contains(&format!("may open {hard} files"))
+            && said[0].contains(&format!("room for {} connections", hard - 64))
+            && said[0].contains(&format!("not --max-connections {asked}")),
+        "{log}"
+    );
+    let quiet = start_log(&[]);
+    assert!(!quiet.contains("room for"), "{quiet}");
+}

@@ -12,16 +12,24 @@ pub fn raise_to(wanted: u64) -> std::io::Result<u64> {
     rlimit::increase_nofile_limit(wanted)
 }
 
-/// Raises the limit for a server of `max_connections`. If it stays short, says so once and
-/// returns the connections there is room for: the server's limit, so that the connections
-/// past it are answered 503 rather than left unaccepted in the kernel's queue.
+/// Raises the limit for a server of `max_connections`. If it stays short, returns the
+/// connections there is room for: the server's limit, so that the connections past it are
+/// answered 503 rather than left unaccepted in the kernel's queue. That is said at INFO when
+/// the operator chose the limit, and only at DEBUG for the default (most machines' hard limit
+/// is below it, and a start that changes nothing the operator asked for needs no line).
 pub fn raise_for_server(max_connections: usize) -> Option<usize> {
     let wanted = max_connections as u64 + SERVER_RESERVE;
     match raise_to(wanted) {
         Ok(limit) if limit >= wanted => None,
         Ok(limit) => {
             let room = limit.saturating_sub(SERVER_RESERVE).max(1) as usize;
-            log::info!(
+            let level = if max_connections == wsloop::Config::default().max_connections {
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            };
+            log::log!(
+                level,
                 "this process may open {limit} files (ulimit -n; its hard limit is the \
                  ceiling): room for {room} connections, so that is the connection limit, not \
                  --max-connections {max_connections} (README: Tuning for many connections)"

@@ -231,8 +231,13 @@ def main():
                         help="also measure this uWebSockets server (scripts/peers/build-uws.sh builds one): "
                              "echo and broadcast, with wsloop's CPU per message divided by its")
     options = parser.parse_args()
-    for binary in options.baseline:
-        SERVERS[os.path.basename(binary)] = [binary, "--log-level", "warn", "--bind"]
+    for i, binary in enumerate(options.baseline):
+        # Named by its file, unless that would replace a server measured already (a build of
+        # main is called wsloop too): then "baseline", "baseline-2", ...
+        name = os.path.basename(binary)
+        if name in SERVERS:
+            name = "baseline" if i == 0 else f"baseline-{i + 1}"
+        SERVERS[name] = [binary, "--log-level", "warn", "--bind"]
     if options.uws:
         SERVERS[UWS] = [options.uws, "--bind"]
 

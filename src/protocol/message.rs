@@ -151,7 +151,45 @@ impl MessageAssembler {
     }
 
     /// Takes the next piece of the current frame's payload; returns what it completes.
+    // Its common case, a message in one frame in one piece, is inlined into the frame loop:
+    // no call per message for it.
+    #[inline]
     pub fn on_payload<'a>(
+        &'a mut self,
+        data: &'a [u8],
+        end_of_frame: bool,
+    ) -> Result<Option<Received<'a>>, ProtocolError> {
+        if let CurrentFrame::Data {
+            fin: true, seen: 0, ..
+        } = self.frame
+        {
+            if end_of_frame && self.buffer.is_empty() && !self.compressed {
+                return self.whole_message(data);
+            }
+        }
+        self.on_payload_piece(data, end_of_frame)
+    }
+
+    /// A data message that arrived as one frame in one piece, handed out borrowed, and
+    /// validated once, here.
+    #[inline]
+    fn whole_message<'a>(&mut self, data: &'a [u8]) -> Result<Option<Received<'a>>, ProtocolError> {
+        let kind = self
+            .open
+            .take()
+            .expect("a data frame belongs to an open message");
+        self.frame = CurrentFrame::None;
+        Ok(Some(match kind {
+            DataKind::Binary => Received::Binary(data),
+            DataKind::Text => {
+                Received::Text(super::utf8::text(data).map_err(|_| ProtocolError::InvalidUtf8)?)
+            }
+        }))
+    }
+
+    /// [`MessageAssembler::on_payload`] for every other piece: a control frame's, or a data
+    /// message's that is not whole in one piece.
+    fn on_payload_piece<'a>(
         &'a mut self,
         data: &'a [u8],
         end_of_frame: bool,
@@ -174,19 +212,6 @@ impl MessageAssembler {
                 }))
             }
             CurrentFrame::Data { fin, len, seen } => {
-                let kind = self.open.expect("a data frame belongs to an open message");
-                if end_of_frame && fin && seen == 0 && self.buffer.is_empty() && !self.compressed {
-                    // A message that arrives as one frame in one piece is handed out borrowed,
-                    // and validated once, here.
-                    self.open = None;
-                    self.frame = CurrentFrame::None;
-                    return Ok(Some(match kind {
-                        DataKind::Binary => Received::Binary(data),
-                        DataKind::Text => Received::Text(
-                            super::utf8::text(data).map_err(|_| ProtocolError::InvalidUtf8)?,
-                        ),
-                    }));
-                }
                 if !(end_of_frame && fin) && (seen == 0 || !self.buffer.holds_buffer()) {
                     // Make room for a good part of the announced frame at once instead of
                     // doubling from nothing; but only so much, since announcing is free for a

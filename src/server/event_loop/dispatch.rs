@@ -360,10 +360,10 @@ impl ConnectionEvents for Dispatch<'_> {
             }
         }
         let current = match gathered {
-            Some(payload) => Current::Gathered(message.opcode(), payload),
+            Some(payload) => Current::Gathered(&message, payload),
             None => match self.input.and_then(|i| i.offset_of(message.as_bytes())) {
-                Some(offset) => Current::InInput(message, offset),
-                None => Current::Borrowed(message),
+                Some(offset) => Current::InInput(&message, offset),
+                None => Current::Borrowed(&message),
             },
         };
         self.call(id, route, open, current, |handler, ctx| {

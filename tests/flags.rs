@@ -69,21 +69,7 @@ fn mistakes_are_one_line_that_says_what_is_expected() {
 fn json_logs_are_one_object_per_line_with_the_connection_fields() {
     use std::io::{Read, Write};
     use std::net::TcpStream;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wsloop");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on ws://")
-        .to_string();
+    let (child, addr) = start_logging(&["--log-format", "json"]);
     // Open a WebSocket on /echo and close it with 1000 "bye"; wait for the server's close.
     let mut socket = TcpStream::connect(&addr).expect("connect");
     socket
@@ -100,15 +86,7 @@ fn json_logs_are_one_object_per_line_with_the_connection_fields() {
     let mut received = Vec::new();
     let _ = socket.read_to_end(&mut received);
     assert!(received.starts_with(b"HTTP/1.1 101"), "{received:?}");
-    let _ = child.kill();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let _ = child.wait();
+    let stderr = stop_for_log(child);
 
     let lines: Vec<serde_json::Value> = stderr
         .lines()
@@ -162,9 +140,8 @@ fn hard_open_files_limit() -> Option<u64> {
     line.split_whitespace().nth(4)?.parse().ok()
 }
 
-/// The server's stderr from start until it listens, then it is stopped.
-fn start_log(args: &[&str]) -> String {
-    use std::io::Read;
+/// The server started with `args` on a free port, its stderr kept: the child and its address.
+fn start_logging(args: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
         .args(["--bind", "127.0.0.1:0"])
         .args(args)
@@ -178,6 +155,13 @@ fn start_log(args: &[&str]) -> String {
         .read_line(&mut line)
         .unwrap();
     assert!(line.starts_with("listening on ws://"), "{line:?}");
+    let addr = line.trim().trim_start_matches("listening on ws://");
+    (child, addr.to_string())
+}
+
+/// Stops the server and returns all it logged.
+fn stop_for_log(mut child: std::process::Child) -> String {
+    use std::io::Read;
     let _ = child.kill();
     let mut stderr = String::new();
     child
@@ -188,6 +172,11 @@ fn start_log(args: &[&str]) -> String {
         .unwrap();
     let _ = child.wait();
     stderr
+}
+
+/// The server's stderr from start until it listens, then it is stopped.
+fn start_log(args: &[&str]) -> String {
+    stop_for_log(start_logging(args).0)
 }
 
 /// A `--max-connections` past what the open-files limit allows would leave the connections

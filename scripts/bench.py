@@ -36,6 +36,7 @@ through scripts/bench.sh, which builds everything first.
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -224,13 +225,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="measurements per server and scenario")
     parser.add_argument("--duration", default="5s", help="length of each measurement")
-    parser.add_argument("--only", help="run only scenarios whose name contains this")
+    parser.add_argument("--only", help="run only scenarios whose name this regular expression matches, say \"^(echo|broadcast) \" for the main table")
     parser.add_argument("--baseline", metavar="BINARY", action="append", default=[],
                         help="also measure this wsloop binary (say, a build of main) as a peer; repeatable")
     parser.add_argument("--uws", metavar="BINARY",
                         help="also measure this uWebSockets server (scripts/peers/build-uws.sh builds one): "
                              "echo and broadcast, with wsloop's CPU per message divided by its")
+    parser.add_argument("--without", metavar="SERVER", action="append", default=[],
+                        help="leave this peer out (say, tokio-tungstenite) to save time; repeatable")
     options = parser.parse_args()
+    for name in options.without:
+        if name not in SERVERS or name in ("wsloop", FLOOR):
+            parser.error(f"--without {name}: not a peer that may be left out "
+                         f"(one of {', '.join(s for s in SERVERS if s not in ('wsloop', FLOOR))})")
+        del SERVERS[name]
     for i, binary in enumerate(options.baseline):
         # Named by its file, unless that would replace a server measured already (a build of
         # main is called wsloop too): then "baseline", "baseline-2", ...
@@ -251,37 +259,37 @@ def main():
     rows, deflate_rows, tls_rows = [], [], []
     for (scenarios, servers), table_rows in zip(tables, (rows, deflate_rows, tls_rows)):
         for name, path, args, unit in scenarios:
-            if options.only and options.only not in name:
+            if not wanted(options, name):
                 continue
             port, row = measure(name, path, args, unit, servers(path), options, port)
             table_rows.append(row)
     history_rows = []
     for name, path, args, unit in HISTORY_SCENARIOS:
-        if options.only and options.only not in name:
+        if not wanted(options, name):
             continue
         port, row = measure(name, path, args, unit, list(SERVERS_HISTORY), options, port,
                             reference="history-off", cost_base="history-off")
         history_rows.append(row)
     recovery = []
-    if not options.only or options.only in "history recovery":
+    if wanted_extra(options, "history recovery"):
         recovery = measure_recovery()
     auth_rows = []
-    if not options.only or options.only in "auth connect":
+    if wanted_extra(options, "auth connect"):
         port, auth_rows = measure_auth(options, port)
 
     api_rows, publisher_rates = [], []
-    if not options.only or options.only in "api publisher":
+    if wanted_extra(options, "api publisher"):
         port, api_rows, publisher_rates = measure_api(options, port)
 
     idle = None
-    if not options.only or options.only in "idle":
+    if wanted_extra(options, "idle"):
         idle = {}
         # The floor is one for CPU, not memory (it keeps a 64 KiB buffer per connection).
         for server_name in (s for s in SERVERS if s != FLOOR):
             port += 1
             idle[server_name] = idle_bytes_per_connection(server_name, port)
     idle_tls = None
-    if not options.only or options.only in "wss idle":
+    if wanted_extra(options, "wss idle"):
         port += 1
         idle_tls = idle_bytes_per_connection("wsloop-tls", port)
 
@@ -291,6 +299,18 @@ def main():
     print_history_table(history_rows, recovery)
     print_auth_table(auth_rows, options)
     print_api_table(api_rows, publisher_rates, options)
+
+
+def wanted(options, name):
+    """Whether scenario `name` is to be run: `--only` is a regular expression searched for in it
+    (a plain part of a name, like "1000 x", still works)."""
+    return not options.only or re.search(options.only, name) is not None
+
+
+def wanted_extra(options, words):
+    """Whether a table without named scenarios (idle memory, recovery, ...) is to be run: always
+    without `--only`, else when `--only` is part of its words ("idle" runs the idle table)."""
+    return not options.only or options.only in words
 
 
 def measure(name, path, args, unit, servers, options, port, reference="wsloop", cost_base=FLOOR):

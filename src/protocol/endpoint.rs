@@ -285,10 +285,21 @@ impl Endpoint {
             pos += used;
             let assembler = &mut reader.assembler;
             let received = match step {
-                Step::Frame { header, payload } => match assembler.on_header(&header) {
-                    Ok(()) => assembler.on_payload(payload, true),
-                    Err(error) => Err(error),
-                },
+                Step::Frame { header, payload } => {
+                    if delivers {
+                        // Most frames are a message each: reported straight from here.
+                        if let Some(message) = assembler.single_frame_message(&header, payload) {
+                            let gathered = None;
+                            on_event(&mut self.out, Event::Message { message, gathered });
+                            after_send(&mut self.out, &mut self.phase, &mut on_event);
+                            continue;
+                        }
+                    }
+                    match assembler.on_header(&header) {
+                        Ok(()) => assembler.on_payload(payload, true),
+                        Err(error) => Err(error),
+                    }
+                }
                 Step::Piece(Decoded::Header(header)) => assembler.on_header(&header).map(|()| None),
                 Step::Piece(Decoded::Payload { data, end_of_frame }) => {
                     assembler.on_payload(data, end_of_frame)

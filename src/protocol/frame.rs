@@ -240,6 +240,7 @@ impl FrameDecoder {
     /// Like [`FrameDecoder::decode`], but a frame that lies whole at the front of `input` (the
     /// common case for small messages) comes in one step, its payload unmasked in place:
     /// half the steps, and no copy of its header.
+    #[inline(always)]
     pub(crate) fn decode_whole<'a>(
         &mut self,
         input: &'a mut [u8],
@@ -312,6 +313,7 @@ impl FrameDecoder {
 
 /// Parses a header from the front of `bytes`: `None` when more bytes are needed. Checks
 /// what can be checked from the bytes present, so a bad first byte fails at once.
+#[inline(always)]
 fn parse_header(
     bytes: &[u8],
     limits: Limits,

@@ -9,6 +9,7 @@ use super::close::{parse_close_body, CloseCode};
 use super::deflate::max_compressed_len;
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, OpCode};
+use super::outbound::Message;
 use super::reassembly::Reassembly;
 use super::utf8::Utf8Validator;
 
@@ -101,6 +102,30 @@ impl MessageAssembler {
     /// up to [`max_compressed_len`] of it).
     pub fn max_message_size(&self) -> u64 {
         self.max_message_size
+    }
+
+    /// The common case, checked in one place: a data frame that is a whole message by itself
+    /// (FIN set, no message open, §5.4), not compressed, within the size limit (§7.4.1) and,
+    /// for text, valid UTF-8 (§8.1), handed out as that message without the assembler keeping
+    /// any state. `None` for every other frame, which [`MessageAssembler::on_header`] and
+    /// [`MessageAssembler::on_payload`] then take, reporting any rule it breaks.
+    #[inline]
+    pub fn single_frame_message<'a>(
+        &self,
+        header: &FrameHeader,
+        payload: &'a [u8],
+    ) -> Option<Message<'a>> {
+        if !header.fin || header.compressed || self.open.is_some() {
+            return None;
+        }
+        if payload.len() as u64 > self.max_message_size {
+            return None;
+        }
+        match header.opcode {
+            OpCode::Binary => Some(Message::Binary(payload)),
+            OpCode::Text => super::utf8::text(payload).ok().map(Message::Text),
+            _ => None,
+        }
     }
 
     /// Checks a new frame against the frames before it.

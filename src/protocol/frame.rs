@@ -419,6 +419,15 @@ pub fn encode_header(
     n
 }
 
+/// The two-byte header of an unmasked final frame whose payload is under 126 bytes (§5.2), or
+/// `None` for a longer one: [`encode_header`]'s result for the most common frame a server
+/// sends, returned by value so it never passes through memory.
+#[inline]
+pub fn short_header(rsv1: bool, opcode: OpCode, payload_len: usize) -> Option<[u8; 2]> {
+    let len = u8::try_from(payload_len).ok().filter(|&len| len <= 125)?;
+    Some([0x80 | if rsv1 { RSV1 } else { 0 } | opcode.bits(), len])
+}
+
 /// Appends one complete frame (FIN set, RSV1 as given) to `out`; masks the payload when `mask`
 /// is given.
 pub fn encode_frame(

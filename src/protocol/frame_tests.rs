@@ -142,6 +142,26 @@ fn control_frame_of_125_bytes_is_fine() {
 }
 
 #[test]
+fn the_short_header_is_encode_headers_for_every_length_under_126() {
+    for len in 0..300 {
+        for (rsv1, opcode) in [
+            (false, OpCode::Text),
+            (true, OpCode::Binary),
+            (false, OpCode::Pong),
+        ] {
+            let mut out = [0u8; MAX_HEADER_LEN];
+            let n = encode_header(&mut out, true, rsv1, opcode, len as u64, None);
+            let short = short_header(rsv1, opcode, len);
+            assert_eq!(
+                short.as_ref().map(|h| &h[..]),
+                (n == 2).then_some(&out[..2]),
+                "{len}"
+            );
+        }
+    }
+}
+
+#[test]
 fn encode_uses_shortest_length_form() {
     let mut out = [0u8; MAX_HEADER_LEN];
     assert_eq!(

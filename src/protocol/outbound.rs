@@ -310,10 +310,15 @@ impl Outbound {
     /// message is not under the threshold and compressing makes it smaller. Returns false,
     /// queuing nothing, otherwise: the caller sends it uncompressed (RFC 7692 §6.1 lets any
     /// message go either way).
+    #[inline]
     fn send_compressed(&mut self, opcode: OpCode, payload: &[u8]) -> bool {
-        if !self.compresses(payload.len()) {
-            return false;
-        }
+        // The check stays in the caller's per-message path; compressing is out of line.
+        self.compresses(payload.len()) && self.compress_and_queue(opcode, payload)
+    }
+
+    /// [`Outbound::send_compressed`] once the message is to be compressed.
+    #[inline(never)]
+    fn compress_and_queue(&mut self, opcode: OpCode, payload: &[u8]) -> bool {
         let mut compressed = take_buffer(payload.len() / 2 + 64);
         let deflate = self.deflate_mut().expect("compresses");
         let smaller = deflate.compress_smaller(payload, &mut compressed);

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
-use super::frame::{encode_header, OpCode, MAX_HEADER_LEN};
+use super::frame::{encode_header, short_header, OpCode, MAX_HEADER_LEN};
 use super::mask::apply_mask;
 use crate::buffer_pool::{give_back, recycle, take_buffer};
 
@@ -71,8 +71,13 @@ pub struct WriteQueue {
 /// What a queue holds while bytes wait.
 #[derive(Debug, Default)]
 struct Pending {
+    /// The bytes before `tail`, in order.
     chunks: VecDeque<Chunk>,
-    /// How much of the front chunk is already written.
+    /// Owned bytes after every chunk, where small frames are appended: kept out of the chunk
+    /// list so an append (a frame per message) finds it without walking to the list's end.
+    tail: Vec<u8>,
+    /// How much of the front is already written: of the first chunk, or of `tail` when there
+    /// is no chunk.
     front_written: usize,
     /// Unwritten bytes in the whole queue.
     len: usize,
@@ -90,6 +95,7 @@ impl WriteQueue {
     }
 
     /// The waiting bytes, made room for when the queue was idle.
+    #[inline]
     fn pending(&mut self) -> &mut Pending {
         self.pending.get_or_insert_with(take_record)
     }
@@ -103,6 +109,18 @@ impl WriteQueue {
         payload: &[u8],
         mask: Option<[u8; 4]>,
     ) {
+        if mask.is_none() {
+            if let Some(header) = short_header(rsv1, opcode, payload.len()) {
+                // A server's frame under 126 bytes, the most common: its header is made in a
+                // register and stored in one go, not copied from a buffer written byte by byte.
+                let pending = self.pending();
+                let tail = pending.tail_with_room(2 + payload.len());
+                tail.extend_from_slice(&header);
+                tail.extend_from_slice(payload);
+                pending.len += 2 + payload.len();
+                return;
+            }
+        }
         let mut header = [0u8; MAX_HEADER_LEN];
         let n = encode_header(&mut header, true, rsv1, opcode, payload.len() as u64, mask);
         let pending = self.pending();
@@ -124,7 +142,7 @@ impl WriteQueue {
         let pending = self.pending();
         pending.tail_with_room(n).extend_from_slice(&header[..n]);
         pending.len += n + payload.len();
-        pending.chunks.push_back(Chunk::Gathered(payload));
+        pending.push_chunk(Chunk::Gathered(payload));
     }
 
     /// Queues one unmasked frame whose payload is `input[offset..offset + len]` of the input
@@ -136,7 +154,7 @@ impl WriteQueue {
         let pending = self.pending();
         pending.tail_with_room(n).extend_from_slice(&header[..n]);
         pending.len += n + len;
-        pending.chunks.push_back(Chunk::Input { offset, len });
+        pending.push_chunk(Chunk::Input { offset, len });
     }
 
     /// Whether payloads of the input buffer wait in the queue.
@@ -180,7 +198,7 @@ impl WriteQueue {
         if frame.len() <= COPY_SHARED_LIMIT {
             pending.tail_with_room(frame.len()).extend_from_slice(frame);
         } else {
-            pending.chunks.push_back(Chunk::Shared(Arc::clone(frame)));
+            pending.push_chunk(Chunk::Shared(Arc::clone(frame)));
         }
     }
 
@@ -251,7 +269,10 @@ fn take_record() -> Box<Pending> {
 }
 
 fn give_back_record(mut record: Box<Pending>) {
-    debug_assert!(record.chunks.is_empty() && record.len == 0);
+    debug_assert!(record.chunks.is_empty() && record.tail.is_empty() && record.len == 0);
+    if record.tail.capacity() > 0 {
+        give_back(std::mem::take(&mut record.tail));
+    }
     record.front_written = 0;
     if record.chunks.capacity() > SPARE_CHUNKS_MAX {
         record.chunks.shrink_to(SPARE_CHUNKS_MAX);
@@ -279,15 +300,30 @@ pub(crate) fn trim_spare_records() -> bool {
 }
 
 impl Pending {
-    /// The owned chunk to append `extra` bytes to: the last one if it is small, else a new one.
+    /// The owned bytes to append `extra` bytes to: the tail, unless that would grow it past
+    /// [`COALESCE_LIMIT`]; then the tail becomes a chunk and a new one is started.
+    #[inline]
     fn tail_with_room(&mut self, extra: usize) -> &mut Vec<u8> {
-        let reuse = matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() + extra <= COALESCE_LIMIT);
-        if !reuse {
-            self.chunks.push_back(Chunk::Owned(take_buffer(extra)));
+        if !self.tail.is_empty() && self.tail.len() + extra > COALESCE_LIMIT {
+            self.seal_tail();
         }
-        match self.chunks.back_mut() {
-            Some(Chunk::Owned(v)) => v,
-            _ => unreachable!("an owned chunk was just ensured"),
+        if self.tail.capacity() == 0 {
+            self.tail = take_buffer(extra);
+        }
+        &mut self.tail
+    }
+
+    /// Queues `chunk` after everything queued so far, the tail included.
+    fn push_chunk(&mut self, chunk: Chunk) {
+        self.seal_tail();
+        self.chunks.push_back(chunk);
+    }
+
+    /// Moves the tail's bytes, if any, to the end of the chunk list.
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let tail = std::mem::take(&mut self.tail);
+            self.chunks.push_back(Chunk::Owned(tail));
         }
     }
 
@@ -298,9 +334,11 @@ impl Pending {
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut count = 0;
-                for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                let pieces = self.chunks.iter().map(|chunk| chunk.bytes(input));
+                let tail = Some(&self.tail[..]).filter(|tail| !tail.is_empty());
+                for (i, bytes) in pieces.chain(tail).take(MAX_IOVECS).enumerate() {
                     let skip = if i == 0 { self.front_written } else { 0 };
-                    slices[i] = IoSlice::new(&chunk.bytes(input)[skip..]);
+                    slices[i] = IoSlice::new(&bytes[skip..]);
                     count += 1;
                 }
                 // One slice goes out with `send`, a shorter path through the kernel than
@@ -327,7 +365,16 @@ impl Pending {
     fn advance(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
-            let front_left = self.chunks[0].len() - self.front_written;
+            let Some(front) = self.chunks.front() else {
+                // Only the tail is left.
+                self.front_written += n;
+                if self.front_written == self.tail.len() {
+                    give_back(std::mem::take(&mut self.tail));
+                    self.front_written = 0;
+                }
+                return;
+            };
+            let front_left = front.len() - self.front_written;
             if n < front_left {
                 self.front_written += n;
                 return;
@@ -513,13 +560,55 @@ mod tests {
         assert_eq!(sink.got, b"\x81\x01a\x82\x0a0123456789\x81\x01b");
     }
 
+    /// Appends to the tail, chunks pushed behind it and partial writes, interleaved: the bytes
+    /// still come out in the order they were queued.
+    #[test]
+    fn pushes_between_partial_writes_keep_their_order() {
+        let mut q = WriteQueue::default();
+        let mut expected = Vec::new();
+        let mut sink = Trickle {
+            got: Vec::new(),
+            limit: 5,
+            capacity: 0,
+        };
+        for round in 0..200usize {
+            let payload = vec![round as u8; round * 37 % 300];
+            match round % 4 {
+                0 | 1 => q.push_frame(false, OpCode::Binary, &payload, None),
+                2 => q.push_frame_shared(OpCode::Binary, Arc::new(payload.clone())),
+                _ => {
+                    let mut frame = Vec::new();
+                    let encode = crate::protocol::frame::encode_frame;
+                    encode(&mut frame, false, OpCode::Binary, &payload, None);
+                    expected.extend_from_slice(&frame);
+                    q.push_shared(&Arc::from(frame));
+                    sink.capacity += round * 13 % 97;
+                    let _ = q.write_to(&mut sink);
+                    continue;
+                }
+            }
+            let mut frame = Vec::new();
+            crate::protocol::frame::encode_frame(&mut frame, false, OpCode::Binary, &payload, None);
+            expected.extend_from_slice(&frame);
+            sink.capacity += round * 7 % 31;
+            let _ = q.write_to(&mut sink);
+        }
+        sink.capacity = usize::MAX;
+        sink.limit = usize::MAX;
+        q.write_to(&mut sink).unwrap();
+        assert!(q.is_empty());
+        assert_eq!(sink.got, expected);
+    }
+
     #[test]
     fn small_frames_share_a_chunk() {
         let mut q = WriteQueue::default();
         for _ in 0..100 {
             q.push_frame(false, OpCode::Text, b"0123456789", None);
         }
-        assert_eq!(q.pending().chunks.len(), 1);
+        let pending = q.pending();
+        assert!(pending.chunks.is_empty(), "all in the tail");
+        assert_eq!(pending.tail.len(), 1200);
         assert_eq!(q.len(), 1200);
     }
 }

@@ -245,6 +245,9 @@ impl<'a> Bench<'a> {
                 args.duration
             );
         }
+        if let Some(pid) = args.server_pid {
+            scale::check_serves(pid, self.addr)?;
+        }
         let server_before = args.server_pid.map(ProcessSample::of).transpose()?;
         let figures = self.connect_all()?;
         println!(

@@ -194,6 +194,63 @@ impl ProcessSample {
     }
 }
 
+/// Checks that process `pid` is a server at `addr`: that it holds a socket listening on
+/// `addr`'s port (from /proc/net/tcp{,6} and /proc/PID/fd), so `--server-pid` cannot report
+/// another process's memory as the server's. A process whose descriptors this one may not
+/// read (another user's) cannot be checked: that is said on stderr, and the run goes on.
+pub fn check_serves(pid: u32, addr: SocketAddr) -> Result<(), String> {
+    let listeners = listening_inodes(addr.port());
+    let fds = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(fds) => fds,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            eprintln!("bench: cannot check that process {pid} serves {addr} (its descriptors are not ours to read); taking --server-pid as given");
+            return Ok(());
+        }
+        Err(e) => return Err(format!("--server-pid {pid}: no such process ({e})")),
+    };
+    let serves = fds.flatten().any(|fd| {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        let inode = (target.to_str()).and_then(|t| {
+            t.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse::<u64>()
+                .ok()
+        });
+        inode.is_some_and(|inode| listeners.contains(&inode))
+    });
+    if serves {
+        return Ok(());
+    }
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    Err(format!(
+        "--server-pid {pid}: process {pid} ({}) does not listen on port {}; give the pid of the server at {addr}",
+        name.trim(),
+        addr.port()
+    ))
+}
+
+/// The socket inodes listening on TCP `port`, IPv4 and IPv6.
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        inodes.extend(text.lines().skip(1).filter_map(|line| listener(line, port)));
+    }
+    inodes
+}
+
+/// A /proc/net/tcp line's inode when it is a socket listening on `port`: fields are `sl
+/// local_address rem_address st ... uid timeout inode`, the address `HEXIP:HEXPORT` and the
+/// state 0A for LISTEN.
+fn listener(line: &str, port: u16) -> Option<u64> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let local_port = fields.get(1)?.rsplit(':').next()?;
+    let listening = *fields.get(3)? == "0A";
+    (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+        .then(|| fields.get(9)?.parse().ok())
+        .flatten()
+}
+
 /// Now as seconds since the Unix epoch, for events that other processes compare with theirs.
 pub fn unix_now() -> f64 {
     SystemTime::now()
@@ -233,6 +290,27 @@ mod tests {
         assert!(ports.contains("out of local ports after 28000"), "{ports}");
         let fds = connect_error(&io::Error::from_raw_os_error(24), 19_000, addr);
         assert!(fds.contains("out of file descriptors after 19000"), "{fds}");
+    }
+
+    #[test]
+    fn the_server_pid_must_be_the_process_listening_at_the_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(check_serves(std::process::id(), addr), Ok(()));
+        drop(listener);
+        let wrong = check_serves(std::process::id(), addr).unwrap_err();
+        assert!(wrong.contains("does not listen on port"), "{wrong}");
+        let gone = check_serves(u32::MAX, addr).unwrap_err();
+        assert!(gone.contains("no such process"), "{gone}");
+    }
+
+    #[test]
+    fn a_proc_net_tcp_line_gives_its_listeners_inode() {
+        let listen = "   0: 0100007F:251D 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0";
+        assert_eq!(listener(listen, 0x251D), Some(4242));
+        assert_eq!(listener(listen, 9001), None);
+        let established = listen.replace(" 0A ", " 01 ");
+        assert_eq!(listener(&established, 0x251D), None);
     }
 
     #[test]

@@ -135,6 +135,12 @@ struct Reader {
     assembler: MessageAssembler,
 }
 
+thread_local! {
+    /// The box of the reader let go last on this thread, for the next one made: a loop makes
+    /// and lets go of a reader for every connection at every batch of reads, one at a time.
+    static SPARE_READER: Cell<Option<Box<Reader>>> = const { Cell::new(None) };
+}
+
 impl Reader {
     /// A reader at the start of a frame; `deflate` if permessage-deflate was agreed.
     fn new(role: Role, config: &EndpointConfig, deflate: bool) -> Box<Reader> {
@@ -142,10 +148,23 @@ impl Reader {
         if deflate {
             decoder.allow_rsv1();
         }
-        Box::new(Reader {
+        let reader = Reader {
             decoder,
             assembler: MessageAssembler::new(config.max_message_size),
-        })
+        };
+        match SPARE_READER.try_with(Cell::take).ok().flatten() {
+            Some(mut spare) => {
+                *spare = reader;
+                spare
+            }
+            None => Box::new(reader),
+        }
+    }
+
+    /// Lets go of a reader whose message, if any, is abandoned: its box is kept for the next.
+    fn release(mut reader: Box<Reader>) {
+        reader.assembler.abandon();
+        let _ = SPARE_READER.try_with(|spare| spare.set(Some(reader)));
     }
 
     /// Whether it holds nothing that must outlive this batch of reads: no part of a frame
@@ -366,8 +385,8 @@ impl Endpoint {
 
     /// Lets go of the reader, giving its buffers back and forgetting any message in progress.
     fn drop_reader(&mut self) {
-        if let Some(mut reader) = self.reader.take() {
-            reader.assembler.abandon();
+        if let Some(reader) = self.reader.take() {
+            Reader::release(reader);
         }
     }
 

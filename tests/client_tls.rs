@@ -10,20 +10,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use common::{TestServer, TIMEOUT};
+use common::{ScratchDir, TestServer, TIMEOUT};
 use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ED25519};
 use wsloop::Config;
 
-/// A fresh directory for this test's files.
-fn scratch_dir() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("wsloop-client-tls-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for this test's files, removed when the test is done with it.
+fn scratch_dir() -> ScratchDir {
+    ScratchDir::new("wsloop-client-tls")
 }
 
 /// A self-signed certificate named `CN=name` for localhost and 127.0.0.1, made with `key`; its

@@ -12,11 +12,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use common::{TestServer, TIMEOUT};
+use common::{ScratchDir, TestServer, TIMEOUT};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use wsloop::client::{Client, ClientError, ClientOptions, Incoming};
 use wsloop::rustls::pki_types::pem::PemObject;
@@ -45,13 +44,9 @@ fn pki() -> Pki {
     }
 }
 
-/// A fresh directory for this test's files.
-fn scratch_dir() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("wsloop-tls-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for this test's files, removed when the test is done with it.
+fn scratch_dir() -> ScratchDir {
+    ScratchDir::new("wsloop-tls")
 }
 
 /// Writes the certificate and key to `dir`; returns their paths.
@@ -82,7 +77,8 @@ fn options(tls: Arc<ClientConfig>) -> ClientOptions<'static> {
 
 /// The binary's routes over TLS, with `config`.
 fn tls_server(pki: &Pki, config: Config) -> TestServer {
-    let (cert, key) = write_pair(&scratch_dir(), pki);
+    let dir = scratch_dir();
+    let (cert, key) = write_pair(&dir, pki);
     let tls = wsloop::tls::server_config(&cert, &key).expect("the generated pair is usable");
     TestServer::with_routes(config, |builder| {
         builder

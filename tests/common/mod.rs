@@ -568,3 +568,32 @@ impl RawClient {
         );
     }
 }
+
+/// A directory of its own for a test's files (certificates, keys), removed with what is in it
+/// when dropped, so test runs leave no private keys behind in the temporary directory.
+pub struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    /// A fresh, empty directory named `{prefix}-{pid}-{n}` in the temporary directory.
+    pub fn new(prefix: &str) -> ScratchDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        ScratchDir(dir)
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

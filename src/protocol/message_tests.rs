@@ -340,3 +340,66 @@ fn a_compressed_message_is_gathered_up_to_deflate_s_bound() {
         Err(ProtocolError::MessageTooBig(LIMIT + 1))
     );
 }
+
+/// The one-frame shortcut takes only what needs no state and breaks no rule; everything else
+/// is left to `on_header`/`on_payload`, which report the violations.
+#[test]
+fn a_single_frame_message_is_only_a_whole_valid_data_frame() {
+    let header = |fin, opcode, len, compressed| FrameHeader {
+        fin,
+        opcode,
+        mask: None,
+        compressed,
+        payload_len: len,
+    };
+    let assembler = MessageAssembler::new(16);
+    let ok = header(true, OpCode::Binary, 3, false);
+    assert_eq!(
+        assembler.single_frame_message(&ok, b"abc"),
+        Some(Message::Binary(b"abc"))
+    );
+    let text = header(true, OpCode::Text, 3, false);
+    assert_eq!(
+        assembler.single_frame_message(&text, b"abc"),
+        Some(Message::Text("abc"))
+    );
+    assert_eq!(
+        assembler.single_frame_message(&text, b"a\xff"),
+        None,
+        "invalid UTF-8"
+    );
+    let first = header(false, OpCode::Text, 3, false);
+    assert_eq!(
+        assembler.single_frame_message(&first, b"abc"),
+        None,
+        "a first fragment"
+    );
+    let deflated = header(true, OpCode::Binary, 3, true);
+    assert_eq!(
+        assembler.single_frame_message(&deflated, b"abc"),
+        None,
+        "compressed"
+    );
+    let ping = header(true, OpCode::Ping, 3, false);
+    assert_eq!(
+        assembler.single_frame_message(&ping, b"abc"),
+        None,
+        "a control frame"
+    );
+    let big = header(true, OpCode::Binary, 17, false);
+    assert_eq!(
+        assembler.single_frame_message(&big, &[0; 17]),
+        None,
+        "over the limit"
+    );
+
+    // While a fragmented message is open, a new data frame is a violation, not a message.
+    let mut open = MessageAssembler::new(16);
+    open.on_header(&first).unwrap();
+    open.on_payload(b"abc", true).unwrap();
+    assert_eq!(
+        open.single_frame_message(&ok, b"abc"),
+        None,
+        "inside a fragmented message"
+    );
+}

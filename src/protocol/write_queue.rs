@@ -564,6 +564,11 @@ mod tests {
     /// still come out in the order they were queued.
     #[test]
     fn pushes_between_partial_writes_keep_their_order() {
+        let frame_of = |payload: &[u8]| {
+            let mut frame = Vec::new();
+            crate::protocol::frame::encode_frame(&mut frame, false, OpCode::Binary, payload, None);
+            frame
+        };
         let mut q = WriteQueue::default();
         let mut expected = Vec::new();
         let mut sink = Trickle {
@@ -576,20 +581,9 @@ mod tests {
             match round % 4 {
                 0 | 1 => q.push_frame(false, OpCode::Binary, &payload, None),
                 2 => q.push_frame_shared(OpCode::Binary, Arc::new(payload.clone())),
-                _ => {
-                    let mut frame = Vec::new();
-                    let encode = crate::protocol::frame::encode_frame;
-                    encode(&mut frame, false, OpCode::Binary, &payload, None);
-                    expected.extend_from_slice(&frame);
-                    q.push_shared(&Arc::from(frame));
-                    sink.capacity += round * 13 % 97;
-                    let _ = q.write_to(&mut sink);
-                    continue;
-                }
+                _ => q.push_shared(&Arc::from(frame_of(&payload))),
             }
-            let mut frame = Vec::new();
-            crate::protocol::frame::encode_frame(&mut frame, false, OpCode::Binary, &payload, None);
-            expected.extend_from_slice(&frame);
+            expected.extend_from_slice(&frame_of(&payload));
             sink.capacity += round * 7 % 31;
             let _ = q.write_to(&mut sink);
         }

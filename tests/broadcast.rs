@@ -160,11 +160,18 @@ fn slow_receiver_is_closed_with_1008_while_the_others_go_on() {
         (TEXT, &b"still there?"[..])
     );
 
-    // The slow receiver finds an unbroken prefix of the messages, then the end: a 1008 close
-    // and EOF, or just EOF/reset when not even the close frame fitted.
+    assert_cut_off(&mut slow, BIG_COUNT);
+}
+
+/// The slow receiver finds an unbroken prefix of the `sent` messages, then the end: a 1008
+/// close and EOF, or just EOF/reset when not even the close frame fitted.
+fn assert_cut_off(slow: &mut RawClient, sent: u32) {
     let mut received = 0;
     let close = loop {
-        assert!(received <= BIG_COUNT, "more messages than were sent");
+        assert!(
+            received < sent,
+            "the slow receiver got all {received} messages: it was never cut off"
+        );
         match slow.read_frame_or_end() {
             Some(frame) if frame.opcode == CLOSE => break Some(frame),
             Some(frame) => {
@@ -174,10 +181,6 @@ fn slow_receiver_is_closed_with_1008_while_the_others_go_on() {
             None => break None,
         }
     };
-    assert!(
-        received < BIG_COUNT,
-        "the slow receiver got all {received} messages: it was never cut off"
-    );
     if let Some(close) = close {
         assert_eq!(close.close_code(), 1008);
         let reason = String::from_utf8_lossy(&close.payload[2..]);
@@ -323,12 +326,7 @@ fn a_slow_receiver_dropped_at_the_close_timeout_is_reset_at_once() {
             .max_buffered(MAX_BUFFERED)
             .close_timeout(close_timeout),
     );
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr().into()).unwrap();
-    let mut slow = RawClient::from_stream(socket.into());
-    slow.send(common::upgrade_request("/broadcast", "").as_bytes());
-    assert_eq!(slow.read_head().status, 101);
+    let slow = join_with_small_receive_buffer(server.addr());
     let mut sender = join(server.addr());
     for seq in 0..BIG_COUNT {
         sender.send(&client_frame(true, BINARY, &big_message(seq)));
@@ -368,4 +366,36 @@ fn a_slow_receiver_dropped_at_the_close_timeout_is_reset_at_once() {
         Some(ErrorKind::ConnectionReset),
         "the server ended the connection without a reset"
     );
+}
+
+/// A connection whose receive buffer is 4 KiB, upgraded to /broadcast.
+fn join_with_small_receive_buffer(addr: SocketAddr) -> RawClient {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut client = RawClient::from_stream(socket.into());
+    client.send(common::upgrade_request("/broadcast", "").as_bytes());
+    assert_eq!(client.read_head().status, 101);
+    client
+}
+
+/// `send_buffer` bounds what the kernel holds for a receiver that stopped reading, so 1 MiB of
+/// broadcasts is enough to cut it off. With the kernel's own sizing, a loopback socket takes
+/// in megabytes before the server's queue even starts to grow: this receiver would get them all.
+#[test]
+fn a_small_send_buffer_cuts_off_a_stalled_reader_within_a_megabyte() {
+    const SENT: u32 = (1 << 20) / BIG as u32;
+    let config = Config::default()
+        .max_buffered(MAX_BUFFERED)
+        .send_buffer(Some(16 * 1024));
+    let server = server(config);
+    let mut slow = join_with_small_receive_buffer(server.addr());
+    let mut sender = join(server.addr());
+    for seq in 0..SENT {
+        sender.send(&client_frame(true, BINARY, &big_message(seq)));
+    }
+    // A round trip after the last message: every one was taken in and delivered.
+    sender.send(&client_frame(true, common::PING, b"done?"));
+    assert_eq!(sender.read_frame().payload, b"done?");
+    assert_cut_off(&mut slow, SENT);
 }

@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// it the client is closed with 1008.
     #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = units::parse_size)]
     max_buffered: usize,
+    /// The kernel's send buffer for each connection (SO_SNDBUF; Linux doubles it and caps it at
+    /// net.core.wmem_max). Smaller: a client that stopped reading reaches --max-buffered, and
+    /// is closed, sooner [default: the kernel's own sizing].
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    send_buffer: Option<usize>,
     /// Most connections at once; more are refused with 503.
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     max_connections: usize,
@@ -226,6 +231,7 @@ impl ServeArgs {
             .max_header_size(self.max_header_size)
             .max_connections(self.max_connections)
             .max_buffered(self.max_buffered)
+            .send_buffer(self.send_buffer)
             .handshake_timeout(self.handshake_timeout)
             .ping_interval(self.ping_interval)
             .idle_timeout(self.idle_timeout)

@@ -345,6 +345,7 @@ impl ServerBuilder {
     /// Validates the configuration and binds the listening socket(s).
     pub fn build(mut self) -> Result<Server, Error> {
         self.config.validate().map_err(Error::Config)?;
+        warn_if_capped(self.config.send_buffer);
         let mut on_reload = self.on_reload.take();
         let threads = self.threads;
         if !(1..=ConnectionId::MAX_LOOPS).contains(&threads) {
@@ -547,6 +548,21 @@ impl ServerBuilder {
             bridge,
             history,
         })
+    }
+}
+
+/// One line at start when the kernel will not give connections the send buffer asked for:
+/// Linux caps `SO_SNDBUF` at `net.core.wmem_max` for an unprivileged process.
+fn warn_if_capped(send_buffer: Option<usize>) {
+    let Some(asked) = send_buffer else { return };
+    let max = std::fs::read_to_string("/proc/sys/net/core/wmem_max");
+    if let Some(max) = max.ok().and_then(|m| m.trim().parse::<usize>().ok()) {
+        if asked > max {
+            log::warn!(
+                "send-buffer {asked} B is over net.core.wmem_max ({max} B): connections get \
+                 {max} B (raise the sysctl for more)"
+            );
+        }
     }
 }
 

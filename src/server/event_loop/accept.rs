@@ -164,6 +164,11 @@ impl EventLoop {
         if let Err(e) = socket.set_nodelay(true) {
             warn!("{peer} TCP_NODELAY failed: {e}");
         }
+        if let Some(bytes) = self.config.send_buffer {
+            if let Err(e) = socket2::SockRef::from(&socket).set_send_buffer_size(bytes) {
+                warn!("{peer} SO_SNDBUF failed: {e}");
+            }
+        }
         let slot = self.entries.vacant_entry();
         let key = slot.key();
         self.serial += 1;

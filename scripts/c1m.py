@@ -11,11 +11,14 @@ through one redis-server, each held by its own `wsloop bench --idle` process:
   2. starts redis-server and N release instances (`--cluster`, `--ping-interval`);
   3. connects every client at once (one bench process per instance, on /broadcast) and reports
      each instance's upgrade rate, handshake p50/p99, RSS growth and CPU per upgrade;
-  4. holds them for --hold with keepalive pings on, and fails on any close;
-  5. publishes one 64 B message on instance 0's /broadcast and times it until the last client
+  4. with --non-readers PCT, that share of the clients stop reading once upgraded; a paced
+     flood of FLOOD_MESSAGES x FLOOD_SIZE then reaches every other client, while each instance
+     (with --max-buffered and --send-buffer small) closes the non-readers, holding its memory;
+  5. holds them for --hold with keepalive pings on, and fails on any close;
+  6. publishes one 64 B message on instance 0's /broadcast and times it until the last client
      of all has it (Redis carries it to the other instances);
-  6. sends SIGINT to every instance and times it until the last client has its 1001;
-  7. stops everything it started.
+  7. sends SIGINT to every instance and times it until the last client has its 1001;
+  8. stops everything it started.
 
 Figures go to stdout as they come, then a summary; --report FILE also writes them as JSON.
 """
@@ -54,6 +57,17 @@ MACHINE_SYSCTLS = {
     # overflow the default 1000.
     "net/core/netdev_max_backlog": "65536",
 }
+
+
+# With --non-readers: what each instance lets a client leave unread, the kernel send buffer it
+# gives each one, and the flood that must cut the non-readers off. A non-reader (a 4 KiB
+# receive buffer) holds about 20 KiB in the kernel and then --max-buffered: it is closed at
+# the fourth or fifth message. The flood is paced, each message sent once every reader has the
+# one before, so a reader has nothing unread when the next arrives: however late its process
+# gets to read, the server never takes it for a slow one.
+SLOW_LIMITS = ["--max-buffered", "16KiB", "--send-buffer", "8KiB"]
+FLOOD_MESSAGES = 8
+FLOOD_SIZE = 8 * 1024
 
 
 def log(line):
@@ -278,8 +292,9 @@ def percentile(values, p):
 class Bench:
     """One `wsloop bench --idle` process and the events it printed."""
 
-    def __init__(self, index, url, connections, server_pid, hold_seconds, logs):
+    def __init__(self, index, url, connections, server_pid, hold_seconds, logs, non_readers):
         self.index = index
+        self.connections = connections
         self.events = {}
         self.lines = []
         self.done = threading.Event()
@@ -288,7 +303,7 @@ class Bench:
         self.process = subprocess.Popen(
             [WSLOOP, "bench", url, "--mode", "broadcast", "--idle", "--json",
              "--connections", str(connections), "--duration", f"{hold_seconds}s",
-             "--server-pid", str(server_pid)],
+             "--server-pid", str(server_pid), "--non-readers", str(non_readers)],
             stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         self.reader = threading.Thread(target=self.read, daemon=True)
         self.reader.start()
@@ -298,8 +313,11 @@ class Bench:
             line = line.strip()
             if line.startswith("{"):
                 event = json.loads(line)
+                name = event["event"]
+                if name == "reached":
+                    name = f"reached {event['message']}"
                 with self.changed:
-                    self.events[event["event"]] = event
+                    self.events[name] = event
                     self.changed.notify_all()
             else:
                 self.lines.append(line)
@@ -323,11 +341,60 @@ class Bench:
         return err or (self.lines[-1] if self.lines else "no output")
 
 
+class Publisher:
+    """A plain WebSocket client that sends binary messages (the publisher of a broadcast)."""
+
+    def __init__(self, host, port):
+        self.socket = socket.create_connection((host, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.socket.sendall((f"GET /broadcast HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                             ).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.socket.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 101"):
+            sys.exit(f"c1m: the publisher's upgrade failed: {head[:80]!r}")
+
+    def send(self, payload, opcode=0x2):
+        """One frame, masked as a client's must be (RFC 6455 §5.3)."""
+        n = len(payload)
+        if n < 126:
+            head = bytes([0x80 | opcode, 0x80 | n])
+        elif n < 65536:
+            head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+        mask = os.urandom(4)
+        keys = (mask * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keys, "big")).to_bytes(n, "big")
+        self.socket.sendall(head + mask + masked)
+
+    def close(self):
+        """Leaves with a close handshake, as a client should: an instance waits for its
+        clients' closes when it shuts down."""
+        self.send((1000).to_bytes(2, "big"), opcode=0x8)
+        self.socket.settimeout(5)
+        try:
+            while self.socket.recv(65536):
+                pass
+        except OSError:
+            pass
+        self.socket.close()
+
+
 class Run:
     def __init__(self, options):
         self.options = options
         self.children = []
-        self.report = {"connections": options.connections, "instances": options.instances}
+        self.report = {"connections": options.connections, "instances": options.instances,
+                       "non_readers_percent": options.non_readers}
+        # Messages published so far: the next one's number, for the benches' "reached N".
+        self.published = 0
         self.logs = tempfile.mkdtemp(prefix="wsloop-c1m-")
 
     def spawn(self, command, **kwargs):
@@ -373,7 +440,8 @@ class Run:
             process = self.spawn(
                 [WSLOOP, "--bind", "127.0.0.1:0", "--log-level", "warn", "--cluster", redis_url,
                  "--ping-interval", f"{self.options.ping_interval}s",
-                 "--threads", str(self.options.threads)],
+                 "--threads", str(self.options.threads)]
+                + (SLOW_LIMITS if self.options.non_readers else []),
                 stdout=subprocess.PIPE, stderr=err, text=True)
             line = process.stdout.readline().strip()
             if not line.startswith("listening on "):
@@ -382,7 +450,9 @@ class Run:
                     why = f.read().strip().splitlines() or [line or "no output"]
                 sys.exit(f"c1m: instance {i} did not start: {why[-1]}")
             self.instances.append((process, line[len("listening on "):]))
-        log(f"{len(self.instances)} instances up with --cluster {redis_url}, logs in {self.logs}")
+        limits = f" and {' '.join(SLOW_LIMITS)}" if self.options.non_readers else ""
+        log(f"{len(self.instances)} instances up with --cluster {redis_url}{limits}, logs in "
+            f"{self.logs}")
 
     def connect(self):
         options = self.options
@@ -397,7 +467,8 @@ class Run:
         # A bench ends its hold itself long after this script is done with it.
         hold = int(options.hold + 600)
         self.benches = [
-            Bench(i, f"{url}/broadcast", per[i], process.pid, hold, self.logs)
+            Bench(i, f"{url}/broadcast", per[i], process.pid, hold, self.logs,
+                  options.non_readers)
             for i, (process, url) in enumerate(self.instances)]
         for bench in self.benches:
             self.children.append(bench.process)
@@ -480,34 +551,98 @@ class Run:
         benches = sum(cpu_seconds(b.process.pid) for b in self.benches)
         return servers, benches
 
-    def broadcast(self):
+    def publisher(self):
+        """A WebSocket client on instance 0's /broadcast."""
         host, port = self.instances[0][1][len("ws://"):].rsplit(":", 1)
-        sender = socket.create_connection((host, int(port)))
-        key = base64.b64encode(os.urandom(16)).decode()
-        sender.sendall((f"GET /broadcast HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                        "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sender.recv(4096)
-        if not head.startswith(b"HTTP/1.1 101"):
-            sys.exit(f"c1m: the publisher's upgrade failed: {head[:80]!r}")
-        payload = b"x" * 64
-        mask = os.urandom(4)
-        frame = bytes([0x82, 0x80 | len(payload)]) + mask + bytes(
-            b ^ mask[i % 4] for i, b in enumerate(payload))
+        return Publisher(host, int(port))
+
+    def wait_reached(self, message, deadline, what):
+        """Each bench's "reached" event for `message` (numbered from 1)."""
+        reached = []
+        for bench in self.benches:
+            event = bench.wait_for(f"reached {message}", deadline)
+            if event is None:
+                sys.exit(f"c1m: {what} did not reach every client of bench {bench.index} "
+                         f"in time: {bench.why_not()}")
+            reached.append(event)
+        return reached
+
+    def flood(self):
+        """--non-readers: a flood every reader gets whole, while the instances close the
+        non-readers; their RSS before and after says whether memory stayed bounded."""
+        options = self.options
+        size = FLOOD_MESSAGES * FLOOD_SIZE
+        log(f"flood: {FLOOD_MESSAGES} messages of {FLOOD_SIZE // 1024} KiB on instance 0's "
+            f"/broadcast, each once every reader has the one before, while "
+            f"{options.non_readers}% of the clients do not read")
+        rss_before = [rss(p.pid) for p, _ in self.instances]
+        sock_before = sockstat()
+        publisher = self.publisher()
+        servers_cpu, benches_cpu = self.cpu()
+        sent = time.time()
+        deadline = sent + options.broadcast_timeout
+        for i in range(FLOOD_MESSAGES):
+            publisher.send(bytes([65 + i % 26]) * FLOOD_SIZE)
+            self.published += 1
+            reached = self.wait_reached(self.published, deadline, f"flood message {i + 1}")
+        peak = [rss(p.pid) for p, _ in self.instances]
+        sock_peak = sockstat()
+        cuts = []
+        for bench in self.benches:
+            if bench.connections * options.non_readers // 100 == 0:
+                continue
+            event = bench.wait_for("cut_off", deadline + 10)
+            if event is None:
+                sys.exit(f"c1m: bench {bench.index}'s non-readers were not all closed by its "
+                         f"server within {options.broadcast_timeout + 10:g} s: {bench.why_not()}")
+            cuts.append(event)
+        servers_after, benches_after = self.cpu()
+        rss_after = [rss(p.pid) for p, _ in self.instances]
+        publisher.close()
+        readers = sum(e["connections"] for e in reached)
+        cut = sum(e["connections"] for e in cuts)
+        expected = sum(b.connections - b.connections * options.non_readers // 100
+                       for b in self.benches)
+        if readers < expected:
+            sys.exit(f"c1m: {expected - readers} of the {expected} clients that read were closed "
+                     "during the flood (the benches' logs say why)")
+        grown = [max(a, b) - before for a, b, before in zip(peak, rss_after, rss_before)]
+        self.report["flood"] = {
+            "messages": FLOOD_MESSAGES, "message_bytes": FLOOD_SIZE,
+            "instance_flags": " ".join(SLOW_LIMITS),
+            "readers": readers,
+            "all_reached_ms": round((max(e["last_unix"] for e in reached) - sent) * 1e3, 1),
+            "non_readers_closed": cut,
+            "first_closed_s": round(min(e["first_unix"] for e in cuts) - sent, 2),
+            "last_closed_s": round(max(e["last_unix"] for e in cuts) - sent, 2),
+            "server_rss_growth_max_mib": round(max(grown) / 2**20, 1),
+            "server_rss_growth_per_reader_delivery_bytes":
+                round(sum(grown) / max(1, readers * FLOOD_MESSAGES), 1),
+            "tcp_buffer_bytes_peak": sock_peak.get("mem_bytes"),
+            "tcp_buffer_bytes_before": sock_before.get("mem_bytes"),
+            "servers_cpu_s": round(servers_after - servers_cpu, 2),
+            "benches_cpu_s": round(benches_after - benches_cpu, 2),
+        }
+        f = self.report["flood"]
+        log(f"the flood ({size // 1024} KiB) reached all {readers} readers within "
+            f"{f['all_reached_ms']} ms; the instances closed all {cut} non-readers between "
+            f"{f['first_closed_s']} s and {f['last_closed_s']} s after it began "
+            f"(--close-timeout: the non-readers never answer their 1008)")
+        log(f"memory during the flood: an instance's RSS grew at most "
+            f"{f['server_rss_growth_max_mib']} MiB; the sockets' buffers held "
+            f"{f['tcp_buffer_bytes_peak'] // 2**20} MiB once every reader had it "
+            f"({f['tcp_buffer_bytes_before'] // 2**20} MiB before); CPU: the instances "
+            f"{f['servers_cpu_s']} s, the clients {f['benches_cpu_s']} s")
+
+    def broadcast(self):
+        publisher = self.publisher()
         redis_cpu = cpu_seconds(self.redis.pid)
         servers_cpu, benches_cpu = self.cpu()
         sent = time.time()
-        sender.sendall(frame)
+        publisher.send(b"x" * 64)
+        self.published += 1
         deadline = sent + self.options.broadcast_timeout
-        reached = []
-        for bench in self.benches:
-            event = bench.wait_for("reached", deadline)
-            if event is None:
-                sys.exit(f"c1m: the broadcast did not reach every client of bench {bench.index} "
-                         f"within {self.options.broadcast_timeout} s")
-            reached.append(event)
+        reached = self.wait_reached(self.published, deadline, "the broadcast")
         servers_after, benches_after = self.cpu()
         last = max(e["last_unix"] for e in reached)
         first = min(e["first_unix"] for e in reached)
@@ -525,19 +660,7 @@ class Run:
             f"({b['servers_cpu_s'] / b['receivers'] * 1e6:.1f} µs per delivery), the clients "
             f"{b['benches_cpu_s']} s, Redis "
             f"{str(b['redis_cpu_ms']) + ' ms' if b['redis_cpu_ms'] else 'under 10 ms'}")
-        # The publisher leaves with a close handshake, as a client should: an instance waits
-        # for its clients' closes when it shuts down.
-        mask = os.urandom(4)
-        body = (1000).to_bytes(2, "big")
-        sender.sendall(bytes([0x88, 0x80 | len(body)]) + mask
-                       + bytes(b ^ mask[i % 4] for i, b in enumerate(body)))
-        sender.settimeout(5)
-        try:
-            while sender.recv(4096):
-                pass
-        except OSError:
-            pass
-        sender.close()
+        publisher.close()
 
     def shutdown(self):
         self.memory("before shutdown", self.report["connect"]["total"])
@@ -599,6 +722,9 @@ def main():
     parser.add_argument("--connect-timeout", type=parse_duration, default=600)
     parser.add_argument("--broadcast-timeout", type=parse_duration, default=60)
     parser.add_argument("--shutdown-timeout", type=parse_duration, default=60)
+    parser.add_argument("--non-readers", type=int, default=0, metavar="PERCENT",
+                        help="this share of the clients stop reading once upgraded; a flood "
+                             "then checks that the instances close them and stay bounded")
     parser.add_argument("--report", help="also write the figures to this JSON file")
     parser.add_argument("--no-netns", action="store_true",
                         help="run in this network namespace, with the host's TCP hash table")
@@ -608,6 +734,8 @@ def main():
     if options.instances > options.connections:
         parser.error(f"--instances {options.instances} is more than --connections "
                      f"{options.connections}: each instance needs a client")
+    if not 0 <= options.non_readers <= 50:
+        parser.error("--non-readers is a percentage from 0 to 50")
     if options.threads > 256:
         parser.error("--threads is 1 to 256")
     per_instance = math.ceil(options.connections / options.instances)
@@ -648,6 +776,8 @@ def run_here(options, per_instance):
         sysctls.raise_all()
         run.start_instances(run.start_redis())
         run.connect()
+        if options.non_readers:
+            run.flood()
         run.hold()
         run.broadcast()
         run.shutdown()

@@ -5,7 +5,8 @@
 # and README's "One million connections" for the figures. Needs redis-server and python3.
 #
 #   scripts/c1m.sh                                   # 1,000,000 over 55 instances
-#   scripts/c1m.sh --connections 100000 --instances 6 --hold 10s   # the short form CI runs
+#   scripts/c1m.sh --connections 100000 --instances 6 --hold 10s --non-readers 10   # the short form CI runs
+#   (--non-readers PCT: that share stop reading; a paced flood must get them closed, no reader)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v redis-server >/dev/null || { echo "c1m: redis-server is missing (apt-get install redis-server)" >&2; exit 1; }

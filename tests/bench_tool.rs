@@ -317,6 +317,60 @@ fn an_idle_run_times_a_broadcast_to_all_and_ends_when_the_server_closes_them() {
     assert!(child.wait().unwrap().success());
 }
 
+/// `--non-readers 20` of 10 connections: the 5th and 10th stop reading once upgraded. A paced
+/// flood reaches the 8 others, the server's slow-consumer limit ends the 2 (reported as such,
+/// not as failures), and a shutdown then closes the 8.
+#[test]
+fn non_readers_are_left_out_of_the_reach_and_their_closes_are_told_apart() {
+    use std::io::BufRead;
+    use std::time::Duration;
+    let config = Config::default()
+        .max_buffered(16 * 1024)
+        .send_buffer(Some(8 * 1024))
+        .close_timeout(Duration::from_millis(300));
+    let server = TestServer::with_routes(config, |b| b.route("/broadcast", Broadcast));
+    let url = format!("ws://{}/broadcast", server.addr());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args(["bench", &url, "--mode", "broadcast", "--idle", "--json"])
+        .args(["--connections", "10", "--non-readers", "20"])
+        .args(["--duration", "20s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    read_until(
+        &mut lines,
+        "holding 10 idle connections (2 of them not reading)",
+    );
+    let mut sender = common::RawClient::upgrade(server.addr(), "/broadcast");
+    for message in 1..=8 {
+        sender.send(&common::client_frame(true, 2, &[message as u8; 8 * 1024]));
+        let reached = read_until(&mut lines, "\"event\":\"reached\"");
+        let reached: Value = serde_json::from_str(&reached).unwrap();
+        assert_eq!(reached["message"], message, "{reached}");
+        assert_eq!(reached["connections"], 8, "{reached}");
+    }
+    let cut_off = read_until(&mut lines, "\"event\":\"cut_off\"");
+    let cut_off: Value = serde_json::from_str(&cut_off).unwrap();
+    assert_eq!(cut_off["connections"], 2, "{cut_off}");
+    server.begin_shutdown();
+    let closed = read_until(&mut lines, "\"event\":\"closed\"");
+    let closed: Value = serde_json::from_str(&closed).unwrap();
+    assert_eq!(
+        (&closed["closed"], &closed["non_readers_closed"]),
+        (&Value::from(8), &Value::from(2)),
+        "{closed}"
+    );
+    let reasons = closed["reasons"].as_str().unwrap();
+    assert!(
+        reasons.starts_with("the server closed with 1001") && !reasons.contains(';'),
+        "{reasons}"
+    );
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn more_connections_than_the_descriptor_limit_are_refused_before_connecting() {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();

@@ -78,6 +78,8 @@ pub struct BenchConn {
     offset: usize,
     /// Whether each message that arrives must be the one sent (else any message counts).
     pub checks: bool,
+    /// Whether it reads once open (a --non-readers connection does not).
+    pub reads: bool,
 }
 
 impl BenchConn {
@@ -111,6 +113,7 @@ impl BenchConn {
             to_send: 0,
             offset: 0,
             checks: true,
+            reads: true,
         }
     }
 

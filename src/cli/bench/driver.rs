@@ -75,14 +75,19 @@ impl Bench<'_> {
     }
 
     pub(super) fn start_connection(&mut self) -> Result<(), String> {
-        let tcp =
-            TcpStream::connect(self.addr).map_err(|e| connect_error(&e, self.open, self.addr))?;
+        let key = self.conns.len();
+        let reads = self.reads(key);
+        let tcp = if reads {
+            TcpStream::connect(self.addr)
+        } else {
+            connect_with_small_receive_buffer(self.addr)
+        };
+        let tcp = tcp.map_err(|e| connect_error(&e, self.open, self.addr))?;
         let (frame, payload) = self.frame_for(self.conns.len());
         let mut stream = match &self.tls {
             Some(config) => BenchStream::tls(tcp, &self.url.host, config.clone())?,
             None => BenchStream::Plain(tcp),
         };
-        let key = self.conns.len();
         self.poll
             .registry()
             .register(
@@ -101,6 +106,7 @@ impl Bench<'_> {
         );
         // Held connections take whatever the server sends them.
         conn.checks = !self.args.idle;
+        conn.reads = reads;
         self.conns.push(conn);
         self.writable.push(true);
         self.sent_at.push(VecDeque::new());
@@ -139,6 +145,10 @@ impl Bench<'_> {
             self.finish_close(key);
             return;
         }
+        if conn.phase == Phase::Open && !conn.reads {
+            self.cut_off(key);
+            return;
+        }
         if conn.phase == Phase::Open {
             self.open -= 1;
             if let Some(hold) = self.hold.as_mut() {
@@ -171,13 +181,21 @@ impl Bench<'_> {
         let mut buffer = std::mem::take(&mut self.read_buffer);
         for event in events.iter() {
             let key = event.token().0;
-            if self.conns[key].phase == Phase::Closed {
+            let conn = &self.conns[key];
+            if conn.phase == Phase::Closed {
+                continue;
+            }
+            let hung_up = event.is_read_closed() || event.is_error();
+            if !conn.reads && conn.phase == Phase::Open {
+                // A non-reader only notices the end: the server's reset or FIN.
+                if hung_up {
+                    self.cut_off(key);
+                }
                 continue;
             }
             if event.is_writable() {
                 self.flush(key);
             }
-            let hung_up = event.is_read_closed() || event.is_error();
             if event.is_readable() || hung_up {
                 let outcome = self.conns[key].read(&mut buffer, !hung_up);
                 if self.measuring {
@@ -213,7 +231,15 @@ impl Bench<'_> {
     pub(super) fn close_all(&mut self) -> Result<(), String> {
         self.measuring = false;
         for key in 0..self.conns.len() {
-            if self.conns[key].phase == Phase::Open {
+            let conn = &mut self.conns[key];
+            if conn.phase == Phase::Open && !conn.reads {
+                // It would never read the server's answer: it just goes.
+                conn.phase = Phase::Closed;
+                let _ = self.poll.registry().deregister(conn.stream.tcp());
+                let _ = conn.stream.tcp().shutdown(std::net::Shutdown::Both);
+                continue;
+            }
+            if conn.phase == Phase::Open {
                 self.conns[key].start_close();
                 self.closing += 1;
                 self.flush(key);
@@ -231,6 +257,19 @@ impl Bench<'_> {
         Ok(())
     }
 
+    /// The server ended a connection that does not read (--non-readers): expected, counted
+    /// apart from the failures.
+    pub(super) fn cut_off(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.phase = Phase::Closed;
+        let _ = self.poll.registry().deregister(conn.stream.tcp());
+        self.open -= 1;
+        self.stalled -= 1;
+        if let Some(hold) = self.hold.as_mut() {
+            hold.cut_off(self.stalled);
+        }
+    }
+
     /// A closing connection is done.
     pub(super) fn finish_close(&mut self, key: usize) {
         let conn = &mut self.conns[key];
@@ -238,4 +277,20 @@ impl Bench<'_> {
         let _ = self.poll.registry().deregister(conn.stream.tcp());
         self.closing -= 1;
     }
+}
+
+/// A connection whose socket has a 4 KiB receive buffer, set before the connect so the window
+/// the handshake announces is that small: a client that stops reading is found out after
+/// kilobytes, not after the default buffer's hundred.
+fn connect_with_small_receive_buffer(addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.set_recv_buffer_size(4096)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
 }

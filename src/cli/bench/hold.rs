@@ -21,6 +21,12 @@ pub(super) struct Hold {
     closed: usize,
     first_close: f64,
     last_close: f64,
+    /// The connections that do not read (--non-readers), how many the server has closed, and
+    /// when the first and the last went.
+    non_readers: usize,
+    cut_off: usize,
+    first_cut: f64,
+    last_cut: f64,
     json: bool,
 }
 
@@ -33,18 +39,22 @@ struct Reach {
 }
 
 impl Hold {
-    pub(super) fn new(json: bool) -> Hold {
+    pub(super) fn new(json: bool, non_readers: usize) -> Hold {
         Hold {
             reached: Vec::new(),
             closed: 0,
             first_close: 0.0,
             last_close: 0.0,
+            non_readers,
+            cut_off: 0,
+            first_cut: 0.0,
+            last_cut: 0.0,
             json,
         }
     }
 
     /// `count` more messages reached a connection that had `received`; `open` connections
-    /// are up. Says so once a message has reached every one.
+    /// that read are up. Says so once a message has reached every one.
     pub(super) fn arrived(&mut self, received: &mut u64, count: usize, open: usize) {
         let now = unix_now();
         for _ in 0..count {
@@ -94,7 +104,40 @@ impl Hold {
         }
     }
 
-    /// An open connection was closed by the server (or lost).
+    /// The server closed a connection that does not read; `left` are still open. Says so
+    /// once it has closed them all.
+    pub(super) fn cut_off(&mut self, left: usize) {
+        let now = unix_now();
+        if self.cut_off == 0 {
+            self.first_cut = now;
+        }
+        self.cut_off += 1;
+        self.last_cut = now;
+        if left > 0 {
+            return;
+        }
+        println!(
+            "the server closed all {} that did not read: first at {:.6}, last at {:.6} \
+             ({:.1} ms apart)",
+            count(self.cut_off, "connection"),
+            self.first_cut,
+            self.last_cut,
+            (self.last_cut - self.first_cut) * 1e3
+        );
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "event": "cut_off",
+                    "connections": self.cut_off,
+                    "first_unix": rounded(self.first_cut, 6),
+                    "last_unix": rounded(self.last_cut, 6),
+                })
+            );
+        }
+    }
+
+    /// An open connection that reads was closed by the server (or lost).
     pub(super) fn closed(&mut self) {
         let now = unix_now();
         if self.closed == 0 {
@@ -110,7 +153,7 @@ impl Bench<'_> {
     /// Success when none closed, or the server closed them all (a shutdown); a failure when
     /// some of them were lost.
     pub(super) fn hold(&mut self, duration: Duration) -> Result<ExitCode, String> {
-        self.hold = Some(Hold::new(self.args.json));
+        self.hold = Some(Hold::new(self.args.json, self.stalled));
         let held = self.open;
         let mut events = Events::with_capacity(1024);
         let end = Instant::now() + duration;
@@ -133,6 +176,8 @@ impl Bench<'_> {
                     "first_close_unix": (hold.closed > 0).then(|| rounded(hold.first_close, 6)),
                     "last_close_unix": (hold.closed > 0).then(|| rounded(hold.last_close, 6)),
                     "reasons": (!reasons.is_empty()).then_some(&reasons),
+                    "non_readers": hold.non_readers,
+                    "non_readers_closed": hold.cut_off,
                 })
             );
         }

@@ -134,6 +134,7 @@ impl Bench<'_> {
 
     pub(super) fn on_open(&mut self, key: usize) {
         self.open += 1;
+        self.stalled += usize::from(!self.conns[key].reads);
         self.connecting.opened(key, Instant::now());
         if self.args.mode == Mode::Broadcast && key == self.receivers() {
             self.sender = Some(key);
@@ -146,7 +147,11 @@ impl Bench<'_> {
     /// URL is not an echo endpoint).
     pub(super) fn on_messages(&mut self, key: usize, count: usize) -> Result<(), String> {
         if let Some(hold) = self.hold.as_mut() {
-            hold.arrived(&mut self.fan_out.received[key], count, self.open);
+            // What a non-reader took in with its 101 counts for nothing.
+            if self.conns[key].reads {
+                let readers = self.open - self.stalled;
+                hold.arrived(&mut self.fan_out.received[key], count, readers);
+            }
             return Ok(());
         }
         if !self.measuring {

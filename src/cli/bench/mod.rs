@@ -71,6 +71,14 @@ pub struct BenchArgs {
     /// all are receivers (no sender).
     #[arg(long)]
     idle: bool,
+    /// With --idle: this share of the connections (spread evenly) stop reading once upgraded,
+    /// with a 4 KiB receive buffer, as stalled clients do. Messages need reach only the
+    /// others; the server closing one of these is expected (its slow-consumer limit, its
+    /// idle timeout) and is reported, with when the first and the last went, apart from the
+    /// closes that fail a run.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..100), requires = "idle")]
+    non_readers: u8,
     /// The server's process id (on this machine): report its resident memory before and
     /// after connecting (per connection) and the CPU time it spent on the upgrades.
     #[arg(long, value_name = "PID")]
@@ -164,6 +172,8 @@ struct Bench<'a> {
     connecting: Connecting,
     /// In an idle run, once every connection is up: arrivals and the server's closes.
     hold: Option<Hold>,
+    /// Open connections that do not read (--non-readers).
+    stalled: usize,
 }
 
 impl<'a> Bench<'a> {
@@ -215,11 +225,19 @@ impl<'a> Bench<'a> {
             tls,
             connecting: Connecting::new(Instant::now(), total),
             hold: None,
+            stalled: 0,
         })
     }
 
     fn receivers(&self) -> usize {
         self.args.connections
+    }
+
+    /// Whether connection `key` is one of the --non-readers: every one that takes the share
+    /// of the first `key + 1` connections to the next whole number.
+    fn reads(&self, key: usize) -> bool {
+        let share = usize::from(self.args.non_readers);
+        (key + 1) * share / 100 == key * share / 100
     }
 
     fn run(mut self) -> Result<ExitCode, String> {
@@ -230,8 +248,12 @@ impl<'a> Bench<'a> {
             format!("{:?}", args.mode).to_lowercase()
         };
         if args.idle {
+            let non_readers = match args.non_readers {
+                0 => String::new(),
+                share => format!(" non-readers={share}%"),
+            };
             println!(
-                "wsloop bench {} mode=idle connections={} duration={:?}",
+                "wsloop bench {} mode=idle connections={}{non_readers} duration={:?}",
                 self.url, args.connections, args.duration
             );
         } else {
@@ -269,8 +291,12 @@ impl<'a> Bench<'a> {
             println!("{}", up_json(self.open, &figures, server));
         }
         if args.idle {
+            let not_reading = match self.stalled {
+                0 => String::new(),
+                n => format!(" ({n} of them not reading)"),
+            };
             println!(
-                "holding {} for {:?}, or until the server closes them",
+                "holding {}{not_reading} for {:?}, or until the server closes them",
                 count(self.open, "idle connection"),
                 args.duration
             );

@@ -151,8 +151,9 @@ impl Bench<'_> {
         }
         if conn.phase == Phase::Open {
             self.open -= 1;
+            let readers = self.open - self.stalled;
             if let Some(hold) = self.hold.as_mut() {
-                hold.closed();
+                hold.closed(why, readers);
             }
             if self.args.mode == Mode::Broadcast && Some(key) != self.sender {
                 self.lose_receiver(key);

@@ -36,7 +36,15 @@ struct Reach {
     first: f64,
     last: f64,
     told: bool,
+    /// Said to be late (see [`OVERDUE`]).
+    overdue: bool,
 }
+
+/// How long after its first arrival a message that has not reached every connection is said
+/// to be late, with how many it has reached.
+const OVERDUE: f64 = 10.0;
+/// How many of the connections lost during a hold are told one by one (all are counted).
+const LOSSES_TOLD: usize = 3;
 
 impl Hold {
     pub(super) fn new(json: bool, non_readers: usize) -> Hold {
@@ -66,6 +74,7 @@ impl Hold {
                     first: now,
                     last: now,
                     told: false,
+                    overdue: false,
                 });
             }
             let Some(reach) = self.reached.get_mut(index) else {
@@ -137,14 +146,57 @@ impl Hold {
         }
     }
 
-    /// An open connection that reads was closed by the server (or lost).
-    pub(super) fn closed(&mut self) {
+    /// An open connection that reads was closed by the server (or lost), for `why`; `open`
+    /// that read are left. The first few are told as they happen. A message the lost one did
+    /// not get may have reached all the others already: it is told now.
+    pub(super) fn closed(&mut self, why: &str, open: usize) {
         let now = unix_now();
         if self.closed == 0 {
             self.first_close = now;
         }
         self.closed += 1;
         self.last_close = now;
+        if self.closed <= LOSSES_TOLD {
+            println!("a connection was closed during the hold: {why}");
+            if self.json {
+                println!("{}", serde_json::json!({"event": "lost", "reason": why}));
+            }
+        }
+        for index in 0..self.reached.len() {
+            let reach = &mut self.reached[index];
+            if !reach.told && reach.connections >= open {
+                reach.told = true;
+                self.tell_reached(index);
+            }
+        }
+    }
+
+    /// Says which messages are late: some connections have had them for [`OVERDUE`], and
+    /// not all `open` that read.
+    pub(super) fn tell_overdue(&mut self, open: usize) {
+        let now = unix_now();
+        for (index, reach) in self.reached.iter_mut().enumerate() {
+            if reach.told || reach.overdue || now - reach.first < OVERDUE {
+                continue;
+            }
+            reach.overdue = true;
+            println!(
+                "message {} has reached {} of {open} connections, {OVERDUE} s after the first",
+                index + 1,
+                reach.connections
+            );
+            if self.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "event": "overdue",
+                        "message": index + 1,
+                        "connections": reach.connections,
+                        "of": open,
+                    })
+                );
+            }
+        }
     }
 }
 
@@ -162,7 +214,12 @@ impl Bench<'_> {
             if left.is_zero() {
                 break;
             }
-            self.turn(&mut events, Some(left))?;
+            // Woken at least once a second, to say which messages are late.
+            self.turn(&mut events, Some(left.min(Duration::from_secs(1))))?;
+            let readers = self.open - self.stalled;
+            if let Some(hold) = self.hold.as_mut() {
+                hold.tell_overdue(readers);
+            }
         }
         let hold = self.hold.take().expect("set above");
         let reasons = self.stats.failures();

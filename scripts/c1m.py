@@ -61,13 +61,24 @@ MACHINE_SYSCTLS = {
 
 # With --non-readers: what each instance lets a client leave unread, the kernel send buffer it
 # gives each one, and the flood that must cut the non-readers off. A non-reader (a 4 KiB
-# receive buffer) holds about 20 KiB in the kernel and then --max-buffered: it is closed at
-# the fourth or fifth message. The flood is paced, each message sent once every reader has the
-# one before, so a reader has nothing unread when the next arrives: however late its process
-# gets to read, the server never takes it for a slow one.
-SLOW_LIMITS = ["--max-buffered", "16KiB", "--send-buffer", "8KiB"]
-FLOOD_MESSAGES = 8
-FLOOD_SIZE = 8 * 1024
+# receive buffer) holds about 12 KiB in the kernel and then --max-buffered: it is closed at
+# about the eighth message. The flood is paced, each message sent once every reader has the
+# one before, so a reader has at most that one message unread when the next arrives (its
+# acknowledgement may still be on its way in a busy kernel, holding the send buffer): however
+# late its process gets to read, the server never takes it for a slow one.
+SLOW_LIMITS = ["--max-buffered", "16KiB", "--send-buffer", "4KiB"]
+# At a million, the flood keeps both ends' kernels so busy here (two cores for 110 processes)
+# that a message takes up to 24 s to reach every reader, and a pong can come back more than
+# 40 s after its ping: with the default --idle-timeout (60 s, pings at 20 s) 0.4% of the
+# readers were closed 1001 "idle timeout". A flood run gives the readers that time.
+FLOOD_KEEPALIVE = ["--idle-timeout", "180s", "--metrics"]
+FLOOD_MESSAGES = 12
+FLOOD_SIZE = 4 * 1024
+# One message of the flood to 900,000 readers is 3.7 GB in flight at once. The kernel caps what
+# all TCP sockets may hold (net.ipv4.tcp_mem, in pages: about a ninth of memory by default,
+# 2.2 GiB here); past it, it drops and retransmits, everything crawls, and pongs come too late
+# for the idle timeout. A flood raises the cap (3.8, 5.7, 7.6 GiB), which is the machine's.
+FLOOD_SYSCTLS = {"net/ipv4/tcp_mem": "1000000 1500000 2000000"}
 
 
 def log(line):
@@ -247,6 +258,16 @@ def sockstat():
                 return {"inuse": values.get("inuse", 0), "alloc": values.get("alloc", 0),
                         "mem_bytes": values.get("mem", 0) * os.sysconf("SC_PAGE_SIZE")}
     return {}
+
+
+def metric(ws_url, name):
+    """One counter from an instance's GET /metrics (summed over its labels)."""
+    import urllib.request
+    url = "http://" + ws_url[len("ws://"):] + "/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return sum(int(float(line.split()[-1])) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
 
 
 def softnet_dropped():
@@ -441,7 +462,7 @@ class Run:
                 [WSLOOP, "--bind", "127.0.0.1:0", "--log-level", "warn", "--cluster", redis_url,
                  "--ping-interval", f"{self.options.ping_interval}s",
                  "--threads", str(self.options.threads)]
-                + (SLOW_LIMITS if self.options.non_readers else []),
+                + (SLOW_LIMITS + FLOOD_KEEPALIVE if self.options.non_readers else []),
                 stdout=subprocess.PIPE, stderr=err, text=True)
             line = process.stdout.readline().strip()
             if not line.startswith("listening on "):
@@ -450,7 +471,8 @@ class Run:
                     why = f.read().strip().splitlines() or [line or "no output"]
                 sys.exit(f"c1m: instance {i} did not start: {why[-1]}")
             self.instances.append((process, line[len("listening on "):]))
-        limits = f" and {' '.join(SLOW_LIMITS)}" if self.options.non_readers else ""
+        limits = (f" and {' '.join(SLOW_LIMITS + FLOOD_KEEPALIVE)}" if self.options.non_readers
+                  else "")
         log(f"{len(self.instances)} instances up with --cluster {redis_url}{limits}, logs in "
             f"{self.logs}")
 
@@ -562,8 +584,13 @@ class Run:
         for bench in self.benches:
             event = bench.wait_for(f"reached {message}", deadline)
             if event is None:
+                late = bench.events.get("overdue")
+                late = (f"; message {late['message']} had reached {late['connections']} of "
+                        f"{late['of']}" if late else "")
+                lost = bench.events.get("lost")
+                lost = f"; a client was lost: {lost['reason']}" if lost else ""
                 sys.exit(f"c1m: {what} did not reach every client of bench {bench.index} "
-                         f"in time: {bench.why_not()}")
+                         f"in time{late}{lost}: {bench.why_not()}")
             reached.append(event)
         return reached
 
@@ -579,12 +606,20 @@ class Run:
         sock_before = sockstat()
         publisher = self.publisher()
         servers_cpu, benches_cpu = self.cpu()
+        dropped = softnet_dropped()
         sent = time.time()
-        deadline = sent + options.broadcast_timeout
+        slowest = 0
         for i in range(FLOOD_MESSAGES):
+            published = time.time()
             publisher.send(bytes([65 + i % 26]) * FLOOD_SIZE)
             self.published += 1
+            deadline = published + options.broadcast_timeout
             reached = self.wait_reached(self.published, deadline, f"flood message {i + 1}")
+            took = max(e["last_unix"] for e in reached) - published
+            slowest = max(slowest, took)
+            log(f"  flood message {i + 1}: every reader had it {took:.2f} s after it was sent "
+                f"({sockstat().get('mem_bytes', 0) // 2**20} MiB in the sockets' buffers, "
+                f"{softnet_dropped() - dropped} packets dropped at a full backlog so far)")
         peak = [rss(p.pid) for p, _ in self.instances]
         sock_peak = sockstat()
         cuts = []
@@ -599,20 +634,26 @@ class Run:
         servers_after, benches_after = self.cpu()
         rss_after = [rss(p.pid) for p, _ in self.instances]
         publisher.close()
+        slow = sum(metric(url, "wsloop_slow_consumers_closed_total") for _, url in self.instances)
         readers = sum(e["connections"] for e in reached)
         cut = sum(e["connections"] for e in cuts)
         expected = sum(b.connections - b.connections * options.non_readers // 100
                        for b in self.benches)
         if readers < expected:
+            reasons = sorted({b.events["lost"]["reason"] for b in self.benches
+                              if "lost" in b.events})
             sys.exit(f"c1m: {expected - readers} of the {expected} clients that read were closed "
-                     "during the flood (the benches' logs say why)")
+                     f"during the flood: {'; '.join(reasons) or 'no reason given'}")
         grown = [max(a, b) - before for a, b, before in zip(peak, rss_after, rss_before)]
         self.report["flood"] = {
             "messages": FLOOD_MESSAGES, "message_bytes": FLOOD_SIZE,
             "instance_flags": " ".join(SLOW_LIMITS),
             "readers": readers,
             "all_reached_ms": round((max(e["last_unix"] for e in reached) - sent) * 1e3, 1),
+            "slowest_message_s": round(slowest, 2),
+            "backlog_drops": softnet_dropped() - dropped,
             "non_readers_closed": cut,
+            "closed_as_slow_consumers": slow,
             "first_closed_s": round(min(e["first_unix"] for e in cuts) - sent, 2),
             "last_closed_s": round(max(e["last_unix"] for e in cuts) - sent, 2),
             "server_rss_growth_max_mib": round(max(grown) / 2**20, 1),
@@ -626,8 +667,9 @@ class Run:
         f = self.report["flood"]
         log(f"the flood ({size // 1024} KiB) reached all {readers} readers within "
             f"{f['all_reached_ms']} ms; the instances closed all {cut} non-readers between "
-            f"{f['first_closed_s']} s and {f['last_closed_s']} s after it began "
-            f"(--close-timeout: the non-readers never answer their 1008)")
+            f"{f['first_closed_s']} s and {f['last_closed_s']} s after it began, {slow} of them "
+            f"as slow consumers (1008; they never answer it, so each is reset at "
+            f"--close-timeout)")
         log(f"memory during the flood: an instance's RSS grew at most "
             f"{f['server_rss_growth_max_mib']} MiB; the sockets' buffers held "
             f"{f['tcp_buffer_bytes_peak'] // 2**20} MiB once every reader had it "
@@ -720,7 +762,8 @@ def main():
     parser.add_argument("--threads", type=at_least_one, default=1,
                         help="each instance's --threads (1 to 256)")
     parser.add_argument("--connect-timeout", type=parse_duration, default=600)
-    parser.add_argument("--broadcast-timeout", type=parse_duration, default=60)
+    parser.add_argument("--broadcast-timeout", type=parse_duration, default=60,
+                        help="how long each broadcast (and each message of the flood) may take")
     parser.add_argument("--shutdown-timeout", type=parse_duration, default=60)
     parser.add_argument("--non-readers", type=int, default=0, metavar="PERCENT",
                         help="this share of the clients stop reading once upgraded; a flood "
@@ -750,7 +793,7 @@ def main():
         parser.error(f"fs.file-max is {file_max}, but both ends of {options.connections} "
                      "connections need twice as many descriptors")
     interrupts = Interrupts()
-    machine = Sysctls(MACHINE_SYSCTLS)
+    machine = Sysctls(MACHINE_SYSCTLS | (FLOOD_SYSCTLS if options.non_readers else {}))
     try:
         if not os.environ.get("C1M_NETNS"):
             machine.raise_all()

@@ -48,8 +48,10 @@ pub struct Config {
     /// the kernel sizes it, and over loopback that is megabytes from the first write. What a
     /// reader that stopped reading holds is its receive buffer, this, and `max_buffered`;
     /// a smaller send buffer bounds the kernel's share, so a stalled reader among many is found
-    /// and closed sooner and costs less socket memory. Linux doubles the value for its
-    /// bookkeeping and caps it at `net.core.wmem_max` (208 KiB by default).
+    /// and closed sooner and costs less socket memory. Linux caps the value at
+    /// `net.core.wmem_max` (208 KiB by default), then doubles it for its bookkeeping. It bounds
+    /// a reader that keeps up too: a burst faster than it reads must fit in this and
+    /// `max_buffered`, or it is closed as slow.
     pub send_buffer: Option<usize>,
     /// How long a client has to send its whole upgrade request. Default 10 s.
     pub handshake_timeout: Duration,

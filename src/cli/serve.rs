@@ -51,9 +51,10 @@ pub struct ServeArgs {
     /// it the client is closed with 1008.
     #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = units::parse_size)]
     max_buffered: usize,
-    /// The kernel's send buffer for each connection (SO_SNDBUF; Linux doubles it and caps it at
-    /// net.core.wmem_max). Smaller: a client that stopped reading reaches --max-buffered, and
-    /// is closed, sooner [default: the kernel's own sizing].
+    /// The kernel's send buffer for each connection (SO_SNDBUF; Linux caps it at
+    /// net.core.wmem_max, then doubles it). Smaller: a client that stopped reading reaches
+    /// --max-buffered, and is closed, sooner; so does one a burst outruns [default: the
+    /// kernel's own sizing].
     #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
     send_buffer: Option<usize>,
     /// Most connections at once; more are refused with 503.

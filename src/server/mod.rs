@@ -559,8 +559,8 @@ fn warn_if_capped(send_buffer: Option<usize>) {
     if let Some(max) = max.ok().and_then(|m| m.trim().parse::<usize>().ok()) {
         if asked > max {
             log::warn!(
-                "send-buffer {asked} B is over net.core.wmem_max ({max} B): connections get \
-                 {max} B (raise the sysctl for more)"
+                "send-buffer {asked} B is over net.core.wmem_max ({max} B): Linux caps it there \
+                 (and doubles that for its bookkeeping); raise the sysctl for more"
             );
         }
     }

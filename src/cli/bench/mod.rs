@@ -85,7 +85,9 @@ pub struct BenchArgs {
     server_pid: Option<u32>,
     /// Also print the summary as one JSON line; with --idle, a JSON line after each event's
     /// text line instead: "up" (the connecting), "reached" (a message reached every
-    /// connection), then "closed" (the server closed them all) or "held" (the duration ended).
+    /// connection), "cut_off" (the server has closed every --non-readers connection: when its
+    /// reset or FIN came), "lost" and "overdue" (see the text lines), then "closed" (the server
+    /// closed them all) or "held" (the duration ended).
     #[arg(long)]
     json: bool,
     /// Offer permessage-deflate, and send every message compressed if the server agrees.

@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output};
 use std::sync::{Arc, Mutex};
 
 use common::TestServer;
@@ -270,20 +271,25 @@ fn read_until(lines: &mut impl Iterator<Item = String>, wanted: &str) -> String 
     panic!("no line with {wanted:?}; got {seen:#?}");
 }
 
-#[test]
-fn an_idle_run_times_a_broadcast_to_all_and_ends_when_the_server_closes_them() {
-    use std::io::BufRead;
-    let server = server();
-    let url = format!("ws://{}/broadcast", server.addr());
+/// `wsloop bench URL --mode broadcast --idle --json` with `args`, and its stdout's lines as
+/// they come.
+fn idle_bench(url: &str, args: &[&str]) -> (Child, impl Iterator<Item = String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(["bench", &url, "--mode", "broadcast", "--idle", "--json"])
-        .args(["--connections", "5", "--duration", "60s"])
+        .args(["bench", url, "--mode", "broadcast", "--idle", "--json"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok);
+    let stdout = child.stdout.take().unwrap();
+    let lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    (child, lines)
+}
+
+#[test]
+fn an_idle_run_times_a_broadcast_to_all_and_ends_when_the_server_closes_them() {
+    let server = server();
+    let url = format!("ws://{}/broadcast", server.addr());
+    let (mut child, mut lines) = idle_bench(&url, &["--connections", "5", "--duration", "60s"]);
     let up = read_until(&mut lines, "\"event\":\"up\"");
     let up: Value = serde_json::from_str(&up).unwrap();
     assert_eq!(up["connections"], 5);
@@ -322,7 +328,6 @@ fn an_idle_run_times_a_broadcast_to_all_and_ends_when_the_server_closes_them() {
 /// not as failures), and a shutdown then closes the 8.
 #[test]
 fn non_readers_are_left_out_of_the_reach_and_their_closes_are_told_apart() {
-    use std::io::BufRead;
     use std::time::Duration;
     let config = Config::default()
         .max_buffered(16 * 1024)
@@ -330,16 +335,15 @@ fn non_readers_are_left_out_of_the_reach_and_their_closes_are_told_apart() {
         .close_timeout(Duration::from_millis(300));
     let server = TestServer::with_routes(config, |b| b.route("/broadcast", Broadcast));
     let url = format!("ws://{}/broadcast", server.addr());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args(["bench", &url, "--mode", "broadcast", "--idle", "--json"])
-        .args(["--connections", "10", "--non-readers", "20"])
-        .args(["--duration", "20s"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok);
+    let args = [
+        "--connections",
+        "10",
+        "--non-readers",
+        "20",
+        "--duration",
+        "20s",
+    ];
+    let (mut child, mut lines) = idle_bench(&url, &args);
     read_until(
         &mut lines,
         "holding 10 idle connections (2 of them not reading)",

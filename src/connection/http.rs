@@ -15,6 +15,7 @@ use log::debug;
 use super::upgrade::{answer_head, reply_error};
 use super::{Connection, ConnectionConfig, ConnectionEvents, State};
 use crate::protocol::handshake::{parse_request, HttpError, Parsed, Refusal, Request};
+use crate::protocol::stamp::Stamp;
 use crate::protocol::write_queue::WriteQueue;
 
 /// A connection between HTTP requests, or reading one's body.
@@ -91,7 +92,7 @@ pub(super) fn receive(
                     let queue = std::mem::take(&mut exchange.queue);
                     conn.state = State::Replying {
                         queue,
-                        deadline: now + config.close_timeout,
+                        deadline: Stamp::of(now + config.close_timeout),
                     };
                     return;
                 }
@@ -162,7 +163,7 @@ pub(super) fn on_timeout(
         debug!("{} HTTP connection idle: closed", conn.peer);
         conn.state = State::Replying {
             queue,
-            deadline: now + config.close_timeout,
+            deadline: Stamp::of(now + config.close_timeout),
         };
     }
 }

@@ -35,6 +35,7 @@ use crate::protocol::deflate::CompressionMode;
 use crate::protocol::endpoint::{Endpoint, EndpointConfig, Event, Phase};
 use crate::protocol::handshake::{HttpError, Refusal, Request};
 use crate::protocol::outbound::{Message, Outbound};
+use crate::protocol::stamp::Stamp;
 use crate::protocol::write_queue::WriteQueue;
 
 /// Which of the server's routes serves a connection.
@@ -148,9 +149,9 @@ pub(crate) struct Closed<'a> {
 #[derive(Debug)]
 enum State {
     /// Accepted; no byte of the request yet. Holds no buffer.
-    New { deadline: Instant },
+    New { deadline: Stamp },
     /// Part of the request head has arrived.
-    Handshaking { head: Vec<u8>, deadline: Instant },
+    Handshaking { head: Vec<u8>, deadline: Stamp },
     /// Upgraded: messages flow both ways.
     Open {
         ws: Endpoint,
@@ -164,17 +165,14 @@ enum State {
     Closing {
         ws: Endpoint,
         route: RouteId,
-        deadline: Instant,
+        deadline: Stamp,
         attached: Option<Box<Attached>>,
     },
     /// Between HTTP requests on a kept-alive connection, or reading one's body (see
     /// `http.rs`).
     Http(Box<http::Exchange>),
     /// An HTTP reply drains; then the same as a drained `Closing`.
-    Replying {
-        queue: WriteQueue,
-        deadline: Instant,
-    },
+    Replying { queue: WriteQueue, deadline: Stamp },
     /// Done: the loop drops the socket.
     Closed,
 }
@@ -235,7 +233,7 @@ impl Connection {
             id,
             peer,
             state: State::New {
-                deadline: now + config.handshake_timeout,
+                deadline: Stamp::of(now + config.handshake_timeout),
             },
             peer_eof: false,
             http_only: false,
@@ -325,7 +323,7 @@ impl Connection {
             self.state = State::Closing {
                 ws,
                 route,
-                deadline: now + config.close_timeout,
+                deadline: Stamp::of(now + config.close_timeout),
                 attached,
             };
         }
@@ -374,7 +372,7 @@ impl Connection {
                 let queue = std::mem::take(&mut exchange.queue);
                 self.state = State::Replying {
                     queue,
-                    deadline: now + config.close_timeout,
+                    deadline: Stamp::of(now + config.close_timeout),
                 };
             }
             _ => self.state = State::Closed,
@@ -404,7 +402,9 @@ impl Connection {
         events: &mut impl ConnectionEvents,
     ) {
         match &mut self.state {
-            State::New { deadline } | State::Handshaking { deadline, .. } if now >= *deadline => {
+            State::New { deadline } | State::Handshaking { deadline, .. }
+                if now >= deadline.instant() =>
+            {
                 let error = Refusal::HandshakeTimeout.into();
                 upgrade::reply_error(self, None, &error, None, now, config, events);
             }
@@ -429,7 +429,7 @@ impl Connection {
                 self.settle(now, config);
             }
             State::Closing { deadline, .. } | State::Replying { deadline, .. }
-                if now >= *deadline =>
+                if now >= deadline.instant() =>
             {
                 debug!("{} close timeout", self.peer);
                 self.state = State::Closed;
@@ -554,7 +554,7 @@ impl Connection {
             State::New { deadline }
             | State::Handshaking { deadline, .. }
             | State::Closing { deadline, .. }
-            | State::Replying { deadline, .. } => Some(*deadline),
+            | State::Replying { deadline, .. } => Some(deadline.instant()),
             State::Http(exchange) => Some(exchange.deadline),
             State::Open { ws, attached, .. } => {
                 let protocol = ws.poll_timeout().map(|(at, _)| at);

@@ -12,6 +12,7 @@ use crate::protocol::handshake::{
     classify, error_response, parse_request, switching_protocols_with, without_body, HttpError,
     Intent, Parsed, Request,
 };
+use crate::protocol::stamp::Stamp;
 use crate::protocol::write_queue::WriteQueue;
 
 /// Feeds `input` to the request head; once it is complete, answers it. Bytes after the head
@@ -234,6 +235,6 @@ fn reply_then_close(
     queue.push_bytes(reply);
     conn.state = State::Replying {
         queue,
-        deadline: now + config.close_timeout,
+        deadline: Stamp::of(now + config.close_timeout),
     };
 }

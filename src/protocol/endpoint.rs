@@ -26,6 +26,7 @@ use super::error::ProtocolError;
 use super::frame::{Decoded, FrameDecoder, Role, Step};
 use super::message::{DataKind, MessageAssembler};
 use super::outbound::{MaskKeys, Message, Outbound};
+use super::stamp::Stamp;
 use super::write_queue::WriteQueue;
 use crate::buffer_pool::recycle;
 use react::{after_send, react, Next};
@@ -119,7 +120,7 @@ pub struct Endpoint {
     /// Its own, or the one a server's endpoints share ([`Endpoint::server_shared`]).
     config: Arc<EndpointConfig>,
     /// When the peer last sent anything.
-    last_seen: Instant,
+    last_seen: Stamp,
     phase: Phase,
     /// A keepalive ping is out and nothing has arrived since.
     ping_outstanding: bool,
@@ -198,7 +199,7 @@ impl Endpoint {
             reader: None,
             out,
             config,
-            last_seen: now,
+            last_seen: Stamp::of(now),
             phase: Phase::Open,
             ping_outstanding: false,
             delivers_after_close: false,
@@ -361,7 +362,7 @@ impl Endpoint {
         let offered = room.len();
         let result = read(&mut *room);
         if let Ok(n @ 1..) = result {
-            self.last_seen = now;
+            self.last_seen = Stamp::of(now);
             self.ping_outstanding = false;
             let end_of_frame = reader.decoder.unmask_read_payload(&mut room[..n]);
             let received = reader.assembler.on_payload_in_room(n, end_of_frame);
@@ -373,7 +374,7 @@ impl Endpoint {
     }
 
     fn touch(&mut self, now: Instant) {
-        self.last_seen = now;
+        self.last_seen = Stamp::of(now);
         self.ping_outstanding = false;
     }
 
@@ -522,10 +523,11 @@ impl Endpoint {
             return None;
         }
         let (idle, ping) = (self.config.idle_timeout, self.config.ping_interval);
-        let idle = idle.map(|t| (self.last_seen + t, Timer::Idle));
+        let last_seen = self.last_seen.instant();
+        let idle = idle.map(|t| (last_seen + t, Timer::Idle));
         let ping = ping
             .filter(|_| !self.ping_outstanding)
-            .map(|t| (self.last_seen + t, Timer::KeepAlive));
+            .map(|t| (last_seen + t, Timer::KeepAlive));
         idle.into_iter().chain(ping).min_by_key(|(at, _)| *at)
     }
 
@@ -537,7 +539,8 @@ impl Endpoint {
         if self.phase != Phase::Open {
             return;
         }
-        let due = |timeout: Option<Duration>| timeout.is_some_and(|t| now >= self.last_seen + t);
+        let last_seen = self.last_seen.instant();
+        let due = |timeout: Option<Duration>| timeout.is_some_and(|t| now >= last_seen + t);
         if due(self.config.idle_timeout) {
             self.close_and_stop(CloseCode::GOING_AWAY, "idle timeout", on_event);
         } else if !self.ping_outstanding && due(self.config.ping_interval) {

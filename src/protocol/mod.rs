@@ -29,6 +29,7 @@ pub mod mask;
 pub(crate) mod message;
 pub mod outbound;
 mod reassembly;
+pub(crate) mod stamp;
 pub mod utf8;
 pub mod write_queue;
 

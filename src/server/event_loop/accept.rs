@@ -16,7 +16,7 @@ use super::{Entry, EventLoop, ACCEPT_RETRY};
 use crate::connection::Connection;
 use crate::ids::ConnectionId;
 use crate::protocol::handshake::{error_response, Refusal};
-use crate::server::timers::Tick;
+use crate::protocol::stamp::Stamp;
 use crate::server::transport::Transport;
 
 /// Where new connections' TLS configuration comes from; shared by a server's loops, so a
@@ -199,7 +199,7 @@ impl EventLoop {
             transport,
             conn,
             interest: Interest::READABLE,
-            timer_at: Tick::NEVER,
+            timer_at: Stamp::NEVER,
             dirty: false,
             backpressured: false,
             dropping: false,

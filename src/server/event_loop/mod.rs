@@ -39,7 +39,7 @@ use super::hub::{Hub, Membership};
 use super::mailbox::Postbox;
 use super::metrics::{Board, Metrics};
 use super::presence::Presence;
-use super::timers::{Deadline, Tick, Timers};
+use super::timers::{Deadline, Timers};
 use super::transport::Transport;
 use super::{Publisher, ShutdownHandle};
 use crate::app::Router;
@@ -48,6 +48,7 @@ use crate::buffer_pool;
 use crate::config::Config;
 use crate::connection::{Connection, ConnectionConfig, RouteId};
 use crate::ids::ConnectionId;
+use crate::protocol::stamp::Stamp;
 use crate::protocol::write_queue;
 use crate::server::limits::Gate;
 use accept::Listener;
@@ -77,8 +78,8 @@ struct Entry {
     transport: Transport,
     conn: Connection,
     interest: Interest,
-    /// The deadline currently in the heap for this connection; [`Tick::NEVER`] when none.
-    timer_at: Tick,
+    /// The deadline currently in the heap for this connection; [`Stamp::NEVER`] when none.
+    timer_at: Stamp,
     /// Queued in `dirty` for this turn's flush.
     dirty: bool,
     /// Its queue went above its route's high watermark: tell the handler when it drains.
@@ -270,7 +271,7 @@ impl EventLoop {
                 max_http_body,
                 http_separate,
             },
-            timers: Timers::new(Instant::now()),
+            timers: Timers::new(),
             app_timers: AppTimers::default(),
             dirty: Vec::new(),
             pending_reads: Vec::new(),
@@ -468,7 +469,7 @@ impl EventLoop {
             if entry.conn.id() != deadline.id || entry.timer_at != deadline.at {
                 continue; // stale: the connection is gone or has a newer deadline
             }
-            entry.timer_at = Tick::NEVER;
+            entry.timer_at = Stamp::NEVER;
             if entry.transport.is_established() {
                 let mut events = Dispatch {
                     app: &mut self.app,
@@ -629,7 +630,7 @@ impl EventLoop {
         let Some(at) = entry.conn.next_deadline() else {
             return;
         };
-        let at = self.timers.tick(at);
+        let at = Stamp::of(at);
         if at < entry.timer_at {
             entry.timer_at = at;
             let id = entry.conn.id();
@@ -653,7 +654,8 @@ mod tests {
     /// and for the allocator's slack. (Release builds: 8 bytes less, as mio's debug builds add
     /// a selector id to every socket.) 8 of these bytes are the pointer to what a connection
     /// carries (`Attached`: identity, data, token expiry, rate bucket), null without auth,
-    /// attached data or limits.
+    /// attached data or limits. The times it keeps (its timer, when its peer was last heard, a
+    /// deadline while it opens or closes) are 8-byte `Stamp`s, not 16-byte `Instant`s.
     ///
     /// What this does not see: the heap. Without compression an idle connection has none (its
     /// reader is let go at the end of each batch, its queue when it empties); with
@@ -664,6 +666,6 @@ mod tests {
     fn an_idle_connection_fits_in_its_slab_entry() {
         let entry = std::mem::size_of::<super::Entry>();
         let timer = std::mem::size_of::<super::Deadline>();
-        assert!(entry + timer <= 224, "entry {entry} B + timer {timer} B");
+        assert!(entry + timer <= 208, "entry {entry} B + timer {timer} B");
     }
 }

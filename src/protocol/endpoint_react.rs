@@ -81,8 +81,19 @@ where
 }
 
 /// Acts on a close queued through [`Outbound::close`]: reports it, and from now on reads only
-/// for the peer's close.
+/// for the peer's close. Called after every event; the check is made in the caller.
+#[inline]
 pub(super) fn after_send<F>(out: &mut Outbound, phase: &mut Phase, on_event: &mut F)
+where
+    F: FnMut(&mut Outbound, Event<'_>),
+{
+    if out.close_requested() {
+        report_close_request(out, phase, on_event);
+    }
+}
+
+#[inline(never)]
+fn report_close_request<F>(out: &mut Outbound, phase: &mut Phase, on_event: &mut F)
 where
     F: FnMut(&mut Outbound, Event<'_>),
 {

@@ -348,3 +348,41 @@ fn a_compressed_message_s_frames_have_deflate_s_room() {
         assert_eq!(decode(&frames), Err(ProtocolError::FrameTooBig(len)));
     }
 }
+
+/// The one-test parse of a client's short frame agrees with the full parse wherever it gives a
+/// header, and gives one for every final, masked, uncompressed text or binary frame under 126
+/// bytes that the limits let through: every first two bytes, both roles, with and without
+/// permessage-deflate, frame limits around the short lengths.
+#[test]
+fn the_short_header_parse_agrees_with_the_full_one() {
+    let mut taken = 0;
+    for role in [Role::Server, Role::Client] {
+        for max_frame_size in [0, 20, 125, 1 << 20] {
+            for deflate in [false, true] {
+                let limits = Limits {
+                    role,
+                    max_frame_size,
+                    max_compressed_frame: deflate.then(|| max_compressed_len(max_frame_size)),
+                    continuing_compressed: false,
+                };
+                for b0 in 0..=255u8 {
+                    for b1 in 0..=255u8 {
+                        let bytes = [b0, b1, KEY[0], KEY[1], KEY[2], KEY[3], 0, 0];
+                        let full = parse_header(&bytes, limits);
+                        let short = parse_short_masked_header(&bytes, limits);
+                        if let Some(short) = short {
+                            assert_eq!(full, Ok(Some(short)), "{b0:#04x} {b1:#04x}");
+                            taken += 1;
+                        }
+                        let common = matches!(b0, 0x81 | 0x82)
+                            && (0x80..=0x80 + 125).contains(&b1)
+                            && role == Role::Server
+                            && u64::from(b1 & 0x7F) <= max_frame_size;
+                        assert_eq!(short.is_some(), common, "{b0:#04x} {b1:#04x}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(taken > 0);
+}

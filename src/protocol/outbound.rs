@@ -10,7 +10,7 @@ use super::deflate::{
     compress_smaller_shared, inflate_shared, DeflateParams, Deflater, InflateError, Inflater,
 };
 use super::error::ProtocolError;
-use super::frame::{encode_frame, OpCode, Role, MAX_HEADER_LEN};
+use super::frame::{encode_frame, short_header, OpCode, Role, MAX_HEADER_LEN};
 use super::write_queue::WriteQueue;
 use crate::buffer_pool::{give_back, take_buffer};
 
@@ -344,7 +344,23 @@ impl Outbound {
     /// Queues a message in one frame (compressed, with permessage-deflate, from the threshold
     /// up, unless that would not make it smaller). Returns false, queuing nothing, once a close
     /// is queued.
+    #[inline]
     pub fn send(&mut self, message: Message<'_>) -> bool {
+        // A server's message under 126 bytes without compression, the most common, is queued
+        // here in the caller; anything else out of line.
+        if self.extras.is_none() && self.is_open() {
+            let payload = message.as_bytes();
+            if let Some(header) = short_header(false, message.opcode(), payload.len()) {
+                self.queue.push_short_frame(header, payload);
+                return true;
+            }
+        }
+        self.send_framed(message)
+    }
+
+    /// [`Outbound::send`] for every message but a server's short uncompressed one.
+    #[inline(never)]
+    fn send_framed(&mut self, message: Message<'_>) -> bool {
         if self.is_open() && self.send_compressed(message.opcode(), message.as_bytes()) {
             return true;
         }
@@ -464,6 +480,11 @@ impl Outbound {
     }
 
     /// A close queued with [`Outbound::close`] that the endpoint has yet to act on.
+    pub(super) fn close_requested(&self) -> bool {
+        self.close_request.is_some()
+    }
+
+    /// Takes the close [`Outbound::close_requested`] says is there.
     pub(super) fn take_close_request(&mut self) -> Option<Box<(CloseCode, String)>> {
         self.close_request.take()
     }

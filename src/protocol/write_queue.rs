@@ -111,14 +111,7 @@ impl WriteQueue {
     ) {
         if mask.is_none() {
             if let Some(header) = short_header(rsv1, opcode, payload.len()) {
-                // A server's frame under 126 bytes, the most common: its header is made in a
-                // register and stored in one go, not copied from a buffer written byte by byte.
-                let pending = self.pending();
-                let tail = pending.tail_with_room(2 + payload.len());
-                tail.extend_from_slice(&header);
-                tail.extend_from_slice(payload);
-                pending.len += 2 + payload.len();
-                return;
+                return self.push_short_frame(header, payload);
             }
         }
         let mut header = [0u8; MAX_HEADER_LEN];
@@ -132,6 +125,18 @@ impl WriteQueue {
             apply_mask(&mut tail[start..], key, 0);
         }
         pending.len += n + payload.len();
+    }
+
+    /// Queues a server's frame whose payload is under 126 bytes, the most common, with its
+    /// header from [`short_header`]: made in a register and stored in one go, not copied from
+    /// a buffer written byte by byte.
+    #[inline]
+    pub(crate) fn push_short_frame(&mut self, header: [u8; 2], payload: &[u8]) {
+        let pending = self.pending();
+        let tail = pending.tail_with_room(2 + payload.len());
+        tail.extend_from_slice(&header);
+        tail.extend_from_slice(payload);
+        pending.len += 2 + payload.len();
     }
 
     /// Queues one unmasked frame whose payload is shared, not copied: the header goes into an

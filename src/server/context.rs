@@ -127,6 +127,7 @@ impl<'a> Context<'a> {
     }
 
     /// Sends a message to this connection.
+    #[inline]
     pub fn send(&mut self, message: Message<'_>) -> SendStatus {
         if self.over_limit(message.as_bytes().len()) || !self.out.send(message) {
             return SendStatus::Dropped;

@@ -549,16 +549,16 @@ impl Connection {
     }
 
     /// The earliest time the connection needs [`Connection::on_timeout`].
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Stamp> {
         match &self.state {
             State::New { deadline }
             | State::Handshaking { deadline, .. }
             | State::Closing { deadline, .. }
-            | State::Replying { deadline, .. } => Some(deadline.instant()),
-            State::Http(exchange) => Some(exchange.deadline),
+            | State::Replying { deadline, .. } => Some(*deadline),
+            State::Http(exchange) => Some(Stamp::of(exchange.deadline)),
             State::Open { ws, attached, .. } => {
-                let protocol = ws.poll_timeout().map(|(at, _)| at);
-                let expires = attached.as_ref().and_then(|a| a.expires);
+                let protocol = ws.next_timer().map(|(at, _)| at);
+                let expires = attached.as_ref().and_then(|a| a.expires).map(Stamp::of);
                 match (protocol, expires) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),

@@ -519,15 +519,19 @@ impl Endpoint {
 
     /// The next timer due, while open.
     pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        self.next_timer().map(|(at, timer)| (at.instant(), timer))
+    }
+
+    /// [`Endpoint::poll_timeout`] as a [`Stamp`], for the loop's timers.
+    pub(crate) fn next_timer(&self) -> Option<(Stamp, Timer)> {
         if self.phase != Phase::Open {
             return None;
         }
         let (idle, ping) = (self.config.idle_timeout, self.config.ping_interval);
-        let last_seen = self.last_seen.instant();
-        let idle = idle.map(|t| (last_seen + t, Timer::Idle));
+        let idle = idle.map(|t| (self.last_seen.after(t), Timer::Idle));
         let ping = ping
             .filter(|_| !self.ping_outstanding)
-            .map(|t| (last_seen + t, Timer::KeepAlive));
+            .map(|t| (self.last_seen.after(t), Timer::KeepAlive));
         idle.into_iter().chain(ping).min_by_key(|(at, _)| *at)
     }
 

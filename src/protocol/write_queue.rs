@@ -336,7 +336,12 @@ impl Pending {
     fn write_to(&mut self, sink: &mut impl Write, input: &[u8]) -> io::Result<usize> {
         let mut total = 0;
         while self.len > 0 {
-            let written = {
+            let result = if self.chunks.is_empty() {
+                // Only the tail: most echoes are small frames appended to it. One `send`, a
+                // shorter path through the kernel than `writev` (no iovec import, no VFS
+                // layer), and no iovec array to fill.
+                sink.write(&self.tail[self.front_written..])
+            } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut count = 0;
                 let pieces = self.chunks.iter().map(|chunk| chunk.bytes(input));
@@ -346,20 +351,18 @@ impl Pending {
                     slices[i] = IoSlice::new(&bytes[skip..]);
                     count += 1;
                 }
-                // One slice goes out with `send`, a shorter path through the kernel than
-                // `writev` (no iovec import, no VFS layer), as most echoes are one frame.
-                let result = if count == 1 {
+                if count == 1 {
                     sink.write(&slices[0])
                 } else {
                     sink.write_vectored(&slices[..count])
-                };
-                match result {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
                 }
+            };
+            let written = match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             };
             self.advance(written);
             total += written;

@@ -13,7 +13,7 @@ use crate::server::context::Context;
 impl Context<'_> {
     /// The address of the peer.
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        *self.peer
     }
 
     /// Who this connection's token says it is; `None` when the server checks no tokens or the
@@ -41,14 +41,14 @@ impl Context<'_> {
     /// Whether the server checks tokens ([`ServerBuilder::auth`](crate::ServerBuilder::auth)),
     /// so an application can tell an anonymous connection from a server without auth.
     pub fn tokens_checked(&self) -> bool {
-        self.auth.is_some()
+        self.services.auth.as_deref().is_some()
     }
 
     /// Whether this connection may subscribe to `channel`: its token's `subs` (or the
     /// server's default for tokens without), the anonymous default without a token, and
     /// always when the server checks no tokens.
     pub fn may_subscribe(&self, channel: &str) -> bool {
-        match (self.identity(), self.auth) {
+        match (self.identity(), self.services.auth.as_deref()) {
             (Some(identity), _) => identity.may_subscribe(channel),
             (None, Some(auth)) => auth.anonymous_may_subscribe(channel),
             (None, None) => true,
@@ -58,7 +58,7 @@ impl Context<'_> {
     /// Whether this connection may publish on `channel` (as [`Context::may_subscribe`], with
     /// `pubs`).
     pub fn may_publish(&self, channel: &str) -> bool {
-        match (self.identity(), self.auth) {
+        match (self.identity(), self.services.auth.as_deref()) {
             (Some(identity), _) => identity.may_publish(channel),
             (None, Some(auth)) => auth.anonymous_may_publish(channel),
             (None, None) => true,
@@ -71,7 +71,7 @@ impl Context<'_> {
     /// that checks no tokens, cannot take one ([`TokenError::Anonymous`]). Subscriptions made
     /// before stay; the fresh token's permissions apply to what the connection asks next.
     pub fn refresh_token(&mut self, token: &str) -> Result<&Identity, TokenError> {
-        let auth = self.auth.ok_or(TokenError::Anonymous)?;
+        let auth = self.services.auth.as_deref().ok_or(TokenError::Anonymous)?;
         let current = self.identity().ok_or(TokenError::Anonymous)?;
         let fresh = auth.refresh(current, token)?;
         let left = crate::auth::time_left(&fresh, auth.leeway());

@@ -85,26 +85,33 @@ pub(crate) enum Current<'a> {
     Gathered(&'a Message<'a>, &'a Arc<Vec<u8>>),
 }
 
+/// What every callback may reach beyond its own connection, kept together so that a context
+/// refers to it with one pointer (a context is built for every message).
+pub(crate) struct Services {
+    pub(crate) hub: Hub,
+    pub(crate) outbox: Outbox,
+    /// The server's directory of claimed keys.
+    pub(crate) directory: Arc<Directory>,
+    /// The server's history, if topics keep any.
+    pub(crate) history: Option<Arc<History>>,
+    /// The server's presence, if topics keep any.
+    pub(crate) presence: Option<Arc<Presence>>,
+    /// With auth: the keys and rules every upgrade's token is checked with.
+    pub(crate) auth: Option<Arc<Verifier>>,
+}
+
 /// Handed to every [`Handler`](crate::Handler) callback: the connection it is about, and ways
 /// to act. Each receiver gets its messages in the order of the calls that sent them.
 pub struct Context<'a> {
     pub(crate) id: ConnectionId,
     pub(crate) route: RouteId,
     pub(crate) path: &'a str,
-    pub(crate) peer: SocketAddr,
+    pub(crate) peer: &'a SocketAddr,
     pub(crate) out: &'a mut Outbound,
     /// What the connection carries (identity, data, ...): see `server::access`.
     pub(crate) attached: &'a mut Option<Box<Attached>>,
-    /// The server's token checks, if any.
-    pub(crate) auth: Option<&'a Verifier>,
     pub(crate) backpressure: &'a Backpressure,
-    pub(crate) hub: &'a mut Hub,
-    pub(crate) outbox: &'a mut Outbox,
-    pub(crate) directory: &'a Directory,
-    /// The server's history, if topics keep any.
-    pub(crate) history: Option<&'a History>,
-    /// The server's presence, if topics keep any.
-    pub(crate) presence: Option<&'a Presence>,
+    pub(crate) services: &'a mut Services,
     pub(crate) current: Current<'a>,
     /// The loop's count of messages sent, for `/metrics`.
     pub(crate) sent: &'a mut u64,
@@ -198,7 +205,10 @@ impl<'a> Context<'a> {
             self.send(message);
         } else {
             let prepared = Prepared::new(message);
-            self.outbox.deliveries.push((Target::One(to), prepared));
+            self.services
+                .outbox
+                .deliveries
+                .push((Target::One(to), prepared));
         }
     }
 
@@ -219,7 +229,8 @@ impl<'a> Context<'a> {
             }
         }
         if !others.is_empty() {
-            self.outbox
+            self.services
+                .outbox
                 .deliveries
                 .push((Target::Many(others), prepared));
         }
@@ -240,7 +251,8 @@ impl<'a> Context<'a> {
             route: self.route,
             except: self.id,
         };
-        self.outbox
+        self.services
+            .outbox
             .deliveries
             .push((target, Prepared::new(message)));
     }
@@ -248,10 +260,10 @@ impl<'a> Context<'a> {
     /// Subscribes this connection to `topic` until it unsubscribes or closes. Returns false if
     /// it already was.
     pub fn subscribe(&mut self, topic: &str) -> bool {
-        if !(self.out.is_open() && self.hub.subscribe(topic, self.id)) {
+        if !(self.out.is_open() && self.services.hub.subscribe(topic, self.id)) {
             return false;
         }
-        if let Some(presence) = self.presence {
+        if let Some(presence) = self.services.presence.as_deref() {
             let user = (self.attached.as_ref()).and_then(|a| a.identity.as_deref());
             presence.join(topic, self.id, user.map(|identity| identity.user()));
         }
@@ -260,10 +272,10 @@ impl<'a> Context<'a> {
 
     /// Unsubscribes this connection from `topic`. Returns false if it was not subscribed.
     pub fn unsubscribe(&mut self, topic: &str) -> bool {
-        if !self.hub.unsubscribe(topic, self.id) {
+        if !self.services.hub.unsubscribe(topic, self.id) {
             return false;
         }
-        if let Some(presence) = self.presence {
+        if let Some(presence) = self.services.presence.as_deref() {
             presence.leave(&[topic], self.id);
         }
         true
@@ -273,30 +285,38 @@ impl<'a> Context<'a> {
     /// [`Handler::on_close`](crate::Handler::on_close) still all of them: they are left after
     /// it returns).
     pub fn subscriptions(&self) -> impl Iterator<Item = &str> + '_ {
-        self.hub.topics_of(self.id).map(|topic| &**topic)
+        self.services.hub.topics_of(self.id).map(|topic| &**topic)
     }
 
     /// Who subscribes to `topic` on this server (every loop), in the order of their ids;
     /// empty unless the topic keeps presence
     /// ([`ServerBuilder::presence`](crate::ServerBuilder::presence)).
     pub fn presence(&self, topic: &str) -> Vec<Present> {
-        self.presence
+        self.services
+            .presence
+            .as_deref()
             .map_or(Vec::new(), |presence| presence.list(topic))
     }
 
     /// With a cluster, this instance's id in hex (as [`Present::instance`] shows it).
     pub fn instance(&self) -> Option<Arc<str>> {
-        self.presence.and_then(Presence::instance)
+        self.services
+            .presence
+            .as_deref()
+            .and_then(Presence::instance)
     }
 
     /// Whether `topic` keeps presence.
     pub fn keeps_presence(&self, topic: &str) -> bool {
-        self.presence.is_some_and(|presence| presence.keeps(topic))
+        self.services
+            .presence
+            .as_deref()
+            .is_some_and(|presence| presence.keeps(topic))
     }
 
     /// Whether this connection is subscribed to `topic`.
     pub fn is_subscribed(&self, topic: &str) -> bool {
-        self.hub.is_subscribed(topic, self.id)
+        self.services.hub.is_subscribed(topic, self.id)
     }
 
     /// Publishes a message to `topic`'s subscribers, on this connection's own route or any
@@ -308,9 +328,15 @@ impl<'a> Context<'a> {
     /// ([`ServerBuilder::history`](crate::ServerBuilder::history)) keeps it, at the next
     /// position of its stream ([`Context::publish_with`] tells the message its position).
     pub fn publish(&mut self, topic: &str, message: Message<'_>, to: Publish) -> usize {
-        match self.history.filter(|history| history.keeps(topic)) {
+        match self
+            .services
+            .history
+            .as_ref()
+            .filter(|history| history.keeps(topic))
+        {
             Some(history) if history.cluster().is_some() => {
-                self.publish_shared(history, topic, Template::plain(message), to)
+                let history = Arc::clone(history);
+                self.publish_shared(&history, topic, Template::plain(message), to)
             }
             Some(history) => {
                 let (_, prepared) = history.append(topic, |_| Prepared::new(message));
@@ -324,7 +350,7 @@ impl<'a> Context<'a> {
     /// matters only now (typing indicators, presence), which a client that comes back should
     /// not be replayed, and which takes no position in the stream.
     pub fn publish_ephemeral(&mut self, topic: &str, message: Message<'_>, to: Publish) -> usize {
-        if self.hub.subscriber_count(topic) == 0 && !self.outbox.spans_loops {
+        if self.services.hub.subscriber_count(topic) == 0 && !self.services.outbox.spans_loops {
             return 0;
         }
         self.deliver_published(topic, Prepared::new(message), to)
@@ -344,18 +370,25 @@ impl<'a> Context<'a> {
         to: Publish,
         make: impl FnOnce(Option<&StreamPosition>) -> String,
     ) -> Option<StreamPosition> {
-        match self.history.filter(|history| history.keeps(topic)) {
+        match self
+            .services
+            .history
+            .as_ref()
+            .filter(|history| history.keeps(topic))
+        {
             Some(history) => match history.cluster() {
                 Some(shared) if shared.is_up() => {
                     let text = make(Some(shared.marker().position()));
                     let template = Template::from_text(&text, shared.marker());
-                    self.publish_shared(history, topic, template, to);
+                    let history = Arc::clone(history);
+                    self.publish_shared(&history, topic, template, to);
                     None
                 }
                 Some(_) => {
                     // Redis is unreachable: the message goes out here only, with no position.
                     let template = Template::plain(Message::Text(&make(None)));
-                    self.publish_shared(history, topic, template, to);
+                    let history = Arc::clone(history);
+                    self.publish_shared(&history, topic, template, to);
                     None
                 }
                 None => {
@@ -385,9 +418,9 @@ impl<'a> Context<'a> {
         template: Template,
         to: Publish,
     ) -> usize {
-        let subscribed = self.hub.is_subscribed(topic, self.id);
+        let subscribed = self.services.hub.is_subscribed(topic, self.id);
         let to_self = to == Publish::ToAll && subscribed;
-        let here = self.hub.subscriber_count(topic) - usize::from(subscribed && !to_self);
+        let here = self.services.hub.subscriber_count(topic) - usize::from(subscribed && !to_self);
         let except = if to_self {
             ConnectionId::NOBODY
         } else {
@@ -407,25 +440,25 @@ impl<'a> Context<'a> {
             topic: Arc::from(topic),
             except: self.id,
         };
-        self.outbox.deliveries.push((target, prepared));
+        self.services.outbox.deliveries.push((target, prepared));
         here
     }
 
     /// Queues a published message for this connection (if it subscribed and `to` says so) and
     /// for the topic's other subscribers; returns how many on this loop get it.
     fn deliver_published(&mut self, topic: &str, prepared: Prepared, to: Publish) -> usize {
-        let subscribed = self.hub.is_subscribed(topic, self.id);
-        let others = self.hub.subscriber_count(topic) - usize::from(subscribed);
+        let subscribed = self.services.hub.is_subscribed(topic, self.id);
+        let others = self.services.hub.subscriber_count(topic) - usize::from(subscribed);
         let to_self = to == Publish::ToAll && subscribed;
         if to_self {
             self.send_prepared(&prepared);
         }
-        if others > 0 || self.outbox.spans_loops {
+        if others > 0 || self.services.outbox.spans_loops {
             let target = Target::Topic {
                 topic: Arc::from(topic),
                 except: self.id,
             };
-            self.outbox.deliveries.push((target, prepared));
+            self.services.outbox.deliveries.push((target, prepared));
         }
         others + usize::from(to_self)
     }
@@ -440,7 +473,12 @@ impl<'a> Context<'a> {
         since: Option<&StreamPosition>,
         limit: usize,
     ) -> Result<HistoryPage, NotRecovered> {
-        match self.history.filter(|history| history.keeps(topic)) {
+        match self
+            .services
+            .history
+            .as_deref()
+            .filter(|history| history.keeps(topic))
+        {
             Some(history) => history.read(topic, since, limit),
             None if since.is_some() => Err(NotRecovered::OtherEpoch(StreamPosition::none())),
             None => Ok(HistoryPage {
@@ -452,7 +490,12 @@ impl<'a> Context<'a> {
 
     /// `topic`'s latest position (offset 0 when it has no stream).
     pub fn position(&self, topic: &str) -> StreamPosition {
-        match self.history.filter(|history| history.keeps(topic)) {
+        match self
+            .services
+            .history
+            .as_deref()
+            .filter(|history| history.keeps(topic))
+        {
             Some(history) => history.position(topic),
             None => StreamPosition::none(),
         }
@@ -472,28 +515,28 @@ impl<'a> Context<'a> {
     /// [releases](Self::release) it or closes; an instance that dies loses its keys after the
     /// cluster TTL.
     pub fn claim(&mut self, key: &str, value: &str) -> Claim {
-        self.directory.claim(self.id, key, value)
+        self.services.directory.claim(self.id, key, value)
     }
 
     /// Changes the value of a key this connection holds (or asked for). Returns false if it
     /// does not.
     pub fn set_claim_value(&mut self, key: &str, value: &str) -> bool {
-        self.directory.set_value(self.id, key, value)
+        self.services.directory.set_value(self.id, key, value)
     }
 
     /// Lets go of a key this connection holds (or asked for). Returns false if it did not.
     pub fn release(&mut self, key: &str) -> bool {
-        self.directory.release(self.id, key)
+        self.services.directory.release(self.id, key)
     }
 
     /// The value of `key`, if a connection holds it, here or on another instance.
     pub fn lookup(&self, key: &str) -> Option<String> {
-        self.directory.lookup(key)
+        self.services.directory.lookup(key)
     }
 
     /// Every held key that starts with `prefix`, with its value, in no particular order.
     pub fn claimed_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
-        self.directory.with_prefix(prefix)
+        self.services.directory.with_prefix(prefix)
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) for this connection with `token`
@@ -502,7 +545,7 @@ impl<'a> Context<'a> {
     /// a token of the application's choosing tells a stale one from a current one. Each timer
     /// takes a few bytes until it is due, closed connection or not.
     pub fn set_timer(&mut self, after: std::time::Duration, token: u64) {
-        self.outbox.timers.push((self.id, after, token));
+        self.services.outbox.timers.push((self.id, after, token));
     }
 
     /// Starts the closing handshake (§7.1.2) with `code` and `reason`: nothing sent to this

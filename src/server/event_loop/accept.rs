@@ -225,7 +225,7 @@ impl EventLoop {
             match signal {
                 SIGHUP => {
                     let reloadable = self.tls.as_ref().is_some_and(|tls| tls.files.is_some())
-                        || self.app.auth.is_some()
+                        || self.app.services.auth.is_some()
                         || self.on_reload.is_some();
                     if !reloadable {
                         info!("SIGHUP: nothing to reload (no certificate files, token keys or configuration file)");
@@ -273,7 +273,7 @@ impl EventLoop {
     /// Reads the token key files again; new upgrades are checked with them. A set that cannot
     /// be used is logged and the old one kept.
     fn reload_auth(&mut self) {
-        let Some(auth) = self.app.auth.as_ref() else {
+        let Some(auth) = self.app.services.auth.as_ref() else {
             return;
         };
         match auth.reload() {

@@ -29,7 +29,7 @@ impl AppTimers {
 impl EventLoop {
     /// Takes the timers the last callbacks set into the heap.
     pub(super) fn take_timers(&mut self, now: Instant) {
-        for (id, after, token) in self.app.outbox.timers.drain(..) {
+        for (id, after, token) in self.app.services.outbox.timers.drain(..) {
             let timers = &mut self.app_timers;
             timers.set += 1;
             timers

@@ -25,11 +25,11 @@ impl EventLoop {
     /// slow consumer's `on_close`) add to it. What is for other loops' connections is posted
     /// to their inboxes.
     pub(super) fn deliver_outbox(&mut self, now: Instant) {
-        if !self.app.outbox.timers.is_empty() {
+        if !self.app.services.outbox.timers.is_empty() {
             self.take_timers(now);
         }
-        while !self.app.outbox.deliveries.is_empty() {
-            let deliveries = std::mem::take(&mut self.app.outbox.deliveries);
+        while !self.app.services.outbox.deliveries.is_empty() {
+            let deliveries = std::mem::take(&mut self.app.services.outbox.deliveries);
             for (target, prepared) in &deliveries {
                 if self.postbox.has_others() {
                     self.forward(target, prepared);
@@ -139,12 +139,12 @@ impl EventLoop {
     fn claim_decided(&mut self, id: ConnectionId, key: &str, granted: bool) {
         let entry = (self.entries.get_mut(id.slot())).filter(|entry| entry.conn.id() == id);
         let Some(entry) = entry else {
-            self.app.directory.release(id, key);
+            self.app.services.directory.release(id, key);
             return;
         };
         let (route, peer) = (entry.conn.route(), entry.conn.peer());
         let (Some(route), Some(open)) = (route, entry.conn.open()) else {
-            self.app.directory.release(id, key); // closing
+            self.app.services.directory.release(id, key); // closing
             return;
         };
         let mut events = Dispatch {
@@ -170,8 +170,8 @@ impl EventLoop {
             }
             Target::RouteExcept { route, except } => {
                 // Membership changes only in `flush`, never during delivery.
-                for i in 0..self.app.hub.members(*route).len() {
-                    let key = self.app.hub.members(*route)[i];
+                for i in 0..self.app.services.hub.members(*route).len() {
+                    let key = self.app.services.hub.members(*route)[i];
                     if key != except.slot() || except.loop_index() != self.postbox.me() {
                         self.deliver(key, None, batch, now);
                     }
@@ -180,7 +180,7 @@ impl EventLoop {
             Target::Topic { topic, except } | Target::TopicHere { topic, except } => {
                 // A slow consumer's on_close may change the topic while it is served.
                 let mut receivers = std::mem::take(&mut self.scratch);
-                receivers.extend_from_slice(self.app.hub.subscribers(topic));
+                receivers.extend_from_slice(self.app.services.hub.subscribers(topic));
                 for &id in &receivers {
                     if id != *except {
                         self.deliver(id.slot(), Some(id), batch, now);

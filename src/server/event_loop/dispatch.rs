@@ -20,42 +20,31 @@ use crate::ids::ConnectionId;
 use crate::protocol::close::CloseCode;
 use crate::protocol::handshake::{http_response, without_body, HttpError, Request};
 use crate::protocol::outbound::Message;
-use crate::server::context::{Context, Current, Outbox};
-use crate::server::directory::Directory;
-use crate::server::history::History;
-use crate::server::hub::Hub;
+use crate::server::context::{Context, Current, Services};
 use crate::server::limits::Gate;
 use crate::server::metrics::{Board, Gauges, Metrics};
-use crate::server::presence::Presence;
 use crate::server::shutdown::Stop;
 use crate::server::{Publisher, ShutdownHandle};
 
 /// A probe's answer is about now: no cache may keep it.
 const NO_STORE: &str = "Cache-Control: no-store\r\n";
 
-/// What connections' events are dispatched to: the router with its handlers, the topic hub,
-/// the outbox for messages to other connections, and the loop's counters.
+/// What connections' events are dispatched to: the router with its handlers, the services
+/// callbacks reach (the topic hub, the outbox for messages to other connections, ...), and the
+/// loop's counters.
 pub(crate) struct App {
     pub(crate) router: Router,
-    pub(crate) hub: Hub,
-    pub(crate) outbox: Outbox,
+    /// The hub, the outbox, and what else callbacks may reach.
+    pub(crate) services: Services,
     pub(crate) metrics: Metrics,
     /// `GET /metrics` is served ([`Config::metrics`](crate::Config)).
     pub(crate) serve_metrics: bool,
     /// With several loops: where they leave copies of their counters, and this loop's index.
     pub(crate) board: Option<(Board, usize)>,
-    /// The server's directory of claimed keys.
-    pub(crate) directory: Arc<Directory>,
-    /// The server's history, if topics keep any.
-    pub(crate) history: Option<Arc<History>>,
-    /// The server's presence, if topics keep any.
-    pub(crate) presence: Option<Arc<Presence>>,
     /// With a cluster: the count of messages for other instances dropped.
     pub(crate) cluster_dropped: Option<Arc<AtomicU64>>,
     /// The server's stop state, shared by its loops: `/readyz` fails once it is not `No`.
     pub(crate) stop: ShutdownHandle,
-    /// With auth: the keys and rules every upgrade's token is checked with.
-    pub(crate) auth: Option<Arc<Verifier>>,
     /// With connection limits per IP or per user: the server's counts.
     pub(crate) gate: Option<Arc<Gate>>,
     /// [`Config::max_message_rate`](crate::Config::max_message_rate).
@@ -102,7 +91,7 @@ impl App {
     /// WebSockets here (`--allow-origin`, or any when none is set).
     fn metrics_reply(&self, request: &Request) -> Answer {
         let open_here: Vec<usize> = (0..self.router.routes.len())
-            .map(|route| self.hub.members(route).len())
+            .map(|route| self.services.hub.members(route).len())
             .collect();
         let (metrics, open) = match &self.board {
             Some((board, me)) => {
@@ -119,7 +108,11 @@ impl App {
         let body = metrics.render(&Gauges {
             connections: &connections,
             cluster_dropped: (self.cluster_dropped.as_ref()).map(|n| n.load(Ordering::Relaxed)),
-            history: self.history.as_ref().map(|history| history.stats()),
+            history: self
+                .services
+                .history
+                .as_ref()
+                .map(|history| history.stats()),
         });
         let allowed = &self.router.allowed_origins;
         let cors = match request.origin() {
@@ -199,13 +192,9 @@ impl Dispatch<'_> {
             backpressure,
             ..
         } = &mut self.app.router.routes[route];
-        let (hub, outbox, directory) =
-            (&mut self.app.hub, &mut self.app.outbox, &self.app.directory);
-        let history = self.app.history.as_deref();
-        let presence = self.app.presence.as_deref();
-        let auth = self.app.auth.as_deref();
+        let services = &mut self.app.services;
         let sent = &mut self.app.metrics.messages_sent;
-        let peer = self.peer;
+        let peer = &self.peer;
         let run = AssertUnwindSafe(|| {
             let mut ctx = Context {
                 id,
@@ -214,13 +203,8 @@ impl Dispatch<'_> {
                 peer,
                 out: &mut *out,
                 attached,
-                auth,
                 backpressure,
-                hub,
-                outbox,
-                directory,
-                history,
-                presence,
+                services,
                 current,
                 sent,
             };
@@ -274,7 +258,7 @@ impl ConnectionEvents for Dispatch<'_> {
         // The router calls the route's `Handler::on_upgrade`: a panic there is isolated like
         // one in any other callback, and the request answered 500.
         let (router, metrics) = (&mut self.app.router, &mut self.app.metrics);
-        let auth = self.app.auth.as_deref();
+        let auth = self.app.services.auth.as_deref();
         let authenticate = |request: &mut Request| authenticate(auth, request, metrics);
         let answer = || router.answer(request, upgrade, authenticate);
         match std::panic::catch_unwind(AssertUnwindSafe(answer)) {
@@ -388,11 +372,11 @@ impl ConnectionEvents for Dispatch<'_> {
         self.call(id, route, open, Current::None, |handler, ctx| {
             handler.on_close(ctx, code, reason)
         });
-        let topics = self.app.hub.unsubscribe_all(id);
-        if let Some(presence) = &self.app.presence {
+        let topics = self.app.services.hub.unsubscribe_all(id);
+        if let Some(presence) = &self.app.services.presence {
             presence.leave(&topics, id);
         }
-        self.app.directory.release_all(id);
+        self.app.services.directory.release_all(id);
     }
 
     fn on_drain(&mut self, id: ConnectionId, route: RouteId, open: Open<'_>) {
@@ -448,7 +432,7 @@ impl Dispatch<'_> {
         mut attached: Option<Box<Attached>>,
     ) -> Result<Option<Box<Attached>>, HttpError> {
         let identity = attached.as_ref().and_then(|a| a.identity.clone());
-        let leeway = self.app.auth.as_ref().map(|auth| auth.leeway());
+        let leeway = self.app.services.auth.as_ref().map(|auth| auth.leeway());
         let expires = identity
             .as_deref()
             .zip(leeway)

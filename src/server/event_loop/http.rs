@@ -74,8 +74,8 @@ impl Dispatch<'_> {
                 let mut ctx = HttpContext {
                     peer,
                     publisher: &self.app.publisher,
-                    outbox: &mut self.app.outbox,
-                    history: self.app.history.as_deref(),
+                    outbox: &mut self.app.services.outbox,
+                    history: self.app.services.history.as_deref(),
                 };
                 let run = AssertUnwindSafe(|| handler.on_request(&mut ctx, request, body));
                 match std::panic::catch_unwind(run) {

@@ -50,6 +50,7 @@ use crate::connection::{Connection, ConnectionConfig, RouteId};
 use crate::ids::ConnectionId;
 use crate::protocol::stamp::Stamp;
 use crate::protocol::write_queue;
+use crate::server::context::Services;
 use crate::server::limits::Gate;
 use accept::Listener;
 pub(crate) use accept::TlsSource;
@@ -251,20 +252,22 @@ impl EventLoop {
             config,
             app: App {
                 router,
-                hub: Hub::default(),
-                outbox: Outbox {
-                    spans_loops: postbox.has_others() || cluster.is_some(),
-                    ..Outbox::default()
+                services: Services {
+                    hub: Hub::default(),
+                    outbox: Outbox {
+                        spans_loops: postbox.has_others() || cluster.is_some(),
+                        ..Outbox::default()
+                    },
+                    directory,
+                    history,
+                    presence,
+                    auth,
                 },
                 metrics: Metrics::default(),
                 serve_metrics,
                 board: board.map(|board| (board, index)),
-                directory,
-                history,
-                presence,
                 cluster_dropped: cluster.as_ref().map(ClusterLink::dropped),
                 stop: stop.clone(),
-                auth,
                 gate,
                 max_message_rate,
                 publisher,
@@ -346,7 +349,7 @@ impl EventLoop {
             }
             if self.index == 0 && self.history_expire_at.is_some_and(|at| at <= now) {
                 self.history_expire_at = Some(now + TRIM_PERIOD);
-                if let Some(history) = &self.app.history {
+                if let Some(history) = &self.app.services.history {
                     history.expire();
                 }
             }
@@ -390,7 +393,9 @@ impl EventLoop {
             if let Some((board, me)) = &self.app.board {
                 let routes = self.app.router.routes.len();
                 let mut copy = self.app.metrics.clone();
-                copy.connections = (0..routes).map(|r| self.app.hub.members(r).len()).collect();
+                copy.connections = (0..routes)
+                    .map(|r| self.app.services.hub.members(r).len())
+                    .collect();
                 let mut copies = board.lock().unwrap_or_else(PoisonError::into_inner);
                 copies[*me] = copy;
             }
@@ -451,7 +456,7 @@ impl EventLoop {
         // cache: with a thousand connections a turn, waiting for the turn's end means loading
         // it all again. What it sent to others, or what waits for it already, waits for the
         // turn's flush, so that one write carries everything this turn queued.
-        let only_itself = self.app.outbox.deliveries.is_empty();
+        let only_itself = self.app.services.outbox.deliveries.is_empty();
         self.deliver_outbox(now);
         if only_itself && self.entries.get(key).is_some_and(|entry| !entry.dirty) {
             self.flush_one(key, now);
@@ -584,12 +589,12 @@ impl EventLoop {
             return;
         }
         if let Some(old) = entry.membership.take() {
-            if let Some((moved, place)) = self.app.hub.leave(old) {
+            if let Some((moved, place)) = self.app.services.hub.leave(old) {
                 self.entries[moved].membership = Some(place);
             }
         }
         if let Some(route) = wanted {
-            self.entries[key].membership = Some(self.app.hub.join(route, key));
+            self.entries[key].membership = Some(self.app.services.hub.join(route, key));
         }
     }
 
@@ -630,7 +635,6 @@ impl EventLoop {
         let Some(at) = entry.conn.next_deadline() else {
             return;
         };
-        let at = Stamp::of(at);
         if at < entry.timer_at {
             entry.timer_at = at;
             let id = entry.conn.id();

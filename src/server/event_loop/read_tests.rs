@@ -18,7 +18,7 @@ use crate::ids::ConnectionId;
 use crate::protocol::frame::{encode_header, OpCode, MAX_HEADER_LEN};
 use crate::protocol::mask::apply_mask;
 use crate::protocol::write_queue::WriteQueue;
-use crate::server::context::Outbox;
+use crate::server::context::{Outbox, Services};
 use crate::server::directory::Directory;
 use crate::server::ShutdownHandle;
 use crate::test_rng::Rng;
@@ -50,17 +50,19 @@ fn app(config: &Config) -> App {
             index_page: None,
             http_routes: Vec::new(),
         },
-        hub: Default::default(),
-        outbox: Outbox::default(),
+        services: Services {
+            hub: Default::default(),
+            outbox: Outbox::default(),
+            directory: Arc::new(Directory::new()),
+            history: None,
+            presence: None,
+            auth: None,
+        },
         metrics: Default::default(),
         serve_metrics: false,
         board: None,
-        directory: Arc::new(Directory::new()),
-        history: None,
-        presence: None,
         cluster_dropped: None,
         stop: ShutdownHandle::new(Arc::new([])),
-        auth: None,
         gate: None,
         max_message_rate: None,
         publisher: crate::server::Publisher::new(Arc::new([]), None, None),

@@ -162,6 +162,7 @@ impl<'a> Context<'a> {
     /// Sends the message being handled back to this connection with its opcode. A large
     /// message gathered from fragments or several reads is queued without being copied.
     /// Outside `on_message` there is no such message: [`SendStatus::Dropped`].
+    #[inline]
     pub fn echo(&mut self) -> SendStatus {
         match self.current {
             Current::None => SendStatus::Dropped,

@@ -347,7 +347,8 @@ impl Outbound {
     #[inline]
     pub fn send(&mut self, message: Message<'_>) -> bool {
         // A server's message under 126 bytes without compression, the most common, is queued
-        // here in the caller; anything else out of line.
+        // here in the caller; anything else out of line. No extras: a server's endpoint that
+        // agreed no permessage-deflate (a client's always holds its masking keys there).
         if self.extras.is_none() && self.is_open() {
             let payload = message.as_bytes();
             if let Some(header) = short_header(false, message.opcode(), payload.len()) {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::close::{close_body, CloseCode};
 use super::deflate::DeflateParams;
 use super::error::ProtocolError;
-use super::frame::{Decoded, FrameDecoder, Role, Step};
+use super::frame::{take_short_masked_frame, Decoded, FrameDecoder, OpCode, Role, Step};
 use super::message::{DataKind, MessageAssembler};
 use super::outbound::{MaskKeys, Message, Outbound};
 use super::stamp::Stamp;
@@ -291,6 +291,34 @@ impl Endpoint {
         let mut pos = 0;
         while self.reads_frames() && !(stop_after_message && reported.get()) {
             let delivers = self.delivers();
+            if self.reader.is_none() && delivers {
+                if pos == input.len() {
+                    return pos; // the end of a read, between messages
+                }
+                // Between messages, the frame a client sends most needs no reader: a whole
+                // message in one short frame (see `take_short_masked_frame`).
+                let max_len = self.config.max_frame_size.min(self.config.max_message_size);
+                let role = self.out.role();
+                if let Some((used, header, payload)) =
+                    take_short_masked_frame(&mut input[pos..], role, max_len)
+                {
+                    pos += used;
+                    let message = match header.opcode {
+                        OpCode::Text => match super::utf8::text(payload) {
+                            Ok(text) => Message::Text(text),
+                            Err(_) => {
+                                self.fail(ProtocolError::InvalidUtf8, &mut on_event);
+                                break;
+                            }
+                        },
+                        _ => Message::Binary(payload),
+                    };
+                    let gathered = None;
+                    on_event(&mut self.out, Event::Message { message, gathered });
+                    after_send(&mut self.out, &mut self.phase, &mut on_event);
+                    continue;
+                }
+            }
             let reader = self.reader.get_or_insert_with(|| {
                 Reader::new(self.out.role(), &self.config, self.out.deflates())
             });

@@ -387,6 +387,32 @@ fn parse_header(
     Ok(Some((header, 2 + len_bytes + mask_len)))
 }
 
+/// A whole frame at the front of `input` of the kind [`parse_short_masked_header`] recognises,
+/// read without a [`FrameDecoder`]: between messages a decoder holds no state, and a final
+/// frame under 126 bytes leaves none behind. The payload is unmasked in place (§5.3). Returns
+/// the bytes the frame spans, its header and its payload. `None`, with `input` untouched, for
+/// any other frame, for one longer than `max_len` (the smaller of the frame and message
+/// limits, so that refusing it is left to the decoder) and for one not wholly in `input`.
+#[inline(always)]
+pub(crate) fn take_short_masked_frame(
+    input: &mut [u8],
+    role: Role,
+    max_len: u64,
+) -> Option<(usize, FrameHeader, &mut [u8])> {
+    let limits = Limits {
+        role,
+        max_frame_size: max_len,
+        max_compressed_frame: None,
+        continuing_compressed: false,
+    };
+    let head = &input[..input.len().min(MAX_HEADER_LEN)];
+    let (header, header_len) = parse_short_masked_header(head, limits)?;
+    let end = header_len + header.payload_len as usize;
+    let payload = input.get_mut(header_len..end)?;
+    apply_mask(payload, header.mask?, 0);
+    Some((end, header, payload))
+}
+
 /// The header a client sends most, parsed in one test of its first two bytes: FIN, no RSV
 /// bit, a text or binary opcode, the mask bit, a 7-bit length under 126 (§5.2), then the
 /// masking key. `None` for anything else, a frame the limits refuse included:

@@ -249,6 +249,10 @@ fn between_messages_an_endpoint_lets_go_of_its_reader() {
     let now = Instant::now();
     let mut server = Side::new(Role::Server, &config(), now);
     server.receive(&client_frame(true, OpCode::Text, b"one"), now);
+    assert!(
+        server.endpoint.reader.is_none(),
+        "a whole short message is read without one"
+    );
     server.endpoint.release_idle_buffers();
     assert!(server.endpoint.reader.is_none(), "idle: no reader");
     // Cut anywhere, this holds part of a header, a frame or a message across the batch.

@@ -189,6 +189,27 @@ pub(crate) struct Connection {
     http_only: bool,
 }
 
+/// Where a connection stands, as the loop needs it after each write (see
+/// [`Connection::standing`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Standing {
+    /// The route serving it while it is open and accepts messages.
+    pub(crate) route: Option<RouteId>,
+    /// Bytes waiting to be written.
+    pub(crate) buffered: usize,
+    /// The loop should drop the socket.
+    pub(crate) closed: bool,
+}
+
+impl Standing {
+    /// Whether the loop should read from the socket: not when closed, and not while the peer
+    /// leaves more than `high_watermark` unread (backpressure: stop reading from a peer that
+    /// does not read what it is sent).
+    pub(crate) fn wants_read(&self, high_watermark: usize) -> bool {
+        !self.closed && self.buffered <= high_watermark
+    }
+}
+
 /// Passes an open endpoint's events to the loop's [`ConnectionEvents`].
 fn report<'e, E: ConnectionEvents>(
     events: &'e mut E,
@@ -305,28 +326,37 @@ impl Connection {
             } => ws.receive_in_place(read, now, &mut report(events, self.id, *route, attached)),
             _ => None,
         };
-        self.settle(now, config);
+        if done.is_some() {
+            self.settle(now, config);
+        }
         done
     }
 
-    /// Moves an open connection whose endpoint left the open phase to `Closing`.
+    /// Moves an open connection whose endpoint left the open phase to `Closing`. Called after
+    /// every read: the check is inlined into the caller, the move is not.
+    #[inline]
     fn settle(&mut self, now: Instant, config: &ConnectionConfig) {
         if matches!(&self.state, State::Open { ws, .. } if ws.phase() != Phase::Open) {
-            let State::Open {
-                ws,
-                route,
-                attached,
-            } = std::mem::replace(&mut self.state, State::Closed)
-            else {
-                unreachable!("matched above");
-            };
-            self.state = State::Closing {
-                ws,
-                route,
-                deadline: Stamp::of(now + config.close_timeout),
-                attached,
-            };
+            self.start_closing(now, config);
         }
+    }
+
+    #[inline(never)]
+    fn start_closing(&mut self, now: Instant, config: &ConnectionConfig) {
+        let State::Open {
+            ws,
+            route,
+            attached,
+        } = std::mem::replace(&mut self.state, State::Closed)
+        else {
+            unreachable!("called on an open connection");
+        };
+        self.state = State::Closing {
+            ws,
+            route,
+            deadline: Stamp::of(now + config.close_timeout),
+            attached,
+        };
     }
 
     /// The read batch is over: let go of buffers an idle connection need not hold.
@@ -568,14 +598,27 @@ impl Connection {
         }
     }
 
+    /// What the loop asks of a connection after every write, in one look at its state.
+    #[inline]
+    pub(crate) fn standing(&self) -> Standing {
+        let (route, buffered) = match &self.state {
+            State::Open { ws, route, .. } => (Some(*route), ws.buffered()),
+            State::Closing { ws, .. } => (None, ws.buffered()),
+            State::Replying { queue, .. } => (None, queue.len()),
+            State::Http(exchange) => (None, exchange.queue.len()),
+            State::New { .. } | State::Handshaking { .. } | State::Closed => (None, 0),
+        };
+        let closed = matches!(self.state, State::Closed);
+        Standing {
+            route,
+            buffered,
+            closed,
+        }
+    }
+
     /// Bytes waiting to be written.
     pub(crate) fn buffered(&self) -> usize {
-        match &self.state {
-            State::Open { ws, .. } | State::Closing { ws, .. } => ws.buffered(),
-            State::Replying { queue, .. } => queue.len(),
-            State::Http(exchange) => exchange.queue.len(),
-            _ => 0,
-        }
+        self.standing().buffered
     }
 
     /// The queue the loop writes out, if any.
@@ -588,11 +631,9 @@ impl Connection {
         }
     }
 
-    /// Whether the loop should read from the socket: not when closed, and not while the peer
-    /// leaves more than `high_watermark` unread (backpressure: stop reading from a peer that
-    /// does not read what it is sent).
+    /// Whether the loop should read from the socket (see [`Standing::wants_read`]).
     pub(crate) fn wants_read(&self, high_watermark: usize) -> bool {
-        !self.is_closed() && self.buffered() <= high_watermark
+        self.standing().wants_read(high_watermark)
     }
 
     /// Whether the last bytes have been handed to the socket and its write side should now be
@@ -629,10 +670,7 @@ impl Connection {
 
     /// The route serving this connection while it is open and accepts messages.
     pub(crate) fn route(&self) -> Option<RouteId> {
-        match &self.state {
-            State::Open { route, .. } => Some(*route),
-            _ => None,
-        }
+        self.standing().route
     }
 
     /// The sending half, while the connection is open and accepts messages.

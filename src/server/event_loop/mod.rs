@@ -15,7 +15,7 @@ use std::io::{self, ErrorKind};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::info;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -25,6 +25,7 @@ mod app_timers;
 mod delivery;
 mod dispatch;
 mod drain;
+mod flush;
 mod http;
 mod read;
 #[cfg(test)]
@@ -39,7 +40,7 @@ use super::hub::{Hub, Membership};
 use super::mailbox::Postbox;
 use super::metrics::{Board, Metrics};
 use super::presence::Presence;
-use super::timers::{Deadline, Timers};
+use super::timers::Timers;
 use super::transport::Transport;
 use super::{Publisher, ShutdownHandle};
 use crate::app::Router;
@@ -499,148 +500,6 @@ impl EventLoop {
             self.mark_dirty(key);
         }
     }
-
-    /// Writes out every connection touched this turn and brings its registration, hub
-    /// membership and deadline up to date; drops the closed ones.
-    fn flush(&mut self, now: Instant) {
-        while let Some(key) = self.dirty.pop() {
-            self.flush_one(key, now);
-        }
-    }
-
-    /// Writes out one connection and brings its registration, hub membership and deadline up
-    /// to date; drops it if it is closed.
-    fn flush_one(&mut self, key: usize, now: Instant) {
-        let Some(entry) = self.entries.get_mut(key) else {
-            return;
-        };
-        entry.dirty = false;
-        // Above the high watermark before the write: sends reported Backpressured.
-        if entry.conn.buffered() > high_watermark(&self.app.router, entry.conn.route()) {
-            entry.backpressured = true;
-        }
-        let Entry {
-            conn, transport, ..
-        } = &mut *entry;
-        if transport.wants_write(conn.buffered()) {
-            match transport.flush(conn.queue()) {
-                Ok(sent) => self.app.metrics.bytes_sent += sent as u64,
-                Err(e) => {
-                    let mut events = Dispatch {
-                        app: &mut self.app,
-                        peer: entry.conn.peer(),
-                        now,
-                        input: None,
-                    };
-                    entry.conn.on_io_error(&e, &mut events);
-                    self.deliver_outbox(now);
-                }
-            }
-        }
-        let Some(entry) = self.entries.get_mut(key) else {
-            return;
-        };
-        entry.conn.after_flush();
-        if entry.conn.wants_write_shutdown() {
-            entry.transport.shutdown();
-        }
-        self.after_drain(key, now);
-        self.update_membership(key);
-        if self.entries[key].conn.is_closed() {
-            let mut entry = self.entries.remove(key);
-            // Last chance for what waits inside the transport (TLS records, close_notify).
-            entry.transport.shutdown();
-            let _ = self.poll.registry().deregister(entry.transport.socket());
-            self.app.publisher.count(self.index, self.entries.len());
-            return;
-        }
-        self.update_interest(key);
-        self.schedule(key);
-    }
-
-    /// Tells the handler of a connection that went above its high watermark (see `flush`) once
-    /// it falls to its low watermark.
-    fn after_drain(&mut self, key: usize, now: Instant) {
-        let entry = &mut self.entries[key];
-        let Some(policy) = self.app.router.backpressure(entry.conn.route()) else {
-            entry.backpressured = false;
-            return;
-        };
-        if entry.backpressured && entry.conn.buffered() <= policy.low_watermark {
-            entry.backpressured = false;
-            let mut events = Dispatch {
-                app: &mut self.app,
-                peer: entry.conn.peer(),
-                now,
-                input: None,
-            };
-            entry.conn.on_drain(now, &self.conn_config, &mut events);
-            self.deliver_outbox(now);
-            self.mark_dirty(key);
-        }
-    }
-
-    /// Puts a connection in its route's member list while it is open and accepts messages,
-    /// and takes it out otherwise.
-    fn update_membership(&mut self, key: usize) {
-        let entry = &mut self.entries[key];
-        let wanted = entry.conn.route();
-        if entry.membership.map(Membership::route) == wanted {
-            return;
-        }
-        if let Some(old) = entry.membership.take() {
-            if let Some((moved, place)) = self.app.services.hub.leave(old) {
-                self.entries[moved].membership = Some(place);
-            }
-        }
-        if let Some(route) = wanted {
-            self.entries[key].membership = Some(self.app.services.hub.join(route, key));
-        }
-    }
-
-    /// Registers what the connection's state asks for: readable unless reading is paused,
-    /// writable only while bytes wait.
-    fn update_interest(&mut self, key: usize) {
-        let entry = &mut self.entries[key];
-        let wants_read = entry
-            .conn
-            .wants_read(high_watermark(&self.app.router, entry.conn.route()));
-        let wants_write = entry.transport.wants_write(entry.conn.buffered());
-        let interest = match (wants_read, wants_write) {
-            (_, false) => Interest::READABLE,
-            (true, true) => Interest::READABLE | Interest::WRITABLE,
-            (false, true) => Interest::WRITABLE,
-        };
-        if interest != entry.interest {
-            if let Err(e) =
-                self.poll
-                    .registry()
-                    .reregister(entry.transport.socket(), Token(key), interest)
-            {
-                warn!("{} reregister failed: {e}", entry.conn.peer());
-            }
-            entry.interest = interest;
-        }
-        // Input may have arrived while reading was paused: no new edge will announce it.
-        if !interest.is_readable() {
-            entry.read_paused = true;
-        } else if entry.read_paused {
-            entry.read_paused = false;
-            self.read_again(key);
-        }
-    }
-
-    fn schedule(&mut self, key: usize) {
-        let entry = &mut self.entries[key];
-        let Some(at) = entry.conn.next_deadline() else {
-            return;
-        };
-        if at < entry.timer_at {
-            entry.timer_at = at;
-            let id = entry.conn.id();
-            self.timers.schedule(Deadline { at, id });
-        }
-    }
 }
 
 /// The queue size past which a connection is not read: its route's high watermark.
@@ -669,7 +528,7 @@ mod tests {
     #[test]
     fn an_idle_connection_fits_in_its_slab_entry() {
         let entry = std::mem::size_of::<super::Entry>();
-        let timer = std::mem::size_of::<super::Deadline>();
+        let timer = std::mem::size_of::<crate::server::timers::Deadline>();
         assert!(entry + timer <= 208, "entry {entry} B + timer {timer} B");
     }
 }

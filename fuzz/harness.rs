@@ -1176,7 +1176,7 @@ pub fn close_frame(data: &[u8]) {
             assert_eq!(*code, u16::from_be_bytes([*hi, *lo]));
             assert!(!CloseCode(*code).is_sendable());
         }
-        ([hi, lo, rest @ ..], Err(ProtocolError::InvalidUtf8)) => {
+        ([hi, lo, rest @ ..], Err(ProtocolError::InvalidCloseReason)) => {
             assert!(CloseCode(u16::from_be_bytes([*hi, *lo])).is_sendable());
             assert!(std::str::from_utf8(rest).is_err());
         }

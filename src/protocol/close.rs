@@ -57,7 +57,8 @@ pub fn parse_close_body(body: &[u8]) -> Result<(CloseCode, &str), ProtocolError>
             if !code.is_sendable() {
                 return Err(ProtocolError::InvalidCloseCode(code.0));
             }
-            let reason = std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
+            let reason =
+                std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidCloseReason)?;
             Ok((code, reason))
         }
     }
@@ -109,7 +110,7 @@ mod tests {
         );
         assert_eq!(
             parse_close_body(&[0x03, 0xE8, 0xFF]),
-            Err(ProtocolError::InvalidUtf8)
+            Err(ProtocolError::InvalidCloseReason)
         );
     }
 

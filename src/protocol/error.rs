@@ -27,8 +27,10 @@ pub enum ProtocolError {
     UnexpectedContinuation,
     /// A new text or binary frame while a fragmented message is still open (§5.4).
     ExpectedContinuation,
-    /// A text message, or a close reason, that is not UTF-8 (§8.1).
+    /// A text message that is not UTF-8 (§8.1).
     InvalidUtf8,
+    /// A close frame whose reason is not UTF-8 (§5.5.1).
+    InvalidCloseReason,
     /// A close frame whose body is one byte (§5.5.1).
     CloseBodyTooShort,
     /// A close code that may not be sent on the wire (§7.4).
@@ -48,7 +50,9 @@ impl ProtocolError {
     /// The close code the endpoint sends when it fails the connection for this error.
     pub fn close_code(self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
+                CloseCode::INVALID_PAYLOAD
+            }
             ProtocolError::FrameTooBig(_)
             | ProtocolError::MessageTooBig(_)
             | ProtocolError::CompressedTooBig(_) => CloseCode::MESSAGE_TOO_BIG,
@@ -72,6 +76,7 @@ impl fmt::Display for ProtocolError {
                 f.write_str("new message inside a fragmented one")
             }
             ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8 in text"),
+            ProtocolError::InvalidCloseReason => f.write_str("close reason is not UTF-8"),
             ProtocolError::CloseBodyTooShort => f.write_str("close frame with a 1-byte body"),
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
             ProtocolError::FrameTooBig(n) => write!(f, "frame of {n} bytes over the limit"),

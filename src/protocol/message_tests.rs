@@ -163,7 +163,7 @@ fn close_body_rules() {
     let bad_reason = frame(true, OpCode::Close, &[0x03, 0xE8, 0xC0]);
     assert_eq!(
         every_split(&bad_reason, 100).1,
-        Some(ProtocolError::InvalidUtf8)
+        Some(ProtocolError::InvalidCloseReason)
     );
     let empty = frame(true, OpCode::Close, &[]);
     assert_eq!(

@@ -239,7 +239,7 @@ fn other_violations_fail_with_their_codes() {
         ),
         (
             client_frame(true, OpCode::Close, b"\x03\xe8\xff"),
-            ProtocolError::InvalidUtf8,
+            ProtocolError::InvalidCloseReason,
         ),
     ];
     for (bytes, error) in cases {

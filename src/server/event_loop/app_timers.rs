@@ -55,12 +55,7 @@ impl EventLoop {
             let (Some(route), Some(open)) = (route, entry.conn.open()) else {
                 continue;
             };
-            let mut events = Dispatch {
-                app: &mut self.app,
-                peer,
-                now,
-                input: None,
-            };
+            let mut events = Dispatch::new(&mut self.app, peer, now);
             events.call(id, route, open, Current::None, |handler, ctx| {
                 handler.on_timer(ctx, token)
             });

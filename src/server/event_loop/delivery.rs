@@ -102,12 +102,7 @@ impl EventLoop {
     /// its callbacks (a [`Publisher`](crate::Publisher), the HTTP API).
     fn close_by_server(&mut self, key: usize, code: CloseCode, reason: &str, now: Instant) {
         let entry = &mut self.entries[key];
-        let mut events = Dispatch {
-            app: &mut self.app,
-            peer: entry.conn.peer(),
-            now,
-            input: None,
-        };
+        let mut events = Dispatch::new(&mut self.app, entry.conn.peer(), now);
         entry
             .conn
             .close(now, &self.conn_config, (code, reason), &mut events);
@@ -158,12 +153,7 @@ impl EventLoop {
             self.app.services.directory.release(id, key); // closing
             return;
         };
-        let mut events = Dispatch {
-            app: &mut self.app,
-            peer,
-            now: Instant::now(),
-            input: None,
-        };
+        let mut events = Dispatch::new(&mut self.app, peer, Instant::now());
         events.call(id, route, open, Current::None, |handler, ctx| {
             handler.on_claim(ctx, key, granted)
         });
@@ -222,12 +212,7 @@ impl EventLoop {
         let Some(policy) = self.app.router.backpressure(conn.route()).copied() else {
             return; // not open
         };
-        let mut events = Dispatch {
-            app: &mut self.app,
-            peer: conn.peer(),
-            now,
-            input: None,
-        };
+        let mut events = Dispatch::new(&mut self.app, conn.peer(), now);
         for prepared in batch {
             let len = prepared.frame_len();
             if conn.buffered() + len > policy.max_buffered {

@@ -168,6 +168,18 @@ impl InputBuffer {
     }
 }
 
+impl<'a> Dispatch<'a> {
+    /// The events of one connection (`peer`) at `now`, outside a read (no input buffer).
+    pub(super) fn new(app: &'a mut App, peer: SocketAddr, now: Instant) -> Self {
+        Dispatch {
+            app,
+            peer,
+            now,
+            input: None,
+        }
+    }
+}
+
 impl Dispatch<'_> {
     /// Runs a callback of the route's handler with a fresh context.
     ///

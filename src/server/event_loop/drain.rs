@@ -191,12 +191,7 @@ impl EventLoop {
     /// flushes it this turn.
     fn close_one(&mut self, key: usize, now: Instant, close: (CloseCode, &str)) {
         let entry = &mut self.entries[key];
-        let mut events = Dispatch {
-            app: &mut self.app,
-            peer: entry.conn.peer(),
-            now,
-            input: None,
-        };
+        let mut events = Dispatch::new(&mut self.app, entry.conn.peer(), now);
         entry
             .conn
             .on_shutdown(now, &self.conn_config, close, &mut events);

@@ -43,12 +43,7 @@ impl EventLoop {
             match transport.flush(conn.queue()) {
                 Ok(sent) => self.app.metrics.bytes_sent += sent as u64,
                 Err(e) => {
-                    let mut events = Dispatch {
-                        app: &mut self.app,
-                        peer: entry.conn.peer(),
-                        now,
-                        input: None,
-                    };
+                    let mut events = Dispatch::new(&mut self.app, entry.conn.peer(), now);
                     entry.conn.on_io_error(&e, &mut events);
                     self.deliver_outbox(now);
                 }
@@ -94,12 +89,7 @@ impl EventLoop {
             return false;
         }
         entry.backpressured = false;
-        let mut events = Dispatch {
-            app: &mut self.app,
-            peer: entry.conn.peer(),
-            now,
-            input: None,
-        };
+        let mut events = Dispatch::new(&mut self.app, entry.conn.peer(), now);
         entry.conn.on_drain(now, &self.conn_config, &mut events);
         self.deliver_outbox(now);
         self.mark_dirty(key);

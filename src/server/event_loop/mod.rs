@@ -429,12 +429,7 @@ impl EventLoop {
             return;
         };
         let high_watermark = high_watermark(&self.app.router, entry.conn.route());
-        let mut events = Dispatch {
-            app: &mut self.app,
-            peer: entry.conn.peer(),
-            now,
-            input: None,
-        };
+        let mut events = Dispatch::new(&mut self.app, entry.conn.peer(), now);
         let end = read_batch(
             &mut entry.conn,
             &mut entry.transport,
@@ -477,12 +472,7 @@ impl EventLoop {
             }
             entry.timer_at = Stamp::NEVER;
             if entry.transport.is_established() {
-                let mut events = Dispatch {
-                    app: &mut self.app,
-                    peer: entry.conn.peer(),
-                    now,
-                    input: None,
-                };
+                let mut events = Dispatch::new(&mut self.app, entry.conn.peer(), now);
                 entry.conn.on_timeout(now, &self.conn_config, &mut events);
             } else {
                 // A TLS handshake unfinished at the handshake deadline: no reply can reach

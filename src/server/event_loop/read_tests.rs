@@ -187,12 +187,7 @@ fn fixture() -> (ConnectionConfig, App, Connection, Instant) {
 /// The replies to `stream` given in one piece, then the end.
 fn replies_to_one_read(stream: &[u8]) -> Vec<u8> {
     let (conn_config, mut app, mut conn, now) = fixture();
-    let mut events = Dispatch {
-        peer: conn.peer(),
-        now,
-        app: &mut app,
-        input: None,
-    };
+    let mut events = Dispatch::new(&mut app, conn.peer(), now);
     conn.receive(&mut stream.to_vec(), now, &conn_config, &mut events);
     conn.on_eof(now, &conn_config, &mut events);
     let mut replies = Vec::new();
@@ -208,12 +203,7 @@ fn replies_to_one_read(stream: &[u8]) -> Vec<u8> {
 fn replies_through_the_read_path(stream: &[u8], rng: &mut Rng) -> Vec<u8> {
     let (conn_config, mut app, mut conn, now) = fixture();
     let high_watermark = Backpressure::new(Config::default().max_buffered).high_watermark;
-    let mut events = Dispatch {
-        peer: conn.peer(),
-        now,
-        app: &mut app,
-        input: None,
-    };
+    let mut events = Dispatch::new(&mut app, conn.peer(), now);
     let mut read_buffer = vec![0u8; 64 * 1024];
     let mut socket = ScriptedSocket {
         stream,
